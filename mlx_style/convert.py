@@ -1,0 +1,85 @@
+"""Convert ImageNet VGG weights for the loss network: ``python scripts/convert_vgg.py``.
+
+By default downloads torchvision's VGG16 from the Hugging Face Hub (``timm/vgg16.tv_in1k``, pinned revision,
+sha256 checked), converts the convolutions to MLX layout and writes ``weights/vgg16.safetensors`` with its
+preprocessing and recommended loss weights. ``--from FILE`` converts a local torchvision/timm-format
+``.safetensors`` or ``.npz`` (``.pth`` when torch is installed) offline.
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from dataclasses import dataclass
+from pathlib import Path
+
+from mlx_style.hub import VGG_SOURCES, DownloadError, download
+from mlx_style.image import PREPROCESSING
+from mlx_style.model_io import convert_vgg_state, read_state_dict, save_vgg
+from mlx_style.weights import WeightFileError, file_sha256
+
+
+@dataclass
+class ConvertConfig:
+    arch: str = "vgg16"  # the report's loss network; vgg19 for Gatys' layers
+    source: str | None = None  # a local checkpoint; None downloads torchvision's weights
+    preprocess: str | None = None  # None: the source file's metadata says, else torchvision
+    out: str | None = None  # None: weights/<arch>.safetensors
+
+
+def preprocess_from_metadata(meta: dict[str, str]) -> str | None:
+    """Read the preprocessing a checkpoint declares (e.g. ``"caffe: BGR, 0-255 …"``), if any."""
+    for key in ("preprocess", "preprocessing"):
+        value = meta.get(key, "").strip().lower()
+        for mode in PREPROCESSING:
+            if value.startswith(mode):
+                return mode
+    return None
+
+
+def convert(config: ConvertConfig) -> Path:
+    """Convert and write the weights; returns the path written. Nothing is written on any error."""
+    if config.source is None:
+        path = download(VGG_SOURCES[config.arch])
+        source = f"hf://{VGG_SOURCES[config.arch].repo_id}@{VGG_SOURCES[config.arch].revision}"
+    else:
+        path = Path(config.source)
+        source = f"{path.name} sha256:{file_sha256(path)}" if path.exists() else str(path)
+    state, meta = read_state_dict(path)
+    preprocess = config.preprocess or preprocess_from_metadata(meta) or "torchvision"
+    arrays = convert_vgg_state(state, config.arch)
+    out = Path(config.out or f"weights/{config.arch}.safetensors")
+    return save_vgg(out, arrays, config.arch, preprocess, source)
+
+
+def build_parser() -> argparse.ArgumentParser:
+    d = ConvertConfig()
+    p = argparse.ArgumentParser(prog="convert_vgg", description=__doc__.splitlines()[0])
+    p.add_argument("--arch", choices=("vgg16", "vgg19"), default=d.arch)
+    p.add_argument("--from", dest="source", metavar="FILE", default=d.source,
+                   help="local torchvision/timm-format .safetensors, .npz or .pth (offline)")
+    p.add_argument("--preprocess", choices=PREPROCESSING, default=d.preprocess,
+                   help="what the weights expect (default: from the file's metadata, else torchvision)")
+    p.add_argument("--out", default=d.out, help="output path (default: weights/<arch>.safetensors)")
+    return p
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    config = ConvertConfig(arch=args.arch, source=args.source, preprocess=args.preprocess, out=args.out)
+    try:
+        out = convert(config)
+    except (DownloadError, WeightFileError) as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 1
+    from mlx_style.weights import load_weights
+
+    _, meta = load_weights(out)
+    size_mb = out.stat().st_size / 1e6
+    print(f"wrote {out} ({size_mb:.1f} MB): {config.arch}, preprocess={meta['preprocess']}, "
+          f"recommended loss weights {meta['recommended_loss_weights']}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

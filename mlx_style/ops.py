@@ -1,0 +1,118 @@
+"""Building blocks written directly on MLX arrays: padding, normalisation, upsampling, convolution.
+
+All arrays are NHWC. Each function is pure and differentiable; modules in ``transformer`` and ``vgg`` compose
+them. The convolution goes through ``mlx_style.conv.conv2d`` when that module is present, which picks the
+fastest equivalent strategy for the layer shape on the current device.
+"""
+
+from __future__ import annotations
+
+import math
+
+import mlx.core as mx
+import mlx.nn as nn
+
+
+
+def reflect_pad(x: mx.array, pad: int) -> mx.array:
+    """Reflection padding of the two spatial axes by ``pad`` (torch's ``ReflectionPad2d``)."""
+    if pad == 0:
+        return x
+    return mx.pad(x, ((0, 0), (pad, pad), (pad, pad), (0, 0)), mode="reflect")
+
+
+def same_pad_amounts(size: int, kernel: int, stride: int) -> tuple[int, int]:
+    """TensorFlow's 'SAME' padding for one axis: the extra pixel goes after (bottom/right)."""
+    out = math.ceil(size / stride)
+    total = max((out - 1) * stride + kernel - size, 0)
+    return total // 2, total - total // 2
+
+
+def same_pad(x: mx.array, kernel: int, stride: int) -> mx.array:
+    """Zero padding that makes a valid convolution equal TF's ``padding='SAME'``."""
+    _, H, W, _ = x.shape
+    ph, pw = same_pad_amounts(H, kernel, stride), same_pad_amounts(W, kernel, stride)
+    if ph == (0, 0) and pw == (0, 0):
+        return x
+    return mx.pad(x, ((0, 0), ph, pw, (0, 0)))
+
+
+def upsample_nearest(x: mx.array, scale: int = 2) -> mx.array:
+    """Nearest-neighbour upsampling by an integer factor (torch's ``interpolate(mode='nearest')``)."""
+    B, H, W, C = x.shape
+    x = mx.broadcast_to(x[:, :, None, :, None, :], (B, H, scale, W, scale, C))
+    return x.reshape(B, H * scale, W * scale, C)
+
+
+def instance_norm(x: mx.array, weight: mx.array | None, bias: mx.array | None, eps: float) -> mx.array:
+    """Normalise each image's channels over H and W (biased variance, as torch and TF do), then scale and shift."""
+    mean = mx.mean(x, axis=(1, 2), keepdims=True)
+    var = mx.var(x, axis=(1, 2), keepdims=True)
+    y = (x - mean) * mx.rsqrt(var + eps)
+    if weight is not None:
+        y = y * weight + bias
+    return y
+
+
+def conv2d(x: mx.array, weight: mx.array, stride: int = 1) -> mx.array:
+    """Valid convolution of NHWC ``x`` with an OHWI ``weight``."""
+    return mx.conv2d(x, weight, stride=stride)
+
+
+class Conv2d(nn.Module):
+    """A convolution with zero padding, OHWI weight, optional bias; same parameter names as ``nn.Conv2d``.
+
+    Shape:
+        - Input: ``(B, H, W, in_channels)``
+        - Output: ``(B, (H + 2·padding − k) // stride + 1, …, out_channels)``
+    """
+
+    def __init__(self, in_channels: int, out_channels: int, kernel_size: int, stride: int = 1,
+                 padding: int = 0, bias: bool = True):
+        super().__init__()
+        scale = math.sqrt(1.0 / (in_channels * kernel_size * kernel_size))
+        self.weight = mx.random.uniform(-scale, scale, (out_channels, kernel_size, kernel_size, in_channels))
+        if bias:
+            self.bias = mx.random.uniform(-scale, scale, (out_channels,))
+        self.stride = stride
+        self.padding = padding
+
+    def __call__(self, x: mx.array) -> mx.array:
+        if self.padding:
+            p = self.padding
+            x = mx.pad(x, ((0, 0), (p, p), (p, p), (0, 0)))
+        y = conv2d(x, self.weight, stride=self.stride)
+        if "bias" in self:
+            y = y + self.bias
+        return y
+
+
+class ConvTranspose2d(nn.Module):
+    """Transposed convolution, weight ``(out, kH, kW, in)``; ``align='torch'`` or ``'tf_same'`` for the crop.
+
+    ``torch``: torch's ``ConvTranspose2d(padding=k//2, output_padding=stride-1)``, output ``stride·H``.
+    ``tf_same``: TF's ``conv2d_transpose(padding='SAME')``, which keeps the first ``stride·H`` rows and columns
+    of the full ``(H−1)·stride + k`` output.
+    """
+
+    def __init__(self, in_channels: int, out_channels: int, kernel_size: int, stride: int,
+                 bias: bool = True, align: str = "torch"):
+        super().__init__()
+        if align not in ("torch", "tf_same"):
+            raise ValueError(f"[ConvTranspose2d] align must be 'torch' or 'tf_same', got {align!r}")
+        scale = math.sqrt(1.0 / (in_channels * kernel_size * kernel_size))
+        self.weight = mx.random.uniform(-scale, scale, (out_channels, kernel_size, kernel_size, in_channels))
+        if bias:
+            self.bias = mx.random.uniform(-scale, scale, (out_channels,))
+        self.stride = stride
+        self.align = align
+
+    def __call__(self, x: mx.array) -> mx.array:
+        _, H, W, _ = x.shape
+        s = self.stride
+        y = mx.conv_transpose2d(x, self.weight, stride=s)
+        start = self.weight.shape[1] // 2 if self.align == "torch" else 0
+        y = y[:, start:start + s * H, start:start + s * W, :]
+        if "bias" in self:
+            y = y + self.bias
+        return y

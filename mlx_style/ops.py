@@ -46,9 +46,11 @@ def upsample_nearest(x: mx.array, scale: int = 2) -> mx.array:
 
 def instance_norm(x: mx.array, weight: mx.array | None, bias: mx.array | None, eps: float) -> mx.array:
     """Normalise each image's channels over H and W (biased variance, as torch and TF do), then scale and shift."""
-    mean = mx.mean(x, axis=(1, 2), keepdims=True)
-    var = mx.var(x, axis=(1, 2), keepdims=True)
-    y = (x - mean) * mx.rsqrt(var + eps)
+    # Statistics in float32: in float16 the variance of 0–255-scale activations overflows (inf, then NaN).
+    xf = x.astype(mx.float32) if x.dtype in (mx.float16, mx.bfloat16) else x
+    mean = mx.mean(xf, axis=(1, 2), keepdims=True)
+    var = mx.var(xf, axis=(1, 2), keepdims=True)
+    y = ((xf - mean) * mx.rsqrt(var + eps)).astype(x.dtype)
     if weight is not None:
         y = y * weight + bias
     return y

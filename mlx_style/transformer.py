@@ -7,7 +7,8 @@ pytorch/examples' ``TransformerNet`` (``conv1.conv2d.weight``, ``in1.weight``, `
 so converting its checkpoints is a layout change only.
 
 ``TransformerConfig.fst()`` describes Engstrom's fast-style-transfer network (TF): zero 'SAME' padding, no conv
-bias, transposed convs with TF's alignment, instance-norm eps 1e-3 and output ``tanh(x)·150 + 127.5``.
+bias, transposed convs with TF's alignment, instance-norm eps 1e-3, an instance norm after the output conv too
+(``in6``) and output ``tanh(x)·150 + 127.5``.
 
 Pixels are RGB in 0–255, in and out (see ``mlx_style.image``). Any height and width work: the input is padded to
 a multiple of 4 (and at least 8) inside and the output cropped back.
@@ -45,6 +46,7 @@ class TransformerConfig:
     output: str = "linear"  # "linear" as pytorch/examples; "tanh" maps to tanh(x)·150 + 127.5 (Johnson, Engstrom)
     width: int = 32  # channels after the first conv; 64 and 128 follow. 16 gives the light network
     num_residual: int = 5  # residual blocks at 1/4 resolution
+    final_norm: bool = False  # Engstrom's nets also instance-normalise the output conv ("in6") before the tanh
 
     def __post_init__(self):
         checks = (("norm", NORMS), ("upsample", UPSAMPLES), ("padding", PADDINGS), ("output", OUTPUTS))
@@ -58,7 +60,7 @@ class TransformerConfig:
     def fst(cls) -> "TransformerConfig":
         """Engstrom's lengstrom/fast-style-transfer network (the published pretrained styles)."""
         return cls(norm="instance", upsample="deconv", padding="same", conv_bias=False, norm_eps=1e-3,
-                   output="tanh")
+                   output="tanh", final_norm=True)
 
     def to_json(self) -> str:
         return json.dumps(asdict(self), sort_keys=True)
@@ -168,6 +170,8 @@ class TransformerNet(nn.Module):
         self.deconv2 = UpsampleConvLayer(c2, c1, config)
         self.in5 = _norm(c1, config)
         self.deconv3 = ConvLayer(c1, 3, 9, 1, config)
+        if config.final_norm:
+            self.in6 = _norm(3, config)
 
     def __call__(self, x: mx.array) -> mx.array:
         B, H, W, C = x.shape
@@ -184,6 +188,8 @@ class TransformerNet(nn.Module):
         y = nn.relu(self.in4(self.deconv1(y)))
         y = nn.relu(self.in5(self.deconv2(y)))
         y = self.deconv3(y)
+        if self.config.final_norm:
+            y = self.in6(y)
         if self.config.output == "tanh":
             y = mx.tanh(y) * 150.0 + 127.5
         return y[:, :H, :W, :]

@@ -1,0 +1,12 @@
+"""Import Engstrom's pretrained fast-style-transfer networks (see ``mlx_style.fst``).
+
+    python scripts/convert_fst.py --download wave          # → weights/wave.safetensors
+    python scripts/convert_fst.py path/to/ml5/wave --out weights/wave.safetensors
+"""
+
+import sys
+
+from mlx_style.fst import main
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -68,6 +68,17 @@ class LossConfig:
         return tuple(dict.fromkeys((self.content_layer, *self.style_layers)))
 
 
+def _sum_all(x: mx.array) -> mx.array:
+    """Sum of every element, one axis at a time.
+
+    MLX's CPU full reduction accumulates in float32 with a relative error of ~1e-5 to 1e-3 over 1e5–1e6 terms
+    (the content loss of a 4×64×64×256 batch was 0.36% off); short per-axis sums keep it near 1e-6.
+    """
+    while x.ndim:
+        x = mx.sum(x, axis=-1)
+    return x
+
+
 def gram_matrix(features: mx.array) -> mx.array:
     """``(B, H, W, C)`` → ``(B, C, C)``: φᵀφ / (C·H·W), computed in float32."""
     B, H, W, C = features.shape
@@ -79,13 +90,13 @@ def content_loss(output_features: mx.array, target_features: mx.array) -> mx.arr
     """1/(2·C·H·W)·‖φ(ŷ) − φ(y)‖² per image, averaged over the batch."""
     B, H, W, C = output_features.shape
     diff = output_features.astype(mx.float32) - target_features.astype(mx.float32)
-    return mx.sum(diff * diff) / (2.0 * B * C * H * W)
+    return _sum_all(diff * diff) / (2.0 * B * C * H * W)
 
 
 def style_layer_loss(output_gram: mx.array, target_gram: mx.array) -> mx.array:
     """mean((G(ŷ) − G(y_s))²) over the C×C entries, averaged over the batch (target may have batch 1)."""
     diff = output_gram - target_gram
-    return mx.mean(diff * diff)
+    return _sum_all(diff * diff) / diff.size
 
 
 def style_loss(output_features: dict[str, mx.array], target_grams: dict[str, mx.array],
@@ -106,7 +117,7 @@ def total_variation(image: mx.array) -> mx.array:
     positive = sq > 0
     # sqrt has an infinite derivative at 0; evaluate it only where it is finite (the "double where" trick).
     magnitude = mx.where(positive, mx.sqrt(mx.where(positive, sq, 1.0)), 0.0)
-    return mx.sum(magnitude) / x.shape[0]
+    return _sum_all(magnitude) / x.shape[0]
 
 
 def style_targets(vgg, style_image: mx.array, layers: tuple[str, ...]) -> dict[str, mx.array]:

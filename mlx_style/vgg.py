@@ -114,7 +114,7 @@ def load_vgg(path: str | Path = DEFAULT_VGG_PATH, dtype: mx.Dtype = mx.float32) 
     vgg = VGG(config.get("arch", "vgg16"), meta.get("preprocess", "torchvision"))
     # Files may hold fewer layers than the full network (e.g. up to relu4_3): load what is there, strictly.
     present = {int(k.split(".")[1]) for k in arrays}
-    depth = max(present) + 1
+    depth = min(max(present) + 2, len(vgg.names))  # +2: keep the (parameter-free) ReLU after the last conv
     vgg.features = vgg.features[:depth]
     vgg.names = vgg.names[:depth]
     check_and_load(vgg, arrays, where=f"VGG weights in {path}")

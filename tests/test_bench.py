@@ -1,0 +1,113 @@
+"""The benchmark on a tiny network: JSON schema, positive numbers, argument errors, the PyTorch twin."""
+
+from __future__ import annotations
+
+import json
+import time
+
+import mlx_style  # noqa: F401  (BLAS before mlx.core)
+import mlx.core as mx
+import numpy as np
+import pytest
+
+from mlx_style import bench
+from mlx_style.model_io import save_transformer
+from mlx_style.transformer import TransformerConfig, TransformerNet
+
+
+@pytest.fixture
+def tiny_model(tmp_path):
+    mx.random.seed(0)
+    net = TransformerNet(TransformerConfig(width=4, num_residual=1))
+    net.eval()
+    return save_transformer(tmp_path / "tiny.safetensors", net)
+
+
+def test_json_schema_and_positive_numbers(tiny_model, tmp_path, capsys):
+    out = tmp_path / "bench.json"
+    rc = bench.main(["--sizes", "32x24,16x16", "--repeats", "2", "--warmup", "1", "--dtype", "float32,bfloat16",
+                     "--compile", "no", "--model", str(tiny_model), "--json", str(out)])
+    printed = capsys.readouterr().out
+    assert rc == 0
+    data = json.loads(out.read_text())
+    for key in ("device", "backend", "mlx_version", "blas", "infer"):
+        assert data[key] not in (None, "", []), key
+    assert data["mlx_version"] == mx.__version__
+    rows = data["infer"]
+    assert [(r["width"], r["height"], r["dtype"]) for r in rows] == [
+        (32, 24, "float32"), (16, 16, "float32"), (32, 24, "bfloat16"), (16, 16, "bfloat16")]
+    for row in rows:
+        assert set(row) >= {"height", "width", "dtype", "compiled", "ms_p50", "ms_p95", "fps"}
+        assert row["compiled"] is False
+        assert 0 < row["ms_p50"] <= row["ms_p95"] and row["fps"] == pytest.approx(1000 / row["ms_p50"])
+    assert "32x24" in printed and "p50 ms" in printed
+
+
+def test_compiled_rows_use_mx_compile(tiny_model, monkeypatch):
+    # mx.compile on the CPU backend runs a C++ compiler (tens of seconds on a busy machine): a spy stands in
+    compiled = []
+    monkeypatch.setattr(mx, "compile", lambda fn: compiled.append(fn) or fn)
+    rows = bench.run(bench.BenchConfig(sizes="16x16,8x12", dtype="float32", compile="both", warmup=1, repeats=2,
+                                       model=str(tiny_model)), log=lambda *_: None)["infer"]
+    assert [r["compiled"] for r in rows] == [False, True, False, True] and all(r["ms_p50"] > 0 for r in rows)
+    assert len(compiled) == 2  # a fresh compile per compiled row
+
+
+@pytest.mark.parametrize("sizes", ["256", "640x", "axb", "640x480,", "0x10", "640*480"])
+def test_bad_sizes_are_one_line(sizes, capsys):
+    start = time.perf_counter()
+    assert bench.main(["--sizes", sizes, "--repeats", "1"]) == 2
+    err = capsys.readouterr().err
+    assert err.startswith("error: ") and "--sizes" in err and len(err.strip().splitlines()) == 1
+    assert time.perf_counter() - start < 5  # fails before building or timing anything
+
+
+def test_parse_sizes_is_width_first():
+    assert bench.parse_sizes("640x480, 1280X720") == [(480, 640), (720, 1280)]
+
+
+def test_bad_dtype_and_model_are_one_line(tmp_path, capsys):
+    assert bench.main(["--dtype", "float64", "--sizes", "8x8"]) == 2
+    assert "float64" in capsys.readouterr().err
+    assert bench.main(["--model", str(tmp_path / "none.safetensors"), "--sizes", "8x8"]) == 2
+    err = capsys.readouterr().err
+    assert "no style network" in err and len(err.strip().splitlines()) == 1
+
+
+def test_quick_fills_only_what_was_not_given():
+    config = bench.resolve(bench.BenchConfig(quick=True, repeats=7))
+    assert (config.sizes, config.dtype, config.repeats, config.warmup) == ("256x256", "float32", 7, 1)
+    full = bench.resolve(bench.BenchConfig())
+    assert full.sizes == "256x256,640x480,1280x720" and full.dtype == "all" and full.repeats == 20
+
+
+def test_train_without_vgg_is_skipped_with_a_note(tmp_path):
+    config = bench.resolve(bench.BenchConfig(quick=True, vgg=str(tmp_path / "none.safetensors")))
+    assert "convert_vgg.py" in bench.bench_train(config)["skipped"]
+
+
+@pytest.mark.parametrize("overrides", [{}, {"upsample": "deconv"}, {"norm": "batch"},
+                                       {"upsample": "deconv", "padding": "same", "conv_bias": False,
+                                        "norm_eps": 1e-3, "output": "tanh", "final_norm": True}])
+def test_torch_twin_computes_the_same_network(overrides):
+    torch = pytest.importorskip("torch")
+    mx.random.seed(3)
+    config = TransformerConfig(width=4, num_residual=2, **overrides)
+    net = TransformerNet(config)
+    net.eval()
+    module, device, _ = bench.make_torch_net(net)
+    assert device == "cpu" or mx.default_device().type == mx.DeviceType.gpu
+    # 30×22: not a multiple of 4, so the edge padding and the crop are exercised too
+    diff = bench.torch_max_difference(net, module, torch, device, size=(30, 22))
+    scale = float(np.abs(np.asarray(net(mx.ones((1, 30, 22, 3)) * 100))).max())
+    assert diff <= 1e-4 * max(scale, 1.0) + 5e-3
+
+
+def test_torch_rows_have_a_ratio(tiny_model, capsys):
+    pytest.importorskip("torch")
+    data = bench.run(bench.BenchConfig(sizes="16x16", dtype="float32", compile="no", warmup=1, repeats=2,
+                                       model=str(tiny_model), torch=True))
+    row = data["infer"][0]
+    assert row["torch_ms_p50"] > 0 and row["mlx_over_torch"] == pytest.approx(row["ms_p50"] / row["torch_ms_p50"])
+    assert data["torch"]["max_abs_diff_float32"] < 1e-2
+    assert "MLX/torch" in capsys.readouterr().out

@@ -1,0 +1,289 @@
+"""Training throughput and peak memory: mlx_style's compiled step beside the same step in PyTorch.
+
+    python scripts/bench_train.py --image-size 128 --batch-size 4      # CPU-sized
+    python scripts/bench_train.py --image-size 256 --batch-size 8 --steps 1   # the report's step (slow on a CPU)
+
+Both sides run the same step on the same device: the Table-1 network (same initial weights, copied from MLX),
+VGG16 to relu4_3 from the same weight file, the same losses (content at relu3_3, Gram style at
+relu1_2…relu4_3, isotropic TV, the VGG file's recommended weights), per-tensor gradient clipping and
+bias-corrected Adam. Each framework runs in its own child process so its peak memory is its own: MLX reports
+``mx.get_peak_memory()`` and both report the peak resident set size. The first step (MLX's kernel compilation,
+PyTorch's warm-up) is not timed. PyTorch is needed only here (``pip install torch``); the package never imports it.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import resource
+import subprocess
+import sys
+import tempfile
+import time
+from dataclasses import asdict, dataclass
+from pathlib import Path
+
+import numpy as np
+
+REPO = Path(__file__).resolve().parents[1]
+
+
+@dataclass
+class BenchConfig:
+    image_size: int = 128  # CPU-sized; the report trains at 256
+    batch_size: int = 4  # CPU-sized; the report uses 8
+    steps: int = 3  # timed steps after the warm-up
+    warmup: int = 1  # untimed steps (MLX compiles its kernels in the first)
+    vgg: str = str(REPO / "weights" / "vgg16.safetensors")
+    framework: str = "both"  # "mlx", "torch" or "both" (each in a child process)
+    seed: int = 0
+    compile: bool = True  # mx.compile the MLX step
+
+
+def peak_rss_gb() -> float:
+    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024 / 1e9  # Linux reports KiB
+
+
+def write_inputs(config: BenchConfig, folder: Path) -> Path:
+    """The shared starting point: MLX's initial network weights, a content batch and a style image."""
+    sys.path.insert(0, str(REPO))
+    import mlx_style  # noqa: F401  (loads the fast BLAS before mlx.core)
+    import mlx.core as mx
+    from mlx.utils import tree_flatten
+
+    from mlx_style.transformer import TransformerNet
+
+    mx.random.seed(config.seed)
+    net = TransformerNet()
+    rng = np.random.default_rng(config.seed)
+    arrays = {f"net.{k}": np.asarray(v) for k, v in tree_flatten(net.parameters())}
+    arrays["content"] = rng.uniform(0, 255, (config.batch_size, config.image_size, config.image_size, 3))
+    arrays["style"] = rng.uniform(0, 255, (1, config.image_size, config.image_size, 3))
+    path = folder / "inputs.npz"
+    np.savez(path, **{k: v.astype(np.float32) for k, v in arrays.items()})
+    return path
+
+
+def run_mlx(config: BenchConfig, inputs: Path) -> dict:
+    sys.path.insert(0, str(REPO))
+    import mlx_style  # noqa: F401
+    import mlx.core as mx
+    import mlx.optimizers as optim
+
+    from mlx_style.losses import LossConfig, recommended_weights, style_targets
+    from mlx_style.train_step import make_train_step
+    from mlx_style.transformer import TransformerNet
+    from mlx_style.vgg import load_vgg
+
+    data = np.load(inputs)
+    net = TransformerNet()
+    net.load_weights([(k[4:], mx.array(data[k])) for k in data.files if k.startswith("net.")], strict=True)
+    vgg, meta = load_vgg(config.vgg)
+    w = recommended_weights(meta["preprocess"])
+    losses = LossConfig(content_weight=w["content"], style_weight=w["style"], tv_weight=w["tv"])
+    grams = style_targets(vgg, mx.array(data["style"]), losses.style_layers)
+    optimizer = optim.Adam(learning_rate=1e-3, bias_correction=True)
+    optimizer.init(net.trainable_parameters())
+    step = make_train_step(net, vgg, optimizer, grams, losses, "tensor", compile=config.compile)
+    batch = mx.array(data["content"])
+    mx.eval(grams, batch)
+    losses_seen, times = [], []
+    for i in range(config.warmup + config.steps):
+        if i == config.warmup:
+            mx.reset_peak_memory()
+        t = time.perf_counter()
+        loss, _ = step(batch)
+        mx.eval(loss, net.parameters(), optimizer.state)
+        times.append(time.perf_counter() - t)
+        losses_seen.append(loss.item())
+    return {"framework": "mlx" + ("" if config.compile else " (uncompiled)"), "losses": losses_seen,
+            "warmup_s": sum(times[: config.warmup]), "step_s": times[config.warmup:],
+            "peak_memory_gb": mx.get_peak_memory() / 1e9, "peak_rss_gb": peak_rss_gb()}
+
+
+def run_torch(config: BenchConfig, inputs: Path) -> dict:
+    import torch
+    import torch.nn.functional as F
+    from safetensors import safe_open
+    from safetensors.numpy import load_file
+
+    from_mlx = np.load(inputs)
+
+    class ConvLayer(torch.nn.Module):
+        def __init__(self, cin, cout, k, stride=1):
+            super().__init__()
+            self.pad, self.conv2d = k // 2, torch.nn.Conv2d(cin, cout, k, stride)
+
+        def forward(self, x):
+            return self.conv2d(F.pad(x, [self.pad] * 4, mode="reflect"))
+
+    class Residual(torch.nn.Module):
+        def __init__(self, c):
+            super().__init__()
+            self.conv1, self.in1 = ConvLayer(c, c, 3), torch.nn.InstanceNorm2d(c, affine=True)
+            self.conv2, self.in2 = ConvLayer(c, c, 3), torch.nn.InstanceNorm2d(c, affine=True)
+
+        def forward(self, x):
+            return x + self.in2(self.conv2(F.relu(self.in1(self.conv1(x)))))
+
+    class Up(ConvLayer):
+        def forward(self, x):
+            return super().forward(F.interpolate(x, scale_factor=2, mode="nearest"))
+
+    class Net(torch.nn.Module):  # pytorch/examples' TransformerNet with mlx_style's parameter names
+        def __init__(self):
+            super().__init__()
+            self.conv1, self.in1 = ConvLayer(3, 32, 9), torch.nn.InstanceNorm2d(32, affine=True)
+            self.conv2, self.in2 = ConvLayer(32, 64, 3, 2), torch.nn.InstanceNorm2d(64, affine=True)
+            self.conv3, self.in3 = ConvLayer(64, 128, 3, 2), torch.nn.InstanceNorm2d(128, affine=True)
+            self.res = torch.nn.ModuleList([Residual(128) for _ in range(5)])
+            self.deconv1, self.in4 = Up(128, 64, 3), torch.nn.InstanceNorm2d(64, affine=True)
+            self.deconv2, self.in5 = Up(64, 32, 3), torch.nn.InstanceNorm2d(32, affine=True)
+            self.deconv3 = ConvLayer(32, 3, 9)
+
+        def forward(self, x):
+            y = F.relu(self.in1(self.conv1(x)))
+            y = F.relu(self.in2(self.conv2(y)))
+            y = F.relu(self.in3(self.conv3(y)))
+            for block in self.res:
+                y = block(y)
+            y = F.relu(self.in4(self.deconv1(y)))
+            y = F.relu(self.in5(self.deconv2(y)))
+            return self.deconv3(y)
+
+    net = Net()
+    state = {}
+    for key in from_mlx.files:
+        if key.startswith("net."):
+            a = from_mlx[key]
+            state[key[4:]] = torch.from_numpy(a.transpose(0, 3, 1, 2).copy() if a.ndim == 4 else a)
+    net.load_state_dict(state, strict=True)
+
+    vgg_arrays = load_file(config.vgg)
+    layers, relus, index = [], {}, 0
+    names = ["1_1", "1_2", "M", "2_1", "2_2", "M", "3_1", "3_2", "3_3", "M", "4_1", "4_2", "4_3"]
+    for name in names:
+        if name == "M":
+            layers.append(torch.nn.MaxPool2d(2))
+            index += 1
+            continue
+        w = torch.from_numpy(vgg_arrays[f"features.{index}.weight"].transpose(0, 3, 1, 2).copy())
+        conv = torch.nn.Conv2d(w.shape[1], w.shape[0], 3, padding=1)
+        conv.weight.data, conv.bias.data = w, torch.from_numpy(vgg_arrays[f"features.{index}.bias"])
+        layers += [conv, torch.nn.ReLU()]
+        relus[len(layers) - 1] = f"relu{name}"
+        index += 2
+    for p in (q for layer in layers for q in layer.parameters()):
+        p.requires_grad_(False)
+    caffe_mean = torch.tensor([103.939, 116.779, 123.68]).view(1, 3, 1, 1)
+
+    def vgg(x):  # RGB 0–255 NCHW → caffe preprocessing → activations
+        y, out = x.flip(1) - caffe_mean, {}
+        for i, layer in enumerate(layers):
+            y = layer(y)
+            if i in relus:
+                out[relus[i]] = y
+        return out
+
+    def gram(f):
+        B, C, H, W = f.shape
+        f = f.reshape(B, C, H * W)
+        return f @ f.transpose(1, 2) / (C * H * W)
+
+    def tv(x):
+        dy = x[:, :, 1:, :-1] - x[:, :, :-1, :-1]
+        dx = x[:, :, :-1, 1:] - x[:, :, :-1, :-1]
+        sq = dx * dx + dy * dy
+        pos = sq > 0
+        return torch.where(pos, torch.sqrt(torch.where(pos, sq, torch.ones_like(sq))), 0.0).sum() / x.shape[0]
+
+    with safe_open(config.vgg, "np") as f:
+        weights = json.loads(f.metadata()["recommended_loss_weights"])
+    style_layers = ("relu1_2", "relu2_2", "relu3_3", "relu4_3")
+    content = torch.from_numpy(from_mlx["content"]).permute(0, 3, 1, 2).contiguous()
+    with torch.no_grad():
+        target = {k: gram(v) for k, v in vgg(torch.from_numpy(from_mlx["style"]).permute(0, 3, 1, 2)).items()}
+    optimizer = torch.optim.Adam(net.parameters(), lr=1e-3)
+    losses_seen, times = [], []
+    for i in range(config.warmup + config.steps):
+        t = time.perf_counter()
+        optimizer.zero_grad(set_to_none=True)
+        out = net(content)
+        with torch.no_grad():
+            content_features = vgg(content)["relu3_3"]
+        feats = vgg(out)
+        B, C, H, W = content_features.shape
+        l_content = ((feats["relu3_3"] - content_features) ** 2).sum() / (2.0 * B * C * H * W)
+        l_style = sum(((gram(feats[k]) - target[k]) ** 2).mean() for k in style_layers)
+        loss = weights["content"] * l_content + weights["style"] * l_style + weights["tv"] * tv(out)
+        loss.backward()
+        with torch.no_grad():
+            for p in net.parameters():
+                p.grad.mul_(torch.clamp(1.0 / p.grad.norm(), max=1.0))
+        optimizer.step()
+        times.append(time.perf_counter() - t)
+        losses_seen.append(loss.item())
+    return {"framework": "torch", "losses": losses_seen, "warmup_s": sum(times[: config.warmup]),
+            "step_s": times[config.warmup:], "peak_memory_gb": None, "peak_rss_gb": peak_rss_gb(),
+            "threads": torch.get_num_threads()}
+
+
+def summarise(result: dict, config: BenchConfig) -> str:
+    step = float(np.median(result["step_s"]))
+    mem = f"{result['peak_memory_gb']:.2f} GB (mx.get_peak_memory)" if result["peak_memory_gb"] else "—"
+    return (f"{result['framework']:>16}: {step:7.2f} s/step  {config.batch_size / step:6.2f} img/s  "
+            f"warm-up {result['warmup_s']:6.1f} s  peak {mem}, peak RSS {result['peak_rss_gb']:.2f} GB  "
+            f"losses {', '.join(f'{v:.5g}' for v in result['losses'])}")
+
+
+def build_parser() -> argparse.ArgumentParser:
+    d = BenchConfig()
+    p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    p.add_argument("--image-size", type=int, default=d.image_size)
+    p.add_argument("--batch-size", type=int, default=d.batch_size)
+    p.add_argument("--steps", type=int, default=d.steps, help="timed steps")
+    p.add_argument("--warmup", type=int, default=d.warmup, help="untimed steps first")
+    p.add_argument("--vgg", default=d.vgg)
+    p.add_argument("--framework", choices=("mlx", "torch", "both"), default=d.framework)
+    p.add_argument("--no-compile", dest="compile", action="store_false", help="run the MLX step uncompiled")
+    p.add_argument("--inputs", help=argparse.SUPPRESS)  # set for the child processes
+    return p
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    config = BenchConfig(**{k: v for k, v in vars(args).items() if k in BenchConfig.__dataclass_fields__})
+    if not Path(config.vgg).exists():
+        print(f"error: no VGG weights at {config.vgg}: run `python scripts/convert_vgg.py`", file=sys.stderr)
+        return 1
+    if args.inputs:  # a child: run one framework, print one JSON line
+        run = run_mlx if config.framework == "mlx" else run_torch
+        print(json.dumps(run(config, Path(args.inputs))))
+        return 0
+    frameworks = ("mlx", "torch") if config.framework == "both" else (config.framework,)
+    print(f"training step, batch {config.batch_size} × {config.image_size}², {config.steps} timed step(s) after "
+          f"{config.warmup} warm-up", flush=True)
+    results = {}
+    with tempfile.TemporaryDirectory() as tmp:
+        inputs = write_inputs(config, Path(tmp))
+        for name in frameworks:
+            child = [sys.executable, __file__, "--inputs", str(inputs), "--framework", name,
+                     *(f"--{k.replace('_', '-')}={v}" for k, v in asdict(config).items()
+                       if k in ("image_size", "batch_size", "steps", "warmup", "vgg"))]
+            if not config.compile:
+                child.append("--no-compile")
+            done = subprocess.run(child, capture_output=True, text=True)
+            if done.returncode:
+                print(f"error: the {name} run failed:\n{done.stderr[-2000:]}", file=sys.stderr)
+                return 1
+            results[name] = json.loads(done.stdout.strip().splitlines()[-1])
+            print(summarise(results[name], config), flush=True)
+    if len(results) == 2:
+        ratio = float(np.median(results["mlx"]["step_s"]) / np.median(results["torch"]["step_s"]))
+        print(f"MLX step time / PyTorch step time: {ratio:.2f}× (first-step loss MLX "
+              f"{results['mlx']['losses'][0]:.6g} vs PyTorch {results['torch']['losses'][0]:.6g})")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,339 @@
+"""Training: the compiled step, clipping, loss defaults, exact resume, Ctrl-C, divergence, outputs, progress."""
+
+from __future__ import annotations
+
+import io
+import json
+import math
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+import pytest
+from PIL import Image
+
+from train_helpers import TINY_LAYERS, cli_args, make_workspace, tiny_config
+
+import mlx_style  # noqa: F401
+import mlx.core as mx
+import mlx.nn as nn
+import mlx.optimizers as optim
+from mlx.utils import tree_flatten
+
+from mlx_style import checkpoint as ckpt
+from mlx_style.losses import LossConfig, gram_matrix
+from mlx_style.model_io import load_transformer
+from mlx_style.progress import (JsonlLog, ProgressLine, format_duration, plot_loss_curve, read_log,
+                                sample_grid)
+from mlx_style.train import TrainConfig, TrainingError, loss_config, main, train
+from mlx_style.train_step import clip_gradients, clip_per_tensor, make_train_step
+from mlx_style.weights import file_sha256
+
+REPO = Path(__file__).resolve().parents[1]
+
+
+@pytest.fixture(scope="module")
+def ws(tmp_path_factory):
+    return make_workspace(tmp_path_factory.mktemp("train_ws"))
+
+
+def weights_of(path) -> dict[str, np.ndarray]:
+    return {k: np.asarray(v) for k, v in mx.load(str(path)).items()}
+
+
+# --- the step ----------------------------------------------------------------------------------------------------
+
+
+def test_clip_per_tensor_scales_each_tensor_to_norm_at_most_one():
+    grads = {"big": mx.full((4,), 3.0), "small": mx.full((4,), 0.1), "zero": mx.zeros((3,))}
+    clipped = clip_per_tensor(grads)
+    assert float(mx.linalg.norm(clipped["big"])) == pytest.approx(1.0, rel=1e-6)
+    np.testing.assert_array_equal(np.asarray(clipped["small"]), np.asarray(grads["small"]))
+    np.testing.assert_array_equal(np.asarray(clipped["zero"]), np.zeros(3))  # no NaN from 1/0
+
+
+def test_clip_modes_differ_as_documented():
+    grads = {"a": mx.full((4,), 3.0), "b": mx.full((4,), 0.1)}
+    glob = clip_gradients(grads, "global")
+    total = math.sqrt(sum(float(mx.sum(g * g)) for g in glob.values()))
+    assert total == pytest.approx(1.0, rel=1e-5)
+    assert float(glob["b"][0]) < 0.1  # the global norm scales every tensor, unlike per-tensor clipping
+    assert clip_gradients(grads, "none") is grads
+    with pytest.raises(ValueError, match="clip"):
+        clip_gradients(grads, "bogus")
+
+
+class TinyNet(nn.Module):
+    def __init__(self):
+        super().__init__()
+        self.conv = nn.Conv2d(3, 3, 3, padding=1)
+
+    def __call__(self, x):
+        return self.conv(x) + x
+
+
+class TinyLossNet(nn.Module):
+    """Stands in for VGG: the loss only needs ``vgg(x, layers) -> {name: features}``."""
+
+    def __init__(self):
+        super().__init__()
+        self.a = nn.Conv2d(3, 4, 3, padding=1)
+        self.freeze()
+
+    def __call__(self, x, layers):
+        return {name: nn.relu(self.a(x / 255.0)) for name in layers}
+
+
+def _run_steps(compile_step: bool, steps: int = 3):
+    mx.random.seed(3)
+    net, vgg = TinyNet(), TinyLossNet()
+    optimizer = optim.Adam(learning_rate=1e-2, bias_correction=True)
+    optimizer.init(net.trainable_parameters())
+    # One loss layer keeps the number of fused kernels (each a C++ compile on a cold CPU cache) small.
+    config = LossConfig(content_weight=1.0, style_weight=10.0, tv_weight=1e-4, content_layer="la",
+                        style_layers=("la",), style_layer_weights=(1.0,))
+    style = mx.random.uniform(0, 255, (1, 8, 8, 3))
+    grams = {k: gram_matrix(v) for k, v in vgg(style, ("la",)).items()}
+    batch = (mx.random.uniform(0, 255, (2, 8, 8, 3))).astype(mx.uint8)
+    step = make_train_step(net, vgg, optimizer, grams, config, "tensor", compile=compile_step)
+    losses = []
+    for _ in range(steps):
+        loss, terms = step(batch)
+        mx.eval(loss, net.parameters(), optimizer.state)
+        losses.append(loss.item())
+    return losses, {k: np.asarray(v) for k, v in tree_flatten(net.parameters())}, int(optimizer.step.item())
+
+
+def test_compiled_step_trains_in_place_like_the_uncompiled_step():
+    eager_losses, eager_weights, eager_step = _run_steps(False)
+    losses, weights, step = _run_steps(True)
+    assert step == eager_step == 3  # the optimizer state captured by mx.compile advanced
+    assert losses[0] > losses[-1]  # it learns
+    np.testing.assert_allclose(losses, eager_losses, rtol=1e-5)
+    for k in weights:
+        np.testing.assert_allclose(weights[k], eager_weights[k], rtol=1e-4, atol=1e-6, err_msg=k)
+
+
+# --- configuration -----------------------------------------------------------------------------------------------
+
+
+def test_loss_weights_default_to_the_vgg_files_recommendation():
+    meta = {"recommended_loss_weights": json.dumps({"content": 2e5, "style": 1e10, "tv": 0.3})}
+    got = loss_config(TrainConfig(style="s.jpg"), meta)
+    assert (got.content_weight, got.style_weight, got.tv_weight) == (2e5, 1e10, 0.3)
+    got = loss_config(TrainConfig(style="s.jpg", style_weight=7.0, style_layer_weights=(0.7, 0.3, 0.03, 0.03)),
+                      meta)
+    assert got.style_weight == 7.0 and got.content_weight == 2e5
+    assert got.style_layer_weights == (0.7, 0.3, 0.03, 0.03)
+    with pytest.raises(TrainingError, match="--content-weight"):
+        loss_config(TrainConfig(style="s.jpg"), {})
+
+
+def test_cli_errors_are_one_clear_line(ws, tmp_path, capsys):
+    base = ["--style", str(ws["style"]), "--vgg", str(ws["vgg"]), "--output", str(tmp_path / "n.safetensors"),
+            "--image-size", "32"]
+    assert main(base) == 1
+    assert "download_coco.py" in capsys.readouterr().err  # no --data: how to get COCO
+    assert main(base + ["--data", str(tmp_path / "nowhere")]) == 1
+    assert "download_coco.py" in capsys.readouterr().err
+    missing_vgg = ["--style", str(ws["style"]), "--data", str(ws["data"]), "--vgg", str(tmp_path / "v.safetensors")]
+    assert main(missing_vgg) == 1
+    err = capsys.readouterr().err
+    assert "scripts/convert_vgg.py" in err and err.count("\n") == 1
+    assert main(base + ["--data", str(ws["data"]), "--style-layer-weights", "1,2"]) == 1
+    assert "style layer weights" in capsys.readouterr().err
+    assert main(["--style", str(tmp_path / "none.jpg"), "--data", str(ws["data"])]) == 1
+    assert "none.jpg" in capsys.readouterr().err
+
+
+def test_samples_are_held_out_from_large_folders_only(tmp_path):
+    from train_helpers import make_images
+
+    from mlx_style.train import split_files
+
+    make_images(tmp_path / "big", 40, size=(8, 8))
+    files, samples = split_files(TrainConfig(style="s", data=str(tmp_path / "big")))
+    assert len(files) == 36 and [p.name for p in samples] == [f"img{i:03d}.png" for i in range(36, 40)]
+    assert not set(files) & set(samples)
+    make_images(tmp_path / "small", 12, size=(8, 8))
+    files, samples = split_files(TrainConfig(style="s", data=str(tmp_path / "small")))
+    assert len(files) == 12 and samples == files[:4]
+    files, samples = split_files(TrainConfig(style="s", data=str(tmp_path / "big"),
+                                             sample_images=str(tmp_path / "small"), subset=5, seed=1))
+    again, _ = split_files(TrainConfig(style="s", data=str(tmp_path / "big"), subset=5, seed=1,
+                                       sample_images=str(tmp_path / "small")))
+    assert len(files) == 5 and files == again and samples[0].parent.name == "small"
+
+
+# --- whole runs ----------------------------------------------------------------------------------------------------
+
+
+def test_run_writes_weights_log_curve_samples_and_metadata(ws, tmp_path):
+    config = tiny_config(ws, tmp_path, iters=4, sample_every=2, checkpoint_every=2)
+    result = train(config, stream=io.StringIO())
+    assert result.status == "done" and result.step == 4
+    net, meta = load_transformer(config.output)
+    assert net.config.width == 4 and net.config.num_residual == 1
+    assert json.loads(meta["train_config"])["image_size"] == 32
+    assert meta["style"] == "style.png" and meta["style_sha256"] == file_sha256(ws["style"])
+    assert meta["steps"] == "4"
+    records = read_log(Path(config.run_dir) / "log.jsonl")
+    assert [r["step"] for r in records] == [1, 2, 3, 4]
+    for key in ("loss", "content", "style", "tv", "images_per_s", "peak_memory_gb"):
+        assert all(math.isfinite(r[key]) for r in records), key
+    assert records[-1]["loss"] < records[0]["loss"]
+    run = Path(config.run_dir)
+    assert Image.open(run / "loss.png").size == (720, 420)
+    grid = np.asarray(Image.open(run / "samples" / "step_00000002.png"))
+    assert grid.shape == (2 * 36 + 4, 4 * 36 + 4, 3)  # contents above, stylised below; 4 samples
+    assert (run / "samples" / "final.png").exists()
+    assert [p.name for p in ckpt.list_checkpoints(run / "checkpoints")] == \
+        ["step_00000000.safetensors", "step_00000002.safetensors", "step_00000004.safetensors"]
+
+
+def test_resume_continues_exactly(ws, tmp_path):
+    """6 steps in one go == 4 steps, then --resume to 6 (mid-epoch: 3 steps per epoch here), to the bit."""
+    whole = tiny_config(ws, tmp_path / "whole", iters=6)
+    train(whole, stream=io.StringIO())
+    part = tiny_config(ws, tmp_path / "part", iters=4, checkpoint_every=2, keep_checkpoints=2)
+    first = train(part, stream=io.StringIO())
+    assert first.step == 4
+    second = train(tiny_config(ws, tmp_path / "part", iters=6, resume="latest", keep_checkpoints=2),
+                   stream=io.StringIO())
+    assert second.status == "done" and second.step == 6
+    ref = read_log(Path(whole.run_dir) / "log.jsonl")
+    got = read_log(Path(part.run_dir) / "log.jsonl")
+    assert [r["step"] for r in got] == [1, 2, 3, 4, 5, 6]
+    assert [r["loss"] for r in got] == [r["loss"] for r in ref]
+    a, b = weights_of(whole.output), weights_of(part.output)
+    for k in a:
+        np.testing.assert_array_equal(a[k], b[k], err_msg=k)
+    assert len(ckpt.list_checkpoints(Path(part.run_dir) / "checkpoints")) == 2  # --keep-checkpoints
+
+
+def test_bfloat16_loss_network_trains_close_to_float32(ws, tmp_path):
+    ref = train(tiny_config(ws, tmp_path / "f32", iters=2), stream=io.StringIO())
+    low = train(tiny_config(ws, tmp_path / "bf16", iters=2, dtype="bfloat16"), stream=io.StringIO())
+    assert low.status == "done"
+    for a, b in zip(ref.records, low.records):
+        assert b["loss"] == pytest.approx(a["loss"], rel=0.05) and b["loss"] != a["loss"]
+
+
+def test_fresh_run_refuses_to_overwrite_checkpoints_without_resume(ws, tmp_path):
+    config = tiny_config(ws, tmp_path, iters=1)
+    train(config, stream=io.StringIO())
+    with pytest.raises(TrainingError, match="net.safetensors already exists.*--resume"):
+        train(config, stream=io.StringIO())  # (also guards e.g. an imported pretrained wave.safetensors)
+    Path(config.output).unlink()
+    with pytest.raises(TrainingError, match="holds checkpoints.*--resume"):
+        train(config, stream=io.StringIO())
+    with pytest.raises(TrainingError, match="nothing to resume"):
+        train(tiny_config(ws, tmp_path / "other", resume="latest"), stream=io.StringIO())
+    with pytest.raises(TrainingError, match="batch_size|global_batch"):
+        train(tiny_config(ws, tmp_path, iters=2, batch_size=2, resume="latest"), stream=io.StringIO())
+
+
+def test_diverging_loss_stops_and_keeps_the_last_good_checkpoint(ws, tmp_path):
+    stream = io.StringIO()
+    config = tiny_config(ws, tmp_path, iters=20, lr=1e30, clip="none", checkpoint_every=1)
+    result = train(config, stream=stream)
+    assert result.status == "diverged" and result.step < 20
+    assert "Lower --lr" in stream.getvalue()
+    assert not Path(config.output).exists()
+    saved = ckpt.list_checkpoints(Path(config.run_dir) / "checkpoints")
+    assert saved and result.checkpoint == saved[-1]
+    last = ckpt.load_checkpoint(saved[-1])
+    assert last.step < result.step + 1
+    assert all(np.isfinite(np.asarray(v)).all() for v in last.model.values())
+
+
+def test_ctrl_c_writes_a_checkpoint_and_the_run_resumes(ws, tmp_path):
+    config = tiny_config(ws, tmp_path, iters=500)
+    env = {**os.environ, "PYTHONPATH": str(REPO) + os.pathsep + os.environ.get("PYTHONPATH", "")}
+    proc = subprocess.Popen([sys.executable, "-m", "mlx_style.train", *cli_args(config)], cwd=tmp_path, env=env,
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    log = Path(config.run_dir) / "log.jsonl"
+    try:
+        deadline = time.monotonic() + 60
+        while not read_log(log) and time.monotonic() < deadline and proc.poll() is None:
+            time.sleep(0.1)
+        assert read_log(log), "no step was logged within 60 s"
+        proc.send_signal(signal.SIGINT)
+        _, err = proc.communicate(timeout=60)
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+    assert proc.returncode == 130, err
+    assert "interrupted after step" in err and "--resume" in err
+    latest = ckpt.latest_checkpoint(Path(config.run_dir) / "checkpoints")
+    stopped = ckpt.load_checkpoint(latest).step
+    assert 1 <= stopped < 500
+    resumed = train(tiny_config(ws, tmp_path, iters=stopped + 2, resume="latest"), stream=io.StringIO())
+    assert resumed.status == "done" and resumed.step == stopped + 2
+    assert [r["step"] for r in read_log(log)] == list(range(1, stopped + 3))
+
+
+# --- progress, logs and pictures -----------------------------------------------------------------------------------
+
+
+def test_format_duration():
+    assert format_duration(65) == "1:05"
+    assert format_duration(3725) == "1:02:05"
+    assert format_duration(float("inf")) == "?"
+
+
+def test_progress_line_updates_in_place_only_on_a_terminal():
+    tty, plain = io.StringIO(), io.StringIO()
+    for stream, is_tty in ((tty, True), (plain, False)):
+        line = ProgressLine(stream, tty=is_tty)
+        line.update("step 1/2 long text")
+        line.update("step 2/2")
+        line.close()
+    assert tty.getvalue() == "\rstep 1/2 long text\rstep 2/2          \n"
+    assert plain.getvalue() == "step 1/2 long text\nstep 2/2\n"
+
+
+def test_jsonl_log_drops_steps_after_the_resume_point(tmp_path):
+    path = tmp_path / "log.jsonl"
+    log = JsonlLog(path)
+    for step in range(1, 6):
+        log.write({"step": step, "loss": 1.0 / step})
+    with open(path, "a") as f:
+        f.write('{"step": 6, "lo')  # a torn line from a crash
+    resumed = JsonlLog(path, keep_through_step=3)
+    resumed.write({"step": 4, "loss": 0.0})
+    assert [r["step"] for r in read_log(path)] == [1, 2, 3, 4]
+    assert read_log(path)[-1]["loss"] == 0.0
+
+
+def test_loss_curve_draws_each_series():
+    records = [{"step": s, "loss": 100.0 / s, "content": 10.0, "style": 50.0 / s, "tv": 1e3} for s in range(1, 30)]
+    img = np.asarray(plot_loss_curve(records))
+    red = (img[..., 0] > 180) & (img[..., 1] < 80) & (img[..., 2] < 80)  # the style series
+    blue = (img[..., 2] > 150) & (img[..., 0] < 80)  # the content series
+    assert red.sum() > 100 and blue.sum() > 100
+    empty = np.asarray(plot_loss_curve([]))
+    assert not ((empty[..., 0] > 180) & (empty[..., 1] < 80)).any()
+
+
+def test_sample_grid_layout():
+    a = np.zeros((4, 6, 3), np.uint8)
+    b = np.full((4, 6, 3), 200, np.uint8)
+    grid = sample_grid([[a, a], [b, b]], pad=2)
+    assert grid.shape == (2 * 6 + 2, 2 * 8 + 2, 3)
+    assert (grid[2:6, 2:8] == 0).all() and (grid[8:12, 10:16] == 200).all() and (grid[0] == 255).all()
+    with pytest.raises(ValueError):
+        sample_grid([[a, np.zeros((5, 6, 3), np.uint8)]])
+
+
+def test_a_vgg_file_cut_after_a_conv_still_gives_that_convs_relu(ws):
+    """The tiny VGG ends at conv2_2; relu2_2 (no parameters) must still be available to the loss."""
+    from mlx_style.vgg import load_vgg
+
+    vgg, meta = load_vgg(ws["vgg"])
+    out = vgg(mx.zeros((1, 8, 8, 3)), (*TINY_LAYERS["style_layers"], TINY_LAYERS["content_layer"]))
+    assert set(out) == {"relu1_2", "relu2_2"} and meta["preprocess"] == "caffe"

@@ -1,8 +1,8 @@
 """Building blocks written directly on MLX arrays: padding, normalisation, upsampling, convolution.
 
 All arrays are NHWC. Each function is pure and differentiable; modules in ``transformer`` and ``vgg`` compose
-them. The convolution goes through ``mlx_style.conv.conv2d`` when that module is present, which picks the
-fastest equivalent strategy for the layer shape on the current device.
+them. Convolutions go through ``mlx_style.conv.conv2d``, which picks the fastest equivalent strategy for the
+layer shape (tuned once per device, cached; see that module).
 """
 
 from __future__ import annotations
@@ -11,6 +11,8 @@ import math
 
 import mlx.core as mx
 import mlx.nn as nn
+
+from mlx_style import conv as _conv
 
 
 
@@ -56,11 +58,6 @@ def instance_norm(x: mx.array, weight: mx.array | None, bias: mx.array | None, e
     return y
 
 
-def conv2d(x: mx.array, weight: mx.array, stride: int = 1) -> mx.array:
-    """Valid convolution of NHWC ``x`` with an OHWI ``weight``."""
-    return mx.conv2d(x, weight, stride=stride)
-
-
 class Conv2d(nn.Module):
     """A convolution with zero padding, OHWI weight, optional bias; same parameter names as ``nn.Conv2d``.
 
@@ -83,7 +80,7 @@ class Conv2d(nn.Module):
         if self.padding:
             p = self.padding
             x = mx.pad(x, ((0, 0), (p, p), (p, p), (0, 0)))
-        y = conv2d(x, self.weight, stride=self.stride)
+        y = _conv.conv2d(x, self.weight, stride=self.stride, training=self.training)
         if "bias" in self:
             y = y + self.bias
         return y

@@ -131,9 +131,11 @@ def test_half_precision_real_network(tmp_path):
     image = resize(load_image(shared_data("content", "holdout", "kodak_kodim03.png")), 96, 96)
     model = import_fst(shared_data("weights", "fast_style_transfer_ml5", "udnie"), tmp_path / "udnie.safetensors")
     full = st.stylize_array(st.load_network(model)[0], image).astype(int)
-    for dtype, max_error in (("float16", 2), ("bfloat16", 10)):
+    # bfloat16 keeps 8 significant bits: its mean error depends on the convolution strategy's summation order
+    # (0.3 with mx.conv2d, 0.57 with the GEMM-based strategies of mlx_style.conv).
+    for dtype, max_error, mean_error in (("float16", 2, 0.5), ("bfloat16", 10, 1.0)):
         error = np.abs(st.stylize_array(st.load_network(model, dtype)[0], image) - full)
-        assert error.max() <= max_error and error.mean() <= 0.5, (dtype, error.max(), error.mean())
+        assert error.max() <= max_error and error.mean() <= mean_error, (dtype, error.max(), error.mean())
 
 
 def test_stylize_array_rejects_non_uint8_rgb(net):

@@ -1,0 +1,518 @@
+"""Fast 'valid' 2-D convolution for MLX on the CPU, with a per-layer-shape autotuner.
+
+Why: on the CPU, ``mx.conv2d`` unfolds its input with copies whose inner runs are only C_in floats long, runs
+its GEMM with as few as 3 output columns (9×9 32→3: 10× slower than torch), and differentiates through
+strided/dilated convolutions (a stride-2 input gradient: 2 s for a 16 ms forward). The strategies here are the
+same sums rearranged so that copies move whole image rows and the products are large GEMMs:
+
+- ``direct``: ``mx.conv2d`` itself (the reference; wins some stride-2 forwards).
+- ``im2col``: gather the kH·kW shifted windows of the input (channel-major), one GEMM with K = kH·kW·C_in.
+  Scratch ∝ C_in: wins when C_in < C_out (9×9 3→32, the stride-2 downsamplers).
+- ``taps``: one GEMM of the input with all kH·kW·C_out taps, then sum the taps' shifted windows.
+  Scratch ∝ C_out: wins when C_out ≤ C_in (9×9 32→3, the upsampling 3×3s).
+- ``winograd``: F(2×2, 3×3) for 3×3 stride 1: 2.25× fewer multiplies (the 128→128 residual convs).
+
+Stride s > 1 is a polyphase split: each of the s² input phases sees a stride-1 convolution with the taps that
+fall on it, so nothing is computed and thrown away. Gradients: gathering windows and summing shifted windows
+are each other's adjoints, and a custom VJP (``_window_sums``) says so; MLX's own VJP of a slice allocates a
+zero array the size of the whole input per window. Everything is differentiable MLX ops.
+
+Choosing: ``tune()`` times the candidates for one layer shape (eagerly, outside any trace) and caches the
+winner in memory and in ``$MLX_STYLE_CACHE/conv_autotune.json`` (default ``~/.cache/mlx_style``).
+``conv2d(..., method="auto")`` only reads that cache, else a channel-count heuristic, so it is safe inside
+``mx.compile`` and ``nn.value_and_grad``. ``MLX_STYLE_CONV=<method>`` or ``set_default_method()`` forces one::
+
+    for x_shape, w_shape, stride in layer_shapes:        # once, eagerly, before compiling the step
+        conv.tune(x_shape, w_shape, stride, training=True)
+    y = conv.conv2d(x, w, stride, training=True) + bias   # inside the compiled, differentiated step
+
+Large temporaries (tens of MB) make MLX's small default CPU buffer cache (32 MB here) hand memory back to the
+OS and fault it in again on every call; ``mx.set_cache_limit`` of a few GB made the network's convolutions
+1.6× faster (measured with ``scripts/bench_conv.py --cache-limit-mb``). That is the application's choice.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import tempfile
+import time
+from functools import partial
+from pathlib import Path
+
+import mlx.core as mx
+
+ENV_METHOD = "MLX_STYLE_CONV"
+ENV_CACHE = "MLX_STYLE_CACHE"
+CACHE_FILE = "conv_autotune.json"
+_CACHE_VERSION = 1
+
+MEMORY_FRACTION = 0.25        # tune() skips strategies whose temporaries exceed this share of MLX's memory limit
+_forced: str | None = None   # set_default_method(); wins over the env var
+_tuned: dict[str, dict] = {}  # key -> {"method": name, "ms": {name: time}}
+_file_loaded = False
+_compiled: dict = {}
+
+
+# ----------------------------------------------------------------------------------------------- shapes
+
+
+def _out_size(n: int, k: int, s: int) -> int:
+    return (n - k) // s + 1
+
+
+def _check(x: mx.array, weight: mx.array, stride: int) -> None:
+    """Raises ValueError for arguments ``mx.conv2d`` would reject or silently misread."""
+    if not isinstance(stride, int) or isinstance(stride, bool) or stride < 1:
+        raise ValueError(f"[conv2d] stride must be a positive int, got {stride!r}")
+    if x.ndim != 4 or weight.ndim != 4:
+        raise ValueError(f"[conv2d] expected NHWC input and OHWI weight (4-D), got {x.shape} and {weight.shape}")
+    if x.shape[3] != weight.shape[3]:
+        raise ValueError(f"[conv2d] input has {x.shape[3]} channels but weight expects {weight.shape[3]} "
+                         f"(input {x.shape}, weight {weight.shape})")
+    if weight.shape[1] > x.shape[1] or weight.shape[2] > x.shape[2]:
+        raise ValueError(f"[conv2d] kernel {weight.shape[1:3]} is larger than the input {x.shape[1:3]} "
+                         "(the convolution is 'valid': pad first)")
+
+
+# ------------------------------------------------------------------- the one data-movement primitive
+
+
+def _window_sums(y: mx.array, groups: tuple, ho: int, wo: int) -> mx.array:
+    """Stack, over groups, of sums of (ho, wo) windows: both im2col's gather and taps' shifted sum.
+
+    ``groups[g]`` is a tuple of terms ``(p, di, dj)`` or ``(p, di, dj, coef)``; output group g is the sum
+    over its terms of ``coef * y[:, p, :, di:di + ho, dj:dj + wo]`` (coef 1 when absent). im2col uses one
+    term per group, taps one group of all taps, winograd's transforms 4 or 9 signed terms per group. The
+    adjoint is the same operation on the zero-padded cotangent with the roles of g and p swapped, and a
+    custom VJP says so: MLX's own VJP of a slice allocates a zero array the size of ``y`` per window.
+
+    Shape:
+        - y: (N, P, C, H, W)
+        - output: (N, len(groups), C, ho, wo)
+    """
+
+    @mx.custom_function
+    def forward(y):
+        sums = []
+        for terms in groups:
+            total = None
+            for p, di, dj, *coef in terms:
+                part = y[:, p, :, di:di + ho, dj:dj + wo]
+                part = part * coef[0] if coef and coef[0] != 1 else part
+                total = part if total is None else total + part
+            sums.append(total)
+        return mx.stack(sums, axis=1) if len(sums) > 1 else mx.expand_dims(sums[0], 1)  # no copy for one
+
+    @forward.vjp
+    def backward(primals, cot, _out):
+        y = primals[0] if isinstance(primals, (list, tuple)) else primals
+        h, w = y.shape[-2:]
+        ph = max(term[1] for terms in groups for term in terms)
+        pw = max(term[2] for terms in groups for term in terms)
+        # Pixel (r, c) of plane p collects cot[g] at (r - di, c - dj) for every term (p, di, dj) of group g:
+        # a window at (ph - di, pw - dj) of the cotangent padded by (ph, pw) in front and to size (h+ph, w+pw).
+        back = [[] for _ in range(y.shape[1])]
+        for g, terms in enumerate(groups):
+            for p, di, dj, *coef in terms:
+                back[p].append((g, ph - di, pw - dj, *coef))
+        padded = mx.pad(cot, [(0, 0)] * 3 + [(ph, h - ho), (pw, w - wo)])
+        if all(back):
+            return _window_sums(padded, tuple(map(tuple, back)), h, w)
+        # A plane no window reads (stride > kernel) gets a zero gradient.
+        used = [p for p in range(y.shape[1]) if back[p]]
+        got = _window_sums(padded, tuple(tuple(back[p]) for p in used), h, w)
+        zero = mx.zeros(y.shape[:1] + y.shape[2:], y.dtype)
+        return mx.stack([got[:, used.index(p)] if back[p] else zero for p in range(y.shape[1])], axis=1)
+
+    return forward(y)
+
+
+def _planes(x: mx.array, s: int) -> mx.array:
+    """NHWC -> (N, s², C, ceil(H/s), ceil(W/s)) contiguous: channel-major stride phases (space to depth).
+
+    Channel-major so every window copy moves whole rows (NHWC windows move C_in floats at a time); phases so
+    that a stride-s convolution is s² stride-1 ones with no product computed and thrown away. One copy, and
+    its VJP is a reshape and a transpose. The zero padding to a multiple of s is never read by a window.
+    """
+    n, h, w, c = x.shape
+    hp, wp = -(-h // s), -(-w // s)
+    if (hp * s, wp * s) != (h, w):
+        x = mx.pad(x, [(0, 0), (0, hp * s - h), (0, wp * s - w), (0, 0)])
+    x = x.reshape(n, hp, s, wp, s, c).transpose(0, 2, 4, 5, 1, 3)
+    return mx.contiguous(x.reshape(n, s * s, c, hp, wp))
+
+
+def _phase_taps(kh: int, kw: int, s: int) -> list[tuple[int, list[tuple[int, int]]]]:
+    """Per input phase p = a·s + b: the kernel taps (i, j) with i ≡ a, j ≡ b (mod s), in row-major order.
+    Tap (i, j) reads phase p at offset (i // s, j // s)."""
+    phases = []
+    for a in range(min(s, kh)):
+        for b in range(min(s, kw)):
+            phases.append((a * s + b, [(i, j) for i in range(a, kh, s) for j in range(b, kw, s)]))
+    return phases
+
+
+# ------------------------------------------------------------------------------------------- strategies
+
+
+def _direct(x: mx.array, w: mx.array, stride: int) -> mx.array:
+    """``mx.conv2d``: the reference. Competitive forward on stride-2 layers; its backward is slow."""
+    return mx.conv2d(x, w, stride=stride)
+
+
+def _im2col(x: mx.array, w: mx.array, stride: int) -> mx.array:
+    """Unfold the input into its kH·kW windows (channel-major planes), then one GEMM with K = kH·kW·C_in."""
+    n, h, wd, c = x.shape
+    o, kh, kw, _ = w.shape
+    ho, wo = _out_size(h, kh, stride), _out_size(wd, kw, stride)
+    if kh == kw == 1:  # a 1×1 conv is already a GEMM
+        return x[:, ::stride, ::stride, :] @ w.reshape(o, c).T
+    taps = [(p, i, j) for p, ij in _phase_taps(kh, kw, stride) for i, j in ij]
+    u = _window_sums(_planes(x, stride), tuple(((p, i // stride, j // stride),) for p, i, j in taps), ho, wo)
+    wm = mx.stack([w[:, i, j, :] for _, i, j in taps], axis=1).reshape(o, -1)  # (O, T·C), u's K order
+    # (O, K) @ (N, K, M): the cotangent of the unfolded matrix comes out contiguous in the backward pass.
+    return (wm @ u.reshape(n, -1, ho * wo)).reshape(n, o, ho, wo).transpose(0, 2, 3, 1)
+
+
+def _taps(x: mx.array, w: mx.array, stride: int) -> mx.array:
+    """One GEMM of each input phase with its kH·kW·C_out taps, then the sum of the taps' shifted windows."""
+    n, h, wd, c = x.shape
+    o, kh, kw, _ = w.shape
+    ho, wo = _out_size(h, kh, stride), _out_size(wd, kw, stride)
+    if stride == 1:  # (N, C, H·W) as a transposed view of the NHWC input: BLAS reads it in place
+        planes, hp, wp = [x.reshape(n, h * wd, c).swapaxes(1, 2)], h, wd
+    else:
+        xp = _planes(x, stride)
+        hp, wp = xp.shape[-2:]
+        planes = [xp[:, p].reshape(n, c, hp * wp) for p in range(stride * stride)]
+    out = None
+    for p, ij in _phase_taps(kh, kw, stride):
+        wt = mx.stack([w[:, i, j, :] for i, j in ij]).reshape(-1, c)  # (T·O, C)
+        # The product comes out channel-major, one (hp, wp) plane per tap and output channel, so the shifted
+        # windows summed below are whole-row reads.
+        y = (wt @ planes[p]).reshape(n, len(ij), o, hp, wp)
+        part = _window_sums(y, (tuple((t, i // stride, j // stride) for t, (i, j) in enumerate(ij)),), ho, wo)
+        out = part if out is None else out + part
+    return out[:, 0].transpose(0, 2, 3, 1)
+
+
+_WINO_BT = ((1, 0, -1, 0), (0, 1, 1, 0), (0, -1, 1, 0), (0, 1, 0, -1))  # F(2×2, 3×3), Lavin & Gray 2016
+_WINO_G = ((1, 0, 0), (0.5, 0.5, 0.5), (0.5, -0.5, 0.5), (0, 0, 1))
+_WINO_AT = ((1, 1, 1, 0), (0, 1, -1, -1))
+
+
+def _winograd(x: mx.array, w: mx.array, stride: int) -> mx.array:
+    """Winograd F(2×2, 3×3): 16 GEMMs on 4×4 input tiles (stride 2) instead of 36 multiplies per 2×2 outputs.
+
+    Only for 3×3 stride 1; other kernels fall back to ``taps`` or ``im2col`` (the heuristic's pick).
+    Transforms are ±1 sums of windows (``_window_sums``), so their adjoints come with them.
+    """
+    n, h, wd, c = x.shape
+    o, kh, kw, _ = w.shape
+    if (kh, kw, stride) != (3, 3, 1):
+        return _taps(x, w, stride) if heuristic(x.shape, w.shape, stride) == "taps" else _im2col(x, w, stride)
+    ho, wo = h - 2, wd - 2
+    th, tw = -(-ho // 2), -(-wo // 2)
+    if (2 * th, 2 * tw) != (ho, wo):  # whole 2×2 output tiles; the extra row/column is cropped below
+        x = mx.pad(x, [(0, 0), (0, 2 * th - ho), (0, 2 * tw - wo), (0, 0)])
+    # Tile (ty, tx) reads input rows 2·ty + r: phase r % 2 at offset r // 2. B^T d B per tile, as window sums.
+    bt = _WINO_BT
+    groups = tuple(tuple(((r % 2) * 2 + (q % 2), r // 2, q // 2, bt[a][r] * bt[b][q])
+                         for r in range(4) for q in range(4) if bt[a][r] * bt[b][q])
+                   for a in range(4) for b in range(4))
+    v = _window_sums(_planes(x, 2), groups, th, tw).reshape(n, 16, c, th * tw)
+    g = mx.array(_WINO_G, dtype=w.dtype)
+    u = mx.einsum("ai,oijc,bj->aboc", g, w, g).reshape(16, o, c)
+    m = (u @ v).reshape(n, 16, o, th, tw)
+    at = _WINO_AT
+    groups = tuple(tuple((a * 4 + b, 0, 0, at[i][a] * at[j][b]) for a in range(4) for b in range(4)
+                         if at[i][a] * at[j][b]) for i in range(2) for j in range(2))
+    y = _window_sums(m, groups, th, tw).reshape(n, 2, 2, o, th, tw)
+    return y.transpose(0, 4, 1, 5, 2, 3).reshape(n, 2 * th, 2 * tw, o)[:, :ho, :wo]
+
+
+METHODS = {"direct": _direct, "im2col": _im2col, "taps": _taps, "winograd": _winograd}
+
+
+def candidates(w_shape, stride: int = 1) -> list[str]:
+    """The strategies worth timing for a kernel: winograd only where it is not a fallback (3×3, stride 1)."""
+    return [m for m in METHODS if m != "winograd" or (tuple(w_shape[1:3]), stride) == ((3, 3), 1)]
+
+
+def _method_fn(name: str, stride: int):
+    """The compiled strategy (one per name and stride; mx.compile retraces per shape): fuses the window sums."""
+    key = (name, stride)
+    if key not in _compiled:
+        _compiled[key] = mx.compile(partial(METHODS[name], stride=stride))
+    return _compiled[key]
+
+
+# ------------------------------------------------------------------------------------------------ choice
+
+
+def heuristic(x_shape, w_shape, stride: int = 1, training: bool = False) -> str:
+    """The untuned default, from the measured winners on the style network's layers (forward and training).
+
+    3×3 stride-1 with C_out ≥ C_in ≥ 64: ``winograd`` (2.25× fewer multiplies, small transforms). Otherwise
+    the rearrangement whose scratch (∝ C_in for ``im2col``, ∝ C_out for ``taps``) is smaller. ``direct`` is
+    never the default: its backward pass is 5-40× slower, and its forward wins only narrowly and only on
+    some stride-2 layers, which ``tune()`` finds.
+    """
+    del x_shape, training  # the measured crossovers depend on the channel counts only
+    o, kh, kw, c = w_shape
+    if (kh, kw, stride) == (3, 3, 1) and o >= c >= 64:
+        return "winograd"
+    return "im2col" if c < o else "taps"
+
+
+def _key(x_shape, w_shape, stride, dtype, training) -> str:
+    return "|".join(["x" + "x".join(map(str, x_shape)), "w" + "x".join(map(str, w_shape)), f"s{stride}",
+                     str(dtype).rsplit(".", 1)[-1], str(mx.default_device()), "train" if training else "infer"])
+
+
+def cache_path() -> Path:
+    """Where tuned choices persist: ``$MLX_STYLE_CACHE/conv_autotune.json`` or ``~/.cache/mlx_style/...``."""
+    root = os.environ.get(ENV_CACHE) or os.path.join(os.path.expanduser("~"), ".cache", "mlx_style")
+    return Path(root) / CACHE_FILE
+
+
+def _read_file() -> dict:
+    try:
+        data = json.loads(cache_path().read_text())
+        return data.get("entries", {}) if data.get("version") == _CACHE_VERSION else {}
+    except (OSError, ValueError, AttributeError):
+        return {}
+
+
+def _load_file_once() -> None:
+    global _file_loaded
+    if not _file_loaded:
+        _file_loaded = True
+        for k, v in _read_file().items():
+            if isinstance(v, dict) and v.get("method") in METHODS:
+                _tuned.setdefault(k, v)
+
+
+def _write_file(key: str, entry: dict) -> bool:
+    """Merge one entry into the JSON cache atomically (temp file + rename). Never raises; False on failure."""
+    path = cache_path()
+    try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        entries = _read_file()  # re-read: another process may have tuned other shapes meanwhile
+        entries[key] = entry
+        fd, tmp = tempfile.mkstemp(prefix=".conv_autotune.", dir=path.parent)
+        try:
+            with os.fdopen(fd, "w") as f:
+                json.dump({"version": _CACHE_VERSION, "entries": entries}, f, indent=1, sort_keys=True)
+            os.replace(tmp, path)
+        finally:
+            if os.path.exists(tmp):
+                os.unlink(tmp)
+        return True
+    except Exception:  # a read-only home or a full disk must not break a convolution
+        return False
+
+
+def set_default_method(method: str | None) -> None:
+    """Force every ``method="auto"`` call to one strategy (debugging); ``None`` restores tuning/heuristic.
+
+    Raises:
+        ValueError: ``method`` is not a strategy name.
+    """
+    global _forced
+    if method is not None and method not in METHODS:
+        raise ValueError(f"[conv2d] unknown method {method!r}; expected one of {sorted(METHODS)} or None")
+    _forced = method
+
+
+def _forced_method() -> str | None:
+    if _forced is not None:
+        return _forced
+    env = os.environ.get(ENV_METHOD, "").strip()
+    if env in ("", "auto"):
+        return None
+    if env not in METHODS:
+        raise ValueError(f"[conv2d] {ENV_METHOD}={env!r} is not one of {sorted(METHODS)} or 'auto'")
+    return env
+
+
+def choose(x_shape, w_shape, stride: int = 1, dtype=mx.float32, training: bool = False) -> str:
+    """The method ``conv2d(..., method="auto")`` uses: forced > tuned (memory, then file) > heuristic.
+
+    Never times anything, so it is safe while tracing. An inference call falls back to the choice tuned for
+    training the same shape; not the reverse: a forward-only winner (``direct``) can have a very slow backward.
+    """
+    forced = _forced_method()
+    if forced is not None:
+        return forced
+    _load_file_once()
+    for mode in (training, True):
+        entry = _tuned.get(_key(tuple(x_shape), tuple(w_shape), stride, dtype, mode))
+        if entry is not None:
+            return entry["method"]
+    return heuristic(x_shape, w_shape, stride, training)
+
+
+# ----------------------------------------------------------------------------------------------- public
+
+
+def conv2d(x: mx.array, weight: mx.array, stride: int = 1, method: str = "auto",
+           training: bool = False) -> mx.array:
+    """Valid (unpadded) 2-D convolution, equal to ``mx.conv2d(x, weight, stride=stride)`` up to float rounding.
+
+    Args:
+        x: input, NHWC. Pad it first (the style network reflect-pads).
+        weight: kernel, OHWI (``nn.Conv2d``'s layout). No bias: callers add it.
+        stride: the same stride on both spatial axes.
+        method: ``"auto"`` (tuned choice, else heuristic; see ``choose``) or one of ``METHODS``.
+        training: with ``"auto"``, prefer the choice tuned for forward+backward (``tune(..., training=True)``).
+
+    Returns:
+        The NHWC output. Its memory layout may be a transposed view; MLX ops accept it as is.
+
+    Shape:
+        - x: (N, H, W, C_in)
+        - weight: (C_out, kH, kW, C_in)
+        - output: (N, (H - kH) // stride + 1, (W - kW) // stride + 1, C_out)
+
+    Raises:
+        ValueError: "[conv2d] ..." for mismatched shapes, a kernel larger than the input, a bad stride or
+            an unknown method.
+    """
+    _check(x, weight, stride)
+    if method == "auto":
+        method = choose(x.shape, weight.shape, stride, x.dtype, training)
+    elif method not in METHODS:
+        raise ValueError(f"[conv2d] unknown method {method!r}; expected 'auto' or one of {sorted(METHODS)}")
+    return _method_fn(method, stride)(x, weight)
+
+
+def scratch_bytes(method: str, x_shape, w_shape, stride: int = 1, itemsize: int = 4,
+                  training: bool = False) -> int:
+    """Rough size of a strategy's largest temporaries, for skipping candidates that would not fit.
+
+    ``im2col`` unfolds the input (∝ C_in), ``taps`` keeps one product plane per tap (∝ C_out),
+    ``winograd`` 4 transformed planes per input and output channel. Training holds a cotangent of the same
+    size and a padded copy too, hence ×3 (measured: 11 GB for taps on the batch-4 9×9 3→32 layer, estimate
+    8.7 GB). ``mx.conv2d`` unfolds the input forward and the padded cotangent for the input gradient
+    (measured: 0.7 GB for the batch-1 9×9 3→32 layer).
+    """
+    n, h, w, c = x_shape
+    o, kh, kw, _ = w_shape
+    unfold = n * kh * kw * c * _out_size(h, kh, stride) * _out_size(w, kw, stride)
+    per_tap = n * kh * kw * o * (h // stride + 1) * (w // stride + 1)
+    wino = n * 4 * (c + o) * _out_size(h, kh, stride) * _out_size(w, kw, stride)
+    if (kh, kw, stride) != (3, 3, 1):
+        wino = per_tap if c >= o else unfold  # falls back to taps / im2col
+    if method == "direct":  # measured: its input gradient unfolds the cotangent, its weight gradient x
+        return (unfold + per_tap if training else unfold) * itemsize
+    size = {"im2col": unfold, "taps": per_tap, "winograd": wino}[method]
+    return size * itemsize * (3 if training else 1)
+
+
+def _time_ms(fn, args, repeats: int, budget_ms: float) -> float:
+    """Best of ``repeats`` runs after a warm-up (which compiles: MLX JIT-builds fused CPU kernels, seconds).
+    Min, not median: other processes only ever add time. Stops after one timed run over ``budget_ms``."""
+    mx.eval(fn(*args))
+    best = float("inf")
+    for _ in range(max(repeats, 1)):
+        t0 = time.perf_counter()
+        mx.eval(fn(*args))
+        best = min(best, (time.perf_counter() - t0) * 1e3)
+        if best > budget_ms:
+            break
+    return best
+
+
+def _with_grad(fn):
+    """Forward + backward for one random cotangent, as a training step runs it."""
+
+    def step(x, w, cot):
+        out, (dx, dw) = mx.vjp(fn, [x, w], [cot])
+        return out[0], dx, dw
+
+    return mx.compile(step)
+
+
+def tune(x_shape, w_shape, stride: int = 1, dtype=mx.float32, training: bool = False, methods=None,
+         repeats: int = 3, force: bool = False, save: bool = True) -> str:
+    """Time the strategies for one layer shape, remember the fastest, and return its name.
+
+    Run it eagerly (not inside ``mx.compile`` or a gradient transform), once per layer shape, before the
+    compiled step; ``conv2d(..., method="auto")`` then uses the result. A repeated call returns the cached
+    choice unless ``force``.
+
+    Args:
+        x_shape: NHWC input shape (batch included: the best strategy can change with it).
+        w_shape: OHWI weight shape.
+        stride: convolution stride.
+        dtype: element type to time with.
+        training: time forward + backward (the input and weight gradients) instead of the forward alone.
+        methods: candidate names (default: ``candidates(w_shape, stride)``).
+        repeats: timed runs per candidate after a warm-up; the minimum counts.
+        force: re-time even when a choice is cached.
+        save: also merge the result into the JSON cache file (atomically; failure to write is ignored).
+
+    Returns:
+        The chosen method name. Timings (ms) are in ``tuned_entry(...)["ms"]``.
+
+    Raises:
+        ValueError: "[conv2d] ..." for bad shapes or method names.
+    """
+    x_shape, w_shape = tuple(x_shape), tuple(w_shape)
+    names = list(methods) if methods is not None else candidates(w_shape, stride)
+    for name in names:
+        if name not in METHODS:
+            raise ValueError(f"[conv2d] unknown method {name!r}; expected one of {sorted(METHODS)}")
+    key = _key(x_shape, w_shape, stride, dtype, training)
+    _load_file_once()
+    if not force and key in _tuned and _tuned[key]["method"] in names:
+        return _tuned[key]["method"]
+    rng = mx.random.key(0)
+    kx, kw, kc = mx.random.split(rng, 3)
+    x = mx.random.normal(x_shape, dtype=dtype, key=kx)
+    w = mx.random.normal(w_shape, dtype=dtype, key=kw)
+    _check(x, w, stride)
+    args = [x, w]
+    if training:
+        out_shape = (x_shape[0], _out_size(x_shape[1], w_shape[1], stride),
+                     _out_size(x_shape[2], w_shape[2], stride), w_shape[0])
+        args.append(mx.random.normal(out_shape, dtype=dtype, key=kc))
+    mx.eval(args)
+    # Skip candidates whose temporaries would crowd out the rest of the process (keep at least one).
+    budget_bytes = MEMORY_FRACTION * mx.get_memory_limit()
+    fits = [m for m in names if scratch_bytes(m, x_shape, w_shape, stride, x.itemsize, training) <= budget_bytes]
+    names = fits or [min(names, key=lambda m: scratch_bytes(m, x_shape, w_shape, stride, x.itemsize, training))]
+    # Try the heuristic's pick first so that a hopeless candidate (mx.conv2d's backward can take seconds)
+    # is abandoned after a single run.
+    first = heuristic(x_shape, w_shape, stride, training)
+    names.sort(key=lambda m: m != first)
+    ms: dict[str, float] = {}
+    for name in names:
+        fn = _method_fn(name, stride)
+        budget = 5 * min(ms.values()) + 50 if ms else float("inf")
+        ms[name] = round(_time_ms(_with_grad(fn) if training else fn, args, repeats, budget), 3)
+    entry = {"method": min(ms, key=ms.get), "ms": ms}
+    _tuned[key] = entry
+    if save:
+        _write_file(key, entry)
+    return entry["method"]
+
+
+def tuned_entry(x_shape, w_shape, stride: int = 1, dtype=mx.float32, training: bool = False) -> dict | None:
+    """The cached tuning record ``{"method": name, "ms": {name: ms}}`` for a shape, or None."""
+    _load_file_once()
+    return _tuned.get(_key(tuple(x_shape), tuple(w_shape), stride, dtype, training))
+
+
+def clear_tuning(delete_file: bool = False) -> None:
+    """Forget tuned choices in memory (the file is re-read on next use), and optionally delete the file."""
+    global _file_loaded
+    _tuned.clear()
+    _file_loaded = False
+    if delete_file:
+        try:
+            cache_path().unlink()
+        except OSError:
+            pass

@@ -9,7 +9,7 @@ import pytest
 from PIL import Image
 
 from mlx_style.image import load_image
-from mlx_style.losses import LossConfig
+from mlx_style.losses import recommended_weights, LossConfig
 from mlx_style.model_io import save_vgg
 from mlx_style.optimize import (OptimizeConfig, check_layers, loss_config_for, main, noise_image, optimize_image,
                                 parse_layers, parse_weights, snapshot_path)
@@ -143,13 +143,15 @@ def test_bad_requests_exit_with_one_clear_line(vgg_file, images, tmp_path, capsy
 
 def test_loss_weights_default_to_the_vgg_file_and_flags_override(vgg_file):
     meta = load_vgg(vgg_file)[1]
-    assert json.loads(meta["recommended_loss_weights"]) == {"content": 2.0, "style": 5.0, "tv": 1e-5}
+    recommended = recommended_weights(meta["preprocess"])
+    assert json.loads(meta["recommended_loss_weights"]) == recommended
     config = loss_config_for(OptimizeConfig(), meta)
-    assert (config.content_weight, config.style_weight, config.tv_weight) == (2.0, 5.0, 1e-5)
+    assert (config.content_weight, config.style_weight, config.tv_weight) == (
+        recommended["content"], recommended["style"], recommended["tv"])
     assert config.style_layer_weights == (1.0, 1.0, 1.0, 1.0)
     config = loss_config_for(OptimizeConfig(style_weight=50.0, tv_weight=0.0, style_layers=("relu1_2", "relu2_2"),
                                             style_layer_weights=(0.7, 0.3)), meta)
-    assert (config.content_weight, config.style_weight, config.tv_weight) == (2.0, 50.0, 0.0)
+    assert (config.content_weight, config.style_weight, config.tv_weight) == (recommended["content"], 50.0, 0.0)
     assert config.style_layers == ("relu1_2", "relu2_2") and config.style_layer_weights == (0.7, 0.3)
 
 

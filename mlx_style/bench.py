@@ -30,6 +30,7 @@ import numpy as np
 from mlx.utils import tree_flatten, tree_map
 
 from mlx_style import _blas
+from mlx_style.ops import tune_convs
 from mlx_style.stylize import DTYPES, load_network
 from mlx_style.transformer import TransformerConfig, TransformerNet, count_parameters
 from mlx_style.weights import WeightFileError
@@ -55,6 +56,7 @@ class BenchConfig:
     train_size: int | None = None  # default 256 (quick: 128)
     train_steps: int | None = None  # timed steps after one warm-up step; default 5 (quick: 2)
     json: str | None = None  # write the results here
+    tune: bool = False  # autotune conv strategies per layer shape before timing (cached on disk)
 
 
 FULL = {"sizes": "256x256,640x480,1280x720", "dtype": "all", "warmup": 3, "repeats": 20,
@@ -167,7 +169,8 @@ def time_calls(fn, x: mx.array, warmup: int, repeats: int) -> tuple[float, list[
     return first, times
 
 
-def bench_mlx(net: TransformerNet, sizes, dtypes, modes, warmup: int, repeats: int, on_row=None) -> list[dict]:
+def bench_mlx(net: TransformerNet, sizes, dtypes, modes, warmup: int, repeats: int, on_row=None,
+              tune: bool = False) -> list[dict]:
     """One row per (size, dtype, compiled): ``height, width, dtype, compiled, ms_p50, ms_p95, fps, ms_first``.
 
     ``on_row(row)`` is called as each row is done (to print it, or to add the PyTorch timing).
@@ -180,6 +183,8 @@ def bench_mlx(net: TransformerNet, sizes, dtypes, modes, warmup: int, repeats: i
         for H, W in sizes:
             x = (mx.random.uniform(shape=(1, H, W, 3)) * 255).astype(DTYPES[dtype])
             mx.eval(x)
+            if tune:
+                tune_convs(net, x)  # times each conv strategy once per layer shape; cached on disk
             for compiled in modes:
                 fn = mx.compile(net) if compiled else net  # a fresh compile: no trace carried between rows
                 first, times = time_calls(fn, x, warmup, repeats)
@@ -471,7 +476,8 @@ def run(config: BenchConfig, log=print) -> dict:
         log(format_row(row))
 
     log(HEADER + (TORCH_HEADER if torch_parts else ""))
-    results["infer"] = bench_mlx(net, sizes, dtypes, modes, config.warmup, config.repeats, on_row)
+    results["infer"] = bench_mlx(net, sizes, dtypes, modes, config.warmup, config.repeats, on_row,
+                                 tune=config.tune)
     if torch_parts:
         log("MLX/torch: median MLX time over median PyTorch time (above 1: MLX is slower)")
 
@@ -502,6 +508,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--model", help="a style network .safetensors (default: a random-init report network)")
     p.add_argument("--warmup", type=int, help=f"untimed calls per row (default {FULL['warmup']})")
     p.add_argument("--repeats", type=int, help=f"timed calls per row (default {FULL['repeats']})")
+    p.add_argument("--tune", action="store_true",
+                   help="autotune the convolution strategy per layer shape first (mlx_style.conv; cached)")
     p.add_argument("--quick", action="store_true", help="256x256, float32, 1 warm-up, 3 repeats (for CPUs)")
     p.add_argument("--torch", action="store_true", help="also time PyTorch with the same weights (needs torch)")
     p.add_argument("--train", action="store_true", help="also time training steps (needs VGG weights)")

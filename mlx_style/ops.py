@@ -58,6 +58,27 @@ def instance_norm(x: mx.array, weight: mx.array | None, bias: mx.array | None, e
     return y
 
 
+_RECORDING: list | None = None
+
+
+def tune_convs(fn, *args, training: bool = False) -> dict[tuple, str]:
+    """Run ``fn(*args)`` once eagerly, then autotune every convolution shape it used (``conv.tune``).
+
+    Call it before compiling a forward or a training step for a given input size; the choices are cached in
+    memory and on disk, so later runs on the same device pay nothing. Returns ``{(x_shape, w_shape, stride):
+    method}``.
+    """
+    global _RECORDING
+    _RECORDING = []
+    try:
+        out = fn(*args)
+        mx.eval(out)
+        shapes = list(dict.fromkeys(_RECORDING))
+    finally:
+        _RECORDING = None
+    return {(xs, ws, s): _conv.tune(xs, ws, s, dtype=dt, training=training) for xs, ws, s, dt in shapes}
+
+
 class Conv2d(nn.Module):
     """A convolution with zero padding, OHWI weight, optional bias; same parameter names as ``nn.Conv2d``.
 
@@ -80,6 +101,8 @@ class Conv2d(nn.Module):
         if self.padding:
             p = self.padding
             x = mx.pad(x, ((0, 0), (p, p), (p, p), (0, 0)))
+        if _RECORDING is not None:
+            _RECORDING.append((tuple(x.shape), tuple(self.weight.shape), self.stride, x.dtype))
         y = _conv.conv2d(x, self.weight, stride=self.stride, training=self.training)
         if "bias" in self:
             y = y + self.bias

@@ -30,7 +30,7 @@ import numpy as np
 from mlx.utils import tree_flatten, tree_map
 
 from mlx_style import _blas
-from mlx_style.ops import tune_convs
+from mlx_style.ops import keep_freed_buffers, tune_convs
 from mlx_style.stylize import DTYPES, load_network
 from mlx_style.transformer import TransformerConfig, TransformerNet, count_parameters
 from mlx_style.weights import WeightFileError
@@ -184,6 +184,7 @@ def bench_mlx(net: TransformerNet, sizes, dtypes, modes, warmup: int, repeats: i
             x = (mx.random.uniform(shape=(1, H, W, 3)) * 255).astype(DTYPES[dtype])
             mx.eval(x)
             if tune:
+                net.eval()  # inference: tune the forward-only choices, which conv2d then uses
                 tune_convs(net, x)  # times each conv strategy once per layer shape; cached on disk
             for compiled in modes:
                 fn = mx.compile(net) if compiled else net  # a fresh compile: no trace carried between rows
@@ -523,6 +524,7 @@ def build_parser() -> argparse.ArgumentParser:
 
 def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
+    keep_freed_buffers()
     try:
         run(BenchConfig(**vars(args)))
     except BenchError as exc:

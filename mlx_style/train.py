@@ -29,6 +29,7 @@ import numpy as np
 from mlx.utils import tree_map
 
 from mlx_style import checkpoint as ckpt
+from mlx_style.ops import keep_freed_buffers
 from mlx_style.data import (BatchIterator, DatasetError, ImageSource, check_dataset, file_list_digest, find_images,
                             prepare, steps_per_epoch)
 from mlx_style.image import ImageError, list_images, load_image, resize_max_side, to_batch
@@ -529,6 +530,7 @@ def config_from_args(args: argparse.Namespace) -> TrainConfig:
 
 def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
+    keep_freed_buffers()
     config = config_from_args(args)
     for name in ("image_size", "batch_size", "log_every"):
         if getattr(config, name) < 1:

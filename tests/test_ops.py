@@ -22,6 +22,7 @@ def cache(tmp_path, monkeypatch):
 def test_tune_convs_tunes_each_layer_shape_once_and_conv2d_uses_the_choice(cache):
     mx.random.seed(0)
     net = TransformerNet(TransformerConfig(width=4, num_residual=2))
+    net.eval()
     x = mx.random.uniform(0, 255, (1, 24, 20, 3))
     choices = tune_convs(net, x)
     # conv1 9×9, two stride-2 downsamplers, residual 3×3s (one shape), two upsampling 3×3s, the 9×9 output conv.

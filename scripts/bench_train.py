@@ -103,55 +103,15 @@ def run_mlx(config: BenchConfig, inputs: Path) -> dict:
 
 def run_torch(config: BenchConfig, inputs: Path) -> dict:
     import torch
-    import torch.nn.functional as F
     from safetensors import safe_open
     from safetensors.numpy import load_file
 
     from_mlx = np.load(inputs)
 
-    class ConvLayer(torch.nn.Module):
-        def __init__(self, cin, cout, k, stride=1):
-            super().__init__()
-            self.pad, self.conv2d = k // 2, torch.nn.Conv2d(cin, cout, k, stride)
+    from mlx_style.bench import build_torch_net  # the same network as the MLX one, with its parameter names
+    from mlx_style.transformer import TransformerConfig
 
-        def forward(self, x):
-            return self.conv2d(F.pad(x, [self.pad] * 4, mode="reflect"))
-
-    class Residual(torch.nn.Module):
-        def __init__(self, c):
-            super().__init__()
-            self.conv1, self.in1 = ConvLayer(c, c, 3), torch.nn.InstanceNorm2d(c, affine=True)
-            self.conv2, self.in2 = ConvLayer(c, c, 3), torch.nn.InstanceNorm2d(c, affine=True)
-
-        def forward(self, x):
-            return x + self.in2(self.conv2(F.relu(self.in1(self.conv1(x)))))
-
-    class Up(ConvLayer):
-        def forward(self, x):
-            return super().forward(F.interpolate(x, scale_factor=2, mode="nearest"))
-
-    class Net(torch.nn.Module):  # pytorch/examples' TransformerNet with mlx_style's parameter names
-        def __init__(self):
-            super().__init__()
-            self.conv1, self.in1 = ConvLayer(3, 32, 9), torch.nn.InstanceNorm2d(32, affine=True)
-            self.conv2, self.in2 = ConvLayer(32, 64, 3, 2), torch.nn.InstanceNorm2d(64, affine=True)
-            self.conv3, self.in3 = ConvLayer(64, 128, 3, 2), torch.nn.InstanceNorm2d(128, affine=True)
-            self.res = torch.nn.ModuleList([Residual(128) for _ in range(5)])
-            self.deconv1, self.in4 = Up(128, 64, 3), torch.nn.InstanceNorm2d(64, affine=True)
-            self.deconv2, self.in5 = Up(64, 32, 3), torch.nn.InstanceNorm2d(32, affine=True)
-            self.deconv3 = ConvLayer(32, 3, 9)
-
-        def forward(self, x):
-            y = F.relu(self.in1(self.conv1(x)))
-            y = F.relu(self.in2(self.conv2(y)))
-            y = F.relu(self.in3(self.conv3(y)))
-            for block in self.res:
-                y = block(y)
-            y = F.relu(self.in4(self.deconv1(y)))
-            y = F.relu(self.in5(self.deconv2(y)))
-            return self.deconv3(y)
-
-    net = Net()
+    net = build_torch_net(torch, TransformerConfig())
     state = {}
     for key in from_mlx.files:
         if key.startswith("net."):

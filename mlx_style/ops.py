@@ -132,6 +132,55 @@ def dilate(x: mx.array, stride: int) -> mx.array:
     return y.reshape(B, H * s, W * s, C)[:, : (H - 1) * s + 1, : (W - 1) * s + 1, :]
 
 
+def phase_taps(mode: str, kernel: int = 3, start: int = 1) -> tuple[tuple[int, tuple[tuple[int, ...], ...]], ...]:
+    """Per output phase a ∈ {0, 1} of a ×2 layer, which rows of the 1-pixel-padded input z feed which taps.
+
+    ``mode="nearest"``: nearest ×2 upsampling, 1-pixel padding, then a ``kernel``=3 convolution: output row
+    2m + a, tap t reads upsampled row 2m + a − 1 + t, i.e. z row m + ⌊(a − 1 + t)/2⌋ + 1.
+    ``mode="deconv"``: a stride-2 transposed convolution cropped from ``start`` (torch: k//2, TF 'SAME': 0):
+    output row 2m + a gets tap t from input row m + (a + start − t)/2 when that is whole, z row one further.
+
+    Returns, per phase, ``(offset, matrix)``: the phase's 1-D kernel is ``matrix @ taps`` (``matrix`` is
+    span × kernel, 0/1) applied to z from row ``m + offset``.
+    """
+    phases = []
+    for a in range(2):
+        if mode == "nearest":
+            rows = {t: m for t in range(kernel) for m in [(a - 1 + t) // 2 + 1]}
+        else:
+            rows = {t: (a + start - t) // 2 + 1 for t in range(kernel) if (a + start - t) % 2 == 0}
+        lo, hi = min(rows.values()), max(rows.values())
+        matrix = [[int(rows.get(t) == lo + u) for t in range(kernel)] for u in range(hi - lo + 1)]
+        phases.append((lo, tuple(map(tuple, matrix))))
+    return tuple(phases)
+
+
+def subpixel_conv(z: mx.array, weight: mx.array, mode: str, start: int = 1, training: bool = False) -> mx.array:
+    """A ×2 upsampling convolution computed at the input's resolution, one small convolution per output phase.
+
+    ``z`` is the input padded by one pixel on each side (``(B, H+2, W+2, C)``); the result is ``(B, 2H, 2W, O)``,
+    equal to ``mode="nearest"``: nearest ×2 upsampling, padding by 1 (reflect, when z is edge-padded; zeros,
+    when z is zero-padded) and the 3×3 convolution ``weight``; ``mode="deconv"``: the stride-2 transposed
+    convolution with ``weight`` (``(out, k, k, in)``) cropped from ``start``, z zero-padded.
+    Each of the four phases is a 2×2 (or smaller) convolution with summed taps (Odena et al.'s sub-pixel view of
+    the same sums): 16 instead of 36 multiplies per input pixel for the nearest layer, 9 instead of 36 for
+    the transposed one, and the upsampled map is never built.
+    """
+    B, Hz, Wz, _ = z.shape
+    H, W = Hz - 2, Wz - 2
+    phases = phase_taps(mode, weight.shape[1], start)
+    outputs = []
+    for ra, ma in phases:
+        for cb, mb in phases:
+            kernel = mx.einsum("ui,vj,oijc->ouvc", mx.array(ma, weight.dtype), mx.array(mb, weight.dtype), weight)
+            window = z[:, ra:ra + H + len(ma) - 1, cb:cb + W + len(mb) - 1, :]
+            if _RECORDING is not None:
+                _RECORDING.append((tuple(window.shape), tuple(kernel.shape), 1, z.dtype, training))
+            outputs.append(_conv.conv2d(window, kernel, stride=1, training=training))
+    y = mx.stack(outputs, axis=3).reshape(B, H, W, 2, 2, -1).transpose(0, 1, 3, 2, 4, 5)
+    return y.reshape(B, 2 * H, 2 * W, -1)
+
+
 class ConvTranspose2d(nn.Module):
     """Transposed convolution, weight ``(out, kH, kW, in)``; ``align='torch'`` or ``'tf_same'`` for the crop.
 
@@ -154,16 +203,20 @@ class ConvTranspose2d(nn.Module):
 
     def __call__(self, x: mx.array) -> mx.array:
         _, H, W, _ = x.shape
-        s = self.stride
-        # As a convolution of the zero-dilated input with the flipped kernel: on the CPU this goes through the
-        # fast strategies of mlx_style.conv and ran 12× faster than mx.conv_transpose2d (49 vs 617 ms, 64²×128→64).
-        k = self.weight.shape[1]
-        x = mx.pad(dilate(x, s), ((0, 0), (k - 1, k - 1), (k - 1, k - 1), (0, 0)))
-        if _RECORDING is not None:
-            _RECORDING.append((tuple(x.shape), tuple(self.weight.shape), 1, x.dtype, self.training))
-        y = _conv.conv2d(x, self.weight[:, ::-1, ::-1, :], stride=1, training=self.training)
-        start = self.weight.shape[1] // 2 if self.align == "torch" else 0
-        y = y[:, start:start + s * H, start:start + s * W, :]
+        s, k = self.stride, self.weight.shape[1]
+        start = k // 2 if self.align == "torch" else 0
+        if s == 2 and k == 3:
+            # One 2×2, 2×1, 1×2 or 1×1 convolution per output phase (subpixel_conv): 4× fewer multiplies than
+            # convolving the zero-dilated input, which was itself 12× faster than mx.conv_transpose2d on the CPU.
+            y = subpixel_conv(mx.pad(x, ((0, 0), (1, 1), (1, 1), (0, 0))), self.weight, "deconv", start,
+                              self.training)
+        else:
+            # As a convolution of the zero-dilated input with the flipped kernel (any stride and kernel).
+            x = mx.pad(dilate(x, s), ((0, 0), (k - 1, k - 1), (k - 1, k - 1), (0, 0)))
+            if _RECORDING is not None:
+                _RECORDING.append((tuple(x.shape), tuple(self.weight.shape), 1, x.dtype, self.training))
+            y = _conv.conv2d(x, self.weight[:, ::-1, ::-1, :], stride=1, training=self.training)
+            y = y[:, start:start + s * H, start:start + s * W, :]
         if "bias" in self:
             y = y + self.bias
         return y

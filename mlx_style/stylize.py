@@ -141,7 +141,8 @@ def _window(get, height: int, width: int, rows: tuple[int, int], cols: tuple[int
     """Rows and columns (in padded coordinates) of an array padded by ``pads``, padding only what is needed.
 
     ``get(r0, r1, c0, c1)`` returns the in-range block of the unpadded ``(height, width, C)`` array. Reflection
-    is exact because a window that needs padding on a side starts at that side's border row or column.
+    is exact because a window that needs padding on a side starts at that side's border row or column; ``mode``
+    is ``reflect``, ``edge`` or anything else for zeros.
     """
     (pt, _), (pl, _) = pads
     r0, r1 = rows[0] - pt, rows[1] - pt
@@ -149,7 +150,7 @@ def _window(get, height: int, width: int, rows: tuple[int, int], cols: tuple[int
     block = get(max(r0, 0), min(r1, height), max(c0, 0), min(c1, width))
     extra = ((max(0, -r0), max(0, r1 - height)), (max(0, -c0), max(0, c1 - width)), (0, 0))
     if any(a or b for a, b in extra[:2]):
-        block = np.pad(block, extra, mode="reflect" if mode == "reflect" else "constant")
+        block = np.pad(block, extra, mode=mode if mode in ("reflect", "edge") else "constant")
     return block
 
 
@@ -202,15 +203,11 @@ def _tiled_upsample_conv(layer, x: np.ndarray, tile: int, dtype: mx.Dtype) -> np
                 c, d = max(c0 // 2 - 1, 0), min(c1 // 2 + 1, W)
                 y = _call(layer, x[a:b, c:d], dtype)[r0 - 2 * a:r1 - 2 * a, c0 - 2 * c:c1 - 2 * c]
             else:
-                pads = ((1, 1), (1, 1))  # 3×3 stride 1: reflect 1, and TF 'SAME' is also (1, 1)
-                mode = "reflect" if layer.padding == "reflect" else "zeros"
-
-                def upsampled(a, b, c, d):
-                    block = x[a // 2:(b + 1) // 2, c // 2:(d + 1) // 2].repeat(2, axis=0).repeat(2, axis=1)
-                    return block[a % 2:a % 2 + b - a, c % 2:c % 2 + d - c]
-
-                block = _window(upsampled, 2 * H, 2 * W, (r0, r1 + 2), (c0, c1 + 2), pads, mode)
-                y = _call(layer.conv2d, block, dtype)
+                # output rows [r0, r1) = input rows [r0/2, r1/2) and one row of halo each side, padded by 1 as
+                # the layer pads its whole input (edge for reflect, zeros for TF 'SAME')
+                block = _window(lambda a, b, c, d: x[a:b, c:d], H, W, (r0 // 2, r1 // 2 + 2), (c0 // 2, c1 // 2 + 2),
+                                ((1, 1), (1, 1)), layer.input_padding)
+                y = _call(layer.from_padded, block, dtype)
             if out is None:
                 out = np.empty((2 * H, 2 * W, y.shape[-1]), dtype=np.float32)
             out[r0:r1, c0:c1] = y

@@ -36,3 +36,58 @@ def test_tune_convs_tunes_each_layer_shape_once_and_conv2d_uses_the_choice(cache
     before = net(x)
     assert tune_convs(net, x) == choices  # cached: the same choices, nothing re-timed needlessly
     assert mx.allclose(net(x), before, rtol=1e-5, atol=1e-3)
+
+
+# --- ×2 upsampling convolutions at the input's resolution (subpixel_conv) ----------------------------------------
+
+from mlx_style.ops import phase_taps, reflect_pad, subpixel_conv, upsample_nearest  # noqa: E402
+
+
+def _rand(shape, seed):
+    return mx.random.normal(shape, key=mx.random.key(seed))
+
+
+@pytest.mark.parametrize("shape", [(2, 5, 7, 3), (1, 4, 4, 6), (1, 1, 3, 2)])
+@pytest.mark.parametrize("padding", ["reflect", "zeros"])
+def test_subpixel_nearest_equals_upsample_pad_conv(shape, padding):
+    x, w = _rand(shape, 1), _rand((4, 3, 3, shape[-1]), 2)
+    up = upsample_nearest(x, 2)
+    padded = reflect_pad(up, 1) if padding == "reflect" else mx.pad(up, ((0, 0), (1, 1), (1, 1), (0, 0)))
+    expected = mx.conv2d(padded, w)
+    z = mx.pad(x, ((0, 0), (1, 1), (1, 1), (0, 0)), mode="edge" if padding == "reflect" else "constant")
+    got = subpixel_conv(z, w, "nearest")
+    assert got.shape == expected.shape == (shape[0], 2 * shape[1], 2 * shape[2], 4)
+    assert mx.allclose(got, expected, atol=1e-5).item()
+
+
+@pytest.mark.parametrize("start", [1, 0])  # torch's crop (k//2) and TF 'SAME' (0)
+def test_subpixel_deconv_equals_conv_transpose(start):
+    x, w = _rand((2, 5, 6, 3), 3), _rand((4, 3, 3, 3), 4)
+    full = mx.conv_transpose2d(x, w, stride=2)  # (H−1)·2 + 3 rows
+    expected = full[:, start:start + 10, start:start + 12, :]
+    got = subpixel_conv(mx.pad(x, ((0, 0), (1, 1), (1, 1), (0, 0))), w, "deconv", start)
+    assert mx.allclose(got, expected, atol=1e-5).item()
+
+
+def test_subpixel_gradients_match_the_plain_composition():
+    x, w = _rand((1, 4, 5, 3), 5), _rand((2, 3, 3, 3), 6)
+    cot = _rand((1, 8, 10, 2), 7)
+
+    def plain(x, w):
+        return mx.sum(mx.conv2d(reflect_pad(upsample_nearest(x, 2), 1), w) * cot)
+
+    def fast(x, w):
+        return mx.sum(subpixel_conv(mx.pad(x, ((0, 0), (1, 1), (1, 1), (0, 0)), mode="edge"), w, "nearest") * cot)
+
+    for a, b in zip(mx.grad(plain, argnums=(0, 1))(x, w), mx.grad(fast, argnums=(0, 1))(x, w)):
+        assert mx.allclose(a, b, atol=1e-4).item()
+
+
+def test_phase_taps_cover_every_tap_once_per_phase_pair():
+    """Nearest: each phase reads 2 rows and uses all 3 taps; deconv: the 2 phases split the 3 taps."""
+    for offset, matrix in phase_taps("nearest"):
+        assert len(matrix) == 2 and [sum(col) for col in zip(*matrix)] == [1, 1, 1]
+    for start in (0, 1):
+        per_phase = [[sum(col) for col in zip(*matrix)] for _, matrix in phase_taps("deconv", 3, start)]
+        assert [sum(col) for col in zip(*per_phase)] == [1, 1, 1]
+        assert sorted(sum(p) for p in per_phase) == [1, 2]

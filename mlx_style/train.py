@@ -36,7 +36,7 @@ from mlx_style.image import ImageError, list_images, load_image, resize_max_side
 from mlx_style.losses import STYLE_LAYERS, LossConfig, style_targets
 from mlx_style.model_io import save_transformer
 from mlx_style.progress import JsonlLog, ProgressLine, format_progress, save_loss_curve, save_sample_grid
-from mlx_style.train_step import CLIP_MODES, all_finite, make_train_step
+from mlx_style.train_step import CLIP_MODES, all_finite, make_train_step, tune_step_convs
 from mlx_style.transformer import NORMS, UPSAMPLES, TransformerConfig, TransformerNet
 from mlx_style.vgg import CONVERT_HINT, DEFAULT_VGG_PATH, load_vgg
 from mlx_style.weights import WeightFileError, file_sha256
@@ -84,6 +84,7 @@ class TrainConfig:
     dtype: str = "float32"  # the loss network's dtype: float32 or bfloat16
     min_side: int | None = None  # skip content images with a shorter side below this; None: image_size // 2
     prefetch: int = 2  # batches decoded ahead
+    tune: bool = True  # autotune the convolution strategies for this batch shape first (cached on disk)
     compile: bool = True  # mx.compile the step (False: no start-up kernel compilation, for tiny CPU runs)
 
     def output_path(self) -> Path:
@@ -392,6 +393,11 @@ def train(config: TrainConfig, stream=None) -> TrainResult:
         optimizer.learning_rate = config.lr  # a new --lr on resume is a deliberate change
         start = found.step
     start = broadcast_from_rank0(net, optimizer, start, group)
+    if config.tune:
+        began = time.perf_counter()
+        tune_step_convs(net, vgg, grams, losses, (config.batch_size // world, config.image_size, config.image_size, 3))
+        say(f"convolution strategies tuned for batch {config.batch_size // world} × {config.image_size}² in "
+            f"{time.perf_counter() - began:.1f} s (cached for later runs)")
     step_fn = make_train_step(net, vgg, optimizer, grams, losses, config.clip, group, config.compile)
     meta = {"config": config.network_config().to_json(), "train_config": json.dumps(asdict(config)),
             "loss_config": json.dumps(asdict(losses)), "style": style_path.name,
@@ -502,6 +508,8 @@ def build_parser() -> argparse.ArgumentParser:
                    help="one per style layer, e.g. 0.7,0.3,0.03,0.03 (default: equal)")
     g.add_argument("--content-layer", default=d.content_layer)
     g.add_argument("--dtype", choices=("float32", "bfloat16"), default=d.dtype, help="the loss network's dtype")
+    g.add_argument("--no-tune", dest="tune", action="store_false",
+                   help="skip timing the convolution strategies for this batch shape (first run of a size: ~1 min)")
     g.add_argument("--no-compile", dest="compile", action="store_false",
                    help="run the step uncompiled (skips the one-off kernel compilation; slower steps)")
     g = p.add_argument_group("network")

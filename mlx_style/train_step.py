@@ -15,6 +15,7 @@ import mlx.optimizers as optim
 from mlx.utils import tree_flatten, tree_map
 
 from mlx_style.losses import LossConfig, perceptual_loss
+from mlx_style.ops import tune_convs
 
 CLIP_MODES = ("tensor", "global", "none")
 
@@ -44,6 +45,30 @@ def all_finite(tree) -> bool:
     return bool(mx.all(mx.array([mx.all(mx.isfinite(v)) for v in leaves])).item()) if leaves else True
 
 
+def make_loss_fn(model: nn.Module, vgg: nn.Module, target_grams: dict[str, mx.array], loss_config: LossConfig):
+    """``loss_fn(content) -> (total, terms)``: stylise the batch, then the perceptual loss against its content."""
+    layer = loss_config.content_layer
+
+    def loss_fn(content):
+        output = model(content)
+        content_features = mx.stop_gradient(vgg(content, (layer,))[layer])
+        return perceptual_loss(vgg, output, content, target_grams, loss_config, content_features)
+
+    return loss_fn
+
+
+def tune_step_convs(model: nn.Module, vgg: nn.Module, target_grams: dict[str, mx.array], loss_config: LossConfig,
+                    batch_shape: tuple[int, ...]) -> dict[tuple, str]:
+    """Autotune (``ops.tune_convs``) every convolution of a training step on batches of ``batch_shape``.
+
+    One eager forward records the layer shapes; each is then timed forward and backward (both networks are in
+    training mode, so ``conv2d`` uses these choices inside the step). Nothing of the model or optimizer changes.
+    Choices are cached on disk per device, so only a new size or batch costs the ~1 min of timing again.
+    """
+    loss_fn = make_loss_fn(model, vgg, target_grams, loss_config)
+    return tune_convs(lambda b: loss_fn(b)[0], mx.zeros(batch_shape, mx.float32))
+
+
 def make_train_step(model: nn.Module, vgg: nn.Module, optimizer: optim.Optimizer,
                     target_grams: dict[str, mx.array], loss_config: LossConfig, clip: str = "tensor",
                     group: mx.distributed.Group | None = None, compile: bool = True):
@@ -67,14 +92,7 @@ def make_train_step(model: nn.Module, vgg: nn.Module, optimizer: optim.Optimizer
     if clip not in CLIP_MODES:
         raise ValueError(f"[make_train_step] clip must be one of {CLIP_MODES}, got {clip!r}")
     world = group.size() if group is not None else 1
-    layer = loss_config.content_layer
-
-    def loss_fn(content):
-        output = model(content)
-        content_features = mx.stop_gradient(vgg(content, (layer,))[layer])
-        return perceptual_loss(vgg, output, content, target_grams, loss_config, content_features)
-
-    loss_and_grad = nn.value_and_grad(model, loss_fn)
+    loss_and_grad = nn.value_and_grad(model, make_loss_fn(model, vgg, target_grams, loss_config))
 
     def average(x):
         return mx.distributed.all_sum(x, group=group) / world

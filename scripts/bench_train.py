@@ -38,6 +38,7 @@ class BenchConfig:
     framework: str = "both"  # "mlx", "torch" or "both" (each in a child process)
     seed: int = 0
     compile: bool = True  # mx.compile the MLX step
+    tune: bool = True  # autotune the MLX convolution strategies first, as mlx_style.train does
 
 
 def peak_rss_gb() -> float:
@@ -71,10 +72,12 @@ def run_mlx(config: BenchConfig, inputs: Path) -> dict:
     import mlx.optimizers as optim
 
     from mlx_style.losses import LossConfig, recommended_weights, style_targets
-    from mlx_style.train_step import make_train_step
+    from mlx_style.train_step import make_train_step, tune_step_convs
     from mlx_style.transformer import TransformerNet
+    from mlx_style.ops import keep_freed_buffers
     from mlx_style.vgg import load_vgg
 
+    keep_freed_buffers()  # as every mlx_style command does
     data = np.load(inputs)
     net = TransformerNet()
     net.load_weights([(k[4:], mx.array(data[k])) for k in data.files if k.startswith("net.")], strict=True)
@@ -84,6 +87,8 @@ def run_mlx(config: BenchConfig, inputs: Path) -> dict:
     grams = style_targets(vgg, mx.array(data["style"]), losses.style_layers)
     optimizer = optim.Adam(learning_rate=1e-3, bias_correction=True)
     optimizer.init(net.trainable_parameters())
+    if config.tune:  # as `mlx_style.train` does before its first step (choices cached on disk)
+        tune_step_convs(net, vgg, grams, losses, (config.batch_size, config.image_size, config.image_size, 3))
     step = make_train_step(net, vgg, optimizer, grams, losses, "tensor", compile=config.compile)
     batch = mx.array(data["content"])
     mx.eval(grams, batch)
@@ -103,83 +108,30 @@ def run_mlx(config: BenchConfig, inputs: Path) -> dict:
 
 def run_torch(config: BenchConfig, inputs: Path) -> dict:
     import torch
-    from safetensors import safe_open
-    from safetensors.numpy import load_file
 
-    from_mlx = np.load(inputs)
+    sys.path.insert(0, str(Path(__file__).resolve().parent))
+    import torch_twin  # the same VGG, losses and clipping as mlx_style, in PyTorch
 
-    from mlx_style.bench import build_torch_net  # the same network as the MLX one, with its parameter names
+    from mlx_style.losses import LossConfig
     from mlx_style.transformer import TransformerConfig
 
-    net = build_torch_net(torch, TransformerConfig())
-    state = {}
-    for key in from_mlx.files:
-        if key.startswith("net."):
-            a = from_mlx[key]
-            state[key[4:]] = torch.from_numpy(a.transpose(0, 3, 1, 2).copy() if a.ndim == 4 else a)
-    net.load_state_dict(state, strict=True)
-
-    vgg_arrays = load_file(config.vgg)
-    layers, relus, index = [], {}, 0
-    names = ["1_1", "1_2", "M", "2_1", "2_2", "M", "3_1", "3_2", "3_3", "M", "4_1", "4_2", "4_3"]
-    for name in names:
-        if name == "M":
-            layers.append(torch.nn.MaxPool2d(2))
-            index += 1
-            continue
-        w = torch.from_numpy(vgg_arrays[f"features.{index}.weight"].transpose(0, 3, 1, 2).copy())
-        conv = torch.nn.Conv2d(w.shape[1], w.shape[0], 3, padding=1)
-        conv.weight.data, conv.bias.data = w, torch.from_numpy(vgg_arrays[f"features.{index}.bias"])
-        layers += [conv, torch.nn.ReLU()]
-        relus[len(layers) - 1] = f"relu{name}"
-        index += 2
-    for p in (q for layer in layers for q in layer.parameters()):
-        p.requires_grad_(False)
-    caffe_mean = torch.tensor([103.939, 116.779, 123.68]).view(1, 3, 1, 1)
-
-    def vgg(x):  # RGB 0–255 NCHW → caffe preprocessing → activations
-        y, out = x.flip(1) - caffe_mean, {}
-        for i, layer in enumerate(layers):
-            y = layer(y)
-            if i in relus:
-                out[relus[i]] = y
-        return out
-
-    def gram(f):
-        B, C, H, W = f.shape
-        f = f.reshape(B, C, H * W)
-        return f @ f.transpose(1, 2) / (C * H * W)
-
-    def tv(x):
-        dy = x[:, :, 1:, :-1] - x[:, :, :-1, :-1]
-        dx = x[:, :, :-1, 1:] - x[:, :, :-1, :-1]
-        sq = dx * dx + dy * dy
-        pos = sq > 0
-        return torch.where(pos, torch.sqrt(torch.where(pos, sq, torch.ones_like(sq))), 0.0).sum() / x.shape[0]
-
-    with safe_open(config.vgg, "np") as f:
-        weights = json.loads(f.metadata()["recommended_loss_weights"])
-    style_layers = ("relu1_2", "relu2_2", "relu3_3", "relu4_3")
-    content = torch.from_numpy(from_mlx["content"]).permute(0, 3, 1, 2).contiguous()
-    with torch.no_grad():
-        target = {k: gram(v) for k, v in vgg(torch.from_numpy(from_mlx["style"]).permute(0, 3, 1, 2)).items()}
+    data = np.load(inputs)
+    net = torch_twin.net_from_mlx(torch, {k[4:]: data[k] for k in data.files if k.startswith("net.")},
+                                  TransformerConfig())
+    vgg, meta = torch_twin.load_torch_vgg(torch, config.vgg)
+    weights = json.loads(meta["recommended_loss_weights"])
+    losses = LossConfig(content_weight=weights["content"], style_weight=weights["style"], tv_weight=weights["tv"])
+    grams = torch_twin.style_grams(torch, vgg, data["style"], losses.style_layers)
+    loss_fn = torch_twin.make_loss(torch, vgg, grams, losses)
+    content = torch.from_numpy(data["content"]).permute(0, 3, 1, 2).contiguous()
     optimizer = torch.optim.Adam(net.parameters(), lr=1e-3)
     losses_seen, times = [], []
     for i in range(config.warmup + config.steps):
         t = time.perf_counter()
         optimizer.zero_grad(set_to_none=True)
-        out = net(content)
-        with torch.no_grad():
-            content_features = vgg(content)["relu3_3"]
-        feats = vgg(out)
-        B, C, H, W = content_features.shape
-        l_content = ((feats["relu3_3"] - content_features) ** 2).sum() / (2.0 * B * C * H * W)
-        l_style = sum(((gram(feats[k]) - target[k]) ** 2).mean() for k in style_layers)
-        loss = weights["content"] * l_content + weights["style"] * l_style + weights["tv"] * tv(out)
+        loss, _ = loss_fn(net(content), content)
         loss.backward()
-        with torch.no_grad():
-            for p in net.parameters():
-                p.grad.mul_(torch.clamp(1.0 / p.grad.norm(), max=1.0))
+        torch_twin.clip_per_tensor_(torch, net, "tensor")
         optimizer.step()
         times.append(time.perf_counter() - t)
         losses_seen.append(loss.item())
@@ -206,6 +158,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--vgg", default=d.vgg)
     p.add_argument("--framework", choices=("mlx", "torch", "both"), default=d.framework)
     p.add_argument("--no-compile", dest="compile", action="store_false", help="run the MLX step uncompiled")
+    p.add_argument("--no-tune", dest="tune", action="store_false", help="use the untuned conv heuristic")
     p.add_argument("--inputs", help=argparse.SUPPRESS)  # set for the child processes
     return p
 
@@ -232,6 +185,8 @@ def main(argv: list[str] | None = None) -> int:
                        if k in ("image_size", "batch_size", "steps", "warmup", "vgg"))]
             if not config.compile:
                 child.append("--no-compile")
+            if not config.tune:
+                child.append("--no-tune")
             done = subprocess.run(child, capture_output=True, text=True)
             if done.returncode:
                 print(f"error: the {name} run failed:\n{done.stderr[-2000:]}", file=sys.stderr)

@@ -25,6 +25,7 @@ import mlx.optimizers as optim
 from mlx.utils import tree_flatten
 
 from mlx_style import checkpoint as ckpt
+from mlx_style import conv
 from mlx_style.losses import LossConfig, gram_matrix
 from mlx_style.model_io import load_transformer
 from mlx_style.progress import (JsonlLog, ProgressLine, format_duration, plot_loss_curve, read_log,
@@ -193,6 +194,28 @@ def test_run_writes_weights_log_curve_samples_and_metadata(ws, tmp_path):
     assert (run / "samples" / "final.png").exists()
     assert [p.name for p in ckpt.list_checkpoints(run / "checkpoints")] == \
         ["step_00000000.safetensors", "step_00000002.safetensors", "step_00000004.safetensors"]
+
+
+def test_tuning_before_the_first_step_covers_every_conv_of_the_step(ws, tmp_path, monkeypatch):
+    """`tune=True` times each convolution shape of the step forward+backward, caches it, and trains the same."""
+    monkeypatch.setenv(conv.ENV_CACHE, str(tmp_path / "cache"))
+    monkeypatch.delenv(conv.ENV_METHOD, raising=False)
+    conv.clear_tuning()
+    try:
+        out = io.StringIO()
+        tuned = train(tiny_config(ws, tmp_path / "tuned", tune=True), stream=out)
+        assert "convolution strategies tuned for batch 4 × 32²" in out.getvalue()
+        entries = json.loads((tmp_path / "cache" / conv.CACHE_FILE).read_text())["entries"]
+        # Width 4, one residual block: 2 downsampling + 9×9 in/out + 2 residual + 2 upsampling convs in the
+        # network; conv1_1, conv1_2, conv2_1, conv2_2 in the tiny VGG (at 32² and, for the content, the same).
+        train_keys = [k for k in entries if k.endswith("train")]
+        assert len(train_keys) >= 10 and not [k for k in entries if k.endswith("infer")]
+        plain = train(tiny_config(ws, tmp_path / "plain"), stream=io.StringIO())
+        # Strategies differ only in float rounding: the same training, step for step.
+        for a, b in zip(tuned.records, plain.records):
+            assert a["loss"] == pytest.approx(b["loss"], rel=1e-4)
+    finally:
+        conv.clear_tuning()
 
 
 def test_resume_continues_exactly(ws, tmp_path):

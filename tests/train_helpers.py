@@ -59,11 +59,12 @@ def make_workspace(root: Path, images: int = 12) -> dict[str, Path]:
 
 
 def tiny_config(ws: dict[str, Path], out: Path, **overrides) -> TrainConfig:
-    """A seconds-long run: 32² crops, batch 4, width 4, one residual block, uncompiled (no kernel build)."""
+    """A seconds-long run: 32² crops, batch 4, width 4, one residual block, uncompiled (no kernel build), untuned
+    (tuning times strategies, so its choices, and the float rounding, could differ between runs)."""
     settings = dict(style=str(ws["style"]), data=str(ws["data"]), vgg=str(ws["vgg"]), image_size=32,
                     batch_size=4, width=4, residual_blocks=1, iters=4, log_every=1, sample_every=0,
                     checkpoint_every=0, output=str(out / "net.safetensors"), run_dir=str(out / "run"),
-                    compile=False, **TINY_LAYERS)
+                    compile=False, tune=False, **TINY_LAYERS)
     settings.update(overrides)
     return TrainConfig(**settings)
 
@@ -80,4 +81,6 @@ def cli_args(config: TrainConfig) -> list[str]:
         args += ["--iters", str(config.iters)]
     if not config.compile:
         args.append("--no-compile")
+    if not config.tune:
+        args.append("--no-tune")
     return args

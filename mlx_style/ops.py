@@ -89,7 +89,9 @@ def tune_convs(fn, *args) -> dict[tuple, str]:
         shapes = list(dict.fromkeys(_RECORDING))
     finally:
         _RECORDING = None
-    return {(xs, ws, s): _conv.tune(xs, ws, s, dtype=dt, training=tr) for xs, ws, s, dt, tr in shapes}
+    choices = {(xs, ws, s): _conv.tune(xs, ws, s, dtype=dt, training=tr) for xs, ws, s, dt, tr in shapes}
+    mx.clear_cache()  # the candidates' temporaries would otherwise stay in MLX's buffer cache
+    return choices
 
 
 class Conv2d(nn.Module):

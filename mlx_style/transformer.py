@@ -26,7 +26,8 @@ from dataclasses import asdict, dataclass, fields
 import mlx.core as mx
 import mlx.nn as nn
 
-from mlx_style.ops import Conv2d, ConvTranspose2d, instance_norm, reflect_pad, same_pad, subpixel_conv
+from mlx_style.ops import (Conv2d, ConvTranspose2d, instance_norm, pad_spatial, reflect_pad, same_pad,
+                           subpixel_conv)
 
 NORMS = ("instance", "batch")
 UPSAMPLES = ("nearest", "deconv")
@@ -139,7 +140,9 @@ class UpsampleConvLayer(nn.Module):
     def __call__(self, x: mx.array) -> mx.array:
         if self.mode == "deconv":
             return self.conv2d(x)
-        return self.from_padded(mx.pad(x, ((0, 0), (1, 1), (1, 1), (0, 0)), mode=self.input_padding))
+        if self.input_padding == "edge":
+            return self.from_padded(pad_spatial(x, 1, "edge"))
+        return self.from_padded(mx.pad(x, ((0, 0), (1, 1), (1, 1), (0, 0))))
 
 
 class ResidualBlock(nn.Module):

@@ -91,3 +91,24 @@ def test_phase_taps_cover_every_tap_once_per_phase_pair():
         per_phase = [[sum(col) for col in zip(*matrix)] for _, matrix in phase_taps("deconv", 3, start)]
         assert [sum(col) for col in zip(*per_phase)] == [1, 1, 1]
         assert sorted(sum(p) for p in per_phase) == [1, 2]
+
+
+@pytest.mark.parametrize("mode", ["reflect", "edge"])
+@pytest.mark.parametrize("shape,pad", [((2, 5, 7, 3), 1), ((1, 9, 6, 4), 4), ((1, 3, 3, 2), 2)])
+def test_pad_spatial_equals_mx_pad_and_its_gradient(mode, shape, pad):
+    from mlx_style.ops import pad_spatial
+
+    x = _rand(shape, 8)
+    widths = ((0, 0), (pad, pad), (pad, pad), (0, 0))
+    assert mx.array_equal(pad_spatial(x, pad, mode), mx.pad(x, widths, mode=mode)).item()
+    cot = _rand((shape[0], shape[1] + 2 * pad, shape[2] + 2 * pad, shape[3]), 9)
+    ours = mx.grad(lambda a: mx.sum(pad_spatial(a, pad, mode) * cot))(x)
+    theirs = mx.grad(lambda a: mx.sum(mx.pad(a, widths, mode=mode) * cot))(x)
+    assert mx.allclose(ours, theirs, atol=1e-5).item()
+
+
+def test_reflect_pad_wider_than_the_image_is_a_clear_error():
+    from mlx_style.ops import pad_spatial
+
+    with pytest.raises(ValueError, match="reflect padding 4"):
+        pad_spatial(mx.zeros((1, 4, 8, 1)), 4)

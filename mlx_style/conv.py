@@ -251,7 +251,7 @@ def _method_fn(name: str, stride: int):
 # ------------------------------------------------------------------------------------------------ choice
 
 
-def heuristic(x_shape, w_shape, stride: int = 1, training: bool = False) -> str:
+def heuristic(x_shape, w_shape, stride: int = 1, training: bool | str = False) -> str:
     """The untuned default, from the measured winners on the style network's layers (forward and training).
 
     3×3 stride-1 with C_out ≥ C_in ≥ 64: ``winograd`` (2.25× fewer multiplies, small transforms). Otherwise
@@ -266,9 +266,20 @@ def heuristic(x_shape, w_shape, stride: int = 1, training: bool = False) -> str:
     return "im2col" if c < o else "taps"
 
 
+MODES = {False: "infer", True: "train", "input": "train_input"}  # what a layer differentiates
+
+
+def _mode(training) -> str:
+    """``False``: forward only; ``True``: input and weight gradients; ``"input"``: the input gradient only (a
+    frozen layer inside a differentiated graph, such as the loss network's)."""
+    if training not in MODES:  # also rejects other truthy values, which would silently mean True
+        raise ValueError(f"[conv2d] training must be False, True or 'input', got {training!r}")
+    return MODES[training]
+
+
 def _key(x_shape, w_shape, stride, dtype, training) -> str:
     return "|".join(["x" + "x".join(map(str, x_shape)), "w" + "x".join(map(str, w_shape)), f"s{stride}",
-                     str(dtype).rsplit(".", 1)[-1], str(mx.default_device()), "train" if training else "infer"])
+                     str(dtype).rsplit(".", 1)[-1], str(mx.default_device()), _mode(training)])
 
 
 def cache_path() -> Path:
@@ -337,7 +348,7 @@ def _forced_method() -> str | None:
     return env
 
 
-def choose(x_shape, w_shape, stride: int = 1, dtype=mx.float32, training: bool = False) -> str:
+def choose(x_shape, w_shape, stride: int = 1, dtype=mx.float32, training: bool | str = False) -> str:
     """The method ``conv2d(..., method="auto")`` uses: forced > tuned (memory, then file) > heuristic.
 
     Never times anything, so it is safe while tracing. An inference call falls back to the choice tuned for
@@ -358,7 +369,7 @@ def choose(x_shape, w_shape, stride: int = 1, dtype=mx.float32, training: bool =
 
 
 def conv2d(x: mx.array, weight: mx.array, stride: int = 1, method: str = "auto",
-           training: bool = False) -> mx.array:
+           training: bool | str = False) -> mx.array:
     """Valid (unpadded) 2-D convolution, equal to ``mx.conv2d(x, weight, stride=stride)`` up to float rounding.
 
     Args:
@@ -366,7 +377,8 @@ def conv2d(x: mx.array, weight: mx.array, stride: int = 1, method: str = "auto",
         weight: kernel, OHWI (``nn.Conv2d``'s layout). No bias: callers add it.
         stride: the same stride on both spatial axes.
         method: ``"auto"`` (tuned choice, else heuristic; see ``choose``) or one of ``METHODS``.
-        training: with ``"auto"``, prefer the choice tuned for forward+backward (``tune(..., training=True)``).
+        training: with ``"auto"``, prefer the choice tuned for forward+backward (``tune(..., training=True)``;
+            ``"input"``: for the input gradient only, falling back to the ``True`` choice).
 
     Returns:
         The NHWC output. Its memory layout may be a transposed view; MLX ops accept it as is.
@@ -389,7 +401,7 @@ def conv2d(x: mx.array, weight: mx.array, stride: int = 1, method: str = "auto",
 
 
 def scratch_bytes(method: str, x_shape, w_shape, stride: int = 1, itemsize: int = 4,
-                  training: bool = False) -> int:
+                  training: bool | str = False) -> int:
     """Rough size of a strategy's largest temporaries, for skipping candidates that would not fit.
 
     ``im2col`` unfolds the input (∝ C_in), ``taps`` keeps one product plane per tap (∝ C_out),
@@ -425,17 +437,22 @@ def _time_ms(fn, args, repeats: int, budget_ms: float) -> float:
     return best
 
 
-def _with_grad(fn):
-    """Forward + backward for one random cotangent, as a training step runs it."""
+def _with_grad(fn, input_only: bool = False):
+    """Forward + backward for one random cotangent, as a training step runs it (``input_only``: the input
+    gradient alone, as for a frozen layer)."""
 
     def step(x, w, cot):
         out, (dx, dw) = mx.vjp(fn, [x, w], [cot])
         return out[0], dx, dw
 
-    return mx.compile(step)
+    def step_input(x, w, cot):
+        out, (dx,) = mx.vjp(lambda a: fn(a, w), [x], [cot])
+        return out[0], dx
+
+    return mx.compile(step_input if input_only else step)
 
 
-def tune(x_shape, w_shape, stride: int = 1, dtype=mx.float32, training: bool = False, methods=None,
+def tune(x_shape, w_shape, stride: int = 1, dtype=mx.float32, training: bool | str = False, methods=None,
          repeats: int = 3, force: bool = False, save: bool = True) -> str:
     """Time the strategies for one layer shape, remember the fastest, and return its name.
 
@@ -448,7 +465,8 @@ def tune(x_shape, w_shape, stride: int = 1, dtype=mx.float32, training: bool = F
         w_shape: OHWI weight shape.
         stride: convolution stride.
         dtype: element type to time with.
-        training: time forward + backward (the input and weight gradients) instead of the forward alone.
+        training: ``True``: time forward + backward (the input and weight gradients) instead of the forward
+            alone; ``"input"``: forward + the input gradient only (a frozen layer, e.g. the loss network's).
         methods: candidate names (default: ``candidates(w_shape, stride)``).
         repeats: timed runs per candidate after a warm-up; the minimum counts.
         force: re-time even when a choice is cached.
@@ -492,7 +510,8 @@ def tune(x_shape, w_shape, stride: int = 1, dtype=mx.float32, training: bool = F
     for name in names:
         fn = _method_fn(name, stride)
         budget = 5 * min(ms.values()) + 50 if ms else float("inf")
-        ms[name] = round(_time_ms(_with_grad(fn) if training else fn, args, repeats, budget), 3)
+        timed = _with_grad(fn, input_only=training == "input") if training else fn
+        ms[name] = round(_time_ms(timed, args, repeats, budget), 3)
     entry = {"method": min(ms, key=ms.get), "ms": ms}
     _tuned[key] = entry
     if save:
@@ -500,7 +519,7 @@ def tune(x_shape, w_shape, stride: int = 1, dtype=mx.float32, training: bool = F
     return entry["method"]
 
 
-def tuned_entry(x_shape, w_shape, stride: int = 1, dtype=mx.float32, training: bool = False) -> dict | None:
+def tuned_entry(x_shape, w_shape, stride: int = 1, dtype=mx.float32, training: bool | str = False) -> dict | None:
     """The cached tuning record ``{"method": name, "ms": {name: ms}}`` for a shape, or None."""
     _load_file_once()
     return _tuned.get(_key(tuple(x_shape), tuple(w_shape), stride, dtype, training))

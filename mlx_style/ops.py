@@ -105,7 +105,8 @@ def tune_convs(fn, *args) -> dict[tuple, str]:
     """Run ``fn(*args)`` once eagerly, then autotune every convolution shape it used (``conv.tune``).
 
     Each shape is tuned for what its layer does: forward only in ``eval()`` mode, forward and backward in
-    training mode (a forward-only winner can be 100× slower backward).
+    training mode (a forward-only winner can be 100× slower backward), forward and the input gradient for a
+    frozen layer in training mode (the loss network inside a training step).
     Call it before compiling a forward or a training step for a given input size; the choices are cached in
     memory and on disk, so later runs on the same device pay nothing. Returns ``{(x_shape, w_shape, stride):
     method}``.
@@ -141,13 +142,21 @@ class Conv2d(nn.Module):
         self.stride = stride
         self.padding = padding
 
+    def grad_mode(self) -> bool | str:
+        """What a differentiated graph needs of this layer: nothing in ``eval()`` mode, only the input gradient
+        when the weight is frozen (the loss network), else both (``conv.conv2d``'s ``training``)."""
+        if not self.training:
+            return False
+        return True if "weight" in self.trainable_parameters() else "input"
+
     def __call__(self, x: mx.array) -> mx.array:
         if self.padding:
             p = self.padding
             x = mx.pad(x, ((0, 0), (p, p), (p, p), (0, 0)))
+        mode = self.grad_mode()
         if _RECORDING is not None:
-            _RECORDING.append((tuple(x.shape), tuple(self.weight.shape), self.stride, x.dtype, self.training))
-        y = _conv.conv2d(x, self.weight, stride=self.stride, training=self.training)
+            _RECORDING.append((tuple(x.shape), tuple(self.weight.shape), self.stride, x.dtype, mode))
+        y = _conv.conv2d(x, self.weight, stride=self.stride, training=mode)
         if "bias" in self:
             y = y + self.bias
         return y

@@ -235,3 +235,26 @@ def test_scratch_estimate_orders_strategies():
     assert big_in > 5 * conv.scratch_bytes("taps", (1, 264, 264, 32), (3, 9, 9, 32))
     assert conv.scratch_bytes("taps", (1, 264, 264, 3), (32, 9, 9, 3)) > 5 * conv.scratch_bytes(
         "im2col", (1, 264, 264, 3), (32, 9, 9, 3))
+
+
+def test_input_only_mode_is_tuned_and_chosen_separately_and_falls_back_to_training():
+    x_shape, w_shape = (1, 10, 10, 4), (6, 3, 3, 4)
+    conv.tune(x_shape, w_shape, 1, training=True, repeats=1)
+    # Untuned for the input gradient alone: the full training choice is used.
+    assert conv.choose(x_shape, w_shape, 1, training="input") == conv.choose(x_shape, w_shape, 1, training=True)
+    choice = conv.tune(x_shape, w_shape, 1, training="input", methods=["im2col"], repeats=1)
+    assert choice == "im2col" and conv.choose(x_shape, w_shape, 1, training="input") == "im2col"
+    assert conv.tuned_entry(x_shape, w_shape, 1, training="input")["ms"].keys() == {"im2col"}
+    with pytest.raises(ValueError, match="training must be False, True or 'input'"):
+        conv.choose(x_shape, w_shape, 1, training="yes")
+
+
+def test_frozen_conv_asks_for_the_input_gradient_only():
+    from mlx_style.ops import Conv2d
+
+    layer = Conv2d(3, 4, 3)
+    assert layer.grad_mode() is True
+    layer.freeze()
+    assert layer.grad_mode() == "input"
+    layer.eval()
+    assert layer.grad_mode() is False

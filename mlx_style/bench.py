@@ -307,18 +307,23 @@ def build_torch_net(torch, config: TransformerConfig):
     return Net()
 
 
+def is_transposed_weight(name: str, config: TransformerConfig) -> bool:
+    """Whether parameter ``name`` is a transposed conv's weight: MLX (out, kH, kW, in), torch (in, out, kH, kW)."""
+    return config.upsample == "deconv" and name.rsplit(".", 1)[0] in ("deconv1.conv2d", "deconv2.conv2d")
+
+
+def torch_layout(name: str, array: np.ndarray, config: TransformerConfig) -> np.ndarray:
+    """One MLX parameter in the PyTorch module's layout: conv OHWI → OIHW, transposed conv → (in, out, kH, kW)."""
+    if array.ndim != 4:
+        return array
+    a = array.transpose(3, 0, 1, 2) if is_transposed_weight(name, config) else array.transpose(0, 3, 1, 2)
+    return np.ascontiguousarray(a)
+
+
 def torch_state_from_mlx(net: TransformerNet) -> dict[str, np.ndarray]:
-    """MLX parameters → the PyTorch module's (same names): conv OHWI → OIHW, transposed conv (out, kH, kW, in)
-    → (in, out, kH, kW)."""
-    state = {}
-    for name, value in tree_flatten(net.parameters()):
-        a = np.asarray(value.astype(mx.float32))
-        module = name.rsplit(".", 1)[0]
-        if a.ndim == 4:
-            transposed = net.config.upsample == "deconv" and module in ("deconv1.conv2d", "deconv2.conv2d")
-            a = a.transpose(3, 0, 1, 2) if transposed else a.transpose(0, 3, 1, 2)
-        state[name] = np.ascontiguousarray(a)
-    return state
+    """MLX parameters → the PyTorch module's (same names and layouts, ``torch_layout``)."""
+    return {name: torch_layout(name, np.asarray(value.astype(mx.float32)), net.config)
+            for name, value in tree_flatten(net.parameters())}
 
 
 def make_torch_net(net: TransformerNet):

@@ -110,33 +110,24 @@ def style_grams(torch, vgg, style_nhwc: np.ndarray, layers) -> dict:
     return {k: gram(v) for k, v in feats.items()}
 
 
-def _transposed(name: str, config) -> bool:
-    """Whether ``name`` is a transposed conv's weight: MLX (out, kH, kW, in) ↔ torch (in, out, kH, kW)."""
-    return config.upsample == "deconv" and name.rsplit(".", 1)[0] in ("deconv1.conv2d", "deconv2.conv2d")
-
-
 def net_from_mlx(torch, arrays: dict[str, np.ndarray], config):
     """The PyTorch twin of ``TransformerNet(config)`` holding the given MLX (NHWC/OHWI) parameters."""
-    from mlx_style.bench import build_torch_net
-
-    def layout(name, a):
-        if a.ndim != 4:
-            return a
-        return a.transpose(3, 0, 1, 2) if _transposed(name, config) else a.transpose(0, 3, 1, 2)
+    from mlx_style.bench import build_torch_net, torch_layout
 
     net = build_torch_net(torch, config)
-    net.load_state_dict({k: torch.from_numpy(np.ascontiguousarray(layout(k, a))) for k, a in arrays.items()},
-                        strict=True)
+    net.load_state_dict({k: torch.from_numpy(torch_layout(k, a, config)) for k, a in arrays.items()}, strict=True)
     return net
 
 
 def net_to_mlx_arrays(net, config) -> dict[str, np.ndarray]:
     """The inverse of ``net_from_mlx``: MLX-layout float32 arrays under the same names."""
+    from mlx_style.bench import is_transposed_weight
+
     out = {}
     for k, v in net.state_dict().items():
         a = v.detach().cpu().numpy().astype(np.float32)
         if a.ndim == 4:
-            a = a.transpose(1, 2, 3, 0) if _transposed(k, config) else a.transpose(0, 2, 3, 1)
+            a = a.transpose(1, 2, 3, 0) if is_transposed_weight(k, config) else a.transpose(0, 2, 3, 1)
         out[k] = np.ascontiguousarray(a)
     return out
 

@@ -92,3 +92,26 @@ def test_torch_reference_trains_the_same_recipe_step_for_step(ws, trained, tmp_p
         for key in ("loss", "content", "style", "tv"):
             assert t[key] == pytest.approx(m[key], rel=2e-3), (t["step"], key)
     assert theirs[0]["loss"] == pytest.approx(ours[0]["loss"], rel=1e-5)  # before any update: the same function
+
+
+@pytest.mark.parametrize("upsample", ["nearest", "deconv"])
+def test_torch_twin_weights_round_trip_and_compute_the_same_network(upsample):
+    torch = pytest.importorskip("torch")
+    sys.path.insert(0, str(SCRIPTS))
+    import torch_twin
+    import mlx.core as mx
+    from mlx.utils import tree_flatten
+
+    from mlx_style.transformer import TransformerConfig, TransformerNet
+
+    config = TransformerConfig(width=4, num_residual=1, upsample=upsample)
+    mx.random.seed(3)
+    net = TransformerNet(config)
+    arrays = {k: np.asarray(v) for k, v in tree_flatten(net.parameters())}
+    twin = torch_twin.net_from_mlx(torch, arrays, config)
+    back = torch_twin.net_to_mlx_arrays(twin, config)
+    assert back.keys() == arrays.keys() and all(np.array_equal(back[k], arrays[k]) for k in arrays)
+    x = np.random.default_rng(0).uniform(0, 255, (1, 20, 24, 3)).astype(np.float32)
+    with torch.no_grad():
+        theirs = twin(torch.from_numpy(x).permute(0, 3, 1, 2)).permute(0, 2, 3, 1).numpy()
+    np.testing.assert_allclose(np.asarray(net(mx.array(x))), theirs, atol=1e-3)

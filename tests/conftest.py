@@ -213,3 +213,19 @@ def golden_images(seed: int, shape: tuple[int, ...]) -> np.ndarray:
         + np.linspace(0, 1, W)[None, :, None] * rng.uniform(-80, 80, (1, 1, C))
     noise = rng.uniform(0, 255, shape)
     return np.clip(0.5 * noise + ramp + 64, 0, 255).astype(np.float32)
+
+
+def read_video(path: Path) -> tuple[list[np.ndarray], float]:
+    """Every frame of a video file (BGR uint8) and its frame rate, through OpenCV (imported here, on use)."""
+    import cv2
+
+    capture = cv2.VideoCapture(str(path))
+    frames = []
+    while True:
+        ok, frame = capture.read()
+        if not ok:
+            break
+        frames.append(frame)
+    fps = capture.get(cv2.CAP_PROP_FPS)
+    capture.release()
+    return frames, fps

@@ -13,6 +13,7 @@ import mlx.core as mx
 import numpy as np
 import pytest
 
+from conftest import read_video
 from mlx_style import cam
 from mlx_style.capture import CaptureThread, Frame, FrameSlot, SourceInfo, parse_source
 from mlx_style.model_io import save_transformer
@@ -55,16 +56,8 @@ def video(tmp_path) -> Path:
     return path
 
 
-def read_video(path: Path) -> list[np.ndarray]:
-    capture = cv2.VideoCapture(str(path))
-    frames = []
-    while True:
-        ok, image = capture.read()
-        if not ok:
-            break
-        frames.append(image)
-    capture.release()
-    return frames
+def read_frames(path: Path) -> list[np.ndarray]:
+    return read_video(path)[0]
 
 
 class FakeCapture:
@@ -316,13 +309,13 @@ def test_headless_run_writes_every_frame_in_order(weights_dir, video, tmp_path, 
                    "--weights-dir", str(weights_dir), "--compile", "no"])
     printed = capsys.readouterr().out
     assert rc == 0, printed
-    frames = read_video(out)
+    frames = read_frames(out)
     assert len(frames) == 10 and frames[0].shape == (VIDEO_H, VIDEO_W, 3)
     assert "FPS p50" in printed and "p95" in printed and "latency p50" in printed and "0 dropped" in printed
     # a different style network gives a different picture (the model really ran)
     rc = cam.main(["--headless", "--source", str(video), "--frames", "1", "--output", str(tmp_path / "b.mp4"),
                    "--size", "32", "--weights-dir", str(weights_dir), "--model", "beta", "--compile", "no"])
-    assert rc == 0 and np.abs(read_video(tmp_path / "b.mp4")[0].astype(int) - frames[0].astype(int)).mean() > 2
+    assert rc == 0 and np.abs(read_frames(tmp_path / "b.mp4")[0].astype(int) - frames[0].astype(int)).mean() > 2
 
 
 def test_headless_run_to_the_end_of_the_file_side_by_side(weights_dir, video, tmp_path):
@@ -331,7 +324,7 @@ def test_headless_run_to_the_end_of_the_file_side_by_side(weights_dir, video, tm
                             preserve_color=True), log=lambda *_: None)
     assert result.reason == "end of video" and not result.failed
     assert result.stats["frames"] == VIDEO_FRAMES and result.dropped == 0 and result.output_frames == VIDEO_FRAMES
-    frames = read_video(out)
+    frames = read_frames(out)
     assert len(frames) == VIDEO_FRAMES and frames[0].shape == (VIDEO_H, 2 * VIDEO_W, 3)
     # the left half is the original, grey 20·i: frames came in order
     greys = [float(f[:, :VIDEO_W].mean()) for f in frames]
@@ -353,7 +346,7 @@ def test_mirror_flips_the_picture(weights_dir, tmp_path):
     out = tmp_path / "mirror.avi"
     cam.run(config(weights_dir, mirror=True, side_by_side=True, output=str(out), frames=1),
             capture=HalfWhite(3), info=camera_info(), log=lambda *_: None)
-    original = read_video(out)[0][:, :VIDEO_W].astype(float)
+    original = read_frames(out)[0][:, :VIDEO_W].astype(float)
     assert original[:, : VIDEO_W // 2 - 4].mean() > 200 and original[:, VIDEO_W // 2 + 4:].mean() < 50
 
 

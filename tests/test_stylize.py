@@ -11,7 +11,7 @@ import mlx_style  # noqa: F401  (loads the BLAS before mlx.core)
 import mlx.core as mx
 from mlx.utils import tree_map
 
-from conftest import shared_data
+from conftest import read_video, shared_data
 from mlx_style import stylize as st
 from mlx_style.image import load_image, resize, save_image
 from mlx_style.model_io import save_transformer
@@ -249,15 +249,7 @@ def test_video_round_trip(model_path, tmp_path, capsys):
     writer.release()
     code, out, _ = run_cli(["--model", model_path, src, "-o", dst], capsys)
     assert code == 0 and "audio is not carried over" in out and "6 frames" in out
-    capture = cv2.VideoCapture(str(dst))
-    frames = []
-    while True:
-        ok, frame = capture.read()
-        if not ok:
-            break
-        frames.append(frame)
-    fps = capture.get(cv2.CAP_PROP_FPS)
-    capture.release()
+    frames, fps = read_video(dst)
     assert len(frames) == 6 and abs(fps - 12.0) < 0.01
     assert frames[0].shape == (32, 40, 3)
     assert np.abs(frames[0].astype(int)[..., ::-1] - photo_like(32, 40, seed=0)).mean() > 10  # stylised

@@ -195,7 +195,7 @@ def phase_taps(mode: str, kernel: int = 3, start: int = 1) -> tuple[tuple[int, t
     phases = []
     for a in range(2):
         if mode == "nearest":
-            rows = {t: m for t in range(kernel) for m in [(a - 1 + t) // 2 + 1]}
+            rows = {t: (a - 1 + t) // 2 + 1 for t in range(kernel)}
         else:
             rows = {t: (a + start - t) // 2 + 1 for t in range(kernel) if (a + start - t) % 2 == 0}
         lo, hi = min(rows.values()), max(rows.values())
@@ -204,7 +204,8 @@ def phase_taps(mode: str, kernel: int = 3, start: int = 1) -> tuple[tuple[int, t
     return tuple(phases)
 
 
-def subpixel_conv(z: mx.array, weight: mx.array, mode: str, start: int = 1, training: bool = False) -> mx.array:
+def subpixel_conv(z: mx.array, weight: mx.array, mode: str, start: int = 1,
+                  training: bool | str = False) -> mx.array:
     """A ×2 upsampling convolution computed at the input's resolution, one small convolution per output phase.
 
     ``z`` is the input padded by one pixel on each side (``(B, H+2, W+2, C)``); the result is ``(B, 2H, 2W, O)``,

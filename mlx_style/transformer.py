@@ -134,7 +134,7 @@ class UpsampleConvLayer(nn.Module):
         """The nearest layer on its input padded by 1 (``input_padding``); ``subpixel_conv`` never builds the
         upsampled map (16 instead of 36 multiplies per input pixel)."""
         conv = self.conv2d
-        y = subpixel_conv(z, conv.weight, "nearest", training=conv.training)
+        y = subpixel_conv(z, conv.weight, "nearest", training=conv.grad_mode())
         return y + conv.bias if "bias" in conv else y
 
     def __call__(self, x: mx.array) -> mx.array:

@@ -1,0 +1,138 @@
+"""The network's non-convolution ops and its stages, MLX beside PyTorch: where the inference time goes.
+
+    python scripts/bench_ops.py                 # padding and instance norm at 256², then the per-stage profile
+    python scripts/bench_ops.py --size 128 --repeats 15
+
+Padding: ``mx.pad(mode="reflect")`` (what the network used before) and ``ops.pad_spatial`` (what it uses) beside
+``torch.nn.functional.pad(mode="reflect")``. Instance norm + ReLU: ``mx.var`` then normalise, scale and shift (the
+previous formulation) and ``ops.instance_norm`` beside ``F.instance_norm`` + ReLU. Stages: each stage of the
+report's network (``conv1``, ``relu(in1)``, …, ``out``) timed alone on the previous stage's output, MLX with
+tuned convolutions, then the same stage of ``bench.build_torch_net`` with the same weights. Medians in ms.
+PyTorch is needed only here (``pip install torch``).
+"""
+
+from __future__ import annotations
+
+import argparse
+import statistics
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+import mlx_style  # noqa: E402,F401  (fast BLAS before mlx.core)
+import mlx.core as mx  # noqa: E402
+import mlx.nn as nn  # noqa: E402
+
+from mlx_style.bench import make_torch_net  # noqa: E402
+from mlx_style.ops import instance_norm, keep_freed_buffers, pad_spatial, tune_convs  # noqa: E402
+from mlx_style.transformer import TransformerNet  # noqa: E402
+
+
+def median_ms(fn, repeats: int) -> float:
+    fn()
+    times = []
+    for _ in range(repeats):
+        start = time.perf_counter()
+        fn()
+        times.append(time.perf_counter() - start)
+    return statistics.median(times) * 1e3
+
+
+def instance_norm_with_var(x, weight, bias, eps):
+    """The formulation ``ops.instance_norm`` replaced: ``mx.var``, then normalise, then scale and shift."""
+    mean = mx.mean(x, axis=(1, 2), keepdims=True)
+    return (x - mean) * mx.rsqrt(mx.var(x, axis=(1, 2), keepdims=True) + eps) * weight + bias
+
+
+def ops_rows(torch, size: int, repeats: int) -> list[tuple[str, float, float, float]]:
+    F = torch.nn.functional
+    rows = []
+    for shape, pad in (((1, size, size, 32), 1), ((1, size, size, 32), 4), ((4, size // 2 + 2, size // 2 + 2, 64), 1)):
+        x = mx.random.normal(shape)
+        mx.eval(x)
+        xt = torch.from_numpy(np.asarray(x)).permute(0, 3, 1, 2).contiguous()
+        widths = ((0, 0), (pad, pad), (pad, pad), (0, 0))
+        rows.append((f"reflect pad {pad}, {'×'.join(map(str, shape))}",
+                     median_ms(lambda: mx.eval(mx.pad(x, widths, mode="reflect")), repeats),
+                     median_ms(lambda: mx.eval(pad_spatial(x, pad)), repeats),
+                     median_ms(lambda: F.pad(xt, (pad,) * 4, mode="reflect"), repeats)))
+    for shape in ((1, size, size, 32), (4, size // 2, size // 2, 64), (1, size // 4, size // 4, 128)):
+        x = mx.random.normal(shape) * 30 + 50
+        w, b = mx.random.normal(shape[-1:]), mx.random.normal(shape[-1:])
+        mx.eval(x, w, b)
+        xt = torch.from_numpy(np.asarray(x)).permute(0, 3, 1, 2).contiguous()
+        wt, bt = torch.from_numpy(np.asarray(w)), torch.from_numpy(np.asarray(b))
+        rows.append((f"instance norm + ReLU, {'×'.join(map(str, shape))}",
+                     median_ms(lambda: mx.eval(nn.relu(instance_norm_with_var(x, w, b, 1e-5))), repeats),
+                     median_ms(lambda: mx.eval(nn.relu(instance_norm(x, w, b, 1e-5))), repeats),
+                     median_ms(lambda: F.relu(F.instance_norm(xt, weight=wt, bias=bt, eps=1e-5)), repeats)))
+    return rows
+
+
+def stages(net, relu, module_list):
+    """``(name, callable)`` per stage of a TransformerNet or its PyTorch twin (same attribute names)."""
+    out = [("conv1", net.conv1), ("in1 + ReLU", lambda v: relu(net.in1(v))), ("conv2", net.conv2),
+           ("in2 + ReLU", lambda v: relu(net.in2(v))), ("conv3", net.conv3), ("in3 + ReLU", lambda v: relu(net.in3(v)))]
+    out += [(f"res{i}", block) for i, block in enumerate(module_list)]
+    out += [("up1", net.deconv1), ("in4 + ReLU", lambda v: relu(net.in4(v))), ("up2", net.deconv2),
+            ("in5 + ReLU", lambda v: relu(net.in5(v))), ("out", net.deconv3)]
+    return out
+
+
+def stage_rows(size: int, repeats: int) -> list[tuple[str, float, float]]:
+    net = TransformerNet()
+    net.eval()
+    x = mx.random.uniform(0, 255, (1, size, size, 3))
+    mx.eval(x)
+    tune_convs(net, x)
+    module, _, torch = make_torch_net(net)
+    torch.set_grad_enabled(False)
+    ours = []
+    y = x
+    for name, fn in stages(net, nn.relu, net.res):
+        ours.append((name, median_ms(lambda: mx.eval(fn(y)), repeats)))
+        y = fn(y)
+        mx.eval(y)
+    theirs = []
+    yt = torch.from_numpy(np.asarray(x)).permute(0, 3, 1, 2).contiguous()
+    for name, fn in stages(module, torch.nn.functional.relu, module.res):
+        theirs.append(median_ms(lambda: fn(yt), repeats))
+        yt = fn(yt)
+    return [(name, a, b) for (name, a), b in zip(ours, theirs)]
+
+
+def build_parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    p.add_argument("--size", type=int, default=256, help="square frame side (default %(default)s)")
+    p.add_argument("--repeats", type=int, default=9, help="timed runs per row, median (default %(default)s)")
+    return p
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    try:
+        import torch
+    except ImportError:
+        print("error: this benchmark compares against PyTorch: pip install torch", file=sys.stderr)
+        return 1
+    keep_freed_buffers()
+    print(f"MLX {mx.__version__} on {mx.default_device()}, PyTorch {torch.__version__} ({torch.get_num_threads()} "
+          f"threads); median of {args.repeats}, ms")
+    print(f"\n{'op':44} {'MLX before':>11} {'MLX now':>9} {'PyTorch':>9} {'now/torch':>10}")
+    for name, before, now, theirs in ops_rows(torch, args.size, args.repeats):
+        print(f"{name:44} {before:11.2f} {now:9.2f} {theirs:9.2f} {now / theirs:10.2f}")
+    rows = stage_rows(args.size, args.repeats)
+    print(f"\n{'stage at ' + str(args.size) + '²':20} {'MLX':>8} {'PyTorch':>8} {'MLX − PyTorch':>14}")
+    for name, ours, theirs in rows:
+        print(f"{name:20} {ours:8.1f} {theirs:8.1f} {ours - theirs:+14.1f}")
+    total_ours, total_theirs = sum(r[1] for r in rows), sum(r[2] for r in rows)
+    print(f"{'sum':20} {total_ours:8.1f} {total_theirs:8.1f} {total_ours - total_theirs:+14.1f}  "
+          f"(MLX / PyTorch {total_ours / total_theirs:.2f})")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -10,7 +10,9 @@ same sums rearranged so that copies move whole image rows and the products are l
   Scratch ∝ C_in: wins when C_in < C_out (9×9 3→32, the stride-2 downsamplers).
 - ``taps``: one GEMM of the input with all kH·kW·C_out taps, then sum the taps' shifted windows.
   Scratch ∝ C_out: wins when C_out ≤ C_in (9×9 32→3, the upsampling 3×3s).
-- ``winograd``: F(2×2, 3×3) for 3×3 stride 1: 2.25× fewer multiplies (the 128→128 residual convs).
+- ``winograd`` / ``winograd4``: F(2×2, 3×3) / F(4×4, 3×3) for 3×3 stride 1: 2.25× / 4× fewer multiplies
+  (the loss network's 3×3 layers, the residual blocks). Their transforms are GEMMs with Kronecker matrices,
+  so BLAS runs them on every core; the batch is folded into the GEMM columns.
 
 Stride s > 1 is a polyphase split: each of the s² input phases sees a stride-1 convolution with the taps that
 fall on it, so nothing is computed and thrown away. Gradients: gathering windows and summing shifted windows
@@ -45,7 +47,7 @@ import mlx.core as mx
 ENV_METHOD = "MLX_STYLE_CONV"
 ENV_CACHE = "MLX_STYLE_CACHE"
 CACHE_FILE = "conv_autotune.json"
-_CACHE_VERSION = 1
+_CACHE_VERSION = 2  # 2: Winograd by GEMM transforms, F(4×4) added: version-1 timings are stale
 
 MEMORY_FRACTION = 0.25        # tune() skips strategies whose temporaries exceed this share of MLX's memory limit
 _forced: str | None = None   # set_default_method(); wins over the env var
@@ -197,47 +199,79 @@ def _taps(x: mx.array, w: mx.array, stride: int) -> mx.array:
     return out[:, 0].transpose(0, 2, 3, 1)
 
 
-_WINO_BT = ((1, 0, -1, 0), (0, 1, 1, 0), (0, -1, 1, 0), (0, 1, 0, -1))  # F(2×2, 3×3), Lavin & Gray 2016
-_WINO_G = ((1, 0, 0), (0.5, 0.5, 0.5), (0.5, -0.5, 0.5), (0, 0, 1))
-_WINO_AT = ((1, 1, 1, 0), (0, 1, -1, -1))
+# Winograd F(m×m, 3×3) (Lavin & Gray 2016): B^T (input tile), G (kernel), A^T (output tile), per output size m.
+_WINOGRAD = {
+    2: (((1, 0, -1, 0), (0, 1, 1, 0), (0, -1, 1, 0), (0, 1, 0, -1)),
+        ((1, 0, 0), (0.5, 0.5, 0.5), (0.5, -0.5, 0.5), (0, 0, 1)),
+        ((1, 1, 1, 0), (0, 1, -1, -1))),
+    4: (((4, 0, -5, 0, 1, 0), (0, -4, -4, 1, 1, 0), (0, 4, -4, -1, 1, 0), (0, -2, -1, 2, 1, 0),
+         (0, 2, -1, -2, 1, 0), (0, 4, 0, -5, 0, 1)),
+        ((1 / 4, 0, 0), (-1 / 6, -1 / 6, -1 / 6), (-1 / 6, 1 / 6, -1 / 6), (1 / 24, 1 / 12, 1 / 6),
+         (1 / 24, -1 / 12, 1 / 6), (0, 0, 1)),
+        ((1, 1, 1, 1, 1, 0), (0, 1, -1, 2, -2, 0), (0, 1, 1, 4, 4, 0), (0, 1, -1, 8, -8, 1))),
+}
 
 
-def _winograd(x: mx.array, w: mx.array, stride: int) -> mx.array:
-    """Winograd F(2×2, 3×3): 16 GEMMs on 4×4 input tiles (stride 2) instead of 36 multiplies per 2×2 outputs.
+def _kron(rows) -> list[list[float]]:
+    """``M ⊗ M`` for a small matrix given as rows: the 2-D transform ``M X Mᵀ`` acting on ``vec(X)``."""
+    return [[a * b for a in ra for b in rb] for ra in rows for rb in rows]
 
-    Only for 3×3 stride 1; other kernels fall back to ``taps`` or ``im2col`` (the heuristic's pick).
-    Transforms are ±1 sums of windows (``_window_sums``), so their adjoints come with them.
+
+def _winograd_tiles(x: mx.array, w: mx.array, m: int) -> mx.array:
+    """3×3 stride-1 convolution by Winograd F(m×m, 3×3) on (m+2)² input tiles (stride m).
+
+    Every step but the copies is a GEMM, which BLAS runs on all cores (MLX's elementwise CPU ops use one): the
+    input, kernel and output transforms are products with Kronecker matrices (B⊗B)ᵀ, G⊗G and (A⊗A)ᵀ, and
+    the batch is folded into the rows of the (m+2)² per-element GEMMs (N·tiles × C_in by C_in × C_out).
+    Channels stay innermost throughout, so the three copies (the stride-m phases of the input, the tile
+    gather, a ``_window_sums`` with one term per tile element, and the tiles back to NHWC) move runs of
+    C floats, and the output comes out contiguous NHWC.
+    Multiplies per output: 4 (m = 2) or 2.25 (m = 4) instead of 9; F(4×4) rounds to ~5e-6 relative.
     """
     n, h, wd, c = x.shape
-    o, kh, kw, _ = w.shape
-    if (kh, kw, stride) != (3, 3, 1):
-        return _taps(x, w, stride) if heuristic(x.shape, w.shape, stride) == "taps" else _im2col(x, w, stride)
+    o = w.shape[0]
+    t = m + 2
     ho, wo = h - 2, wd - 2
-    th, tw = -(-ho // 2), -(-wo // 2)
-    if (2 * th, 2 * tw) != (ho, wo):  # whole 2×2 output tiles; the extra row/column is cropped below
-        x = mx.pad(x, [(0, 0), (0, 2 * th - ho), (0, 2 * tw - wo), (0, 0)])
-    # Tile (ty, tx) reads input rows 2·ty + r: phase r % 2 at offset r // 2. B^T d B per tile, as window sums.
-    bt = _WINO_BT
-    groups = tuple(tuple(((r % 2) * 2 + (q % 2), r // 2, q // 2, bt[a][r] * bt[b][q])
-                         for r in range(4) for q in range(4) if bt[a][r] * bt[b][q])
-                   for a in range(4) for b in range(4))
-    v = _window_sums(_planes(x, 2), groups, th, tw).reshape(n, 16, c, th * tw)
-    g = mx.array(_WINO_G, dtype=w.dtype)
-    u = mx.einsum("ai,oijc,bj->aboc", g, w, g).reshape(16, o, c)
-    m = (u @ v).reshape(n, 16, o, th, tw)
-    at = _WINO_AT
-    groups = tuple(tuple((a * 4 + b, 0, 0, at[i][a] * at[j][b]) for a in range(4) for b in range(4)
-                         if at[i][a] * at[j][b]) for i in range(2) for j in range(2))
-    y = _window_sums(m, groups, th, tw).reshape(n, 2, 2, o, th, tw)
-    return y.transpose(0, 4, 1, 5, 2, 3).reshape(n, 2 * th, 2 * tw, o)[:, :ho, :wo]
+    th, tw = -(-ho // m), -(-wo // m)
+    hp, wp = th + 1, tw + 1  # tile (ty, tx) reads phase rows ty and ty + 1 (t ≤ 2m)
+    x = mx.pad(x, [(0, 0), (0, hp * m - h), (0, wp * m - wd), (0, 0)])
+    phases = x.reshape(n, hp, m, wp, m, c).transpose(2, 4, 0, 1, 3, 5)  # (m, m, N, hp, wp, C)
+    phases = mx.contiguous(phases.reshape(1, m * m, n, hp, wp * c))
+    # Tile element (r, q) is phase (r % m, q % m) at row offset r // m and column offset (q // m)·C.
+    gather = tuple((((r % m) * m + q % m, r // m, (q // m) * c),) for r in range(t) for q in range(t))
+    tiles = _window_sums(phases, gather, th, tw * c).reshape(t * t, n * th * tw * c)
+    bt, g, at = (mx.array(_kron(a), dtype=x.dtype) for a in _WINOGRAD[m])
+    v = (bt @ tiles).reshape(t * t, n * th * tw, c)
+    u = (g @ w.transpose(1, 2, 3, 0).reshape(9, c * o)).reshape(t * t, c, o)
+    y = at @ (v @ u).reshape(t * t, n * th * tw * o)  # (m², N·th·tw·O)
+    y = y.reshape(m, m, n, th, tw, o).transpose(2, 3, 0, 4, 1, 5).reshape(n, m * th, m * tw, o)
+    return y[:, :ho, :wo] if (m * th, m * tw) != (ho, wo) else y
 
 
-METHODS = {"direct": _direct, "im2col": _im2col, "taps": _taps, "winograd": _winograd}
+def _winograd_or_fallback(m: int):
+    def method(x: mx.array, w: mx.array, stride: int) -> mx.array:
+        if (w.shape[1], w.shape[2], stride) != (3, 3, 1):
+            pick = heuristic(x.shape, w.shape, stride)
+            return _taps(x, w, stride) if pick == "taps" else _im2col(x, w, stride)
+        return _winograd_tiles(x, w, m)
+
+    method.__name__ = f"_winograd{m}"
+    method.__doc__ = f"Winograd F({m}×{m}, 3×3) for 3×3 stride 1 (``_winograd_tiles``); else taps or im2col."
+    return method
+
+
+_winograd = _winograd_or_fallback(2)
+_winograd4 = _winograd_or_fallback(4)
+
+
+METHODS = {"direct": _direct, "im2col": _im2col, "taps": _taps, "winograd": _winograd,
+           "winograd4": _winograd4}
+WINOGRAD = ("winograd", "winograd4")
 
 
 def candidates(w_shape, stride: int = 1) -> list[str]:
     """The strategies worth timing for a kernel: winograd only where it is not a fallback (3×3, stride 1)."""
-    return [m for m in METHODS if m != "winograd" or (tuple(w_shape[1:3]), stride) == ((3, 3), 1)]
+    return [m for m in METHODS if m not in WINOGRAD or (tuple(w_shape[1:3]), stride) == ((3, 3), 1)]
 
 
 def _method_fn(name: str, stride: int):
@@ -254,15 +288,16 @@ def _method_fn(name: str, stride: int):
 def heuristic(x_shape, w_shape, stride: int = 1, training: bool | str = False) -> str:
     """The untuned default, from the measured winners on the style network's layers (forward and training).
 
-    3×3 stride-1 with C_out ≥ C_in ≥ 64: ``winograd`` (2.25× fewer multiplies, small transforms). Otherwise
+    3×3 stride-1 with both channel counts ≥ 64: ``winograd4`` (4× fewer multiplies; it won 14 of the 16 loss
+    network and residual shapes timed at batch 4, forward with either gradient). Otherwise
     the rearrangement whose scratch (∝ C_in for ``im2col``, ∝ C_out for ``taps``) is smaller. ``direct`` is
     never the default: its backward pass is 5-40× slower, and its forward wins only narrowly and only on
     some stride-2 layers, which ``tune()`` finds.
     """
     del x_shape, training  # the measured crossovers depend on the channel counts only
     o, kh, kw, c = w_shape
-    if (kh, kw, stride) == (3, 3, 1) and o >= c >= 64:
-        return "winograd"
+    if (kh, kw, stride) == (3, 3, 1) and min(o, c) >= 64:
+        return "winograd4"
     return "im2col" if c < o else "taps"
 
 
@@ -405,7 +440,8 @@ def scratch_bytes(method: str, x_shape, w_shape, stride: int = 1, itemsize: int 
     """Rough size of a strategy's largest temporaries, for skipping candidates that would not fit.
 
     ``im2col`` unfolds the input (∝ C_in), ``taps`` keeps one product plane per tap (∝ C_out),
-    ``winograd`` 4 transformed planes per input and output channel. Training holds a cotangent of the same
+    ``winograd``/``winograd4`` (m+2)²/m² transformed planes per input and output channel, before and after
+    the transform GEMMs. Training holds a cotangent of the same
     size and a padded copy too, hence ×3 (measured: 11 GB for taps on the batch-4 9×9 3→32 layer, estimate
     8.7 GB). ``mx.conv2d`` unfolds the input forward and the padded cotangent for the input gradient
     (measured: 0.7 GB for the batch-1 9×9 3→32 layer).
@@ -414,12 +450,15 @@ def scratch_bytes(method: str, x_shape, w_shape, stride: int = 1, itemsize: int 
     o, kh, kw, _ = w_shape
     unfold = n * kh * kw * c * _out_size(h, kh, stride) * _out_size(w, kw, stride)
     per_tap = n * kh * kw * o * (h // stride + 1) * (w // stride + 1)
-    wino = n * 4 * (c + o) * _out_size(h, kh, stride) * _out_size(w, kw, stride)
+    # Winograd F(m): (m+2)²/m² transformed values per input and output value, twice (before and after the
+    # transform GEMM).
+    wino = {name: 2 * n * (m + 2) ** 2 * (c + o) * _out_size(h, kh, stride) * _out_size(w, kw, stride) // m ** 2
+            for name, m in (("winograd", 2), ("winograd4", 4))}
     if (kh, kw, stride) != (3, 3, 1):
-        wino = per_tap if c >= o else unfold  # falls back to taps / im2col
+        wino = dict.fromkeys(wino, per_tap if c >= o else unfold)  # falls back to taps / im2col
     if method == "direct":  # measured: its input gradient unfolds the cotangent, its weight gradient x
         return (unfold + per_tap if training else unfold) * itemsize
-    size = {"im2col": unfold, "taps": per_tap, "winograd": wino}[method]
+    size = {"im2col": unfold, "taps": per_tap, **wino}[method]
     return size * itemsize * (3 if training else 1)
 
 

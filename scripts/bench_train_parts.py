@@ -7,7 +7,7 @@ Parts: the transformer's forward, its forward + backward (against a fixed cotang
 output, VGG to the content layer on the content, the loss gradient through VGG with respect to the output (both
 VGG passes, the losses, the backward), and the whole loss and gradient. MLX tunes its convolutions for the step
 first, as ``mlx_style.train`` does; PyTorch runs the same parts on its twin network (``scripts/torch_twin.py``)
-with the same weights. Best of ``--repeats`` after one warm-up, in ms. Needs ``pip install torch safetensors``.
+with the same weights. Best of ``--repeats`` after one warm-up, MLX and PyTorch alternating run by run, in ms. Needs ``pip install torch safetensors``.
 """
 
 from __future__ import annotations
@@ -34,17 +34,26 @@ from mlx_style.transformer import TransformerConfig, TransformerNet  # noqa: E40
 from mlx_style.vgg import DEFAULT_VGG_PATH, load_vgg  # noqa: E402
 
 
-def best_ms(fn, repeats: int) -> float:
+def run_ms(fn) -> float:
+    start = time.perf_counter()
     fn()
-    best = float("inf")
-    for _ in range(repeats):
-        start = time.perf_counter()
-        fn()
-        best = min(best, time.perf_counter() - start)
-    return best * 1e3
+    return (time.perf_counter() - start) * 1e3
 
 
-def mlx_parts(vgg_path: str, content: np.ndarray, style: np.ndarray, repeats: int) -> tuple[dict, dict]:
+def interleaved_best(ours: dict, theirs: dict, repeats: int) -> tuple[dict, dict]:
+    """Best of ``repeats`` per part, MLX and PyTorch alternating run by run (after one warm-up each), so that
+    a slower spell of this shared machine lands on both sides of a ratio instead of one."""
+    best_ours, best_theirs = {}, {}
+    for name in ours:
+        ours[name]()
+        theirs[name]()
+        for _ in range(repeats):
+            best_ours[name] = min(best_ours.get(name, float("inf")), run_ms(ours[name]))
+            best_theirs[name] = min(best_theirs.get(name, float("inf")), run_ms(theirs[name]))
+    return best_ours, best_theirs
+
+
+def mlx_parts(vgg_path: str, content: np.ndarray, style: np.ndarray) -> tuple[dict, dict]:
     vgg, meta = load_vgg(vgg_path)
     w = recommended_weights(meta["preprocess"])
     losses = LossConfig(content_weight=w["content"], style_weight=w["style"], tv_weight=w["tv"])
@@ -79,10 +88,10 @@ def mlx_parts(vgg_path: str, content: np.ndarray, style: np.ndarray, repeats: in
         "whole loss and gradient": lambda: mx.eval(loss_and_grad(x)),
     }
     arrays = {k: np.asarray(v) for k, v in tree_flatten(net.parameters())}
-    return {name: best_ms(fn, repeats) for name, fn in parts.items()}, {"net": arrays, "losses": losses}
+    return parts, {"net": arrays, "losses": losses}
 
 
-def torch_parts(vgg_path: str, content: np.ndarray, style: np.ndarray, shared: dict, repeats: int) -> dict:
+def torch_parts(vgg_path: str, content: np.ndarray, style: np.ndarray, shared: dict) -> dict:
     import torch
 
     losses = shared["losses"]
@@ -121,7 +130,7 @@ def torch_parts(vgg_path: str, content: np.ndarray, style: np.ndarray, shared: d
         "loss gradient through VGG": vgg_grad,
         "whole loss and gradient": whole,
     }
-    return {name: best_ms(fn, repeats) for name, fn in parts.items()}
+    return parts
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -142,8 +151,8 @@ def main(argv: list[str] | None = None) -> int:
     rng = np.random.default_rng(0)
     content = rng.uniform(0, 255, (args.batch_size, args.image_size, args.image_size, 3)).astype(np.float32)
     style = rng.uniform(0, 255, (1, args.image_size, args.image_size, 3)).astype(np.float32)
-    ours, shared = mlx_parts(args.vgg, content, style, args.repeats)
-    theirs = torch_parts(args.vgg, content, style, shared, args.repeats)
+    ours, shared = mlx_parts(args.vgg, content, style)
+    ours, theirs = interleaved_best(ours, torch_parts(args.vgg, content, style, shared), args.repeats)
     print(f"batch {args.batch_size} × {args.image_size}², best of {args.repeats}, ms")
     print(f"{'part':36} {'MLX':>9} {'PyTorch':>9} {'MLX/PyTorch':>12}")
     for name, ms in ours.items():

@@ -26,6 +26,8 @@ SHAPES = [
     (1, 13, 11, 2, 3, 5, 3),
     (1, 6, 7, 16, 1, 3, 1),
     (1, 8, 10, 3, 2, 2, 3),  # stride > kernel: some input phases are never read
+    (2, 11, 13, 5, 7, 3, 1),  # 3×3 stride 1 (Winograd) on sizes that are not whole 2×2 or 4×4 tiles
+    (1, 5, 4, 4, 4, 3, 1),  # a 3×2 output: less than one 4×4 tile
 ]
 IDS = ["x".join(map(str, s)) for s in SHAPES]
 
@@ -90,6 +92,19 @@ def test_gradients_match_mx_conv2d(method, shape):
     assert rel_err(dw, dw_ref) <= 1e-4
 
 
+@pytest.mark.parametrize("method", conv.WINOGRAD)
+def test_winograd_precision_at_network_channel_counts(method):
+    """F(4×4, 3×3) divides by 6 and 24 in its kernel transform and multiplies by up to 8 in its output
+    transform: check its rounding against a float64 reference where it is used (64 channels, 18×18 maps)."""
+    x, w, cot, s = make((2, 18, 18, 64, 64, 3, 1), seed=4)
+    w = w * 0.05
+    ref = numpy_conv(np.array(x), np.array(w), 1)
+    y, (dx, dw) = mx.vjp(lambda x, w: conv.conv2d(x, w, 1, method), [x, w], [cot])
+    _, (dx_ref, dw_ref) = mx.vjp(lambda x, w: mx.conv2d(x, w), [x, w], [cot])
+    assert rel_err(y[0], ref) <= 3e-5
+    assert rel_err(dx, dx_ref) <= 3e-5 and rel_err(dw, dw_ref) <= 3e-5
+
+
 def test_gradients_numpy_reference():
     """The weight gradient is the correlation of the input with the cotangent: check one against numpy."""
     x, w, cot, s = make((1, 9, 10, 3, 4, 3, 2), seed=2)
@@ -148,7 +163,7 @@ def test_tune_picks_caches_and_writes_json(tmp_path):
     path = tmp_path / "cache" / conv.CACHE_FILE
     assert conv.cache_path() == path
     data = json.loads(path.read_text())
-    assert data["version"] == 1
+    assert data["version"] == conv._CACHE_VERSION
     (key, saved), = data["entries"].items()
     assert saved["method"] == choice and "x1x12x12x4" in key and "s1" in key and "infer" in key
 
@@ -187,7 +202,7 @@ def test_corrupt_cache_file_is_ignored(tmp_path):
     path.write_text("{not json")
     assert conv.choose((1, 8, 8, 2), (3, 3, 3, 2)) == conv.heuristic((1, 8, 8, 2), (3, 3, 3, 2))
     conv.tune((1, 8, 8, 2), (3, 3, 3, 2), repeats=1)
-    assert json.loads(path.read_text())["version"] == 1
+    assert json.loads(path.read_text())["version"] == conv._CACHE_VERSION
 
 
 def test_forced_method_env_and_setter(monkeypatch):

@@ -47,7 +47,7 @@ import mlx.core as mx
 ENV_METHOD = "MLX_STYLE_CONV"
 ENV_CACHE = "MLX_STYLE_CACHE"
 CACHE_FILE = "conv_autotune.json"
-_CACHE_VERSION = 2  # 2: Winograd by GEMM transforms, F(4×4) added: version-1 timings are stale
+_CACHE_VERSION = 4  # 2: Winograd by GEMM transforms, F(4×4) added; 3: timed with bias and ReLU (`_as_layer`); 4: tile gather
 
 MEMORY_FRACTION = 0.25        # tune() skips strategies whose temporaries exceed this share of MLX's memory limit
 _forced: str | None = None   # set_default_method(); wins over the env var
@@ -217,15 +217,43 @@ def _kron(rows) -> list[list[float]]:
     return [[a * b for a in ra for b in rb] for ra in rows for rb in rows]
 
 
+def _gather_tiles(x: mx.array, m: int, th: int, tw: int) -> mx.array:
+    """``(t², N, th, tw, C)``: element (r, q) of every (t = m+2)² tile at stride m, ``x[:, m·ty + r, m·tx + q]``.
+
+    Forward: one stack of strided views (one copy, runs of C floats). Backward (a custom VJP: MLX's own would
+    allocate a zero array the size of ``x`` per tile element): the adjoint of gathering the tiles from the
+    stride-m phases of ``x`` (``_window_sums``), then the phases interleaved back.
+    """
+    n, h, w, c = x.shape
+    t = m + 2
+    hp, wp = -(-h // m), -(-w // m)
+    gather = tuple((((r % m) * m + q % m, r // m, (q // m) * c),) for r in range(t) for q in range(t))
+
+    @mx.custom_function
+    def forward(x):
+        return mx.stack([x[:, r:r + m * (th - 1) + 1:m, q:q + m * (tw - 1) + 1:m, :]
+                         for r in range(t) for q in range(t)])
+
+    @forward.vjp
+    def backward(primals, cot, _out):
+        # cot: (t², N, th, tw, C) -> the window sums' cotangent layout (1, t², N, th, tw·C)
+        phases = mx.zeros((1, m * m, n, hp, wp * c), cot.dtype)  # shape only: never computed
+        _, (dphases,) = mx.vjp(lambda p: _window_sums(p, gather, th, tw * c), [phases],
+                               [cot.reshape(1, t * t, n, th, tw * c)])
+        dx = dphases.reshape(m, m, n, hp, wp, c).transpose(2, 3, 0, 4, 1, 5).reshape(n, hp * m, wp * m, c)
+        return dx[:, :h, :w] if (hp * m, wp * m) != (h, w) else dx
+
+    return forward(x)
+
+
 def _winograd_tiles(x: mx.array, w: mx.array, m: int) -> mx.array:
     """3×3 stride-1 convolution by Winograd F(m×m, 3×3) on (m+2)² input tiles (stride m).
 
     Every step but the copies is a GEMM, which BLAS runs on all cores (MLX's elementwise CPU ops use one): the
     input, kernel and output transforms are products with Kronecker matrices (B⊗B)ᵀ, G⊗G and (A⊗A)ᵀ, and
     the batch is folded into the rows of the (m+2)² per-element GEMMs (N·tiles × C_in by C_in × C_out).
-    Channels stay innermost throughout, so the three copies (the stride-m phases of the input, the tile
-    gather, a ``_window_sums`` with one term per tile element, and the tiles back to NHWC) move runs of
-    C floats, and the output comes out contiguous NHWC.
+    Channels stay innermost throughout, so the two copies (the tile gather, ``_gather_tiles``, and the tiles
+    back to NHWC) move runs of C floats, and the output comes out contiguous NHWC.
     Multiplies per output: 4 (m = 2) or 2.25 (m = 4) instead of 9; F(4×4) rounds to ~5e-6 relative.
     """
     n, h, wd, c = x.shape
@@ -233,13 +261,9 @@ def _winograd_tiles(x: mx.array, w: mx.array, m: int) -> mx.array:
     t = m + 2
     ho, wo = h - 2, wd - 2
     th, tw = -(-ho // m), -(-wo // m)
-    hp, wp = th + 1, tw + 1  # tile (ty, tx) reads phase rows ty and ty + 1 (t ≤ 2m)
-    x = mx.pad(x, [(0, 0), (0, hp * m - h), (0, wp * m - wd), (0, 0)])
-    phases = x.reshape(n, hp, m, wp, m, c).transpose(2, 4, 0, 1, 3, 5)  # (m, m, N, hp, wp, C)
-    phases = mx.contiguous(phases.reshape(1, m * m, n, hp, wp * c))
-    # Tile element (r, q) is phase (r % m, q % m) at row offset r // m and column offset (q // m)·C.
-    gather = tuple((((r % m) * m + q % m, r // m, (q // m) * c),) for r in range(t) for q in range(t))
-    tiles = _window_sums(phases, gather, th, tw * c).reshape(t * t, n * th * tw * c)
+    if (m * th + 2, m * tw + 2) != (h, wd):  # the last tiles reach past the input: zeros there
+        x = mx.pad(x, [(0, 0), (0, m * th + 2 - h), (0, m * tw + 2 - wd), (0, 0)])
+    tiles = _gather_tiles(x, m, th, tw).reshape(t * t, n * th * tw * c)
     bt, g, at = (mx.array(_kron(a), dtype=x.dtype) for a in _WINOGRAD[m])
     v = (bt @ tiles).reshape(t * t, n * th * tw, c)
     u = (g @ w.transpose(1, 2, 3, 0).reshape(9, c * o)).reshape(t * t, c, o)
@@ -476,17 +500,30 @@ def _time_ms(fn, args, repeats: int, budget_ms: float) -> float:
     return best
 
 
+def _as_layer(fn):
+    """A strategy as the networks use it: bias and ReLU on its output. Timed alone, a strategy whose output is a
+    transposed view looks cheaper than it is: the consumer pays for reading it strided (measured on VGG's
+    64→128 layer at 4×64²: im2col 55 ms alone, 106 ms with bias, ReLU and padding; winograd4 56 and 72 ms)."""
+
+    def layer(x, w, b):
+        return mx.maximum(fn(x, w) + b, 0.0)
+
+    return layer
+
+
 def _with_grad(fn, input_only: bool = False):
-    """Forward + backward for one random cotangent, as a training step runs it (``input_only``: the input
-    gradient alone, as for a frozen layer)."""
+    """Forward + backward of ``_as_layer(fn)`` for one random cotangent, as a training step runs it
+    (``input_only``: the input gradient alone, as for a frozen layer). The input gradient is made contiguous,
+    as the op that receives it would."""
+    layer = _as_layer(fn)
 
-    def step(x, w, cot):
-        out, (dx, dw) = mx.vjp(fn, [x, w], [cot])
-        return out[0], dx, dw
+    def step(x, w, b, cot):
+        out, (dx, dw) = mx.vjp(lambda x, w: layer(x, w, b), [x, w], [cot])
+        return out[0], mx.contiguous(dx), dw
 
-    def step_input(x, w, cot):
-        out, (dx,) = mx.vjp(lambda a: fn(a, w), [x], [cot])
-        return out[0], dx
+    def step_input(x, w, b, cot):
+        out, (dx,) = mx.vjp(lambda a: layer(a, w, b), [x], [cot])
+        return out[0], mx.contiguous(dx)
 
     return mx.compile(step_input if input_only else step)
 
@@ -527,11 +564,11 @@ def tune(x_shape, w_shape, stride: int = 1, dtype=mx.float32, training: bool | s
     if not force and key in _tuned and _tuned[key]["method"] in names:
         return _tuned[key]["method"]
     rng = mx.random.key(0)
-    kx, kw, kc = mx.random.split(rng, 3)
+    kx, kw, kb, kc = mx.random.split(rng, 4)
     x = mx.random.normal(x_shape, dtype=dtype, key=kx)
     w = mx.random.normal(w_shape, dtype=dtype, key=kw)
     _check(x, w, stride)
-    args = [x, w]
+    args = [x, w, mx.random.normal(w_shape[:1], dtype=dtype, key=kb)]
     if training:
         out_shape = (x_shape[0], _out_size(x_shape[1], w_shape[1], stride),
                      _out_size(x_shape[2], w_shape[2], stride), w_shape[0])
@@ -549,7 +586,7 @@ def tune(x_shape, w_shape, stride: int = 1, dtype=mx.float32, training: bool | s
     for name in names:
         fn = _method_fn(name, stride)
         budget = 5 * min(ms.values()) + 50 if ms else float("inf")
-        timed = _with_grad(fn, input_only=training == "input") if training else fn
+        timed = _with_grad(fn, input_only=training == "input") if training else _as_layer(fn)
         ms[name] = round(_time_ms(timed, args, repeats, budget), 3)
     entry = {"method": min(ms, key=ms.get), "ms": ms}
     _tuned[key] = entry

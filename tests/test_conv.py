@@ -105,6 +105,18 @@ def test_winograd_precision_at_network_channel_counts(method):
     assert rel_err(dx, dx_ref) <= 3e-5 and rel_err(dw, dw_ref) <= 3e-5
 
 
+def test_half_precision_never_picks_f4_winograd():
+    """F(4×4)'s transforms cost a network 7/255 in float16: neither the heuristic nor the tuner may choose it."""
+    for dtype in (mx.float16, mx.bfloat16):
+        assert not set(conv.FLOAT32_ONLY) & set(conv.candidates((64, 3, 3, 64), 1, dtype))
+        assert not set(conv.FLOAT32_ONLY) & set(conv.candidates((32, 9, 9, 3), 1, dtype))
+        assert conv.heuristic((1, 18, 18, 64), (64, 3, 3, 64), 1, dtype=dtype) == "winograd"
+        assert conv.heuristic((1, 24, 24, 3), (32, 9, 9, 3), 1, dtype=dtype) == "im2col"
+        assert conv.tune((1, 10, 10, 64), (64, 3, 3, 64), 1, dtype=dtype, repeats=1) not in conv.FLOAT32_ONLY
+    assert conv.heuristic((1, 18, 18, 64), (64, 3, 3, 64), 1) == "winograd4"
+    assert conv.heuristic((1, 24, 24, 3), (32, 9, 9, 3), 1) == "s2d"
+
+
 def test_gradients_numpy_reference():
     """The weight gradient is the correlation of the input with the cotangent: check one against numpy."""
     x, w, cot, s = make((1, 9, 10, 3, 4, 3, 2), seed=2)

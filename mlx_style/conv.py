@@ -275,11 +275,15 @@ def _winograd_tiles(x: mx.array, w: mx.array, m: int) -> mx.array:
     return y[:, :ho, :wo] if (m * th, m * tw) != (ho, wo) else y
 
 
+def _fallback(x: mx.array, w: mx.array, stride: int) -> mx.array:
+    """taps or im2col, whichever has the smaller scratch: for kernels a specialised strategy does not cover."""
+    return _taps(x, w, stride) if heuristic(x.shape, w.shape, stride) == "taps" else _im2col(x, w, stride)
+
+
 def _winograd_or_fallback(m: int):
     def method(x: mx.array, w: mx.array, stride: int) -> mx.array:
         if (w.shape[1], w.shape[2], stride) != (3, 3, 1):
-            pick = heuristic(x.shape, w.shape, stride)
-            return _taps(x, w, stride) if pick == "taps" else _im2col(x, w, stride)
+            return _fallback(x, w, stride)
         return _winograd_tiles(x, w, m)
 
     method.__name__ = f"_winograd{m}"
@@ -304,7 +308,7 @@ def _s2d(x: mx.array, w: mx.array, stride: int) -> mx.array:
     n, h, wd, c = x.shape
     o, k, kw, _ = w.shape
     if stride != 1 or k != kw or k < 5:
-        return _taps(x, w, stride) if heuristic(x.shape, w.shape, stride) == "taps" else _im2col(x, w, stride)
+        return _fallback(x, w, stride)
     s = -(-(k - 1) // 2)
     span = 3 * s  # each phase's shifted kernel, k + s − 1 ≤ 3s taps, zero-padded to 3 whole blocks
     ho, wo = h - k + 1, wd - k + 1
@@ -526,13 +530,11 @@ def scratch_bytes(method: str, x_shape, w_shape, stride: int = 1, itemsize: int 
     # transform GEMM).
     wino = {name: 2 * n * (m + 2) ** 2 * (c + o) * _out_size(h, kh, stride) * _out_size(w, kw, stride) // m ** 2
             for name, m in (("winograd", 2), ("winograd4", 4))}
+    fallback = per_tap if c >= o else unfold  # taps / im2col, for kernels a strategy does not cover
     if (kh, kw, stride) != (3, 3, 1):
-        wino = dict.fromkeys(wino, per_tap if c >= o else unfold)  # falls back to taps / im2col
-    if method == "s2d" and stride == 1 and kh == kw >= 5:  # winograd4 on the blocked input, s²·C_out outputs
-        blk = -(-(kh - 1) // 2)
-        wino["s2d"] = 2 * n * 36 * (c + o) * (h // blk + 1) * (w // blk + 1) * blk * blk // 16
-    elif method == "s2d":
-        wino["s2d"] = per_tap if c >= o else unfold
+        wino = dict.fromkeys(wino, fallback)
+    # s2d: winograd4 on the blocked input (the same number of values as the input and the output)
+    wino["s2d"] = 2 * n * 36 * (c + o) * h * w // 16 if stride == 1 and kh == kw >= 5 else fallback
     if method == "direct":  # measured: its input gradient unfolds the cotangent, its weight gradient x
         return (unfold + per_tap if training else unfold) * itemsize
     size = {"im2col": unfold, "taps": per_tap, **wino}[method]

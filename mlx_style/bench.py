@@ -30,7 +30,8 @@ import numpy as np
 from mlx.utils import tree_flatten, tree_map
 
 from mlx_style import _blas
-from mlx_style.ops import keep_freed_buffers, tune_convs
+from mlx_style.memory import keep_freed_memory
+from mlx_style.ops import tune_convs
 from mlx_style.stylize import DTYPES, load_network
 from mlx_style.transformer import TransformerConfig, TransformerNet, count_parameters
 from mlx_style.weights import WeightFileError
@@ -529,7 +530,7 @@ def build_parser() -> argparse.ArgumentParser:
 
 def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
-    keep_freed_buffers()
+    keep_freed_memory()
     try:
         run(BenchConfig(**vars(args)))
     except BenchError as exc:

@@ -37,7 +37,7 @@ import cv2
 import mlx.core as mx
 import numpy as np
 
-from mlx_style.ops import keep_freed_buffers
+from mlx_style.memory import keep_freed_memory
 from mlx_style.capture import CaptureThread, FrameSlot, SourceError, SourceInfo, open_source
 from mlx_style.model_io import DEFAULT_STYLE_HINT
 from mlx_style.overlay import compose_view, draw_overlay, status_lines
@@ -616,7 +616,7 @@ def config_from_args(args: argparse.Namespace) -> CamConfig:
 
 def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
-    keep_freed_buffers()
+    keep_freed_memory()
     config = config_from_args(args)
     problem = check_numbers(config)
     if problem:

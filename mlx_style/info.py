@@ -1,6 +1,6 @@
 """Show what mlx_style runs on: ``python -m mlx_style.info``.
 
-Prints the MLX version, the default device, the BLAS in use (and a measured matmul rate, so a slow reference
+Prints the MLX version, the default device, where freed memory is kept, the BLAS in use (and a measured matmul rate, so a slow reference
 BLAS is obvious), and the converted weights found under ``weights/``.
 """
 
@@ -13,7 +13,7 @@ import time
 from pathlib import Path
 
 import mlx_style  # noqa: F401  (loads the BLAS before mlx.core)
-from mlx_style import _blas
+from mlx_style import _blas, memory
 
 
 def matmul_gflops(n: int = 1024, repeats: int = 3) -> float:
@@ -40,6 +40,9 @@ def report(weights_dir: str | Path = "weights", measure: bool = True) -> list[st
         f"MLX {mx.__version__}, default device: {mx.default_device()}",
         f"BLAS: {'OpenBLAS ' + status.loaded if status.loaded else 'MLX bundled'} ({status.reason})",
     ]
+    lines.append("freed memory: " + ("kept by glibc's malloc heap, reused at any size (MLX_STYLE_MALLOC=mlx: "
+                                     "MLX's size-matched cache instead)" if memory.uses_glibc_heap()
+                                     else "kept in MLX's buffer cache"))
     if measure:
         lines.append(f"matmul 1024³ float32: {matmul_gflops():.0f} GFLOP/s")
     found = sorted(Path(weights_dir).glob("*.safetensors"))

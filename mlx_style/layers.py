@@ -41,7 +41,7 @@ import numpy as np
 from PIL import Image, ImageDraw, ImageFont
 
 from mlx_style import lbfgs
-from mlx_style.ops import keep_freed_buffers
+from mlx_style.memory import keep_freed_memory
 from mlx_style.image import ImageError, load_image, resize_max_side, save_image, to_batch
 from mlx_style.losses import STYLE_LAYERS, gram_matrix, style_layer_loss
 from mlx_style.optimize import check_layers, load_loss_network, noise_image, parse_layers
@@ -287,7 +287,7 @@ def build_parser() -> argparse.ArgumentParser:
 
 def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
-    keep_freed_buffers()
+    keep_freed_memory()
     try:
         run(LayersConfig(**vars(args)))
     except (ImageError, WeightFileError, ValueError) as exc:

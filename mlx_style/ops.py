@@ -13,6 +13,7 @@ import mlx.core as mx
 import mlx.nn as nn
 
 from mlx_style import conv as _conv
+from mlx_style.memory import release_freed_memory
 
 
 
@@ -91,24 +92,6 @@ def instance_norm(x: mx.array, weight: mx.array | None, bias: mx.array | None, e
 
 
 _RECORDING: list | None = None
-CACHE_FRACTION = 0.5  # of MLX's memory limit that freed buffers may occupy, waiting for reuse
-
-
-def keep_freed_buffers(limit_bytes: int | None = None) -> None:
-    """Let MLX keep freed buffers for reuse, up to ``limit_bytes`` (default: half of MLX's memory limit).
-
-    MLX's CPU default here was 32 MB, so every large temporary (the convolution strategies' tens of MB) went back
-    to the OS and was faulted in again on each call: a 64 MB elementwise op took 70 ms instead of 10, and the
-    network's convolutions at 256² took 666 ms instead of 422. At batch 8 × 256² a 4 GB cache still left the
-    training step at 30.1 s, half of the memory limit (9.4 GB here) 24.7 s (``scripts/bench_train.py``). Memory in use (``mx.get_peak_memory``) is unaffected; the
-    process's resident size grows by what is kept. Only ever raises the limit: on a Mac's GPU MLX already caches
-    up to its memory limit.
-    """
-    if limit_bytes is None:
-        limit_bytes = int(CACHE_FRACTION * mx.get_memory_limit())
-    previous = mx.set_cache_limit(limit_bytes)
-    if previous > limit_bytes:
-        mx.set_cache_limit(previous)
 
 
 def tune_convs(fn, *args) -> dict[tuple, str]:
@@ -130,7 +113,7 @@ def tune_convs(fn, *args) -> dict[tuple, str]:
     finally:
         _RECORDING = None
     choices = {(xs, ws, s): _conv.tune(xs, ws, s, dtype=dt, training=tr) for xs, ws, s, dt, tr in shapes}
-    mx.clear_cache()  # the candidates' temporaries would otherwise stay in MLX's buffer cache
+    release_freed_memory()  # the candidates' temporaries (far larger than the step's) go back to the OS
     return choices
 
 

@@ -34,7 +34,7 @@ import mlx.optimizers as optim
 import numpy as np
 
 from mlx_style import lbfgs
-from mlx_style.ops import keep_freed_buffers
+from mlx_style.memory import keep_freed_memory
 from mlx_style.image import ImageError, load_image, resize_max_side, save_image, to_batch
 from mlx_style.losses import STYLE_LAYERS, LossConfig, perceptual_loss, recommended_weights, style_targets
 from mlx_style.vgg import DEFAULT_VGG_PATH, VGG, load_vgg
@@ -353,7 +353,7 @@ def build_parser() -> argparse.ArgumentParser:
 
 def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
-    keep_freed_buffers()
+    keep_freed_memory()
     config = OptimizeConfig(**vars(args))
     try:
         result = run(config)

@@ -31,7 +31,7 @@ import mlx.nn as nn
 import numpy as np
 from mlx.utils import tree_flatten
 
-from mlx_style.ops import keep_freed_buffers
+from mlx_style.memory import keep_freed_memory
 from mlx_style.image import IMAGE_EXTENSIONS, ImageError, list_images, load_image, resize, save_image
 from mlx_style.model_io import load_transformer
 from mlx_style.ops import same_pad_amounts
@@ -587,7 +587,7 @@ def build_parser() -> argparse.ArgumentParser:
 
 def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
-    keep_freed_buffers()
+    keep_freed_memory()
     config = StylizeConfig(model=args.model, inputs=args.inputs, output=args.output, size=args.size,
                            scale=args.scale, preserve_color=args.preserve_color, strength=args.strength,
                            dtype=args.dtype, tile_size=args.tile_size)

@@ -29,7 +29,7 @@ import numpy as np
 from mlx.utils import tree_map
 
 from mlx_style import checkpoint as ckpt
-from mlx_style.ops import keep_freed_buffers
+from mlx_style.memory import keep_freed_memory, resident_bytes
 from mlx_style.data import (BatchIterator, DatasetError, ImageSource, check_dataset, file_list_digest, find_images,
                             prepare, steps_per_epoch)
 from mlx_style.image import ImageError, list_images, load_image, resize_max_side, to_batch
@@ -111,7 +111,8 @@ class TrainResult:
     checkpoint: Path | None = None
     records: list[dict] = field(default_factory=list)
     skipped: int = 0
-    peak_memory_gb: float = 0.0
+    peak_memory_gb: float = 0.0  # MLX's memory in use at its peak
+    resident_gb: float = 0.0  # the process's resident size at the end (MLX, Python, the data loader)
 
 
 class TrainingError(RuntimeError):
@@ -429,7 +430,7 @@ def train(config: TrainConfig, stream=None) -> TrainResult:
                 now = time.perf_counter()
                 record = {"step": step, "loss": total_loss.item(), **{k: v.item() for k, v in terms.items()},
                           "images_per_s": window_steps * config.batch_size / (now - window_start),
-                          "peak_memory_gb": mx.get_peak_memory() / 1e9}
+                          "peak_memory_gb": mx.get_peak_memory() / 1e9, "resident_gb": resident_bytes() / 1e9}
                 window_start, window_steps = now, 0
                 if not losses_finite(record) or not all_finite(net.parameters()):
                     line.close()
@@ -452,6 +453,7 @@ def train(config: TrainConfig, stream=None) -> TrainResult:
                 break
     line.close()
     result.skipped, result.peak_memory_gb = len(plan.skipped), mx.get_peak_memory() / 1e9
+    result.resident_gb = resident_bytes() / 1e9
     result.records = out.log.records if out.log else []
     if result.status == "done":
         if saved_step != result.step:
@@ -538,7 +540,7 @@ def config_from_args(args: argparse.Namespace) -> TrainConfig:
 
 def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
-    keep_freed_buffers()
+    keep_freed_memory()
     config = config_from_args(args)
     for name in ("image_size", "batch_size", "log_every"):
         if getattr(config, name) < 1:
@@ -559,7 +561,8 @@ def main(argv: list[str] | None = None) -> int:
     if result.output is not None:
         last = result.records[-1] if result.records else {}
         print(f"wrote {result.output} after {result.step} steps (last loss {last.get('loss', float('nan')):.4g}, "
-              f"{last.get('images_per_s', 0):.2f} img/s, peak memory {result.peak_memory_gb:.2f} GB, "
+              f"{last.get('images_per_s', 0):.2f} img/s, peak memory {result.peak_memory_gb:.2f} GB in use, "
+              f"{result.resident_gb:.2f} GB resident, "
               f"{result.skipped} unusable images skipped)")
     return 0
 

@@ -27,7 +27,8 @@ import mlx.core as mx  # noqa: E402
 import mlx.nn as nn  # noqa: E402
 
 from mlx_style.bench import make_torch_net  # noqa: E402
-from mlx_style.ops import instance_norm, keep_freed_buffers, pad_spatial, tune_convs  # noqa: E402
+from mlx_style.memory import keep_freed_memory  # noqa: E402
+from mlx_style.ops import instance_norm, pad_spatial, tune_convs  # noqa: E402
 from mlx_style.transformer import TransformerNet  # noqa: E402
 
 
@@ -118,7 +119,7 @@ def main(argv: list[str] | None = None) -> int:
     except ImportError:
         print("error: this benchmark compares against PyTorch: pip install torch", file=sys.stderr)
         return 1
-    keep_freed_buffers()
+    keep_freed_memory()
     print(f"MLX {mx.__version__} on {mx.default_device()}, PyTorch {torch.__version__} ({torch.get_num_threads()} "
           f"threads); median of {args.repeats}, ms")
     print(f"\n{'op':44} {'MLX before':>11} {'MLX now':>9} {'PyTorch':>9} {'now/torch':>10}")

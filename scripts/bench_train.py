@@ -75,10 +75,10 @@ def run_mlx(config: BenchConfig, inputs: Path) -> dict:
     from mlx_style.losses import LossConfig, recommended_weights, style_targets
     from mlx_style.train_step import make_train_step, tune_step_convs
     from mlx_style.transformer import TransformerNet
-    from mlx_style.ops import keep_freed_buffers
+    from mlx_style.memory import keep_freed_memory
     from mlx_style.vgg import load_vgg
 
-    keep_freed_buffers()  # as every mlx_style command does
+    malloc = keep_freed_memory()  # as every mlx_style command does
     data = np.load(inputs)
     net = TransformerNet()
     net.load_weights([(k[4:], mx.array(data[k])) for k in data.files if k.startswith("net.")], strict=True)
@@ -102,7 +102,8 @@ def run_mlx(config: BenchConfig, inputs: Path) -> dict:
         mx.eval(loss, net.parameters(), optimizer.state)
         times.append(time.perf_counter() - t)
         losses_seen.append(loss.item())
-    return {"framework": "mlx" + ("" if config.compile else " (uncompiled)"), "losses": losses_seen,
+    name = "mlx" + ("" if config.compile else " (uncompiled)") + ("" if malloc == "glibc" else f" [{malloc}]")
+    return {"framework": name, "losses": losses_seen,
             "warmup_s": sum(times[: config.warmup]), "step_s": times[config.warmup:],
             "peak_memory_gb": mx.get_peak_memory() / 1e9, "peak_rss_gb": peak_rss_gb()}
 

@@ -28,7 +28,7 @@ import mlx.nn as nn  # noqa: E402
 from mlx.utils import tree_flatten  # noqa: E402
 
 from mlx_style.losses import LossConfig, perceptual_loss, recommended_weights, style_targets  # noqa: E402
-from mlx_style.ops import keep_freed_buffers  # noqa: E402
+from mlx_style.memory import keep_freed_memory  # noqa: E402
 from mlx_style.train_step import make_loss_fn, tune_step_convs  # noqa: E402
 from mlx_style.transformer import TransformerConfig, TransformerNet  # noqa: E402
 from mlx_style.vgg import DEFAULT_VGG_PATH, load_vgg  # noqa: E402
@@ -147,7 +147,7 @@ def main(argv: list[str] | None = None) -> int:
     if not Path(args.vgg).exists():
         print(f"error: no VGG weights at {args.vgg}: run `python scripts/convert_vgg.py`", file=sys.stderr)
         return 1
-    keep_freed_buffers()
+    keep_freed_memory()
     rng = np.random.default_rng(0)
     content = rng.uniform(0, 255, (args.batch_size, args.image_size, args.image_size, 3)).astype(np.float32)
     style = rng.uniform(0, 255, (1, args.image_size, args.image_size, 3)).astype(np.float32)

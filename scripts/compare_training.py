@@ -28,7 +28,7 @@ from mlx_style.data import prepare  # noqa: E402
 from mlx_style.image import list_images, load_image, resize_max_side, to_batch  # noqa: E402
 from mlx_style.layers import label_tile, make_grid  # noqa: E402
 from mlx_style.losses import LossConfig, perceptual_loss, style_targets  # noqa: E402
-from mlx_style.ops import keep_freed_buffers  # noqa: E402
+from mlx_style.memory import keep_freed_memory  # noqa: E402
 from mlx_style.stylize import load_network, run_any_size, to_uint8  # noqa: E402
 from mlx_style.vgg import DEFAULT_VGG_PATH, load_vgg  # noqa: E402
 
@@ -71,7 +71,7 @@ def build_parser() -> argparse.ArgumentParser:
 
 def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
-    keep_freed_buffers()
+    keep_freed_memory()
     loaded = [load_network(path) for path in args.nets]
     labels = args.labels.split(",") if args.labels else [Path(p).stem for p in args.nets]
     if len(labels) != len(loaded):

@@ -47,8 +47,9 @@ def test_report_lines(tmp_path):
     assert lines[0].startswith(f"mlx_style {mlx_style.__version__}, Python ")
     assert lines[1] == f"MLX {mx.__version__}, default device: {mx.default_device()}"
     assert lines[2].startswith("BLAS: ")
+    assert lines[3].startswith("freed memory: kept by ")
     assert lines[-1] == f"weights in {tmp_path}/: vgg16.safetensors"
-    assert len(lines) == 4
+    assert len(lines) == 5
 
 
 def test_report_measures_matmul(tmp_path):

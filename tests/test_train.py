@@ -184,8 +184,9 @@ def test_run_writes_weights_log_curve_samples_and_metadata(ws, tmp_path):
     assert meta["steps"] == "4"
     records = read_log(Path(config.run_dir) / "log.jsonl")
     assert [r["step"] for r in records] == [1, 2, 3, 4]
-    for key in ("loss", "content", "style", "tv", "images_per_s", "peak_memory_gb"):
+    for key in ("loss", "content", "style", "tv", "images_per_s", "peak_memory_gb", "resident_gb"):
         assert all(math.isfinite(r[key]) for r in records), key
+    assert all(r["resident_gb"] > 0 for r in records)  # read from /proc (Linux; CI and this machine)
     assert records[-1]["loss"] < records[0]["loss"]
     run = Path(config.run_dir)
     assert Image.open(run / "loss.png").size == (720, 420)

@@ -1,7 +1,8 @@
 """Show what mlx_style runs on: ``python -m mlx_style.info``.
 
-Prints the MLX version, the default device, where freed memory is kept, the BLAS in use (and a measured matmul rate, so a slow reference
-BLAS is obvious), and the converted weights found under ``weights/``.
+Prints the MLX version, the default device, the BLAS in use (and a measured matmul rate, so a slow reference
+BLAS is obvious), where freed memory is kept (``mlx_style.memory``), and the converted weights found under
+``weights/``.
 """
 
 from __future__ import annotations

@@ -7,7 +7,10 @@ Parts: the transformer's forward, its forward + backward (against a fixed cotang
 output, VGG to the content layer on the content, the loss gradient through VGG with respect to the output (both
 VGG passes, the losses, the backward), and the whole loss and gradient. MLX tunes its convolutions for the step
 first, as ``mlx_style.train`` does; PyTorch runs the same parts on its twin network (``scripts/torch_twin.py``)
-with the same weights. Best of ``--repeats`` after one warm-up, MLX and PyTorch alternating run by run, in ms. Needs ``pip install torch safetensors``.
+with the same weights. Best of ``--repeats`` after one warm-up, MLX and PyTorch alternating run by run, in ms.
+Both run in one process, so on Linux the glibc heap settings of ``mlx_style.memory.keep_freed_memory`` apply to
+PyTorch's allocations here too (``MLX_STYLE_MALLOC=mlx`` leaves malloc at its defaults); ``bench_train.py`` runs
+each framework in its own process. Needs ``pip install torch safetensors``.
 """
 
 from __future__ import annotations

@@ -277,7 +277,7 @@ def _winograd_tiles(x: mx.array, w: mx.array, m: int) -> mx.array:
 
 def _fallback(x: mx.array, w: mx.array, stride: int) -> mx.array:
     """taps or im2col, whichever has the smaller scratch: for kernels a specialised strategy does not cover."""
-    return _taps(x, w, stride) if heuristic(x.shape, w.shape, stride) == "taps" else _im2col(x, w, stride)
+    return _im2col(x, w, stride) if w.shape[3] < w.shape[0] else _taps(x, w, stride)  # scratch ∝ C_in vs C_out
 
 
 def _winograd_or_fallback(m: int):
@@ -356,20 +356,32 @@ def _method_fn(name: str, stride: int):
 # ------------------------------------------------------------------------------------------------ choice
 
 
-def heuristic(x_shape, w_shape, stride: int = 1, training: bool | str = False, dtype=mx.float32) -> str:
+def heuristic(x_shape, w_shape, stride: int = 1, training: bool | str = False, dtype=mx.float32,
+              device: mx.Device | mx.DeviceType | None = None) -> str:
     """The untuned default, from the measured winners on the style network's layers (forward and training).
 
-    3×3 stride-1 with both channel counts ≥ 64: ``winograd4`` (4× fewer multiplies; it won 14 of the 16 loss
-    network and residual shapes timed at batch 4, forward with either gradient; ``winograd`` in half precision).
-    A large stride-1 kernel on few
-    input channels (the 9×9 3→32 first layer): ``s2d`` (1.7× faster than im2col there, forward). Otherwise
-    the rearrangement whose scratch (∝ C_in for ``im2col``, ∝ C_out for ``taps``) is smaller. ``direct`` is
-    never the default: its backward pass is 5-40× slower, and its forward wins only narrowly and only on
-    some stride-2 layers, which ``tune()`` finds.
+    On the CPU: 3×3 stride-1 with both channel counts ≥ 64: ``winograd4`` (4× fewer multiplies; it won 14 of
+    the 16 loss network and residual shapes timed at batch 4, forward with either gradient; ``winograd`` in half
+    precision). A large stride-1 kernel on few input channels (the 9×9 3→32 first layer): ``s2d`` (1.7× faster
+    than im2col there, forward). Otherwise the rearrangement whose scratch (∝ C_in for ``im2col``, ∝ C_out for
+    ``taps``) is smaller. ``direct`` is never the CPU default: its backward pass is 5-40× slower, and its forward
+    wins only narrowly and only on some stride-2 layers, which ``tune()`` finds.
+
+    On a GPU (``device`` defaults to MLX's default device): ``direct`` (cuDNN under MLX's CUDA backend), except
+    the weight gradient of a large stride-1 kernel, where ``mx.conv2d`` unfolds the input: ``taps`` for the 9×9
+    32→3 output layer, ``s2d`` for the 9×9 3→32 input layer. Measured on an H200 at batch 8 × 256² (forward and
+    both gradients): 7.2 → 2.7 ms and 5.6 → 0.6 GB, 3.0 → 2.2 ms and 1.3 → 0.3 GB; ``direct`` won every other
+    layer of the training step, and the others' compiled kernels took 15-30 s to build at each new shape
+    against 0.15 s. Metal is not measured: ``tune()`` decides there.
     """
-    del x_shape, training  # the measured crossovers depend on the channel counts only
+    del x_shape  # the measured crossovers depend on the channel counts only
     o, kh, kw, c = w_shape
     half = dtype in (mx.float16, mx.bfloat16)
+    device = device if device is not None else mx.default_device()
+    if getattr(device, "type", device) == mx.DeviceType.gpu:
+        if training is True and stride == 1 and kh == kw >= 5 and not half:
+            return "taps" if o < c else "s2d"
+        return "direct"
     if (kh, kw, stride) == (3, 3, 1) and min(o, c) >= 64:
         return "winograd" if half else "winograd4"
     if stride == 1 and kh == kw >= 5 and c < o and not half:

@@ -2,6 +2,7 @@
 
     python scripts/bench_train.py --image-size 128 --batch-size 4      # CPU-sized
     python scripts/bench_train.py --image-size 256 --batch-size 8 --steps 1   # the report's step (slow on a CPU)
+    python scripts/bench_train.py --image-size 256 --batch-size 8 --steps 20 --vgg random   # a GPU, no VGG file
 
 Both sides run the same step on the same device: the Table-1 network (same initial weights, copied from MLX),
 VGG16 to relu4_3 from the same weight file, the same losses (content at relu3_3, Gram style at
@@ -9,6 +10,12 @@ relu1_2…relu4_3, isotropic TV, the VGG file's recommended weights), per-tensor
 bias-corrected Adam. Each framework runs in its own child process so its peak memory is its own: MLX reports
 ``mx.get_peak_memory()`` and both report the peak resident set size. The first step (MLX's kernel compilation,
 PyTorch's warm-up) is not timed. PyTorch is needed only here (``pip install torch``); the package never imports it.
+
+Device: MLX runs on its default device (the GPU on a Mac or with ``mlx[cuda]``), and PyTorch on the matching one
+(``mps``, ``cuda``, else the CPU; ``--torch-device`` overrides). On a GPU, MLX's peak is ``mx.get_peak_memory()``
+and PyTorch's ``torch.cuda.max_memory_allocated()``. ``--vgg random`` times with random VGG16 weights (to
+relu4_3, Caffe preprocessing and loss weights) where no converted file is at hand: the step's cost does not
+depend on the weights' values, but its losses then mean nothing.
 """
 
 from __future__ import annotations
@@ -38,12 +45,47 @@ class BenchConfig:
     framework: str = "both"  # "mlx", "torch" or "both" (each in a child process)
     seed: int = 0
     compile: bool = True  # mx.compile the MLX step
+    torch_device: str = "auto"  # "auto": the device matching MLX's default (mps, cuda, else cpu)
     rounds: int = 1  # alternate the children this many times (MLX, PyTorch, MLX, ...); each side's best round counts
     tune: bool = True  # autotune the MLX convolution strategies first, as mlx_style.train does
 
 
 def peak_rss_gb() -> float:
     return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024 / 1e9  # Linux reports KiB
+
+
+def matching_torch_device() -> str:
+    """The PyTorch device that matches MLX's default one (``mlx_style.bench`` decides; no torch import here)."""
+    sys.path.insert(0, str(REPO))
+    import mlx_style  # noqa: F401
+    import mlx.core as mx
+
+    if mx.default_device().type == mx.DeviceType.cpu:
+        return "cpu"
+    return "mps" if mx.metal.is_available() else "cuda"
+
+
+def write_random_vgg(path: Path, seed: int) -> Path:
+    """VGG16 to relu4_3 with random weights (He-scaled, so activations keep their size through the layers)."""
+    sys.path.insert(0, str(REPO))
+    import mlx_style  # noqa: F401
+    import mlx.core as mx
+    from mlx.utils import tree_flatten
+
+    from mlx_style.model_io import save_vgg
+    from mlx_style.vgg import VGG
+
+    rng = np.random.default_rng(seed)
+    arrays = {}
+    for k, v in tree_flatten(VGG("vgg16", "caffe").parameters()):
+        if int(k.split(".")[1]) > 21:  # features.21 is conv4_3
+            continue
+        if k.endswith("weight"):
+            fan_in = v.shape[1] * v.shape[2] * v.shape[3]
+            arrays[k] = mx.array(rng.normal(0, np.sqrt(2 / fan_in) / 4, v.shape).astype(np.float32))
+        else:
+            arrays[k] = mx.zeros(v.shape)
+    return save_vgg(path, arrays, "vgg16", "caffe", "random weights (scripts/bench_train.py --vgg random)")
 
 
 def write_inputs(config: BenchConfig, folder: Path) -> Path:
@@ -117,34 +159,44 @@ def run_torch(config: BenchConfig, inputs: Path) -> dict:
     from mlx_style.losses import LossConfig
     from mlx_style.transformer import TransformerConfig
 
+    device = config.torch_device
+    sync = {"cuda": torch.cuda.synchronize, "mps": lambda: torch.mps.synchronize()}.get(device, lambda: None)
     data = np.load(inputs)
     net = torch_twin.net_from_mlx(torch, {k[4:]: data[k] for k in data.files if k.startswith("net.")},
-                                  TransformerConfig())
-    vgg, meta = torch_twin.load_torch_vgg(torch, config.vgg)
+                                  TransformerConfig()).to(device)
+    vgg, meta = torch_twin.load_torch_vgg(torch, config.vgg, device)
     weights = json.loads(meta["recommended_loss_weights"])
     losses = LossConfig(content_weight=weights["content"], style_weight=weights["style"], tv_weight=weights["tv"])
-    grams = torch_twin.style_grams(torch, vgg, data["style"], losses.style_layers)
+    grams = torch_twin.style_grams(torch, vgg, data["style"], losses.style_layers, device)
     loss_fn = torch_twin.make_loss(torch, vgg, grams, losses)
-    content = torch.from_numpy(data["content"]).permute(0, 3, 1, 2).contiguous()
+    content = torch.from_numpy(data["content"]).permute(0, 3, 1, 2).contiguous().to(device)
     optimizer = torch.optim.Adam(net.parameters(), lr=1e-3)
     losses_seen, times = [], []
     for i in range(config.warmup + config.steps):
+        if i == config.warmup and device == "cuda":
+            torch.cuda.reset_peak_memory_stats()
+        sync()
         t = time.perf_counter()
         optimizer.zero_grad(set_to_none=True)
         loss, _ = loss_fn(net(content), content)
         loss.backward()
         torch_twin.clip_per_tensor_(torch, net, "tensor")
         optimizer.step()
+        sync()
         times.append(time.perf_counter() - t)
         losses_seen.append(loss.item())
-    return {"framework": "torch", "losses": losses_seen, "warmup_s": sum(times[: config.warmup]),
-            "step_s": times[config.warmup:], "peak_memory_gb": None, "peak_rss_gb": peak_rss_gb(),
-            "threads": torch.get_num_threads()}
+    peak = torch.cuda.max_memory_allocated() / 1e9 if device == "cuda" else None
+    name = "torch" + ("" if device == "cpu" else f" ({device})")
+    return {"framework": name, "losses": losses_seen, "warmup_s": sum(times[: config.warmup]),
+            "step_s": times[config.warmup:], "peak_memory_gb": peak, "peak_rss_gb": peak_rss_gb(),
+            "threads": torch.get_num_threads(), "device": device,
+            "cudnn_tf32": bool(torch.backends.cudnn.allow_tf32) if device == "cuda" else None}
 
 
 def summarise(result: dict, config: BenchConfig) -> str:
     step = float(np.median(result["step_s"]))
-    mem = f"{result['peak_memory_gb']:.2f} GB (mx.get_peak_memory)" if result["peak_memory_gb"] else "—"
+    source = "mx.get_peak_memory" if result["framework"].startswith("mlx") else "torch.cuda.max_memory_allocated"
+    mem = f"{result['peak_memory_gb']:.2f} GB ({source})" if result["peak_memory_gb"] else "—"
     return (f"{result['framework']:>16}: {step:7.2f} s/step  {config.batch_size / step:6.2f} img/s  "
             f"warm-up {result['warmup_s']:6.1f} s  peak {mem}, peak RSS {result['peak_rss_gb']:.2f} GB  "
             f"losses {', '.join(f'{v:.5g}' for v in result['losses'])}")
@@ -154,7 +206,7 @@ def run_child(config: BenchConfig, name: str, inputs: Path) -> dict | None:
     """One framework's run in a fresh process; its JSON result, or None (with the error printed)."""
     child = [sys.executable, __file__, "--inputs", str(inputs), "--framework", name,
              *(f"--{k.replace('_', '-')}={v}" for k, v in asdict(config).items()
-               if k in ("image_size", "batch_size", "steps", "warmup", "vgg"))]
+               if k in ("image_size", "batch_size", "steps", "warmup", "vgg", "torch_device"))]
     if not config.compile:
         child.append("--no-compile")
     if not config.tune:
@@ -173,7 +225,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--batch-size", type=int, default=d.batch_size)
     p.add_argument("--steps", type=int, default=d.steps, help="timed steps")
     p.add_argument("--warmup", type=int, default=d.warmup, help="untimed steps first")
-    p.add_argument("--vgg", default=d.vgg)
+    p.add_argument("--vgg", default=d.vgg, help="converted VGG16 weights, or 'random' (timing only)")
+    p.add_argument("--torch-device", default=d.torch_device,
+                   help="PyTorch's device (default: the one matching MLX's default device)")
     p.add_argument("--framework", choices=("mlx", "torch", "both"), default=d.framework)
     p.add_argument("--no-compile", dest="compile", action="store_false", help="run the MLX step uncompiled")
     p.add_argument("--no-tune", dest="tune", action="store_false", help="use the untuned conv heuristic")
@@ -187,18 +241,24 @@ def build_parser() -> argparse.ArgumentParser:
 def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     config = BenchConfig(**{k: v for k, v in vars(args).items() if k in BenchConfig.__dataclass_fields__})
-    if not Path(config.vgg).exists():
-        print(f"error: no VGG weights at {config.vgg}: run `python scripts/convert_vgg.py`", file=sys.stderr)
+    if config.vgg != "random" and not Path(config.vgg).exists():
+        print(f"error: no VGG weights at {config.vgg}: run `python scripts/convert_vgg.py`, or time with "
+              f"--vgg random", file=sys.stderr)
         return 1
     if args.inputs:  # a child: run one framework, print one JSON line
         run = run_mlx if config.framework == "mlx" else run_torch
         print(json.dumps(run(config, Path(args.inputs))))
         return 0
     frameworks = ("mlx", "torch") if config.framework == "both" else (config.framework,)
+    if config.torch_device == "auto":
+        config.torch_device = matching_torch_device()
     print(f"training step, batch {config.batch_size} × {config.image_size}², {config.steps} timed step(s) after "
-          f"{config.warmup} warm-up", flush=True)
+          f"{config.warmup} warm-up; MLX on its default device, PyTorch on {config.torch_device}", flush=True)
     results = {}
     with tempfile.TemporaryDirectory() as tmp:
+        if config.vgg == "random":
+            config.vgg = str(write_random_vgg(Path(tmp) / "vgg16_random.safetensors", config.seed))
+            print("VGG16: random weights (timing only; the losses mean nothing)", flush=True)
         inputs = write_inputs(config, Path(tmp))
         for _ in range(max(config.rounds, 1)):
             for name in frameworks:

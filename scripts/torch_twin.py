@@ -25,8 +25,9 @@ CAFFE_MEAN_BGR = (103.939, 116.779, 123.68)
 IMAGENET_MEAN, IMAGENET_STD = (0.485, 0.456, 0.406), (0.229, 0.224, 0.225)
 
 
-def load_torch_vgg(torch, path: str | Path):
-    """``(vgg, metadata)``: ``vgg(x, layers) -> {relu name: NCHW activations}`` from a converted weight file."""
+def load_torch_vgg(torch, path: str | Path, device: str = "cpu"):
+    """``(vgg, metadata)``: ``vgg(x, layers) -> {relu name: NCHW activations}`` from a converted weight file,
+    its layers on ``device``."""
     from safetensors import safe_open
     from safetensors.numpy import load_file
 
@@ -46,6 +47,7 @@ def load_torch_vgg(torch, path: str | Path):
             conv.weight.data = torch.from_numpy(arrays[key].transpose(0, 3, 1, 2).copy())
             conv.bias.data = torch.from_numpy(arrays[f"features.{index}.bias"].copy())
             conv.requires_grad_(False)
+            conv.to(device)
             layers += [conv, torch.nn.ReLU()]
             names += [f"conv{block}_{i}", f"relu{block}_{i}"]
             index, cin = index + 2, cout
@@ -56,10 +58,11 @@ def load_torch_vgg(torch, path: str | Path):
 
     def vgg(x, wanted):
         if preprocess == "caffe":
-            y = x.flip(1) - torch.tensor(CAFFE_MEAN_BGR, dtype=x.dtype).view(1, 3, 1, 1)
+            y = x.flip(1) - torch.tensor(CAFFE_MEAN_BGR, dtype=x.dtype, device=x.device).view(1, 3, 1, 1)
         else:
-            mean = torch.tensor(IMAGENET_MEAN, dtype=x.dtype).view(1, 3, 1, 1)
-            y = (x / 255.0 - mean) / torch.tensor(IMAGENET_STD, dtype=x.dtype).view(1, 3, 1, 1)
+            mean = torch.tensor(IMAGENET_MEAN, dtype=x.dtype, device=x.device).view(1, 3, 1, 1)
+            std = torch.tensor(IMAGENET_STD, dtype=x.dtype, device=x.device).view(1, 3, 1, 1)
+            y = (x / 255.0 - mean) / std
         out, last = {}, max(names.index(n) for n in wanted)
         for name, layer in zip(names[: last + 1], layers[: last + 1]):
             y = layer(y)
@@ -104,9 +107,10 @@ def make_loss(torch, vgg, target_grams: dict, loss_config):
     return loss
 
 
-def style_grams(torch, vgg, style_nhwc: np.ndarray, layers) -> dict:
+def style_grams(torch, vgg, style_nhwc: np.ndarray, layers, device: str = "cpu") -> dict:
     with torch.no_grad():
-        feats = vgg(torch.from_numpy(np.ascontiguousarray(style_nhwc, np.float32)).permute(0, 3, 1, 2), layers)
+        x = torch.from_numpy(np.ascontiguousarray(style_nhwc, np.float32)).permute(0, 3, 1, 2).to(device)
+        feats = vgg(x, layers)
     return {k: gram(v) for k, v in feats.items()}
 
 

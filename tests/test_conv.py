@@ -110,11 +110,27 @@ def test_half_precision_never_picks_f4_winograd():
     for dtype in (mx.float16, mx.bfloat16):
         assert not set(conv.FLOAT32_ONLY) & set(conv.candidates((64, 3, 3, 64), 1, dtype))
         assert not set(conv.FLOAT32_ONLY) & set(conv.candidates((32, 9, 9, 3), 1, dtype))
-        assert conv.heuristic((1, 18, 18, 64), (64, 3, 3, 64), 1, dtype=dtype) == "winograd"
-        assert conv.heuristic((1, 24, 24, 3), (32, 9, 9, 3), 1, dtype=dtype) == "im2col"
+        assert conv.heuristic((1, 18, 18, 64), (64, 3, 3, 64), 1, dtype=dtype, device=mx.cpu) == "winograd"
+        assert conv.heuristic((1, 24, 24, 3), (32, 9, 9, 3), 1, dtype=dtype, device=mx.cpu) == "im2col"
         assert conv.tune((1, 10, 10, 64), (64, 3, 3, 64), 1, dtype=dtype, repeats=1) not in conv.FLOAT32_ONLY
-    assert conv.heuristic((1, 18, 18, 64), (64, 3, 3, 64), 1) == "winograd4"
-    assert conv.heuristic((1, 24, 24, 3), (32, 9, 9, 3), 1) == "s2d"
+    assert conv.heuristic((1, 18, 18, 64), (64, 3, 3, 64), 1, device=mx.cpu) == "winograd4"
+    assert conv.heuristic((1, 24, 24, 3), (32, 9, 9, 3), 1, device=mx.cpu) == "s2d"
+
+
+def test_gpu_heuristic_is_direct_except_large_kernels_weight_gradients():
+    """On a GPU ``mx.conv2d`` (cuDNN) won every layer of the training step on an H200, except the weight gradient
+    of the 9×9 layers, where it unfolds the input (5.6 GB at 8 × 256²); forward and input-gradient-only layers
+    stay direct."""
+    gpu = mx.Device(mx.gpu)  # a Device or a DeviceType (mx.gpu) both work
+    assert conv.heuristic((1, 24, 24, 3), (32, 9, 9, 3), 1, device=mx.gpu) == "direct"
+    assert conv.heuristic((8, 264, 264, 32), (3, 9, 9, 32), 1, training=True, device=gpu) == "taps"
+    assert conv.heuristic((8, 264, 264, 3), (32, 9, 9, 3), 1, training=True, device=gpu) == "s2d"
+    for training in (False, "input"):
+        assert conv.heuristic((8, 264, 264, 32), (3, 9, 9, 32), 1, training=training, device=gpu) == "direct"
+    for w_shape, stride in (((64, 3, 3, 64), 1), ((64, 3, 3, 32), 2), ((128, 3, 3, 128), 1)):
+        for training in (False, True, "input"):
+            assert conv.heuristic((8, 34, 34, w_shape[3]), w_shape, stride, training, device=gpu) == "direct"
+    assert conv.heuristic((8, 264, 264, 3), (32, 9, 9, 3), 1, True, mx.bfloat16, device=gpu) == "direct"
 
 
 def test_gradients_numpy_reference():

@@ -38,6 +38,7 @@ import mlx.core as mx
 import numpy as np
 
 from mlx_style.memory import keep_freed_memory
+from mlx_style.signals import interrupt_on_termination
 from mlx_style.capture import CaptureThread, FrameSlot, SourceError, SourceInfo, open_source
 from mlx_style.model_io import DEFAULT_STYLE_HINT
 from mlx_style.overlay import compose_view, draw_overlay, status_lines
@@ -529,8 +530,8 @@ def run(config: CamConfig, capture=None, info: SourceInfo | None = None, log=pri
             if config.frames and stats.frames >= config.frames:
                 reason = f"{config.frames} frames done"
                 break
-    except KeyboardInterrupt:
-        reason = "interrupted"
+    except KeyboardInterrupt as exc:  # Ctrl-C, or SIGTERM/SIGHUP under interrupt_on_termination (named)
+        reason = f"interrupted ({exc})" if str(exc) else "interrupted"
     finally:
         reader.stop()
         reader.join(timeout=1.0)
@@ -623,10 +624,14 @@ def main(argv: list[str] | None = None) -> int:
         print(f"error: {problem}", file=sys.stderr)
         return 2
     try:
-        result = run(config)
+        with interrupt_on_termination():  # kill/timeout/closed terminal: the output video is still finished
+            result = run(config)
     except (CamError, SourceError) as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 1
+    except KeyboardInterrupt:
+        print("interrupted before the first frame", file=sys.stderr)
+        return 130
     print(f"stopped: {result.reason}")
     print(format_summary(result))
     if config.output and result.output_frames:

@@ -32,6 +32,7 @@ import numpy as np
 from mlx.utils import tree_flatten
 
 from mlx_style.memory import keep_freed_memory
+from mlx_style.signals import interrupt_on_termination
 from mlx_style.image import IMAGE_EXTENSIONS, ImageError, list_images, load_image, resize, save_image
 from mlx_style.model_io import load_transformer
 from mlx_style.ops import same_pad_amounts
@@ -592,7 +593,8 @@ def main(argv: list[str] | None = None) -> int:
                            scale=args.scale, preserve_color=args.preserve_color, strength=args.strength,
                            dtype=args.dtype, tile_size=args.tile_size)
     try:
-        summary = run(config)
+        with interrupt_on_termination():  # kill/timeout/closed terminal: unfinished outputs removed, as Ctrl-C
+            summary = run(config)
     except (WeightFileError, ValueError) as exc:
         print(f"error: {str(exc).splitlines()[0]}", file=sys.stderr)
         return 2

@@ -26,7 +26,7 @@ from dataclasses import asdict, dataclass, fields
 import mlx.core as mx
 import mlx.nn as nn
 
-from mlx_style.ops import (Conv2d, ConvTranspose2d, instance_norm, pad_spatial, reflect_pad, same_pad,
+from mlx_style.ops import (Conv2d, ConvTranspose2d, instance_norm, pad_spatial, reflect_pad, relu, same_pad,
                            subpixel_conv)
 
 NORMS = ("instance", "batch")
@@ -156,7 +156,7 @@ class ResidualBlock(nn.Module):
         self.in2 = _norm(channels, config)
 
     def __call__(self, x: mx.array) -> mx.array:
-        y = nn.relu(self.in1(self.conv1(x)))
+        y = relu(self.in1(self.conv1(x)))
         return x + self.in2(self.conv2(y))
 
 
@@ -194,13 +194,13 @@ class TransformerNet(nn.Module):
         Hp, Wp = padded_size(H), padded_size(W)
         if (Hp, Wp) != (H, W):
             x = mx.pad(x, ((0, 0), (0, Hp - H), (0, Wp - W), (0, 0)), mode="edge")
-        y = nn.relu(self.in1(self.conv1(x)))
-        y = nn.relu(self.in2(self.conv2(y)))
-        y = nn.relu(self.in3(self.conv3(y)))
+        y = relu(self.in1(self.conv1(x)))
+        y = relu(self.in2(self.conv2(y)))
+        y = relu(self.in3(self.conv3(y)))
         for block in self.res:
             y = block(y)
-        y = nn.relu(self.in4(self.deconv1(y)))
-        y = nn.relu(self.in5(self.deconv2(y)))
+        y = relu(self.in4(self.deconv1(y)))
+        y = relu(self.in5(self.deconv2(y)))
         y = self.deconv3(y)
         if self.config.final_norm:
             y = self.in6(y)

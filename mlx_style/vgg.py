@@ -16,7 +16,7 @@ import mlx.core as mx
 import mlx.nn as nn
 
 from mlx_style.image import PREPROCESSING, vgg_preprocess
-from mlx_style.ops import Conv2d
+from mlx_style.ops import Conv2d, relu
 from mlx_style.weights import WeightFileError, check_and_load, load_weights
 
 ARCHS = {
@@ -49,7 +49,7 @@ class MaxPool2x2(nn.Module):
 
 class ReLU(nn.Module):
     def __call__(self, x: mx.array) -> mx.array:
-        return nn.relu(x)
+        return relu(x)
 
 
 class VGG(nn.Module):

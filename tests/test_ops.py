@@ -40,6 +40,10 @@ def test_tune_convs_tunes_each_layer_shape_once_and_conv2d_uses_the_choice(cache
 
 # --- ×2 upsampling convolutions at the input's resolution (subpixel_conv) ----------------------------------------
 
+import mlx.nn as nn  # noqa: E402
+import numpy as np  # noqa: E402
+
+from mlx_style import ops  # noqa: E402
 from mlx_style.ops import phase_taps, reflect_pad, subpixel_conv, upsample_nearest  # noqa: E402
 
 
@@ -112,3 +116,47 @@ def test_reflect_pad_wider_than_the_image_is_a_clear_error():
 
     with pytest.raises(ValueError, match="reflect padding 4"):
         pad_spatial(mx.zeros((1, 4, 8, 1)), 4)
+
+
+def test_relu_and_its_gradient_match_numpy_including_zero():
+    x = np.array([[-2.0, -0.0, 0.0, 1e-30, 3.5], [5.0, -1e-30, 0.25, -7.0, 0.0]], np.float32)
+    np.testing.assert_array_equal(np.asarray(ops.relu(mx.array(x))), np.maximum(x, 0))
+    cot = np.random.default_rng(0).normal(size=x.shape).astype(np.float32)
+    _, (grad,) = mx.vjp(lambda a: ops.relu(a), [mx.array(x)], [mx.array(cot)])
+    np.testing.assert_array_equal(np.asarray(grad), np.where(x > 0, cot, 0))  # torch's: 0 at exactly 0
+    for dtype in (mx.float16, mx.bfloat16):
+        xh = mx.array(x).astype(dtype)  # 1e-30 flushes to 0 here
+        y = mx.grad(lambda a: ops.relu(a).sum())(xh)
+        expected = (np.asarray(xh.astype(mx.float32)) > 0).astype(np.float32)
+        assert y.dtype == dtype and np.array_equal(np.asarray(y.astype(mx.float32)), expected)
+
+
+def test_relu_backward_keeps_a_mask_not_the_float_input(monkeypatch):
+    """The transformer's forward and backward (training mode): with nn.relu the backward pass keeps each ReLU's
+    float input; ops.relu keeps a 1-byte mask instead, so the peak drops by about 3/4 of those inputs."""
+    from mlx_style import transformer
+
+    mx.random.seed(0)
+    net = TransformerNet(TransformerConfig())
+    net.train()
+    x = mx.random.uniform(0, 255, (2, 96, 96, 3))
+    relu_inputs = []
+
+    def counting_relu(a):
+        relu_inputs.append(a.nbytes)
+        return nn.relu(a)
+
+    def peak(act):
+        monkeypatch.setattr(transformer, "relu", act)
+        step = nn.value_and_grad(net, lambda b: net(b).mean())
+        mx.eval(step(x))
+        mx.clear_cache()
+        mx.reset_peak_memory()
+        start = mx.get_active_memory()
+        mx.eval(step(x))
+        return mx.get_peak_memory() - start
+
+    plain = peak(counting_relu)
+    lean = peak(ops.relu)
+    float_inputs = sum(relu_inputs) / 2  # two calls
+    assert plain - lean >= 0.5 * float_inputs, ((plain - lean) / 1e6, float_inputs / 1e6)

@@ -428,6 +428,9 @@ def stylize_image_file(net: TransformerNet, job: Job, config: StylizeConfig) -> 
     except (OSError, ValueError) as exc:
         partial.unlink(missing_ok=True)
         raise StylizeError(f"cannot write {job.target} ({exc})") from None
+    except BaseException:  # Ctrl-C or a termination signal mid-write: no half-written file left behind
+        partial.unlink(missing_ok=True)
+        raise
     tiled = config.tile_size > 0 and h * w > config.tile_size ** 2
     return f"{W}×{H} (network {w}×{h}{', tiled' if tiled else ''})"
 

@@ -55,7 +55,7 @@ def peak_rss_gb() -> float:
 
 
 def matching_torch_device() -> str:
-    """The PyTorch device that matches MLX's default one (``mlx_style.bench`` decides; no torch import here)."""
+    """The PyTorch device that matches MLX's default one (decided from MLX alone: the parent imports no torch)."""
     sys.path.insert(0, str(REPO))
     import mlx_style  # noqa: F401
     import mlx.core as mx
@@ -66,7 +66,8 @@ def matching_torch_device() -> str:
 
 
 def write_random_vgg(path: Path, seed: int) -> Path:
-    """VGG16 to relu4_3 with random weights (He-scaled, so activations keep their size through the layers)."""
+    """VGG16 to relu4_3 with random He-scaled weights and zero biases: activations keep their size through the
+    layers (no vanishing values, no subnormals on a CPU), as with real weights."""
     sys.path.insert(0, str(REPO))
     import mlx_style  # noqa: F401
     import mlx.core as mx
@@ -82,7 +83,7 @@ def write_random_vgg(path: Path, seed: int) -> Path:
             continue
         if k.endswith("weight"):
             fan_in = v.shape[1] * v.shape[2] * v.shape[3]
-            arrays[k] = mx.array(rng.normal(0, np.sqrt(2 / fan_in) / 4, v.shape).astype(np.float32))
+            arrays[k] = mx.array(rng.normal(0, np.sqrt(2 / fan_in), v.shape).astype(np.float32))
         else:
             arrays[k] = mx.zeros(v.shape)
     return save_vgg(path, arrays, "vgg16", "caffe", "random weights (scripts/bench_train.py --vgg random)")

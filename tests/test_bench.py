@@ -111,3 +111,23 @@ def test_torch_rows_have_a_ratio(tiny_model, capsys):
     assert row["torch_ms_p50"] > 0 and row["mlx_over_torch"] == pytest.approx(row["ms_p50"] / row["torch_ms_p50"])
     assert data["torch"]["max_abs_diff_float32"] < 1e-2
     assert "MLX/torch" in capsys.readouterr().out
+
+
+def test_random_vgg_for_timing_loads_to_relu4_3_and_keeps_activation_size(tmp_path):
+    """``scripts/bench_train.py --vgg random``: a loadable VGG16 file (Caffe preprocessing, its loss weights) whose
+    activations neither vanish nor blow up by relu4_3, so a timed step computes on ordinary numbers."""
+    import sys
+    from pathlib import Path
+
+    sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "scripts"))
+    import bench_train
+
+    from mlx_style.vgg import load_vgg
+
+    vgg, meta = load_vgg(bench_train.write_random_vgg(tmp_path / "vgg.safetensors", seed=3))
+    assert meta["preprocess"] == "caffe" and "recommended_loss_weights" in meta
+    assert vgg.names[-1] == "relu4_3"
+    x = mx.array(np.random.default_rng(0).uniform(0, 255, (1, 64, 64, 3)).astype(np.float32))
+    feats = vgg(x, ("relu1_1", "relu4_3"))
+    first, last = (float(mx.sqrt(mx.mean(feats[k] ** 2))) for k in ("relu1_1", "relu4_3"))
+    assert 0.1 < last / first < 10, (first, last)

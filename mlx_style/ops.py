@@ -7,6 +7,7 @@ layer shape (tuned once per device, cached; see that module).
 
 from __future__ import annotations
 
+import functools
 import math
 
 import mlx.core as mx
@@ -94,19 +95,55 @@ def relu(x: mx.array) -> mx.array:
     return _relu_and_mask(x)[0]
 
 
+@functools.lru_cache(maxsize=None)
+def _instance_norm_fn(eps: float):
+    """The affine instance norm for one ``eps`` as an ``mx.custom_function`` with a hand-written gradient.
+
+    Forward: ``(x − mean)·(rstd·weight) + bias``, also returning ``mean`` and ``rstd`` (B, 1, 1, C), so the
+    backward pass keeps only ``x`` (which it needs anyway) and two small arrays. The per-channel factors go
+    through ``mx.contiguous``: inside ``mx.compile`` it stops the fusion of the small ``rsqrt`` and products
+    into the full-size kernel, which otherwise recomputes them for every pixel (MLX 0.32 CPU, 4 × 128² × 32:
+    the compiled norm + ReLU took 16.2 ms against 9.3 ms eager; with the barriers 10.3 ms; at 4 × 32² × 128,
+    3.9 → 1.1 ms). The gradient is the closed form (as torch's), one fused pass for ``dx`` instead of MLX's
+    autodiff through the mean, variance and broadcasts.
+    """
+
+    @mx.custom_function
+    def norm(x, weight, bias):
+        mean = mx.mean(x, axis=(1, 2), keepdims=True)
+        centred = x - mean
+        rstd = mx.contiguous(mx.rsqrt(mx.mean(centred * centred, axis=(1, 2), keepdims=True) + eps))
+        return centred * mx.contiguous(rstd * weight) + bias, mean, rstd
+
+    @norm.vjp
+    def norm_vjp(primals, cotangents, outputs):
+        # y = x̂·w + b with x̂ = (x − mean)·rstd. Per image and channel, over the n pixels:
+        # dx = rstd·w·(g − Σg/n − x̂·Σ(g·x̂)/n), dw = Σ_batch Σ(g·x̂), db = Σ_batch Σg.
+        x, weight, _ = primals
+        g = cotangents[0]
+        _, mean, rstd = outputs
+        n = x.shape[1] * x.shape[2]
+        sum_g = mx.sum(g, axis=(1, 2), keepdims=True)
+        sum_gx = mx.sum((x - mean) * g, axis=(1, 2), keepdims=True) * rstd  # Σ(g·x̂)
+        a = rstd * weight
+        dx = (mx.contiguous(a) * g - mx.contiguous(a * sum_g / n)
+              - mx.contiguous(a * rstd * sum_gx / n) * (x - mean))
+        return dx, mx.sum(sum_gx, axis=(0, 1, 2)), mx.sum(sum_g, axis=(0, 1, 2))
+
+    return norm
+
+
 def instance_norm(x: mx.array, weight: mx.array | None, bias: mx.array | None, eps: float) -> mx.array:
-    """Normalise each image's channels over H and W (biased variance, as torch and TF do), then scale and shift."""
+    """Normalise each image's channels over H and W (biased variance, as torch and TF do), then scale and shift.
+
+    Shape: ``x`` ``(B, H, W, C)``; ``weight`` and ``bias`` ``(C,)`` or ``None`` (no affine transform).
+    """
     # Statistics in float32: in float16 the variance of 0–255-scale activations overflows (inf, then NaN).
     xf = x.astype(mx.float32) if x.dtype in (mx.float16, mx.bfloat16) else x
-    mean = mx.mean(xf, axis=(1, 2), keepdims=True)
-    centred = xf - mean
-    # The variance from the centred values (as mx.var does, without its second mean), and the affine weight
-    # folded into the per-channel scale: 23% less time than mx.var then normalise, scale and shift
-    # (scripts/bench_ops.py, with ReLU: 9.9 vs 12.9 ms at 256²×32; PyTorch 5.3).
-    scale = mx.rsqrt(mx.mean(centred * centred, axis=(1, 2), keepdims=True) + eps)
-    if weight is not None:
-        return (centred * (scale * weight) + bias).astype(x.dtype)
-    return (centred * scale).astype(x.dtype)
+    c = x.shape[-1]
+    weight = mx.ones((c,), xf.dtype) if weight is None else weight.astype(xf.dtype)
+    bias = mx.zeros((c,), xf.dtype) if bias is None else bias.astype(xf.dtype)
+    return _instance_norm_fn(float(eps))(xf, weight, bias)[0].astype(x.dtype)
 
 
 _RECORDING: list | None = None

@@ -160,3 +160,45 @@ def test_relu_backward_keeps_a_mask_not_the_float_input(monkeypatch):
     lean = peak(ops.relu)
     float_inputs = sum(relu_inputs) / 2  # two calls
     assert plain - lean >= 0.5 * float_inputs, ((plain - lean) / 1e6, float_inputs / 1e6)
+
+
+def _instance_norm_reference(x, w, b, eps, g):
+    """Float64 numpy: the norm's output and the gradients of sum(g · output) with respect to x, w and b."""
+    x, g = x.astype(np.float64), g.astype(np.float64)
+    mean = x.mean(axis=(1, 2), keepdims=True)
+    var = ((x - mean) ** 2).mean(axis=(1, 2), keepdims=True)
+    xhat = (x - mean) / np.sqrt(var + eps)
+    dxhat = g * w
+    dx = (dxhat - dxhat.mean(axis=(1, 2), keepdims=True)
+          - xhat * (dxhat * xhat).mean(axis=(1, 2), keepdims=True)) / np.sqrt(var + eps)
+    return xhat * w + b, dx, (g * xhat).sum(axis=(0, 1, 2)), g.sum(axis=(0, 1, 2))
+
+
+@pytest.mark.parametrize("compiled", [False, True])
+@pytest.mark.parametrize("shape", [(2, 5, 7, 3), (3, 16, 12, 8)])
+def test_instance_norm_and_its_hand_written_gradient_match_numpy(shape, compiled):
+    rng = np.random.default_rng(1)
+    x = rng.normal(40.0, 3.0, shape).astype(np.float32)  # a mean far from 0, as after a conv with bias
+    w, b = rng.normal(size=(2, shape[-1])).astype(np.float32)
+    g = rng.normal(size=shape).astype(np.float32)
+    y_ref, *grads_ref = _instance_norm_reference(x, w, b, 1e-5, g)
+
+    def loss(a, wt, bs):
+        return (ops.instance_norm(a, wt, bs, 1e-5) * mx.array(g)).sum()
+
+    grad = mx.grad(loss, argnums=(0, 1, 2))
+    grad = mx.compile(grad) if compiled else grad
+    y = ops.instance_norm(mx.array(x), mx.array(w), mx.array(b), 1e-5)
+    np.testing.assert_allclose(np.asarray(y), y_ref, rtol=0, atol=2e-5)
+    for got, want in zip(grad(mx.array(x), mx.array(w), mx.array(b)), grads_ref):
+        np.testing.assert_allclose(np.asarray(got), want, rtol=0, atol=2e-5 * np.abs(want).max())
+
+
+def test_instance_norm_without_affine_and_in_half_precision():
+    rng = np.random.default_rng(2)
+    x = rng.normal(100.0, 20.0, (2, 6, 6, 4)).astype(np.float32)
+    y_ref = _instance_norm_reference(x, 1.0, 0.0, 1e-3, np.zeros_like(x))[0]
+    np.testing.assert_allclose(np.asarray(ops.instance_norm(mx.array(x), None, None, 1e-3)), y_ref, atol=2e-5)
+    half = ops.instance_norm(mx.array(x).astype(mx.float16), None, None, 1e-3)
+    assert half.dtype == mx.float16  # statistics in float32: the variance of 0–255 values overflows float16
+    np.testing.assert_allclose(np.asarray(half.astype(mx.float32)), y_ref, atol=5e-3)

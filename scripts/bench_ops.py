@@ -5,7 +5,9 @@
 
 Padding: ``mx.pad(mode="reflect")`` (what the network used before) and ``ops.pad_spatial`` (what it uses) beside
 ``torch.nn.functional.pad(mode="reflect")``. Instance norm + ReLU: ``mx.var`` then normalise, scale and shift (the
-previous formulation) and ``ops.instance_norm`` beside ``F.instance_norm`` + ReLU. Stages: each stage of the
+previous formulation) and ``ops.instance_norm`` beside ``F.instance_norm`` + ReLU; then the same at batch 4 on the
+training step's shapes (4 × size/2² × 32, …) under ``mx.compile``, as the step runs it, forward and with its
+gradients, against the autodiff formulation ``ops.instance_norm`` replaced last. Stages: each stage of the
 report's network (``conv1``, ``relu(in1)``, …, ``out``) timed alone on the previous stage's output, MLX with
 tuned convolutions, then the same stage of ``bench.build_torch_net`` with the same weights. Medians in ms.
 PyTorch is needed only here (``pip install torch``).
@@ -28,7 +30,7 @@ import mlx.nn as nn  # noqa: E402
 
 from mlx_style.bench import make_torch_net  # noqa: E402
 from mlx_style.memory import keep_freed_memory  # noqa: E402
-from mlx_style.ops import instance_norm, pad_spatial, tune_convs  # noqa: E402
+from mlx_style.ops import instance_norm, pad_spatial, relu, tune_convs  # noqa: E402
 from mlx_style.transformer import TransformerNet  # noqa: E402
 
 
@@ -70,6 +72,52 @@ def ops_rows(torch, size: int, repeats: int) -> list[tuple[str, float, float, fl
                      median_ms(lambda: mx.eval(nn.relu(instance_norm_with_var(x, w, b, 1e-5))), repeats),
                      median_ms(lambda: mx.eval(nn.relu(instance_norm(x, w, b, 1e-5))), repeats),
                      median_ms(lambda: F.relu(F.instance_norm(xt, weight=wt, bias=bt, eps=1e-5)), repeats)))
+    return rows
+
+
+def instance_norm_autodiff(x, weight, bias, eps):
+    """The formulation ``ops.instance_norm`` replaced next: the same arithmetic with MLX's autodiff gradient
+    and nothing stopping ``mx.compile`` from fusing the per-channel factors into the full-size kernel."""
+    mean = mx.mean(x, axis=(1, 2), keepdims=True)
+    centred = x - mean
+    return centred * (mx.rsqrt(mx.mean(centred * centred, axis=(1, 2), keepdims=True) + eps) * weight) + bias
+
+
+def compiled_norm_rows(torch, size: int, repeats: int) -> list[tuple[str, float, float, float]]:
+    """Instance norm + ReLU as a training step runs it: under ``mx.compile``, forward alone and forward with the
+    gradients of x, weight and bias (PyTorch: eager, the same with autograd)."""
+    F = torch.nn.functional
+    rows = []
+    for shape in ((4, size // 2, size // 2, 32), (4, size // 4, size // 4, 64), (4, size // 8, size // 8, 128)):
+        x = mx.random.normal(shape) * 30 + 50
+        w, b, cot = mx.random.normal(shape[-1:]), mx.random.normal(shape[-1:]), mx.random.normal(shape)
+        mx.eval(x, w, b, cot)
+        xt, wt, bt, ct = (torch.from_numpy(np.asarray(a)) for a in (x, w, b, cot))
+        xt, ct = (a.permute(0, 3, 1, 2).contiguous() for a in (xt, ct))
+        for t in (xt, wt, bt):
+            t.requires_grad_(True)
+
+        def mlx_pair(norm):
+            def fwd(a, wt_, bt_):
+                return relu(norm(a, wt_, bt_, 1e-5))
+            grad = mx.grad(lambda a, wt_, bt_: (fwd(a, wt_, bt_) * cot).sum(), argnums=(0, 1, 2))
+            return mx.compile(fwd), mx.compile(grad)
+
+        def torch_fwd():
+            with torch.no_grad():
+                F.relu(F.instance_norm(xt, weight=wt, bias=bt, eps=1e-5))
+
+        def torch_grad():
+            torch.autograd.grad((F.relu(F.instance_norm(xt, weight=wt, bias=bt, eps=1e-5)) * ct).sum(), (xt, wt, bt))
+
+        (fwd_before, grad_before), (fwd_now, grad_now) = mlx_pair(instance_norm_autodiff), mlx_pair(instance_norm)
+        label = "×".join(map(str, shape))
+        rows.append((f"compiled norm + ReLU, {label}",
+                     median_ms(lambda: mx.eval(fwd_before(x, w, b)), repeats),
+                     median_ms(lambda: mx.eval(fwd_now(x, w, b)), repeats), median_ms(torch_fwd, repeats)))
+        rows.append((f"  and its gradients, {label}",
+                     median_ms(lambda: mx.eval(grad_before(x, w, b)), repeats),
+                     median_ms(lambda: mx.eval(grad_now(x, w, b)), repeats), median_ms(torch_grad, repeats)))
     return rows
 
 
@@ -123,7 +171,8 @@ def main(argv: list[str] | None = None) -> int:
     print(f"MLX {mx.__version__} on {mx.default_device()}, PyTorch {torch.__version__} ({torch.get_num_threads()} "
           f"threads); median of {args.repeats}, ms")
     print(f"\n{'op':44} {'MLX before':>11} {'MLX now':>9} {'PyTorch':>9} {'now/torch':>10}")
-    for name, before, now, theirs in ops_rows(torch, args.size, args.repeats):
+    for name, before, now, theirs in ops_rows(torch, args.size, args.repeats) + compiled_norm_rows(
+            torch, args.size, args.repeats):
         print(f"{name:44} {before:11.2f} {now:9.2f} {theirs:9.2f} {now / theirs:10.2f}")
     rows = stage_rows(args.size, args.repeats)
     print(f"\n{'stage at ' + str(args.size) + '²':20} {'MLX':>8} {'PyTorch':>8} {'MLX − PyTorch':>14}")

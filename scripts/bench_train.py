@@ -48,6 +48,7 @@ class BenchConfig:
     torch_device: str = "auto"  # "auto": the device matching MLX's default (mps, cuda, else cpu)
     rounds: int = 1  # alternate the children this many times (MLX, PyTorch, MLX, ...); each side's best round counts
     tune: bool = True  # autotune the MLX convolution strategies first, as mlx_style.train does
+    low_memory: bool = False  # MLX recomputes the transformer in the backward pass (mlx_style.train --low-memory)
 
 
 def peak_rss_gb() -> float:
@@ -133,7 +134,8 @@ def run_mlx(config: BenchConfig, inputs: Path) -> dict:
     optimizer.init(net.trainable_parameters())
     if config.tune:  # as `mlx_style.train` does before its first step (choices cached on disk)
         tune_step_convs(net, vgg, grams, losses, (config.batch_size, config.image_size, config.image_size, 3))
-    step = make_train_step(net, vgg, optimizer, grams, losses, "tensor", compile=config.compile)
+    step = make_train_step(net, vgg, optimizer, grams, losses, "tensor", compile=config.compile,
+                           recompute=config.low_memory)
     batch = mx.array(data["content"])
     mx.eval(grams, batch)
     losses_seen, times = [], []
@@ -145,7 +147,8 @@ def run_mlx(config: BenchConfig, inputs: Path) -> dict:
         mx.eval(loss, net.parameters(), optimizer.state)
         times.append(time.perf_counter() - t)
         losses_seen.append(loss.item())
-    name = "mlx" + ("" if config.compile else " (uncompiled)") + ("" if malloc == "glibc" else f" [{malloc}]")
+    name = ("mlx" + ("" if config.compile else " (uncompiled)") + (" (low memory)" if config.low_memory else "")
+            + ("" if malloc == "glibc" else f" [{malloc}]"))
     return {"framework": name, "losses": losses_seen,
             "warmup_s": sum(times[: config.warmup]), "step_s": times[config.warmup:],
             "peak_memory_gb": mx.get_peak_memory() / 1e9, "peak_rss_gb": peak_rss_gb()}
@@ -212,6 +215,8 @@ def run_child(config: BenchConfig, name: str, inputs: Path) -> dict | None:
         child.append("--no-compile")
     if not config.tune:
         child.append("--no-tune")
+    if config.low_memory:
+        child.append("--low-memory")
     done = subprocess.run(child, capture_output=True, text=True)
     if done.returncode:
         print(f"error: the {name} run failed:\n{done.stderr[-2000:]}", file=sys.stderr)
@@ -232,6 +237,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--framework", choices=("mlx", "torch", "both"), default=d.framework)
     p.add_argument("--no-compile", dest="compile", action="store_false", help="run the MLX step uncompiled")
     p.add_argument("--no-tune", dest="tune", action="store_false", help="use the untuned conv heuristic")
+    p.add_argument("--low-memory", action="store_true",
+                   help="MLX recomputes the transformer's activations in the backward pass, as train --low-memory")
     p.add_argument("--rounds", type=int, default=d.rounds,
                    help="run the frameworks' children alternately this many times; each side's fastest round "
                         "counts (a slower spell of a shared machine then lands on both sides)")

@@ -362,3 +362,56 @@ def test_a_vgg_file_cut_after_a_conv_still_gives_that_convs_relu(ws):
     vgg, meta = load_vgg(ws["vgg"])
     out = vgg(mx.zeros((1, 8, 8, 3)), (*TINY_LAYERS["style_layers"], TINY_LAYERS["content_layer"]))
     assert set(out) == {"relu1_2", "relu2_2"} and meta["preprocess"] == "caffe"
+
+
+# --- --low-memory: the transformer recomputed in the backward pass ------------------------------------------------
+
+
+def test_low_memory_trains_to_the_same_weights(ws, tmp_path):
+    ref = train(tiny_config(ws, tmp_path / "plain", iters=3), stream=io.StringIO())
+    low = train(tiny_config(ws, tmp_path / "low", iters=3, low_memory=True), stream=io.StringIO())
+    assert low.status == ref.status == "done"
+    assert [r["loss"] for r in low.records] == pytest.approx([r["loss"] for r in ref.records], rel=1e-6)
+    a, b = weights_of(ref.output), weights_of(low.output)
+    for k in a:
+        np.testing.assert_allclose(b[k], a[k], rtol=1e-5, atol=1e-7, err_msg=k)
+
+
+def test_low_memory_keeps_less_of_the_transformer_for_the_backward_pass():
+    """The report's network and loss (VGG16, random weights) at 2 × 96²: the plain step keeps every activation of
+    the transformer through VGG's forward and backward passes; recomputing keeps only its input and output
+    until VGG's gradient is done (243 → 170 MB when measured)."""
+    from mlx_style.losses import style_targets
+    from mlx_style.train_step import make_loss_fn
+    from mlx_style.transformer import TransformerNet
+    from mlx_style.vgg import VGG
+
+    mx.random.seed(0)
+    vgg = VGG()
+    vgg.freeze()
+    config = LossConfig()
+    grams = style_targets(vgg, mx.random.uniform(0, 255, (1, 96, 96, 3)), config.style_layers)
+    x = mx.random.uniform(0, 255, (2, 96, 96, 3))
+    results = {}
+    for recompute in (False, True):
+        mx.random.seed(1)
+        net = TransformerNet()
+        net.train()
+        step = nn.value_and_grad(net, make_loss_fn(net, vgg, grams, config, recompute=recompute))
+        mx.eval(step(x))
+        mx.clear_cache()
+        mx.reset_peak_memory()
+        start = mx.get_active_memory()
+        (loss, _), grads = step(x)
+        mx.eval(loss, grads)
+        results[recompute] = (mx.get_peak_memory() - start, loss.item(), tree_flatten(grads))
+    (plain, loss_plain, grads_plain), (lean, loss_lean, grads_lean) = results[False], results[True]
+    assert lean < 0.85 * plain, (plain / 1e6, lean / 1e6)
+    assert loss_lean == loss_plain
+    for (k, g), (_, h) in zip(grads_plain, grads_lean):
+        np.testing.assert_array_equal(np.asarray(g), np.asarray(h), err_msg=k)
+
+
+def test_low_memory_refuses_batch_norm(ws, tmp_path):
+    with pytest.raises(TrainingError, match="--low-memory needs --norm instance"):
+        train(tiny_config(ws, tmp_path / "bn", norm="batch", low_memory=True), stream=io.StringIO())

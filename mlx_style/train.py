@@ -82,7 +82,7 @@ class TrainConfig:
     log: str | None = None  # None: <run dir>/log.jsonl
     log_every: int = 10  # steps between progress lines (the only host reads of the losses)
     dtype: str = "float32"  # the loss network's dtype: float32 or bfloat16
-    low_memory: bool = False  # recompute the transformer's activations in the backward pass (less memory, slower)
+    low_memory: bool = False  # recompute the residual blocks in the backward pass instead of keeping activations
     min_side: int | None = None  # skip content images with a shorter side below this; None: image_size // 2
     prefetch: int = 2  # batches decoded ahead
     tune: bool = True  # autotune the convolution strategies for this batch shape first (cached on disk)
@@ -516,8 +516,8 @@ def build_parser() -> argparse.ArgumentParser:
     g.add_argument("--content-layer", default=d.content_layer)
     g.add_argument("--dtype", choices=("float32", "bfloat16"), default=d.dtype, help="the loss network's dtype")
     g.add_argument("--low-memory", action="store_true",
-                   help="recompute the style network's activations in the backward pass: the same result with "
-                        "less memory, slower (batch 8 × 256² on a CPU: 3.3 instead of 3.9 GB, 10-30%% more time)")
+                   help="recompute the style network's residual blocks in the backward pass: the same result with "
+                        "less memory (batch 8 × 256² on a CPU: 3.4 instead of 3.9 GB in use)")
     g.add_argument("--no-tune", dest="tune", action="store_false",
                    help="skip timing the convolution strategies for this batch shape (first run of a size: ~1 min)")
     g.add_argument("--no-compile", dest="compile", action="store_false",

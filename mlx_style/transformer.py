@@ -186,6 +186,9 @@ class TransformerNet(nn.Module):
         self.deconv3 = ConvLayer(c1, 3, 9, 1, config)
         if config.final_norm:
             self.in6 = _norm(3, config)
+        # Training only: recompute each residual block in the backward pass instead of keeping its activations
+        # (gradient checkpointing; ``train_step.make_loss_fn(recompute=True)`` sets it). Same outputs.
+        self.recompute_residual = False
 
     def __call__(self, x: mx.array) -> mx.array:
         B, H, W, C = x.shape
@@ -198,7 +201,7 @@ class TransformerNet(nn.Module):
         y = relu(self.in2(self.conv2(y)))
         y = relu(self.in3(self.conv3(y)))
         for block in self.res:
-            y = block(y)
+            y = nn.utils.checkpoint(block)(y) if self.recompute_residual else block(y)
         y = relu(self.in4(self.deconv1(y)))
         y = relu(self.in5(self.deconv2(y)))
         y = self.deconv3(y)

@@ -48,7 +48,7 @@ class BenchConfig:
     torch_device: str = "auto"  # "auto": the device matching MLX's default (mps, cuda, else cpu)
     rounds: int = 1  # alternate the children this many times (MLX, PyTorch, MLX, ...); each side's best round counts
     tune: bool = True  # autotune the MLX convolution strategies first, as mlx_style.train does
-    low_memory: bool = False  # MLX recomputes the transformer in the backward pass (mlx_style.train --low-memory)
+    low_memory: bool = False  # MLX recomputes the residual blocks in the backward pass (train --low-memory)
 
 
 def peak_rss_gb() -> float:
@@ -238,7 +238,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--no-compile", dest="compile", action="store_false", help="run the MLX step uncompiled")
     p.add_argument("--no-tune", dest="tune", action="store_false", help="use the untuned conv heuristic")
     p.add_argument("--low-memory", action="store_true",
-                   help="MLX recomputes the transformer's activations in the backward pass, as train --low-memory")
+                   help="MLX recomputes the residual blocks in the backward pass, as train --low-memory")
     p.add_argument("--rounds", type=int, default=d.rounds,
                    help="run the frameworks' children alternately this many times; each side's fastest round "
                         "counts (a slower spell of a shared machine then lands on both sides)")

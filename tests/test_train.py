@@ -364,7 +364,7 @@ def test_a_vgg_file_cut_after_a_conv_still_gives_that_convs_relu(ws):
     assert set(out) == {"relu1_2", "relu2_2"} and meta["preprocess"] == "caffe"
 
 
-# --- --low-memory: the transformer recomputed in the backward pass ------------------------------------------------
+# --- --low-memory: the residual blocks recomputed in the backward pass --------------------------------------------
 
 
 def test_low_memory_trains_to_the_same_weights(ws, tmp_path):
@@ -379,8 +379,8 @@ def test_low_memory_trains_to_the_same_weights(ws, tmp_path):
 
 def test_low_memory_keeps_less_of_the_transformer_for_the_backward_pass():
     """The report's network and loss (VGG16, random weights) at 2 × 96²: the plain step keeps every activation of
-    the transformer through VGG's forward and backward passes; recomputing keeps only its input and output
-    until VGG's gradient is done (243 → 170 MB when measured)."""
+    the residual blocks through VGG's forward and backward passes; recomputing keeps only each block's input
+    (243 → 202 MB when measured), with gradients equal to the bit."""
     from mlx_style.losses import style_targets
     from mlx_style.train_step import make_loss_fn
     from mlx_style.transformer import TransformerNet
@@ -406,7 +406,7 @@ def test_low_memory_keeps_less_of_the_transformer_for_the_backward_pass():
         mx.eval(loss, grads)
         results[recompute] = (mx.get_peak_memory() - start, loss.item(), tree_flatten(grads))
     (plain, loss_plain, grads_plain), (lean, loss_lean, grads_lean) = results[False], results[True]
-    assert lean < 0.85 * plain, (plain / 1e6, lean / 1e6)
+    assert lean < 0.9 * plain, (plain / 1e6, lean / 1e6)
     assert loss_lean == loss_plain
     for (k, g), (_, h) in zip(grads_plain, grads_lean):
         np.testing.assert_array_equal(np.asarray(g), np.asarray(h), err_msg=k)
@@ -415,3 +415,10 @@ def test_low_memory_keeps_less_of_the_transformer_for_the_backward_pass():
 def test_low_memory_refuses_batch_norm(ws, tmp_path):
     with pytest.raises(TrainingError, match="--low-memory needs --norm instance"):
         train(tiny_config(ws, tmp_path / "bn", norm="batch", low_memory=True), stream=io.StringIO())
+
+
+def test_recompute_needs_a_network_with_residual_blocks():
+    from mlx_style.train_step import make_loss_fn
+
+    with pytest.raises(ValueError, match="needs a TransformerNet"):
+        make_loss_fn(TinyNet(), TinyLossNet(), {}, LossConfig(), recompute=True)

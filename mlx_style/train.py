@@ -82,7 +82,7 @@ class TrainConfig:
     log: str | None = None  # None: <run dir>/log.jsonl
     log_every: int = 10  # steps between progress lines (the only host reads of the losses)
     dtype: str = "float32"  # the loss network's dtype: float32 or bfloat16
-    low_memory: bool = False  # recompute the residual blocks in the backward pass instead of keeping activations
+    low_memory: bool | None = None  # recompute the residual blocks in the backward pass; None: on with instance norm
     min_side: int | None = None  # skip content images with a shorter side below this; None: image_size // 2
     prefetch: int = 2  # batches decoded ahead
     tune: bool = True  # autotune the convolution strategies for this batch shape first (cached on disk)
@@ -90,6 +90,11 @@ class TrainConfig:
 
     def output_path(self) -> Path:
         return Path(self.output) if self.output else Path("weights") / f"{Path(self.style).stem}.safetensors"
+
+    def recomputes(self) -> bool:
+        """Whether the step recomputes the residual blocks (``--low-memory``): by default with instance norm,
+        whose forward has no side effects (batch norm's running statistics would be updated twice)."""
+        return self.norm == "instance" if self.low_memory is None else self.low_memory
 
     def run_path(self) -> Path:
         return Path(self.run_dir) if self.run_dir else Path("runs") / self.output_path().stem
@@ -404,7 +409,7 @@ def train(config: TrainConfig, stream=None) -> TrainResult:
         say(f"convolution strategies tuned for batch {config.batch_size // world} × {config.image_size}² in "
             f"{time.perf_counter() - began:.1f} s (cached for later runs)")
     step_fn = make_train_step(net, vgg, optimizer, grams, losses, config.clip, group, config.compile,
-                              recompute=config.low_memory)
+                              recompute=config.recomputes())
     meta = {"config": config.network_config().to_json(), "train_config": json.dumps(asdict(config)),
             "loss_config": json.dumps(asdict(losses)), "style": style_path.name,
             "style_sha256": file_sha256(style_path), "vgg": vgg_meta.get("source", config.vgg),
@@ -515,9 +520,12 @@ def build_parser() -> argparse.ArgumentParser:
                    help="one per style layer, e.g. 0.7,0.3,0.03,0.03 (default: equal)")
     g.add_argument("--content-layer", default=d.content_layer)
     g.add_argument("--dtype", choices=("float32", "bfloat16"), default=d.dtype, help="the loss network's dtype")
-    g.add_argument("--low-memory", action="store_true",
+    g.add_argument("--low-memory", action="store_const", const=True, default=d.low_memory,
                    help="recompute the style network's residual blocks in the backward pass: the same result with "
-                        "less memory (batch 8 × 256² on a CPU: 3.4 instead of 3.9 GB in use)")
+                        "less memory (batch 8 × 256² on a CPU: 3.4 instead of 3.9 GB in use, same speed). The "
+                        "default with --norm instance")
+    g.add_argument("--no-low-memory", dest="low_memory", action="store_const", const=False,
+                   help="keep the residual blocks' activations instead")
     g.add_argument("--no-tune", dest="tune", action="store_false",
                    help="skip timing the convolution strategies for this batch shape (first run of a size: ~1 min)")
     g.add_argument("--no-compile", dest="compile", action="store_false",

@@ -368,8 +368,8 @@ def test_a_vgg_file_cut_after_a_conv_still_gives_that_convs_relu(ws):
 
 
 def test_low_memory_trains_to_the_same_weights(ws, tmp_path):
-    ref = train(tiny_config(ws, tmp_path / "plain", iters=3), stream=io.StringIO())
-    low = train(tiny_config(ws, tmp_path / "low", iters=3, low_memory=True), stream=io.StringIO())
+    ref = train(tiny_config(ws, tmp_path / "plain", iters=3, low_memory=False), stream=io.StringIO())
+    low = train(tiny_config(ws, tmp_path / "low", iters=3), stream=io.StringIO())  # the default
     assert low.status == ref.status == "done"
     assert [r["loss"] for r in low.records] == pytest.approx([r["loss"] for r in ref.records], rel=1e-6)
     a, b = weights_of(ref.output), weights_of(low.output)
@@ -412,9 +412,12 @@ def test_low_memory_keeps_less_of_the_transformer_for_the_backward_pass():
         np.testing.assert_array_equal(np.asarray(g), np.asarray(h), err_msg=k)
 
 
-def test_low_memory_refuses_batch_norm(ws, tmp_path):
+def test_low_memory_is_the_default_with_instance_norm_only(ws, tmp_path):
+    assert tiny_config(ws, tmp_path).recomputes() and not tiny_config(ws, tmp_path, low_memory=False).recomputes()
+    assert not tiny_config(ws, tmp_path, norm="batch").recomputes()
     with pytest.raises(TrainingError, match="--low-memory needs --norm instance"):
         train(tiny_config(ws, tmp_path / "bn", norm="batch", low_memory=True), stream=io.StringIO())
+    assert train(tiny_config(ws, tmp_path / "bn2", norm="batch", iters=1), stream=io.StringIO()).status == "done"
 
 
 def test_recompute_needs_a_network_with_residual_blocks():

@@ -55,13 +55,13 @@ def make_loss_fn(model: nn.Module, vgg: nn.Module, target_grams: dict[str, mx.ar
     little; checkpointing the whole network saved only 60 MB more at 8 × 256² and took 10–30% more time.
     """
     layer = loss_config.content_layer
-    if recompute:
-        if any(isinstance(m, nn.BatchNorm) for _, m in model.named_modules()):
-            raise ValueError("[make_loss_fn] recompute needs instance norm: recomputing a batch-norm network's "
-                             "forward updates its running statistics a second time")
-        if not hasattr(model, "recompute_residual"):
-            raise ValueError("[make_loss_fn] recompute needs a TransformerNet (its residual blocks are recomputed)")
-        model.recompute_residual = True
+    if recompute and any(isinstance(m, nn.BatchNorm) for _, m in model.named_modules()):
+        raise ValueError("[make_loss_fn] recompute needs instance norm: recomputing a batch-norm network's "
+                         "forward updates its running statistics a second time")
+    if recompute and not hasattr(model, "recompute_residual"):
+        raise ValueError("[make_loss_fn] recompute needs a TransformerNet (its residual blocks are recomputed)")
+    if hasattr(model, "recompute_residual"):
+        model.recompute_residual = recompute  # either way: an earlier step's setting must not linger
 
     def loss_fn(content):
         output = model(content)

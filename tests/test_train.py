@@ -425,3 +425,14 @@ def test_recompute_needs_a_network_with_residual_blocks():
 
     with pytest.raises(ValueError, match="needs a TransformerNet"):
         make_loss_fn(TinyNet(), TinyLossNet(), {}, LossConfig(), recompute=True)
+
+
+def test_recompute_setting_follows_the_latest_loss_function():
+    from mlx_style.train_step import make_loss_fn
+    from mlx_style.transformer import TransformerConfig, TransformerNet
+
+    net = TransformerNet(TransformerConfig(width=4, num_residual=1))
+    make_loss_fn(net, TinyLossNet(), {}, LossConfig(), recompute=True)
+    assert net.recompute_residual is True
+    make_loss_fn(net, TinyLossNet(), {}, LossConfig())
+    assert net.recompute_residual is False

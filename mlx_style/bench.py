@@ -30,6 +30,7 @@ import numpy as np
 from mlx.utils import tree_flatten, tree_map
 
 from mlx_style import _blas
+from mlx_style.device import backend_name
 from mlx_style.memory import keep_freed_memory
 from mlx_style.ops import tune_convs
 from mlx_style.stylize import DTYPES, load_network
@@ -107,14 +108,6 @@ def compile_modes(choice: str) -> list[bool]:
 
 # ---------------------------------------------------------------------------------------------------------------
 # Platform
-
-
-def backend_name() -> str:
-    if mx.default_device().type == mx.DeviceType.cpu:
-        return "cpu"
-    if mx.metal.is_available():
-        return "metal"
-    return "cuda" if mx.cuda.is_available() else "gpu"
 
 
 def platform_info() -> dict:

@@ -32,6 +32,7 @@ from mlx_style import checkpoint as ckpt
 from mlx_style.memory import keep_freed_memory, resident_bytes
 from mlx_style.data import (BatchIterator, DatasetError, ImageSource, check_dataset, file_list_digest, find_images,
                             prepare, steps_per_epoch)
+from mlx_style.device import backend_name
 from mlx_style.image import ImageError, list_images, load_image, resize_max_side, to_batch
 from mlx_style.losses import STYLE_LAYERS, LossConfig, style_targets
 from mlx_style.model_io import save_transformer
@@ -42,6 +43,13 @@ from mlx_style.vgg import CONVERT_HINT, DEFAULT_VGG_PATH, load_vgg
 from mlx_style.weights import WeightFileError, file_sha256
 
 LATEST = "latest"  # --resume without a path
+
+
+# Whether training recomputes the residual blocks by default (``--low-memory``), per backend, as measured at the
+# report's batch 8 × 256² (docs/benchmarks.md): on a 2-core CPU it kept 3.4 instead of 3.9 GB in use at no
+# measurable cost; on CUDA (an H200) 4.9-5.1 instead of 6.8 GB but 8-19% more time per step, and 6.8 GB is within
+# the 8 GB goal, so speed wins there. Metal is unmeasured: on, since a Mac's GPU shares the machine's memory.
+RECOMPUTE_BY_DEFAULT = {"cpu": True, "metal": True, "cuda": False}
 
 
 @dataclass
@@ -82,7 +90,7 @@ class TrainConfig:
     log: str | None = None  # None: <run dir>/log.jsonl
     log_every: int = 10  # steps between progress lines (the only host reads of the losses)
     dtype: str = "float32"  # the loss network's dtype: float32 or bfloat16
-    low_memory: bool | None = None  # recompute the residual blocks in the backward pass; None: on with instance norm
+    low_memory: bool | None = None  # recompute the residual blocks in the backward pass; None: see recomputes()
     min_side: int | None = None  # skip content images with a shorter side below this; None: image_size // 2
     prefetch: int = 2  # batches decoded ahead
     tune: bool = True  # autotune the convolution strategies for this batch shape first (cached on disk)
@@ -91,10 +99,15 @@ class TrainConfig:
     def output_path(self) -> Path:
         return Path(self.output) if self.output else Path("weights") / f"{Path(self.style).stem}.safetensors"
 
-    def recomputes(self) -> bool:
-        """Whether the step recomputes the residual blocks (``--low-memory``): by default with instance norm,
-        whose forward has no side effects (batch norm's running statistics would be updated twice)."""
-        return self.norm == "instance" if self.low_memory is None else self.low_memory
+    def recomputes(self, backend: str | None = None) -> bool:
+        """Whether the step recomputes the residual blocks (``--low-memory``).
+
+        By default: with instance norm (batch norm's running statistics would be updated twice), on the backends
+        of ``RECOMPUTE_BY_DEFAULT`` (``backend``: ``mlx_style.device.backend_name()`` when None).
+        """
+        if self.low_memory is not None:
+            return self.low_memory
+        return self.norm == "instance" and RECOMPUTE_BY_DEFAULT.get(backend or backend_name(), True)
 
     def run_path(self) -> Path:
         return Path(self.run_dir) if self.run_dir else Path("runs") / self.output_path().stem
@@ -408,8 +421,9 @@ def train(config: TrainConfig, stream=None) -> TrainResult:
         tune_step_convs(net, vgg, grams, losses, (config.batch_size // world, config.image_size, config.image_size, 3))
         say(f"convolution strategies tuned for batch {config.batch_size // world} × {config.image_size}² in "
             f"{time.perf_counter() - began:.1f} s (cached for later runs)")
+    recompute = config.recomputes()
     step_fn = make_train_step(net, vgg, optimizer, grams, losses, config.clip, group, config.compile,
-                              recompute=config.recomputes())
+                              recompute=recompute)
     meta = {"config": config.network_config().to_json(), "train_config": json.dumps(asdict(config)),
             "loss_config": json.dumps(asdict(losses)), "style": style_path.name,
             "style_sha256": file_sha256(style_path), "vgg": vgg_meta.get("source", config.vgg),
@@ -418,8 +432,9 @@ def train(config: TrainConfig, stream=None) -> TrainResult:
     total = plan.total_steps
     say(f"training {config.output_path()} on {len(plan.source.files)} images ({plan.steps_per_epoch} steps/epoch), "
         f"steps {start}→{total}, batch {config.batch_size} × {config.image_size}², {world} process(es); loss "
-        f"weights content {losses.content_weight:g}, style {losses.style_weight:g}, tv {losses.tv_weight:g}; run "
-        f"folder {out.run_dir}" + (f"; resumed from {found.path}" if found else ""))
+        f"weights content {losses.content_weight:g}, style {losses.style_weight:g}, tv {losses.tv_weight:g}; "
+        + ("residual blocks recomputed (--low-memory); " if recompute else "")
+        + f"run folder {out.run_dir}" + (f"; resumed from {found.path}" if found else ""))
 
     result = TrainResult("done", start, checkpoint=found.path if found else None)
     saved_step = start
@@ -522,8 +537,9 @@ def build_parser() -> argparse.ArgumentParser:
     g.add_argument("--dtype", choices=("float32", "bfloat16"), default=d.dtype, help="the loss network's dtype")
     g.add_argument("--low-memory", action="store_const", const=True, default=d.low_memory,
                    help="recompute the style network's residual blocks in the backward pass: the same result with "
-                        "less memory (batch 8 × 256² on a CPU: 3.4 instead of 3.9 GB in use, same speed). The "
-                        "default with --norm instance")
+                        "less memory (batch 8 × 256²: 3.4 instead of 3.9 GB in use on a CPU at the same speed; "
+                        "5 instead of 6.8 GB on CUDA, 8-19%% slower). The default with --norm instance, except on "
+                        "CUDA")
     g.add_argument("--no-low-memory", dest="low_memory", action="store_const", const=False,
                    help="keep the residual blocks' activations instead")
     g.add_argument("--no-tune", dest="tune", action="store_false",

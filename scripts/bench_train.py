@@ -48,7 +48,7 @@ class BenchConfig:
     torch_device: str = "auto"  # "auto": the device matching MLX's default (mps, cuda, else cpu)
     rounds: int = 1  # alternate the children this many times (MLX, PyTorch, MLX, ...); each side's best round counts
     tune: bool = True  # autotune the MLX convolution strategies first, as mlx_style.train does
-    low_memory: bool = True  # MLX recomputes the residual blocks in the backward pass, as mlx_style.train does
+    low_memory: bool | None = None  # MLX recomputes the residual blocks in the backward pass; None: as train does
 
 
 def peak_rss_gb() -> float:
@@ -117,6 +117,7 @@ def run_mlx(config: BenchConfig, inputs: Path) -> dict:
     import mlx.optimizers as optim
 
     from mlx_style.losses import LossConfig, recommended_weights, style_targets
+    from mlx_style.train import TrainConfig
     from mlx_style.train_step import make_train_step, tune_step_convs
     from mlx_style.transformer import TransformerNet
     from mlx_style.memory import keep_freed_memory
@@ -134,8 +135,9 @@ def run_mlx(config: BenchConfig, inputs: Path) -> dict:
     optimizer.init(net.trainable_parameters())
     if config.tune:  # as `mlx_style.train` does before its first step (choices cached on disk)
         tune_step_convs(net, vgg, grams, losses, (config.batch_size, config.image_size, config.image_size, 3))
+    recompute = TrainConfig(style="", low_memory=config.low_memory).recomputes()  # as mlx_style.train decides
     step = make_train_step(net, vgg, optimizer, grams, losses, "tensor", compile=config.compile,
-                           recompute=config.low_memory)
+                           recompute=recompute)
     batch = mx.array(data["content"])
     mx.eval(grams, batch)
     losses_seen, times = [], []
@@ -147,7 +149,7 @@ def run_mlx(config: BenchConfig, inputs: Path) -> dict:
         mx.eval(loss, net.parameters(), optimizer.state)
         times.append(time.perf_counter() - t)
         losses_seen.append(loss.item())
-    name = ("mlx" + ("" if config.compile else " (uncompiled)") + ("" if config.low_memory else " (no low memory)")
+    name = ("mlx" + ("" if config.compile else " (uncompiled)") + (" (low memory)" if recompute else " (no low memory)")
             + ("" if malloc == "glibc" else f" [{malloc}]"))
     return {"framework": name, "losses": losses_seen,
             "warmup_s": sum(times[: config.warmup]), "step_s": times[config.warmup:],
@@ -215,8 +217,8 @@ def run_child(config: BenchConfig, name: str, inputs: Path) -> dict | None:
         child.append("--no-compile")
     if not config.tune:
         child.append("--no-tune")
-    if not config.low_memory:
-        child.append("--no-low-memory")
+    if config.low_memory is not None:
+        child.append("--low-memory" if config.low_memory else "--no-low-memory")
     done = subprocess.run(child, capture_output=True, text=True)
     if done.returncode:
         print(f"error: the {name} run failed:\n{done.stderr[-2000:]}", file=sys.stderr)
@@ -237,7 +239,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--framework", choices=("mlx", "torch", "both"), default=d.framework)
     p.add_argument("--no-compile", dest="compile", action="store_false", help="run the MLX step uncompiled")
     p.add_argument("--no-tune", dest="tune", action="store_false", help="use the untuned conv heuristic")
-    p.add_argument("--no-low-memory", dest="low_memory", action="store_false",
+    p.add_argument("--low-memory", dest="low_memory", action="store_const", const=True, default=d.low_memory,
+                   help="MLX recomputes the residual blocks (train --low-memory; default: as train decides)")
+    p.add_argument("--no-low-memory", dest="low_memory", action="store_const", const=False,
                    help="MLX keeps the residual blocks' activations (train --no-low-memory)")
     p.add_argument("--rounds", type=int, default=d.rounds,
                    help="run the frameworks' children alternately this many times; each side's fastest round "

@@ -2,12 +2,16 @@
 
     python scripts/bench_train_parts.py                      # batch 4 × 128², VGG16 from weights/vgg16.safetensors
     python scripts/bench_train_parts.py --image-size 256 --batch-size 2
+    python scripts/bench_train_parts.py --image-size 256 --batch-size 8 --vgg random --compile --repeats 10  # a GPU
 
 Parts: the transformer's forward, its forward + backward (against a fixed cotangent), VGG to relu4_3 on the
 output, VGG to the content layer on the content, the loss gradient through VGG with respect to the output (both
 VGG passes, the losses, the backward), and the whole loss and gradient. MLX tunes its convolutions for the step
 first, as ``mlx_style.train`` does; PyTorch runs the same parts on its twin network (``scripts/torch_twin.py``)
-with the same weights. Best of ``--repeats`` after one warm-up, MLX and PyTorch alternating run by run, in ms.
+with the same weights, on the device matching MLX's (``cuda`` or ``mps`` beside MLX's GPU; synchronised per run).
+``--compile`` times MLX's parts under ``mx.compile`` (as training runs them); ``--vgg random`` uses random VGG16
+weights (``bench_train.py``'s) where no converted file is at hand. The last row recomputes the residual blocks
+(``--low-memory``). Best of ``--repeats`` after one warm-up, MLX and PyTorch alternating run by run, in ms.
 Both run in one process, so on Linux the glibc heap settings of ``mlx_style.memory.keep_freed_memory`` apply to
 PyTorch's allocations here too (``MLX_STYLE_MALLOC=mlx`` leaves malloc at its defaults); ``bench_train.py`` runs
 each framework in its own process. Needs ``pip install torch safetensors``.
@@ -17,6 +21,7 @@ from __future__ import annotations
 
 import argparse
 import sys
+import tempfile
 import time
 from pathlib import Path
 
@@ -24,6 +29,7 @@ import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 import torch_twin  # noqa: E402  (puts the repository on sys.path)
+import bench_train  # noqa: E402
 
 import mlx_style  # noqa: E402,F401  (fast BLAS before mlx.core)
 import mlx.core as mx  # noqa: E402
@@ -56,7 +62,7 @@ def interleaved_best(ours: dict, theirs: dict, repeats: int) -> tuple[dict, dict
     return best_ours, best_theirs
 
 
-def mlx_parts(vgg_path: str, content: np.ndarray, style: np.ndarray) -> tuple[dict, dict]:
+def mlx_parts(vgg_path: str, content: np.ndarray, style: np.ndarray, compile: bool = False) -> tuple[dict, dict]:
     vgg, meta = load_vgg(vgg_path)
     w = recommended_weights(meta["preprocess"])
     losses = LossConfig(content_weight=w["content"], style_weight=w["style"], tv_weight=w["tv"])
@@ -79,30 +85,44 @@ def mlx_parts(vgg_path: str, content: np.ndarray, style: np.ndarray) -> tuple[di
         net.update(params)
         return mx.sum(net(x) * y)
 
-    loss_and_grad = nn.value_and_grad(net, make_loss_fn(net, vgg, grams, losses))
-    vgg_grad, net_grad = mx.grad(vgg_loss), mx.grad(transformer_dot)
+    def maybe_compile(fn, state=None):
+        if not compile:
+            return fn
+        return mx.compile(fn, inputs=state, outputs=state) if state is not None else mx.compile(fn)
+
+    arrays = {k: np.asarray(v) for k, v in tree_flatten(net.parameters())}  # before make_loss_fn sets recompute
+    loss_and_grad = maybe_compile(nn.value_and_grad(net, make_loss_fn(net, vgg, grams, losses)), net.state)
+    recomputed = TransformerNet()
+    recomputed.update(net.parameters())
+    loss_and_grad_recomputed = maybe_compile(
+        nn.value_and_grad(recomputed, make_loss_fn(recomputed, vgg, grams, losses, recompute=True)), recomputed.state)
+    vgg_grad, net_grad = maybe_compile(mx.grad(vgg_loss)), maybe_compile(mx.grad(transformer_dot), net.state)
+    forward = maybe_compile(lambda a: net(a), net.state)
+    vgg_style = maybe_compile(lambda a: vgg(a, losses.style_layers))
+    vgg_content = maybe_compile(lambda a: vgg(a, (layer,)))
     params = net.trainable_parameters()
     parts = {
-        "transformer forward": lambda: mx.eval(net(x)),
+        "transformer forward": lambda: mx.eval(forward(x)),
         "transformer forward + backward": lambda: mx.eval(net_grad(params)),
-        "VGG forward to relu4_3 (output)": lambda: mx.eval(vgg(y, losses.style_layers)),
-        f"VGG forward to {layer} (content)": lambda: mx.eval(vgg(x, (layer,))),
+        "VGG forward to relu4_3 (output)": lambda: mx.eval(vgg_style(y)),
+        f"VGG forward to {layer} (content)": lambda: mx.eval(vgg_content(x)),
         "loss gradient through VGG": lambda: mx.eval(vgg_grad(y)),
         "whole loss and gradient": lambda: mx.eval(loss_and_grad(x)),
+        "the same, residual blocks recomputed": lambda: mx.eval(loss_and_grad_recomputed(x)),
     }
-    arrays = {k: np.asarray(v) for k, v in tree_flatten(net.parameters())}
     return parts, {"net": arrays, "losses": losses}
 
 
-def torch_parts(vgg_path: str, content: np.ndarray, style: np.ndarray, shared: dict) -> dict:
+def torch_parts(vgg_path: str, content: np.ndarray, style: np.ndarray, shared: dict, device: str = "cpu") -> dict:
     import torch
 
     losses = shared["losses"]
-    net = torch_twin.net_from_mlx(torch, shared["net"], TransformerConfig())
-    vgg, _ = torch_twin.load_torch_vgg(torch, vgg_path)
-    grams = torch_twin.style_grams(torch, vgg, style, losses.style_layers)
+    net = torch_twin.net_from_mlx(torch, shared["net"], TransformerConfig()).to(device)
+    vgg, _ = torch_twin.load_torch_vgg(torch, vgg_path, device)
+    grams = torch_twin.style_grams(torch, vgg, style, losses.style_layers, device)
     loss_fn = torch_twin.make_loss(torch, vgg, grams, losses)
-    x = torch.from_numpy(content).permute(0, 3, 1, 2).contiguous()
+    x = torch.from_numpy(content).permute(0, 3, 1, 2).contiguous().to(device)
+    sync = {"cuda": torch.cuda.synchronize, "mps": lambda: torch.mps.synchronize()}.get(device, lambda: None)
     with torch.no_grad():
         y = net(x)
     layer = losses.content_layer
@@ -132,8 +152,16 @@ def torch_parts(vgg_path: str, content: np.ndarray, style: np.ndarray, shared: d
         f"VGG forward to {layer} (content)": no_grad(lambda: vgg(x, (layer,))),
         "loss gradient through VGG": vgg_grad,
         "whole loss and gradient": whole,
+        "the same, residual blocks recomputed": whole,  # PyTorch keeps its activations: the same run
     }
-    return parts
+
+    def synced(fn):
+        def run():
+            fn()
+            sync()
+        return run
+
+    return {name: synced(fn) for name, fn in parts.items()}
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -141,25 +169,32 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--image-size", type=int, default=128)
     p.add_argument("--batch-size", type=int, default=4)
     p.add_argument("--repeats", type=int, default=3, help="timed runs per part after a warm-up (best counts)")
-    p.add_argument("--vgg", default=str(DEFAULT_VGG_PATH))
+    p.add_argument("--vgg", default=str(DEFAULT_VGG_PATH), help="converted VGG16 weights, or 'random' (timing only)")
+    p.add_argument("--compile", action="store_true", help="time MLX's parts under mx.compile, as training runs them")
     return p
 
 
 def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
-    if not Path(args.vgg).exists():
-        print(f"error: no VGG weights at {args.vgg}: run `python scripts/convert_vgg.py`", file=sys.stderr)
+    if args.vgg != "random" and not Path(args.vgg).exists():
+        print(f"error: no VGG weights at {args.vgg}: run `python scripts/convert_vgg.py`, or time with --vgg random",
+              file=sys.stderr)
         return 1
     keep_freed_memory()
     rng = np.random.default_rng(0)
     content = rng.uniform(0, 255, (args.batch_size, args.image_size, args.image_size, 3)).astype(np.float32)
     style = rng.uniform(0, 255, (1, args.image_size, args.image_size, 3)).astype(np.float32)
-    ours, shared = mlx_parts(args.vgg, content, style)
-    ours, theirs = interleaved_best(ours, torch_parts(args.vgg, content, style, shared), args.repeats)
-    print(f"batch {args.batch_size} × {args.image_size}², best of {args.repeats}, ms")
+    device = bench_train.matching_torch_device()
+    with tempfile.TemporaryDirectory() as tmp:
+        vgg_path = (str(bench_train.write_random_vgg(Path(tmp) / "vgg16_random.safetensors", 0))
+                    if args.vgg == "random" else args.vgg)
+        ours, shared = mlx_parts(vgg_path, content, style, args.compile)
+        ours, theirs = interleaved_best(ours, torch_parts(vgg_path, content, style, shared, device), args.repeats)
+    print(f"batch {args.batch_size} × {args.image_size}², MLX on {mx.default_device()} "
+          f"({'compiled' if args.compile else 'eager'}), PyTorch on {device}, best of {args.repeats}, ms")
     print(f"{'part':36} {'MLX':>9} {'PyTorch':>9} {'MLX/PyTorch':>12}")
     for name, ms in ours.items():
-        print(f"{name:36} {ms:9.0f} {theirs[name]:9.0f} {ms / theirs[name]:12.2f}")
+        print(f"{name:36} {ms:9.2f} {theirs[name]:9.2f} {ms / theirs[name]:12.2f}")
     return 0
 
 

@@ -139,10 +139,9 @@ def plot_loss_curve(records: Iterable[dict], keys: tuple[str, ...] = ("loss", "c
         _, y = xy(s0, t)
         draw.line([left, y, W - right, y], fill=(225, 225, 225))
         draw.text((4, y - 6), f"{t:.0e}", fill="black", font=font)
-    for frac in (0.0, 0.5, 1.0):
-        step = s0 + frac * (s1 - s0)
+    for step in sorted({round(s0 + frac * (s1 - s0)) for frac in (0.0, 0.5, 1.0)}):  # whole steps, each once
         x, _ = xy(step, ticks[0])
-        draw.text((x - 10, H - bottom + 6), f"{int(step)}", fill="black", font=font)
+        draw.text((x - 10, H - bottom + 6), f"{step}", fill="black", font=font)
     draw.text(((W - right + left) // 2 - 10, H - 18), "step", fill="black", font=font)
     for i, (key, pts) in enumerate(series.items()):
         colour = SERIES_COLOURS.get(key, (128, 128, 128))

@@ -91,7 +91,8 @@ def relu(x: mx.array) -> mx.array:
     """``max(x, 0)``, whose gradient (1 where x > 0, else 0, as torch's) is read from a 1-byte mask made in the
     forward pass, so the backward pass need not keep the float input alive as ``nn.relu``'s does. A training step
     at 2 × 256² peaked at 1,042 MB instead of 1,158 MB (reading the gradient from the output instead: 1,124 MB),
-    with the same losses."""
+    with the same losses. That is the CPU backend; on CUDA (an H200) the saving did not show and the step's time
+    was the same either way (docs/benchmarks.md)."""
     return _relu_and_mask(x)[0]
 
 

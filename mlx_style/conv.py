@@ -57,6 +57,9 @@ _forced: str | None = None   # set_default_method(); wins over the env var
 _tuned: dict[str, dict] = {}  # key -> {"method": name, "ms": {name: time}}
 _file_loaded = False
 _compiled: dict = {}
+# ``direct`` with zero padding: pass it to mx.conv2d rather than materialising a padded copy (the only reason to
+# turn it off is an A/B measurement of the two).
+IMPLICIT_PADDING = True
 
 
 # ----------------------------------------------------------------------------------------------- shapes
@@ -66,18 +69,27 @@ def _out_size(n: int, k: int, s: int) -> int:
     return (n - k) // s + 1
 
 
-def _check(x: mx.array, weight: mx.array, stride: int) -> None:
+def padded_shape(x_shape, padding: int) -> tuple:
+    """The NHWC shape after zero-padding both spatial axes by ``padding`` on each side."""
+    n, h, w, c = x_shape
+    return (n, h + 2 * padding, w + 2 * padding, c)
+
+
+def _check(x: mx.array, weight: mx.array, stride: int, padding: int = 0) -> None:
     """Raises ValueError for arguments ``mx.conv2d`` would reject or silently misread."""
     if not isinstance(stride, int) or isinstance(stride, bool) or stride < 1:
         raise ValueError(f"[conv2d] stride must be a positive int, got {stride!r}")
+    if not isinstance(padding, int) or isinstance(padding, bool) or padding < 0:
+        raise ValueError(f"[conv2d] padding must be a non-negative int, got {padding!r}")
     if x.ndim != 4 or weight.ndim != 4:
         raise ValueError(f"[conv2d] expected NHWC input and OHWI weight (4-D), got {x.shape} and {weight.shape}")
     if x.shape[3] != weight.shape[3]:
         raise ValueError(f"[conv2d] input has {x.shape[3]} channels but weight expects {weight.shape[3]} "
                          f"(input {x.shape}, weight {weight.shape})")
-    if weight.shape[1] > x.shape[1] or weight.shape[2] > x.shape[2]:
-        raise ValueError(f"[conv2d] kernel {weight.shape[1:3]} is larger than the input {x.shape[1:3]} "
-                         "(the convolution is 'valid': pad first)")
+    h, w = x.shape[1] + 2 * padding, x.shape[2] + 2 * padding
+    if weight.shape[1] > h or weight.shape[2] > w:
+        raise ValueError(f"[conv2d] kernel {weight.shape[1:3]} is larger than the padded input {(h, w)} "
+                         "(pad more, or use a smaller kernel)")
 
 
 # ------------------------------------------------------------------- the one data-movement primitive
@@ -492,16 +504,19 @@ def choose(x_shape, w_shape, stride: int = 1, dtype=mx.float32, training: bool |
 
 
 def conv2d(x: mx.array, weight: mx.array, stride: int = 1, method: str = "auto",
-           training: bool | str = False) -> mx.array:
-    """Valid (unpadded) 2-D convolution, equal to ``mx.conv2d(x, weight, stride=stride)`` up to float rounding.
+           training: bool | str = False, padding: int = 0) -> mx.array:
+    """2-D convolution with zero padding, equal to ``mx.conv2d(x, weight, stride, padding)`` up to float rounding.
 
     Args:
-        x: input, NHWC. Pad it first (the style network reflect-pads).
+        x: input, NHWC. For other padding (the style network reflect-pads), pad it first and leave ``padding`` 0.
         weight: kernel, OHWI (``nn.Conv2d``'s layout). No bias: callers add it.
         stride: the same stride on both spatial axes.
         method: ``"auto"`` (tuned choice, else heuristic; see ``choose``) or one of ``METHODS``.
         training: with ``"auto"``, prefer the choice tuned for forward+backward (``tune(..., training=True)``;
             ``"input"``: for the input gradient only, falling back to the ``True`` choice).
+        padding: zeros added on each side of both spatial axes. Methods are chosen (and tuned) by the padded
+            shape; ``direct`` hands the padding to ``mx.conv2d`` (cuDNN pads inside the kernel), the others
+            pad first.
 
     Returns:
         The NHWC output. Its memory layout may be a transposed view; MLX ops accept it as is.
@@ -509,17 +524,21 @@ def conv2d(x: mx.array, weight: mx.array, stride: int = 1, method: str = "auto",
     Shape:
         - x: (N, H, W, C_in)
         - weight: (C_out, kH, kW, C_in)
-        - output: (N, (H - kH) // stride + 1, (W - kW) // stride + 1, C_out)
+        - output: (N, (H + 2·padding - kH) // stride + 1, (W + 2·padding - kW) // stride + 1, C_out)
 
     Raises:
-        ValueError: "[conv2d] ..." for mismatched shapes, a kernel larger than the input, a bad stride or
-            an unknown method.
+        ValueError: "[conv2d] ..." for mismatched shapes, a kernel larger than the padded input, a bad stride
+            or padding, or an unknown method.
     """
-    _check(x, weight, stride)
+    _check(x, weight, stride, padding)
     if method == "auto":
-        method = choose(x.shape, weight.shape, stride, x.dtype, training)
+        method = choose(padded_shape(x.shape, padding), weight.shape, stride, x.dtype, training)
     elif method not in METHODS:
         raise ValueError(f"[conv2d] unknown method {method!r}; expected 'auto' or one of {sorted(METHODS)}")
+    if padding and method == "direct" and IMPLICIT_PADDING:
+        return mx.conv2d(x, weight, stride=stride, padding=padding)
+    if padding:
+        x = mx.pad(x, ((0, 0), (padding, padding), (padding, padding), (0, 0)))
     return _method_fn(method, stride)(x, weight)
 
 

@@ -16,7 +16,7 @@ import mlx.core as mx
 import mlx.nn as nn
 
 from mlx_style.image import PREPROCESSING, vgg_preprocess
-from mlx_style.ops import Conv2d, relu
+from mlx_style.ops import Conv2d, max_pool_2x2, relu
 from mlx_style.weights import WeightFileError, check_and_load, load_weights
 
 ARCHS = {
@@ -42,9 +42,7 @@ class MaxPool2x2(nn.Module):
     """2×2 max-pool, stride 2 (floor, as torchvision)."""
 
     def __call__(self, x: mx.array) -> mx.array:
-        B, H, W, C = x.shape
-        x = x[:, : H // 2 * 2, : W // 2 * 2, :].reshape(B, H // 2, 2, W // 2, 2, C)
-        return mx.max(x, axis=(2, 4))
+        return max_pool_2x2(x)
 
 
 class ReLU(nn.Module):

@@ -92,6 +92,44 @@ def test_gradients_match_mx_conv2d(method, shape):
     assert rel_err(dw, dw_ref) <= 1e-4
 
 
+@pytest.mark.parametrize("implicit", [True, False])
+@pytest.mark.parametrize("method", list(conv.METHODS))
+@pytest.mark.parametrize("shape", [(2, 9, 11, 3, 5, 3, 1), (1, 10, 13, 6, 3, 3, 2), (1, 6, 7, 3, 4, 5, 1)],
+                         ids=["3x3s1", "3x3s2", "5x5"])
+def test_zero_padding_matches_mx_conv2d_forward_and_gradients(method, shape, implicit, monkeypatch):
+    """``padding=p``: the same values and gradients as ``mx.conv2d(..., padding=p)`` and as numpy on a zero-padded
+    input, whether ``direct`` passes the padding to mx.conv2d (``IMPLICIT_PADDING``) or pads first."""
+    monkeypatch.setattr(conv, "IMPLICIT_PADDING", implicit)
+    n, h, w_, c, o, k, s = shape
+    p = k // 2
+    kx, kw, kc = mx.random.split(mx.random.key(7), 3)
+    x, w = mx.random.normal((n, h, w_, c), key=kx), mx.random.normal((o, k, k, c), key=kw)
+    ref = mx.conv2d(x, w, stride=s, padding=p)
+    cot = mx.random.normal(ref.shape, key=kc)
+    y = conv.conv2d(x, w, stride=s, method=method, padding=p)
+    assert y.shape == ref.shape
+    assert rel_err(y, ref) <= 1e-4
+    xp = np.pad(np.array(x), ((0, 0), (p, p), (p, p), (0, 0)))
+    assert rel_err(y, numpy_conv(xp, np.array(w), s)) <= 1e-4
+    _, (dx_ref, dw_ref) = mx.vjp(lambda x, w: mx.conv2d(x, w, stride=s, padding=p), [x, w], [cot])
+    _, (dx, dw) = mx.vjp(lambda x, w: conv.conv2d(x, w, s, method, padding=p), [x, w], [cot])
+    assert dx.shape == x.shape
+    assert rel_err(dx, dx_ref) <= 1e-4
+    assert rel_err(dw, dw_ref) <= 1e-4
+
+
+def test_padding_chooses_by_the_padded_shape(monkeypatch):
+    """A tuned entry for the padded shape is what ``padding=`` finds (so tuning keys are the same either way)."""
+    x, w = mx.zeros((1, 6, 6, 4)), mx.zeros((4, 3, 3, 4))
+    assert conv.heuristic((1, 8, 8, 4), w.shape) != "im2col"  # so the tuned entry below is what decides
+    conv._tuned[conv._key((1, 8, 8, 4), w.shape, 1, mx.float32, False)] = {"method": "im2col", "ms": {}}
+    used = []
+    real = conv._method_fn
+    monkeypatch.setattr(conv, "_method_fn", lambda name, stride: (used.append(name), real(name, stride))[1])
+    conv.conv2d(x, w, padding=1)
+    assert used == ["im2col"]
+
+
 @pytest.mark.parametrize("method", conv.WINOGRAD)
 def test_winograd_precision_at_network_channel_counts(method):
     """F(4×4, 3×3) divides by 6 and 24 in its kernel transform and multiplies by up to 8 in its output
@@ -170,6 +208,9 @@ def test_bad_arguments_raise_prefixed_value_error():
         lambda: conv.conv2d(x, w, stride=0),
         lambda: conv.conv2d(x, w, stride=1.5),
         lambda: conv.conv2d(x, mx.zeros((4, 9, 9, 3))),    # kernel larger than input
+        lambda: conv.conv2d(x, mx.zeros((4, 11, 11, 3)), padding=1),  # larger than the padded input
+        lambda: conv.conv2d(x, w, padding=-1),
+        lambda: conv.conv2d(x, w, padding=1.0),
         lambda: conv.conv2d(x, w, method="fft"),
         lambda: conv.set_default_method("fft"),
         lambda: conv.tune(x.shape, w.shape, methods=["fft"]),

@@ -205,3 +205,62 @@ def test_instance_norm_without_affine_and_in_half_precision():
     half = ops.instance_norm(mx.array(x).astype(mx.float16), None, None, 1e-3)
     assert half.dtype == mx.float16  # statistics in float32: the variance of 0–255 values overflows float16
     np.testing.assert_allclose(np.asarray(half.astype(mx.float32)), y_ref, atol=5e-3)
+
+
+def _max_pool_reference(x, g):
+    """numpy 2×2 max-pool (floor) and torch's gradient: each window's cotangent goes to its first maximum."""
+    b, h, w, c = x.shape
+    h2, w2 = h // 2, w // 2
+    win = x[:, : 2 * h2, : 2 * w2].reshape(b, h2, 2, w2, 2, c).transpose(0, 1, 3, 5, 2, 4).reshape(b, h2, w2, c, 4)
+    first = win.argmax(-1)
+    grad = np.zeros_like(x)
+    for k in range(4):
+        di, dj = divmod(k, 2)
+        grad[:, di: 2 * h2: 2, dj: 2 * w2: 2] += np.where(first == k, g, 0)
+    return win.max(-1), grad
+
+
+@pytest.mark.parametrize("elementwise", [True, False])
+@pytest.mark.parametrize("compiled", [False, True])
+@pytest.mark.parametrize("shape", [(2, 6, 8, 3), (1, 7, 9, 5), (3, 2, 2, 1)], ids=["even", "odd", "one-window"])
+def test_max_pool_and_its_gradient_match_numpy(shape, compiled, elementwise):
+    rng = np.random.default_rng(3)
+    x = rng.normal(size=shape).astype(np.float32)  # continuous: no ties
+    g = rng.normal(size=(shape[0], shape[1] // 2, shape[2] // 2, shape[3])).astype(np.float32)
+    y_ref, dx_ref = _max_pool_reference(x, g)
+    pool = lambda a: ops.max_pool_2x2(a, elementwise)  # noqa: E731
+    fn = mx.compile(pool) if compiled else pool
+    np.testing.assert_array_equal(np.asarray(fn(mx.array(x))), y_ref)
+    vjp = lambda a: mx.vjp(pool, [a], [mx.array(g)])[1][0]  # noqa: E731
+    dx = (mx.compile(vjp) if compiled else vjp)(mx.array(x))
+    np.testing.assert_array_equal(np.asarray(dx), dx_ref)
+
+
+@pytest.mark.parametrize("elementwise", [True, False])
+def test_max_pool_after_relu_has_torchs_gradient_even_with_ties(elementwise):
+    """After a ReLU (VGG's order) the tied maxima that occur are zeros, and the ReLU's zero gradient there makes
+    the every-tie rule of ``max_pool_2x2`` give exactly torch's first-maximum gradient."""
+    rng = np.random.default_rng(4)
+    x = rng.normal(size=(2, 8, 8, 4)).astype(np.float32)
+    x[0, :2, :2, 0] = -1.0  # a whole window negative: four tied zeros after the ReLU
+    g = rng.normal(size=(2, 4, 4, 4)).astype(np.float32)
+    _, dpool = _max_pool_reference(np.maximum(x, 0), g)
+    dx_ref = np.where(x > 0, dpool, 0)
+    _, (dx,) = mx.vjp(lambda a: ops.max_pool_2x2(ops.relu(a), elementwise), [mx.array(x)], [mx.array(g)])
+    np.testing.assert_array_equal(np.asarray(dx), dx_ref)
+
+
+def test_max_pool_picks_the_elementwise_form_on_a_gpu_only(monkeypatch):
+    calls = []
+    real = ops._max_pool_even
+    monkeypatch.setattr(ops, "_max_pool_even", lambda x: (calls.append(x.shape), real(x))[1])
+    x = mx.random.normal((1, 4, 4, 2))
+    ops.max_pool_2x2(x)
+    assert calls == ([(1, 4, 4, 2)] if mx.default_device().type == mx.DeviceType.gpu else [])
+    ops.max_pool_2x2(x, elementwise=True)
+    assert calls[-1] == (1, 4, 4, 2)
+
+
+def test_max_pool_needs_two_pixels():
+    with pytest.raises(ValueError, match=r"^\[max_pool_2x2\] needs at least 2×2"):
+        ops.max_pool_2x2(mx.zeros((1, 1, 4, 2)))

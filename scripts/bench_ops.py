@@ -10,7 +10,10 @@ training step's shapes (4 × size/2² × 32, …) under ``mx.compile``, as the s
 gradients, against the autodiff formulation ``ops.instance_norm`` replaced last. Stages: each stage of the
 report's network (``conv1``, ``relu(in1)``, …, ``out``) timed alone on the previous stage's output, MLX with
 tuned convolutions, then the same stage of ``bench.build_torch_net`` with the same weights. Medians in ms.
-PyTorch is needed only here (``pip install torch``).
+2×2 max-pool (VGG's): ``mx.max`` over a 6-D reshape (the CPU default) and the fused elementwise form with its
+hand-written gradient (the GPU default, ``ops.max_pool_2x2``), compiled, forward and with the gradient, on MLX's
+default device, beside ``F.max_pool2d`` on the matching PyTorch device (``--batch`` images after a ReLU; on a GPU:
+``--size 256 --batch 8``). PyTorch is needed only here (``pip install torch``).
 """
 
 from __future__ import annotations
@@ -30,7 +33,7 @@ import mlx.nn as nn  # noqa: E402
 
 from mlx_style.bench import make_torch_net  # noqa: E402
 from mlx_style.memory import keep_freed_memory  # noqa: E402
-from mlx_style.ops import instance_norm, pad_spatial, relu, tune_convs  # noqa: E402
+from mlx_style.ops import instance_norm, max_pool_2x2, pad_spatial, relu, tune_convs  # noqa: E402
 from mlx_style.transformer import TransformerNet  # noqa: E402
 
 
@@ -121,6 +124,49 @@ def compiled_norm_rows(torch, size: int, repeats: int) -> list[tuple[str, float,
     return rows
 
 
+def torch_device() -> str:
+    """PyTorch's device matching MLX's default one."""
+    if mx.default_device().type == mx.DeviceType.cpu:
+        return "cpu"
+    return "mps" if mx.metal.is_available() else "cuda"
+
+
+def pool_rows(torch, size: int, batch: int, repeats: int, device: str) -> list[tuple[str, float, float, float]]:
+    """VGG's 2×2 max-pool on its three input shapes: ``mx.max`` form, fused form, PyTorch; compiled MLX."""
+    F = torch.nn.functional
+    sync = getattr(torch, device).synchronize if device != "cpu" else (lambda: None)
+    rows = []
+    for shape in ((batch, size, size, 64), (batch, size // 2, size // 2, 128), (batch, size // 4, size // 4, 256)):
+        x = mx.maximum(mx.random.normal(shape), 0)  # after a ReLU, as in VGG
+        cot = mx.random.normal((shape[0], shape[1] // 2, shape[2] // 2, shape[3]))
+        mx.eval(x, cot)
+        xt = torch.from_numpy(np.asarray(x)).permute(0, 3, 1, 2).contiguous().to(device).requires_grad_(True)
+        ct = torch.from_numpy(np.asarray(cot)).permute(0, 3, 1, 2).contiguous().to(device)
+
+        def forms(elementwise):
+            def pool(a):
+                return max_pool_2x2(a, elementwise)
+            return mx.compile(pool), mx.compile(lambda a: mx.vjp(pool, [a], [cot]))
+
+        (fwd_max, grad_max), (fwd_fused, grad_fused) = forms(False), forms(True)
+
+        def torch_fwd():
+            with torch.no_grad():
+                F.max_pool2d(xt, 2)
+            sync()
+
+        def torch_grad():
+            torch.autograd.grad(F.max_pool2d(xt, 2), xt, ct)
+            sync()
+
+        label = "×".join(map(str, shape))
+        rows.append((f"2×2 max-pool, {label}", median_ms(lambda: mx.eval(fwd_max(x)), repeats),
+                     median_ms(lambda: mx.eval(fwd_fused(x)), repeats), median_ms(torch_fwd, repeats)))
+        rows.append((f"  and its gradient, {label}", median_ms(lambda: mx.eval(grad_max(x)), repeats),
+                     median_ms(lambda: mx.eval(grad_fused(x)), repeats), median_ms(torch_grad, repeats)))
+    return rows
+
+
 def stages(net, relu, module_list):
     """``(name, callable)`` per stage of a TransformerNet or its PyTorch twin (same attribute names)."""
     out = [("conv1", net.conv1), ("in1 + ReLU", lambda v: relu(net.in1(v))), ("conv2", net.conv2),
@@ -157,6 +203,9 @@ def build_parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     p.add_argument("--size", type=int, default=256, help="square frame side (default %(default)s)")
     p.add_argument("--repeats", type=int, default=9, help="timed runs per row, median (default %(default)s)")
+    p.add_argument("--batch", type=int, default=4, help="images in the max-pool rows (default %(default)s)")
+    p.add_argument("--pool-only", action="store_true", help="only the max-pool rows (they run on MLX's default "
+                   "device; the other rows compare against PyTorch on the CPU)")
     return p
 
 
@@ -170,6 +219,13 @@ def main(argv: list[str] | None = None) -> int:
     keep_freed_memory()
     print(f"MLX {mx.__version__} on {mx.default_device()}, PyTorch {torch.__version__} ({torch.get_num_threads()} "
           f"threads); median of {args.repeats}, ms")
+    device = torch_device()
+    print(f"\n{'op (' + str(mx.default_device()) + ', PyTorch on ' + device + ')':44} {'mx.max':>11} "
+          f"{'fused':>9} {'PyTorch':>9} {'fused/torch':>12}")
+    for name, plain, fused, theirs in pool_rows(torch, args.size, args.batch, args.repeats, device):
+        print(f"{name:44} {plain:11.2f} {fused:9.2f} {theirs:9.2f} {fused / theirs:12.2f}")
+    if args.pool_only:
+        return 0
     print(f"\n{'op':44} {'MLX before':>11} {'MLX now':>9} {'PyTorch':>9} {'now/torch':>10}")
     for name, before, now, theirs in ops_rows(torch, args.size, args.repeats) + compiled_norm_rows(
             torch, args.size, args.repeats):

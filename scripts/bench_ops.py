@@ -10,10 +10,12 @@ training step's shapes (4 × size/2² × 32, …) under ``mx.compile``, as the s
 gradients, against the autodiff formulation ``ops.instance_norm`` replaced last. Stages: each stage of the
 report's network (``conv1``, ``relu(in1)``, …, ``out``) timed alone on the previous stage's output, MLX with
 tuned convolutions, then the same stage of ``bench.build_torch_net`` with the same weights. Medians in ms.
-2×2 max-pool (VGG's): ``mx.max`` over a 6-D reshape (the CPU default) and the fused elementwise form with its
-hand-written gradient (the GPU default, ``ops.max_pool_2x2``), compiled, forward and with the gradient, on MLX's
-default device, beside ``F.max_pool2d`` on the matching PyTorch device (``--batch`` images after a ReLU; on a GPU:
-``--size 256 --batch 8``). PyTorch is needed only here (``pip install torch``).
+Device rows (``--device-only`` for these alone; on a GPU: ``--size 256 --batch 8``), compiled, forward and with
+the gradient, on MLX's default device beside PyTorch on the matching one: VGG's 2×2 max-pool as ``mx.max`` over a
+6-D reshape (the CPU default) and as the fused elementwise form with its hand-written gradient (the GPU default,
+``ops.max_pool_2x2``), beside ``F.max_pool2d``; instance norm + ReLU as the package computes it and with its
+statistics as matmuls with a row of ones (a candidate for the GPU, ``instance_norm_matmul_stats``), beside
+``F.instance_norm``. PyTorch is needed only here (``pip install torch``).
 """
 
 from __future__ import annotations
@@ -167,6 +169,59 @@ def pool_rows(torch, size: int, batch: int, repeats: int, device: str) -> list[t
     return rows
 
 
+def instance_norm_matmul_stats(x, weight, bias, eps):
+    """A candidate for MLX's GPU backends, not used by the package: the per-image channel statistics as products
+    with a row of ones (a GEMV, bandwidth-bound in cuBLAS) instead of ``mx.mean`` over H and W, which MLX 0.32.4's
+    CUDA backend ran at 0.18 ms for 8 × 128² × 64 (PyTorch's whole norm: 0.10 ms). Gradient by autodiff."""
+    b, h, w, c = x.shape
+    n = h * w
+    ones = mx.ones((1, n), x.dtype)
+    rows = x.reshape(b, n, c)
+    centred = rows - (ones @ rows) / n
+    rstd = mx.rsqrt((ones @ (centred * centred)) / n + eps)
+    return (centred * (rstd * weight) + bias).reshape(b, h, w, c)
+
+
+def norm_rows(torch, size: int, batch: int, repeats: int, device: str) -> list[tuple[str, float, float, float]]:
+    """Instance norm + ReLU on the style network's three widths, compiled, forward and with the gradients of
+    x, weight and bias: ``ops.instance_norm`` (the package's), the matmul-statistics candidate, PyTorch."""
+    F = torch.nn.functional
+    sync = getattr(torch, device).synchronize if device != "cpu" else (lambda: None)
+    rows = []
+    for shape in ((batch, size, size, 32), (batch, size // 2, size // 2, 64), (batch, size // 4, size // 4, 128)):
+        x = mx.random.normal(shape) * 30 + 50
+        w, b, cot = mx.random.normal(shape[-1:]), mx.random.normal(shape[-1:]), mx.random.normal(shape)
+        mx.eval(x, w, b, cot)
+        xt, wt, bt, ct = (torch.from_numpy(np.asarray(a)).to(device) for a in (x, w, b, cot))
+        xt, ct = (a.permute(0, 3, 1, 2).contiguous() for a in (xt, ct))
+        for t in (xt, wt, bt):
+            t.requires_grad_(True)
+
+        def mlx_pair(norm):
+            def fwd(a, wt_, bt_):
+                return relu(norm(a, wt_, bt_, 1e-5))
+            grad = mx.grad(lambda a, wt_, bt_: (fwd(a, wt_, bt_) * cot).sum(), argnums=(0, 1, 2))
+            return mx.compile(fwd), mx.compile(grad)
+
+        def torch_fwd():
+            with torch.no_grad():
+                F.relu(F.instance_norm(xt, weight=wt, bias=bt, eps=1e-5))
+            sync()
+
+        def torch_grad():
+            torch.autograd.grad((F.relu(F.instance_norm(xt, weight=wt, bias=bt, eps=1e-5)) * ct).sum(), (xt, wt, bt))
+            sync()
+
+        (fwd_pkg, grad_pkg), (fwd_mm, grad_mm) = mlx_pair(instance_norm), mlx_pair(instance_norm_matmul_stats)
+        gap = float(mx.abs(fwd_pkg(x, w, b) - fwd_mm(x, w, b)).max())
+        label = "×".join(map(str, shape))
+        rows.append((f"norm + ReLU, {label} (Δ {gap:.0e})", median_ms(lambda: mx.eval(fwd_pkg(x, w, b)), repeats),
+                     median_ms(lambda: mx.eval(fwd_mm(x, w, b)), repeats), median_ms(torch_fwd, repeats)))
+        rows.append((f"  and its gradients, {label}", median_ms(lambda: mx.eval(grad_pkg(x, w, b)), repeats),
+                     median_ms(lambda: mx.eval(grad_mm(x, w, b)), repeats), median_ms(torch_grad, repeats)))
+    return rows
+
+
 def stages(net, relu, module_list):
     """``(name, callable)`` per stage of a TransformerNet or its PyTorch twin (same attribute names)."""
     out = [("conv1", net.conv1), ("in1 + ReLU", lambda v: relu(net.in1(v))), ("conv2", net.conv2),
@@ -203,9 +258,9 @@ def build_parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     p.add_argument("--size", type=int, default=256, help="square frame side (default %(default)s)")
     p.add_argument("--repeats", type=int, default=9, help="timed runs per row, median (default %(default)s)")
-    p.add_argument("--batch", type=int, default=4, help="images in the max-pool rows (default %(default)s)")
-    p.add_argument("--pool-only", action="store_true", help="only the max-pool rows (they run on MLX's default "
-                   "device; the other rows compare against PyTorch on the CPU)")
+    p.add_argument("--batch", type=int, default=4, help="images in the device rows (default %(default)s)")
+    p.add_argument("--device-only", action="store_true", help="only the rows that run on MLX's default device "
+                   "beside PyTorch on the matching one (max-pool, instance norm); the others use PyTorch's CPU")
     return p
 
 
@@ -224,7 +279,10 @@ def main(argv: list[str] | None = None) -> int:
           f"{'fused':>9} {'PyTorch':>9} {'fused/torch':>12}")
     for name, plain, fused, theirs in pool_rows(torch, args.size, args.batch, args.repeats, device):
         print(f"{name:44} {plain:11.2f} {fused:9.2f} {theirs:9.2f} {fused / theirs:12.2f}")
-    if args.pool_only:
+    print(f"\n{'instance norm, compiled':44} {'package':>11} {'matmul':>9} {'PyTorch':>9} {'package/torch':>14}")
+    for name, ours, candidate, theirs in norm_rows(torch, args.size, args.batch, args.repeats, device):
+        print(f"{name:44} {ours:11.2f} {candidate:9.2f} {theirs:9.2f} {ours / theirs:14.2f}")
+    if args.device_only:
         return 0
     print(f"\n{'op':44} {'MLX before':>11} {'MLX now':>9} {'PyTorch':>9} {'now/torch':>10}")
     for name, before, now, theirs in ops_rows(torch, args.size, args.repeats) + compiled_norm_rows(

@@ -12,7 +12,10 @@ tests without torch.
 
 from __future__ import annotations
 
+import atexit
 import os
+import shutil
+import tempfile
 from pathlib import Path
 
 import numpy as np
@@ -23,6 +26,10 @@ REPO_ROOT = Path(__file__).resolve().parents[1]
 # rel. error 2.4e-4 against 1e-4 tolerances, a style network's output 5/255 off the CPU's). The references here
 # are float32: ask for it before anything imports mlx.core. No effect on the CPU or Metal.
 os.environ.setdefault("MLX_ENABLE_TF32", "0")
+# Never read or write the user's convolution tuning cache (~/.cache/mlx_style): choices timed in earlier runs would
+# change which strategies the tests run, and with them what the memory tests measure.
+os.environ["MLX_STYLE_CACHE"] = tempfile.mkdtemp(prefix="mlx_style_tests_")
+atexit.register(shutil.rmtree, os.environ["MLX_STYLE_CACHE"], ignore_errors=True)
 
 SHARED_DATA = Path(__file__).resolve().parents[2] / "shared" / "data"
 FIXTURES = Path(__file__).resolve().parent / "fixtures"

@@ -377,6 +377,12 @@ def build_networks(config: TrainConfig, style_image: np.ndarray):
     return vgg, vgg_meta, losses, grams, net, optimizer
 
 
+# MLX's CUDA backend builds each fused kernel of the compiled step with NVRTC on first use and caches it on disk:
+# on a fresh H100 the first step of the batch 8 × 256² step took over 3 minutes (docs/benchmarks.md).
+KERNEL_BUILD_NOTE = ("the first step builds MLX's CUDA kernels: it can take minutes on a machine that has not run "
+                     "this step before (they are cached on disk for later runs)")
+
+
 def train(config: TrainConfig, stream=None) -> TrainResult:
     """Run (or continue) training as configured; returns what happened.
 
@@ -435,6 +441,8 @@ def train(config: TrainConfig, stream=None) -> TrainResult:
         f"weights content {losses.content_weight:g}, style {losses.style_weight:g}, tv {losses.tv_weight:g}; "
         + ("residual blocks recomputed (--low-memory); " if recompute else "")
         + f"run folder {out.run_dir}" + (f"; resumed from {found.path}" if found else ""))
+    if config.compile and backend_name() == "cuda":
+        say(KERNEL_BUILD_NOTE)
 
     result = TrainResult("done", start, checkpoint=found.path if found else None)
     saved_step = start

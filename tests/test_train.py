@@ -461,3 +461,16 @@ def test_recompute_setting_follows_the_latest_loss_function():
     assert net.recompute_residual is True
     make_loss_fn(net, TinyLossNet(), {}, LossConfig())
     assert net.recompute_residual is False
+
+
+def test_a_compiled_cuda_run_says_its_first_step_builds_kernels(ws, tmp_path, monkeypatch):
+    """On MLX's CUDA backend the compiled step's first run can take minutes (NVRTC builds): the run says so
+    before it, and says nothing of the kind on other backends or uncompiled."""
+    import mlx_style.train as train_module
+
+    for backend, compiled, expected in (("cuda", True, True), ("cuda", False, False), ("cpu", True, False)):
+        monkeypatch.setattr(train_module, "backend_name", lambda: backend)
+        said = io.StringIO()
+        out = tmp_path / f"{backend}_{compiled}"
+        assert train(tiny_config(ws, out, iters=1, compile=compiled), stream=said).status == "done"
+        assert (train_module.KERNEL_BUILD_NOTE in said.getvalue()) == expected, (backend, compiled)

@@ -1,4 +1,4 @@
-"""Fast 'valid' 2-D convolution for MLX on the CPU, with a per-layer-shape autotuner.
+"""Fast 2-D convolution for MLX on the CPU (valid, or zero-padded), with a per-layer-shape autotuner.
 
 Why: on the CPU, ``mx.conv2d`` unfolds its input with copies whose inner runs are only C_in floats long, runs
 its GEMM with as few as 3 output columns (9×9 32→3: 10× slower than torch), and differentiates through
@@ -30,6 +30,9 @@ winner in memory and in ``$MLX_STYLE_CACHE/conv_autotune.json`` (default ``~/.ca
     for x_shape, w_shape, stride in layer_shapes:        # once, eagerly, before compiling the step
         conv.tune(x_shape, w_shape, stride, training=True)
     y = conv.conv2d(x, w, stride, training=True) + bias   # inside the compiled, differentiated step
+
+``padding=p`` zero-pads: ``direct`` passes it to ``mx.conv2d`` (cuDNN pads inside the kernel: 0.51 → 0.31 ms for
+VGG's conv1_2 at 8 × 256² on an H100), the other strategies pad first; choices and tuning use the padded shape.
 
 Large temporaries (tens of MB) make MLX's small default CPU buffer cache (32 MB here) hand memory back to the
 OS and fault it in again on every call; ``mx.set_cache_limit`` of a few GB made the network's convolutions

@@ -88,16 +88,18 @@ def instance_norm_autodiff(x, weight, bias, eps):
     return centred * (mx.rsqrt(mx.mean(centred * centred, axis=(1, 2), keepdims=True) + eps) * weight) + bias
 
 
-def compiled_norm_rows(torch, size: int, repeats: int) -> list[tuple[str, float, float, float]]:
-    """Instance norm + ReLU as a training step runs it: under ``mx.compile``, forward alone and forward with the
-    gradients of x, weight and bias (PyTorch: eager, the same with autograd)."""
+def norm_comparison(torch, shapes, first, second, repeats: int, device: str = "cpu", label: str = "norm + ReLU",
+                    show_gap: bool = False) -> list[tuple[str, float, float, float]]:
+    """Instance norm + ReLU under ``mx.compile``, forward alone and with the gradients of x, weight and bias, for
+    two MLX formulations (``first``, ``second``) beside PyTorch's (eager, autograd) on ``device``."""
     F = torch.nn.functional
+    sync = getattr(torch, device).synchronize if device != "cpu" else (lambda: None)
     rows = []
-    for shape in ((4, size // 2, size // 2, 32), (4, size // 4, size // 4, 64), (4, size // 8, size // 8, 128)):
+    for shape in shapes:
         x = mx.random.normal(shape) * 30 + 50
         w, b, cot = mx.random.normal(shape[-1:]), mx.random.normal(shape[-1:]), mx.random.normal(shape)
         mx.eval(x, w, b, cot)
-        xt, wt, bt, ct = (torch.from_numpy(np.asarray(a)) for a in (x, w, b, cot))
+        xt, wt, bt, ct = (torch.from_numpy(np.asarray(a)).to(device) for a in (x, w, b, cot))
         xt, ct = (a.permute(0, 3, 1, 2).contiguous() for a in (xt, ct))
         for t in (xt, wt, bt):
             t.requires_grad_(True)
@@ -111,19 +113,30 @@ def compiled_norm_rows(torch, size: int, repeats: int) -> list[tuple[str, float,
         def torch_fwd():
             with torch.no_grad():
                 F.relu(F.instance_norm(xt, weight=wt, bias=bt, eps=1e-5))
+            sync()
 
         def torch_grad():
             torch.autograd.grad((F.relu(F.instance_norm(xt, weight=wt, bias=bt, eps=1e-5)) * ct).sum(), (xt, wt, bt))
+            sync()
 
-        (fwd_before, grad_before), (fwd_now, grad_now) = mlx_pair(instance_norm_autodiff), mlx_pair(instance_norm)
-        label = "×".join(map(str, shape))
-        rows.append((f"compiled norm + ReLU, {label}",
-                     median_ms(lambda: mx.eval(fwd_before(x, w, b)), repeats),
-                     median_ms(lambda: mx.eval(fwd_now(x, w, b)), repeats), median_ms(torch_fwd, repeats)))
-        rows.append((f"  and its gradients, {label}",
-                     median_ms(lambda: mx.eval(grad_before(x, w, b)), repeats),
-                     median_ms(lambda: mx.eval(grad_now(x, w, b)), repeats), median_ms(torch_grad, repeats)))
+        (fwd_a, grad_a), (fwd_b, grad_b) = mlx_pair(first), mlx_pair(second)
+        name = f"{label}, {'×'.join(map(str, shape))}"
+        if show_gap:
+            name += f" (Δ {float(mx.abs(fwd_a(x, w, b) - fwd_b(x, w, b)).max()):.0e})"
+        rows.append((name, median_ms(lambda: mx.eval(fwd_a(x, w, b)), repeats),
+                     median_ms(lambda: mx.eval(fwd_b(x, w, b)), repeats), median_ms(torch_fwd, repeats)))
+        rows.append((f"  and its gradients, {'×'.join(map(str, shape))}",
+                     median_ms(lambda: mx.eval(grad_a(x, w, b)), repeats),
+                     median_ms(lambda: mx.eval(grad_b(x, w, b)), repeats), median_ms(torch_grad, repeats)))
     return rows
+
+
+def compiled_norm_rows(torch, size: int, repeats: int) -> list[tuple[str, float, float, float]]:
+    """Instance norm + ReLU as a training step runs it on the CPU (batch 4, the step's widths): the autodiff
+    formulation ``ops.instance_norm`` replaced, then ``ops.instance_norm``, then PyTorch."""
+    shapes = ((4, size // 2, size // 2, 32), (4, size // 4, size // 4, 64), (4, size // 8, size // 8, 128))
+    return norm_comparison(torch, shapes, instance_norm_autodiff, instance_norm, repeats,
+                           label="compiled norm + ReLU")
 
 
 def torch_device() -> str:
@@ -183,43 +196,11 @@ def instance_norm_matmul_stats(x, weight, bias, eps):
 
 
 def norm_rows(torch, size: int, batch: int, repeats: int, device: str) -> list[tuple[str, float, float, float]]:
-    """Instance norm + ReLU on the style network's three widths, compiled, forward and with the gradients of
-    x, weight and bias: ``ops.instance_norm`` (the package's), the matmul-statistics candidate, PyTorch."""
-    F = torch.nn.functional
-    sync = getattr(torch, device).synchronize if device != "cpu" else (lambda: None)
-    rows = []
-    for shape in ((batch, size, size, 32), (batch, size // 2, size // 2, 64), (batch, size // 4, size // 4, 128)):
-        x = mx.random.normal(shape) * 30 + 50
-        w, b, cot = mx.random.normal(shape[-1:]), mx.random.normal(shape[-1:]), mx.random.normal(shape)
-        mx.eval(x, w, b, cot)
-        xt, wt, bt, ct = (torch.from_numpy(np.asarray(a)).to(device) for a in (x, w, b, cot))
-        xt, ct = (a.permute(0, 3, 1, 2).contiguous() for a in (xt, ct))
-        for t in (xt, wt, bt):
-            t.requires_grad_(True)
-
-        def mlx_pair(norm):
-            def fwd(a, wt_, bt_):
-                return relu(norm(a, wt_, bt_, 1e-5))
-            grad = mx.grad(lambda a, wt_, bt_: (fwd(a, wt_, bt_) * cot).sum(), argnums=(0, 1, 2))
-            return mx.compile(fwd), mx.compile(grad)
-
-        def torch_fwd():
-            with torch.no_grad():
-                F.relu(F.instance_norm(xt, weight=wt, bias=bt, eps=1e-5))
-            sync()
-
-        def torch_grad():
-            torch.autograd.grad((F.relu(F.instance_norm(xt, weight=wt, bias=bt, eps=1e-5)) * ct).sum(), (xt, wt, bt))
-            sync()
-
-        (fwd_pkg, grad_pkg), (fwd_mm, grad_mm) = mlx_pair(instance_norm), mlx_pair(instance_norm_matmul_stats)
-        gap = float(mx.abs(fwd_pkg(x, w, b) - fwd_mm(x, w, b)).max())
-        label = "×".join(map(str, shape))
-        rows.append((f"norm + ReLU, {label} (Δ {gap:.0e})", median_ms(lambda: mx.eval(fwd_pkg(x, w, b)), repeats),
-                     median_ms(lambda: mx.eval(fwd_mm(x, w, b)), repeats), median_ms(torch_fwd, repeats)))
-        rows.append((f"  and its gradients, {label}", median_ms(lambda: mx.eval(grad_pkg(x, w, b)), repeats),
-                     median_ms(lambda: mx.eval(grad_mm(x, w, b)), repeats), median_ms(torch_grad, repeats)))
-    return rows
+    """Instance norm + ReLU on the style network's three widths on MLX's default device: ``ops.instance_norm``
+    (the package's), the matmul-statistics candidate, PyTorch on ``device``."""
+    shapes = ((batch, size, size, 32), (batch, size // 2, size // 2, 64), (batch, size // 4, size // 4, 128))
+    return norm_comparison(torch, shapes, instance_norm, instance_norm_matmul_stats, repeats, device,
+                           show_gap=True)
 
 
 def stages(net, relu, module_list):

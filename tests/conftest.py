@@ -242,3 +242,19 @@ def read_video(path: Path) -> tuple[list[np.ndarray], float]:
     fps = capture.get(cv2.CAP_PROP_FPS)
     capture.release()
     return frames, fps
+
+
+@pytest.fixture
+def untuned_convs(tmp_path, monkeypatch):
+    """Convolutions by ``conv.heuristic`` alone: an empty cache folder (yielded) and tuning table, nothing forced.
+    Timed choices vary from run to run; tests whose numbers depend on the strategies (peak memory) need this."""
+    from mlx_style import conv
+
+    folder = tmp_path / "cache"
+    monkeypatch.setenv(conv.ENV_CACHE, str(folder))
+    monkeypatch.delenv(conv.ENV_METHOD, raising=False)
+    conv.set_default_method(None)
+    conv.clear_tuning()
+    yield folder
+    conv.set_default_method(None)
+    conv.clear_tuning()

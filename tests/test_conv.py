@@ -60,15 +60,9 @@ def make(shape, seed=0):
 
 
 @pytest.fixture(autouse=True)
-def clean_state(tmp_path, monkeypatch):
+def clean_state(untuned_convs):
     """Each test gets its own cache folder, no forced method and an empty in-memory tuning table."""
-    monkeypatch.setenv(conv.ENV_CACHE, str(tmp_path / "cache"))
-    monkeypatch.delenv(conv.ENV_METHOD, raising=False)
-    conv.set_default_method(None)
-    conv.clear_tuning()
     yield
-    conv.set_default_method(None)
-    conv.clear_tuning()
 
 
 @pytest.mark.parametrize("method", list(conv.METHODS))

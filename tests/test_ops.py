@@ -13,11 +13,8 @@ from mlx_style.transformer import TransformerConfig, TransformerNet
 
 
 @pytest.fixture
-def cache(tmp_path, monkeypatch):
-    monkeypatch.setenv(conv.ENV_CACHE, str(tmp_path))
-    conv.clear_tuning()
-    yield tmp_path
-    conv.clear_tuning()
+def cache(untuned_convs):
+    return untuned_convs
 
 
 def test_tune_convs_tunes_each_layer_shape_once_and_conv2d_uses_the_choice(cache):
@@ -134,16 +131,15 @@ def test_relu_and_its_gradient_match_numpy_including_zero():
 
 @pytest.mark.skipif(backend_name() != "cpu", reason="a CPU-backend memory property: on CUDA (H200, MLX 0.32.4) the "
                     "same comparison peaked 61 MB higher with the mask, not lower (docs/benchmarks.md); Metal unmeasured")
-def test_relu_backward_keeps_a_mask_not_the_float_input(monkeypatch, cache):
+def test_relu_backward_keeps_a_mask_not_the_float_input(monkeypatch, untuned_convs):
     """The transformer's forward and backward (training mode): with nn.relu the backward pass keeps each ReLU's
     float input; ops.relu keeps a 1-byte mask instead, so the peak drops by about 3/4 of those inputs.
 
-    The convolutions use the untuned heuristic (the ``cache`` fixture: an empty cache folder and tuning table):
+    The convolutions use the untuned heuristic (``untuned_convs``: an empty cache folder and tuning table):
     choices timed by earlier tests vary from run to run and move the peak (forcing ``direct`` or ``taps`` for every
     layer leaves it where the masks make no difference; the heuristic's choices save 7.9 of 10.6 MB)."""
     from mlx_style import transformer
 
-    monkeypatch.delenv(conv.ENV_METHOD, raising=False)
     mx.random.seed(0)
     net = TransformerNet(TransformerConfig())
     net.train()

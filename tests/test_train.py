@@ -198,27 +198,21 @@ def test_run_writes_weights_log_curve_samples_and_metadata(ws, tmp_path):
         ["step_00000000.safetensors", "step_00000002.safetensors", "step_00000004.safetensors"]
 
 
-def test_tuning_before_the_first_step_covers_every_conv_of_the_step(ws, tmp_path, monkeypatch):
+def test_tuning_before_the_first_step_covers_every_conv_of_the_step(ws, tmp_path, untuned_convs):
     """`tune=True` times each convolution shape of the step forward+backward, caches it, and trains the same."""
-    monkeypatch.setenv(conv.ENV_CACHE, str(tmp_path / "cache"))
-    monkeypatch.delenv(conv.ENV_METHOD, raising=False)
-    conv.clear_tuning()
-    try:
-        out = io.StringIO()
-        tuned = train(tiny_config(ws, tmp_path / "tuned", tune=True), stream=out)
-        assert "convolution strategies tuned for batch 4 × 32²" in out.getvalue()
-        entries = json.loads((tmp_path / "cache" / conv.CACHE_FILE).read_text())["entries"]
-        # The network (width 4, one residual block) trains its weights: 9×9 in and out, 2 downsampling, 1
-        # residual shape and the two ×2 layers' 2×2 phase convolutions; the frozen tiny VGG (conv1_1 … conv2_2)
-        # needs only input gradients, and the content pass reuses its shapes.
-        modes = [k.rsplit("|", 1)[1] for k in entries]
-        assert modes.count("train") >= 6 and modes.count("train_input") == 4 and "infer" not in modes
-        plain = train(tiny_config(ws, tmp_path / "plain"), stream=io.StringIO())
-        # Strategies differ only in float rounding: the same training, step for step.
-        for a, b in zip(tuned.records, plain.records):
-            assert a["loss"] == pytest.approx(b["loss"], rel=1e-4)
-    finally:
-        conv.clear_tuning()
+    out = io.StringIO()
+    tuned = train(tiny_config(ws, tmp_path / "tuned", tune=True), stream=out)
+    assert "convolution strategies tuned for batch 4 × 32²" in out.getvalue()
+    entries = json.loads((untuned_convs / conv.CACHE_FILE).read_text())["entries"]
+    # The network (width 4, one residual block) trains its weights: 9×9 in and out, 2 downsampling, 1
+    # residual shape and the two ×2 layers' 2×2 phase convolutions; the frozen tiny VGG (conv1_1 … conv2_2)
+    # needs only input gradients, and the content pass reuses its shapes.
+    modes = [k.rsplit("|", 1)[1] for k in entries]
+    assert modes.count("train") >= 6 and modes.count("train_input") == 4 and "infer" not in modes
+    plain = train(tiny_config(ws, tmp_path / "plain"), stream=io.StringIO())
+    # Strategies differ only in float rounding: the same training, step for step.
+    for a, b in zip(tuned.records, plain.records):
+        assert a["loss"] == pytest.approx(b["loss"], rel=1e-4)
 
 
 def test_resume_continues_exactly(ws, tmp_path):
@@ -379,17 +373,7 @@ def test_low_memory_trains_to_the_same_weights(ws, tmp_path):
         np.testing.assert_allclose(b[k], a[k], rtol=1e-5, atol=1e-7, err_msg=k)
 
 
-@pytest.fixture
-def untuned(tmp_path, monkeypatch):
-    """Convolutions by the heuristic alone: an empty cache folder and tuning table, no forced method."""
-    monkeypatch.setenv(conv.ENV_CACHE, str(tmp_path / "cache"))
-    monkeypatch.delenv(conv.ENV_METHOD, raising=False)
-    conv.clear_tuning()
-    yield
-    conv.clear_tuning()
-
-
-def test_low_memory_keeps_less_of_the_transformer_for_the_backward_pass(untuned):
+def test_low_memory_keeps_less_of_the_transformer_for_the_backward_pass(untuned_convs):
     """The report's network and loss (VGG16, random weights) at 2 × 96²: the plain step keeps every activation of
     the residual blocks through VGG's forward and backward passes; recomputing keeps only each block's input
     (243 → 202 MB when measured), with gradients equal to the bit.

@@ -33,6 +33,7 @@ import mlx_style  # noqa: E402,F401  (fast BLAS before mlx.core)
 import mlx.core as mx  # noqa: E402
 import mlx.nn as nn  # noqa: E402
 
+from bench_train import matching_torch_device  # noqa: E402  (scripts/ is on sys.path when run)
 from mlx_style.bench import make_torch_net  # noqa: E402
 from mlx_style.memory import keep_freed_memory  # noqa: E402
 from mlx_style.ops import instance_norm, max_pool_2x2, pad_spatial, relu, tune_convs  # noqa: E402
@@ -137,13 +138,6 @@ def compiled_norm_rows(torch, size: int, repeats: int) -> list[tuple[str, float,
     shapes = ((4, size // 2, size // 2, 32), (4, size // 4, size // 4, 64), (4, size // 8, size // 8, 128))
     return norm_comparison(torch, shapes, instance_norm_autodiff, instance_norm, repeats,
                            label="compiled norm + ReLU")
-
-
-def torch_device() -> str:
-    """PyTorch's device matching MLX's default one."""
-    if mx.default_device().type == mx.DeviceType.cpu:
-        return "cpu"
-    return "mps" if mx.metal.is_available() else "cuda"
 
 
 def pool_rows(torch, size: int, batch: int, repeats: int, device: str) -> list[tuple[str, float, float, float]]:
@@ -255,7 +249,7 @@ def main(argv: list[str] | None = None) -> int:
     keep_freed_memory()
     print(f"MLX {mx.__version__} on {mx.default_device()}, PyTorch {torch.__version__} ({torch.get_num_threads()} "
           f"threads); median of {args.repeats}, ms")
-    device = torch_device()
+    device = matching_torch_device()
     print(f"\n{'op (' + str(mx.default_device()) + ', PyTorch on ' + device + ')':44} {'mx.max':>11} "
           f"{'fused':>9} {'PyTorch':>9} {'fused/torch':>12}")
     for name, plain, fused, theirs in pool_rows(torch, args.size, args.batch, args.repeats, device):

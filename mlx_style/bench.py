@@ -392,7 +392,7 @@ def bench_train(config: BenchConfig, log=print) -> dict:
     optimizer.init(net.trainable_parameters())
     # the trainer's own step, compiled (unless --compile no) and recomputing (or not) as the trainer decides here
     step = make_train_step(net, vgg, optimizer, grams, losses, compile=config.compile != "no",
-                           recompute=TrainConfig().recomputes())
+                           recompute=TrainConfig(batch_size=B, image_size=S).recomputes())
     batch = mx.array(rng.integers(0, 256, (B, S, S, 3), dtype=np.uint8))
     state = [net.state, optimizer.state]
     log(f"training: batch {B} × {S}², 1 warm-up step + {steps} timed ...")

@@ -45,11 +45,14 @@ from mlx_style.weights import WeightFileError, file_sha256
 LATEST = "latest"  # --resume without a path
 
 
-# Whether training recomputes the residual blocks by default (``--low-memory``), per backend, as measured at the
-# report's batch 8 × 256² (docs/benchmarks.md): on a 2-core CPU it kept 3.4 instead of 3.9 GB in use at no
-# measurable cost; on CUDA (an H200) 4.9-5.1 instead of 6.8 GB but 8-19% more time per step, and 6.8 GB is within
-# the 8 GB goal, so speed wins there. Metal is unmeasured: on, since a Mac's GPU shares the machine's memory.
-RECOMPUTE_BY_DEFAULT = {"cpu": True, "metal": True, "cuda": False}
+# When training recomputes the residual blocks by default (``--low-memory``): per backend, the batch size (images ×
+# pixels per image) above which it does; None: never (docs/benchmarks.md). On a 2-core CPU recomputing costs one more
+# forward pass of the blocks, 10-15% of a step (alternating runs at 4 × 128² and 4 × 256²), and saves 0.08 and
+# 0.26 GB there, where MLX stays below PyTorch's memory without it; at the report's 8 × 256² it keeps 3.4 instead
+# of 3.9 GB in use, which keeps MLX below PyTorch's resident memory. On CUDA (an H200) it cost 8-19% for 4.9-5.1
+# instead of 6.8 GB, within the 8 GB goal, so speed wins there. Metal is unmeasured: always, since a Mac's GPU
+# shares the machine's memory.
+RECOMPUTE_ABOVE_PIXELS = {"cpu": 4 * 256 * 256, "metal": 0, "cuda": None}
 
 
 @dataclass
@@ -102,12 +105,14 @@ class TrainConfig:
     def recomputes(self, backend: str | None = None) -> bool:
         """Whether the step recomputes the residual blocks (``--low-memory``).
 
-        By default: with instance norm (batch norm's running statistics would be updated twice), on the backends
-        of ``RECOMPUTE_BY_DEFAULT`` (``backend``: ``mlx_style.device.backend_name()`` when None).
+        By default: with instance norm (batch norm's running statistics would be updated twice), when the batch's
+        pixels exceed the backend's ``RECOMPUTE_ABOVE_PIXELS`` (``backend``: ``mlx_style.device.backend_name()``
+        when None; an unknown backend always recomputes).
         """
         if self.low_memory is not None:
             return self.low_memory
-        return self.norm == "instance" and RECOMPUTE_BY_DEFAULT.get(backend or backend_name(), True)
+        above = RECOMPUTE_ABOVE_PIXELS.get(backend or backend_name(), 0)
+        return self.norm == "instance" and above is not None and self.batch_size * self.image_size ** 2 > above
 
     def run_path(self) -> Path:
         return Path(self.run_dir) if self.run_dir else Path("runs") / self.output_path().stem
@@ -545,9 +550,9 @@ def build_parser() -> argparse.ArgumentParser:
     g.add_argument("--dtype", choices=("float32", "bfloat16"), default=d.dtype, help="the loss network's dtype")
     g.add_argument("--low-memory", action="store_const", const=True, default=d.low_memory,
                    help="recompute the style network's residual blocks in the backward pass: the same result with "
-                        "less memory (batch 8 × 256²: 3.4 instead of 3.9 GB in use on a CPU at the same speed; "
-                        "5 instead of 6.8 GB on CUDA, 8-19%% slower). The default with --norm instance, except on "
-                        "CUDA")
+                        "less memory and 10-15%% more time on a CPU (batch 8 × 256²: 3.4 instead of 3.9 GB in use; "
+                        "5 instead of 6.8 GB on CUDA, 8-19%% slower). The default with --norm instance on a Mac's "
+                        "GPU, and on a CPU above 4 × 256² pixels a batch; never by default on CUDA")
     g.add_argument("--no-low-memory", dest="low_memory", action="store_const", const=False,
                    help="keep the residual blocks' activations instead")
     g.add_argument("--no-tune", dest="tune", action="store_false",

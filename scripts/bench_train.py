@@ -135,7 +135,8 @@ def run_mlx(config: BenchConfig, inputs: Path) -> dict:
     optimizer.init(net.trainable_parameters())
     if config.tune:  # as `mlx_style.train` does before its first step (choices cached on disk)
         tune_step_convs(net, vgg, grams, losses, (config.batch_size, config.image_size, config.image_size, 3))
-    recompute = TrainConfig(style="", low_memory=config.low_memory).recomputes()  # as mlx_style.train decides
+    recompute = TrainConfig(style="", batch_size=config.batch_size, image_size=config.image_size,
+                            low_memory=config.low_memory).recomputes()  # as mlx_style.train decides
     step = make_train_step(net, vgg, optimizer, grams, losses, "tensor", compile=config.compile,
                            recompute=recompute)
     batch = mx.array(data["content"])

@@ -411,14 +411,20 @@ def test_low_memory_keeps_less_of_the_transformer_for_the_backward_pass(untuned_
         np.testing.assert_array_equal(np.asarray(g), np.asarray(h), err_msg=k)
 
 
-def test_low_memory_is_the_default_with_instance_norm_except_on_cuda(ws, tmp_path):
+def test_low_memory_default_follows_the_backend_and_the_batch_size(ws, tmp_path):
+    big = dict(batch_size=8, image_size=256)  # the report's batch: above the CPU's threshold
+    small = dict(batch_size=4, image_size=256)  # the CPU anchor: at it, so not above
     for backend in ("cpu", "metal"):
-        assert tiny_config(ws, tmp_path).recomputes(backend)
-        assert not tiny_config(ws, tmp_path, low_memory=False).recomputes(backend)
-        assert not tiny_config(ws, tmp_path, norm="batch").recomputes(backend)
-    assert not tiny_config(ws, tmp_path).recomputes("cuda")  # 8-19% slower there; 6.8 GB fits without it
+        assert tiny_config(ws, tmp_path, **big).recomputes(backend)
+        assert not tiny_config(ws, tmp_path, low_memory=False, **big).recomputes(backend)
+        assert not tiny_config(ws, tmp_path, norm="batch", **big).recomputes(backend)
+    assert not tiny_config(ws, tmp_path, **small).recomputes("cpu")  # 10-15% of a step, for 0.26 GB
+    assert tiny_config(ws, tmp_path, **small).recomputes("metal")  # a Mac's GPU shares the machine's memory
+    assert tiny_config(ws, tmp_path, low_memory=True, **small).recomputes("cpu")
+    assert tiny_config(ws, tmp_path, **small).recomputes("an unknown backend")  # memory first where unmeasured
+    assert not tiny_config(ws, tmp_path, **big).recomputes("cuda")  # 8-19% slower there; 6.8 GB fits without it
     assert tiny_config(ws, tmp_path, low_memory=True).recomputes("cuda")
-    assert tiny_config(ws, tmp_path).recomputes() == (backend_name() != "cuda")  # this process's backend
+    assert tiny_config(ws, tmp_path, **big).recomputes() == (backend_name() != "cuda")  # this process's backend
     with pytest.raises(TrainingError, match="--low-memory needs --norm instance"):
         train(tiny_config(ws, tmp_path / "bn", norm="batch", low_memory=True), stream=io.StringIO())
     said = io.StringIO()
@@ -427,6 +433,9 @@ def test_low_memory_is_the_default_with_instance_norm_except_on_cuda(ws, tmp_pat
     said = io.StringIO()
     train(tiny_config(ws, tmp_path / "in", iters=1), stream=said)
     assert ("residual blocks recomputed (--low-memory)" in said.getvalue()) == tiny_config(ws, tmp_path).recomputes()
+    said = io.StringIO()
+    train(tiny_config(ws, tmp_path / "in2", iters=1, low_memory=True), stream=said)
+    assert "residual blocks recomputed (--low-memory)" in said.getvalue()
 
 
 def test_recompute_needs_a_network_with_residual_blocks():

@@ -37,13 +37,34 @@ def preprocess_from_metadata(meta: dict[str, str]) -> str | None:
     return None
 
 
+CHECKPOINT_SUFFIXES = (".safetensors", ".npz", ".pth", ".pt", ".bin")
+
+
+def source_file(path: Path) -> Path:
+    """``path`` itself, or for a folder the one checkpoint in it (a downloaded model folder holds one).
+
+    Raises:
+        WeightFileError: a folder with no checkpoint, or with several (the message lists them).
+    """
+    if not path.is_dir():
+        return path
+    found = sorted(p for p in path.iterdir() if p.is_file() and p.suffix.lower() in CHECKPOINT_SUFFIXES)
+    if len(found) == 1:
+        return found[0]
+    if not found:
+        raise WeightFileError(f"{path} is a folder with no weight file ({', '.join(CHECKPOINT_SUFFIXES)}) in it: "
+                              "pass the checkpoint file itself with --from")
+    names = ", ".join(p.name for p in found[:4]) + (", …" if len(found) > 4 else "")
+    raise WeightFileError(f"{path} holds {len(found)} weight files ({names}): pass one of them with --from")
+
+
 def convert(config: ConvertConfig) -> Path:
     """Convert and write the weights; returns the path written. Nothing is written on any error."""
     if config.source is None:
         path = download(VGG_SOURCES[config.arch])
         source = f"hf://{VGG_SOURCES[config.arch].repo_id}@{VGG_SOURCES[config.arch].revision}"
     else:
-        path = Path(config.source)
+        path = source_file(Path(config.source))
         source = f"{path.name} sha256:{file_sha256(path)}" if path.exists() else str(path)
     state, meta = read_state_dict(path)
     preprocess = config.preprocess or preprocess_from_metadata(meta) or "torchvision"
@@ -57,7 +78,7 @@ def build_parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(prog="convert_vgg", description=__doc__.splitlines()[0])
     p.add_argument("--arch", choices=("vgg16", "vgg19"), default=d.arch)
     p.add_argument("--from", dest="source", metavar="FILE", default=d.source,
-                   help="local torchvision/timm-format .safetensors, .npz or .pth (offline)")
+                   help="local torchvision/timm-format .safetensors, .npz or .pth, or a folder holding one (offline)")
     p.add_argument("--preprocess", choices=PREPROCESSING, default=d.preprocess,
                    help="what the weights expect (default: from the file's metadata, else torchvision)")
     p.add_argument("--out", default=d.out, help="output path (default: weights/<arch>.safetensors)")

@@ -169,6 +169,32 @@ def test_missing_source_refused(tmp_path):
     assert_refused(tmp_path, tmp_path / "nope.safetensors", "vgg16", "no file at")
 
 
+def test_folder_with_one_checkpoint_is_read(tmp_path, sources):
+    folder = tmp_path / "downloaded"
+    folder.mkdir()
+    (folder / "README.md").write_text("not weights")
+    (folder / "vgg16.safetensors").write_bytes(sources["plain"].read_bytes())
+    out = convert(ConvertConfig(source=str(folder), out=str(tmp_path / "vgg16.safetensors")))
+    _, meta = load_weights(out, kind="vgg")
+    assert meta["source"] == f"vgg16.safetensors sha256:{file_sha256(sources['plain'])}"
+
+
+def test_folder_without_one_checkpoint_is_a_one_line_error(tmp_path, sources, capsys):
+    empty = tmp_path / "empty"
+    empty.mkdir()
+    assert_refused(tmp_path, empty, "vgg16", "is a folder with no weight file")
+    both = tmp_path / "both"
+    both.mkdir()
+    for name in ("a.safetensors", "b.npz"):
+        (both / name).write_bytes(b"x")
+    (tmp_path / "second").mkdir()
+    assert_refused(tmp_path / "second", both, "vgg16", r"holds 2 weight files \(a\.safetensors, b\.npz\)")
+    out = tmp_path / "never.safetensors"
+    assert main(["--from", str(empty), "--out", str(out)]) == 1
+    lines = capsys.readouterr().err.strip().splitlines()
+    assert len(lines) == 1 and lines[0].startswith("error: ") and not out.exists()
+
+
 def test_cli_error_is_one_line(tmp_path, capsys):
     source = write_safetensors(tmp_path / "resnet.safetensors", {"fc.weight": np.zeros((10, 512), np.float32)})
     out = tmp_path / "never.safetensors"

@@ -102,17 +102,19 @@ class TrainConfig:
     def output_path(self) -> Path:
         return Path(self.output) if self.output else Path("weights") / f"{Path(self.style).stem}.safetensors"
 
-    def recomputes(self, backend: str | None = None) -> bool:
+    def recomputes(self, backend: str | None = None, processes: int = 1) -> bool:
         """Whether the step recomputes the residual blocks (``--low-memory``).
 
-        By default: with instance norm (batch norm's running statistics would be updated twice), when the batch's
-        pixels exceed the backend's ``RECOMPUTE_ABOVE_PIXELS`` (``backend``: ``mlx_style.device.backend_name()``
-        when None; an unknown backend always recomputes).
+        By default: with instance norm (batch norm's running statistics would be updated twice), when the pixels
+        of one process's share of the batch (``batch_size // processes``) exceed the backend's
+        ``RECOMPUTE_ABOVE_PIXELS`` (``backend``: ``mlx_style.device.backend_name()`` when None; an unknown
+        backend always recomputes).
         """
         if self.low_memory is not None:
             return self.low_memory
         above = RECOMPUTE_ABOVE_PIXELS.get(backend or backend_name(), 0)
-        return self.norm == "instance" and above is not None and self.batch_size * self.image_size ** 2 > above
+        pixels = self.batch_size // processes * self.image_size ** 2
+        return self.norm == "instance" and above is not None and pixels > above
 
     def run_path(self) -> Path:
         return Path(self.run_dir) if self.run_dir else Path("runs") / self.output_path().stem
@@ -432,7 +434,7 @@ def train(config: TrainConfig, stream=None) -> TrainResult:
         tune_step_convs(net, vgg, grams, losses, (config.batch_size // world, config.image_size, config.image_size, 3))
         say(f"convolution strategies tuned for batch {config.batch_size // world} × {config.image_size}² in "
             f"{time.perf_counter() - began:.1f} s (cached for later runs)")
-    recompute = config.recomputes()
+    recompute = config.recomputes(processes=world)  # each process holds its share of the batch
     step_fn = make_train_step(net, vgg, optimizer, grams, losses, config.clip, group, config.compile,
                               recompute=recompute)
     meta = {"config": config.network_config().to_json(), "train_config": json.dumps(asdict(config)),
@@ -552,7 +554,7 @@ def build_parser() -> argparse.ArgumentParser:
                    help="recompute the style network's residual blocks in the backward pass: the same result with "
                         "less memory and 10-15%% more time on a CPU (batch 8 × 256²: 3.4 instead of 3.9 GB in use; "
                         "5 instead of 6.8 GB on CUDA, 8-19%% slower). The default with --norm instance on a Mac's "
-                        "GPU, and on a CPU above 4 × 256² pixels a batch; never by default on CUDA")
+                        "GPU, and on a CPU above 4 × 256² pixels a batch per process; never by default on CUDA")
     g.add_argument("--no-low-memory", dest="low_memory", action="store_const", const=False,
                    help="keep the residual blocks' activations instead")
     g.add_argument("--no-tune", dest="tune", action="store_false",

@@ -422,6 +422,7 @@ def test_low_memory_default_follows_the_backend_and_the_batch_size(ws, tmp_path)
     assert tiny_config(ws, tmp_path, **small).recomputes("metal")  # a Mac's GPU shares the machine's memory
     assert tiny_config(ws, tmp_path, low_memory=True, **small).recomputes("cpu")
     assert tiny_config(ws, tmp_path, **small).recomputes("an unknown backend")  # memory first where unmeasured
+    assert not tiny_config(ws, tmp_path, **big).recomputes("cpu", processes=2)  # 4 × 256² on each process
     assert not tiny_config(ws, tmp_path, **big).recomputes("cuda")  # 8-19% slower there; 6.8 GB fits without it
     assert tiny_config(ws, tmp_path, low_memory=True).recomputes("cuda")
     assert tiny_config(ws, tmp_path, **big).recomputes() == (backend_name() != "cuda")  # this process's backend

@@ -650,6 +650,10 @@ def tune(x_shape, w_shape, stride: int = 1, dtype=mx.float32, training: bool | s
             raise ValueError(f"[conv2d] unknown method {name!r}; expected one of {sorted(METHODS)}")
     key = _key(x_shape, w_shape, stride, dtype, training)
     _load_file_once()
+    if not force and key not in _tuned and save:
+        found = _read_file().get(key)  # another process (a training run's rank 0) may have tuned it meanwhile
+        if isinstance(found, dict) and found.get("method") in METHODS:
+            _tuned[key] = found
     if not force and key in _tuned and _tuned[key]["method"] in names:
         return _tuned[key]["method"]
     rng = mx.random.key(0)

@@ -34,12 +34,13 @@ from mlx_style.data import (BatchIterator, DatasetError, ImageSource, check_data
                             prepare, steps_per_epoch)
 from mlx_style.device import backend_name
 from mlx_style.image import ImageError, list_images, load_image, resize_max_side, to_batch
+from mlx_style.launch import auto_processes, launched, local_processes, run_local, usable_cores
 from mlx_style.losses import STYLE_LAYERS, LossConfig, style_targets
 from mlx_style.model_io import save_transformer
 from mlx_style.progress import JsonlLog, ProgressLine, format_progress, save_loss_curve, save_sample_grid
 from mlx_style.train_step import CLIP_MODES, all_finite, make_train_step, tune_step_convs
 from mlx_style.transformer import NORMS, UPSAMPLES, TransformerConfig, TransformerNet
-from mlx_style.vgg import CONVERT_HINT, DEFAULT_VGG_PATH, load_vgg
+from mlx_style.vgg import CONVERT_HINT, DEFAULT_VGG_PATH, VGG, load_vgg
 from mlx_style.weights import WeightFileError, file_sha256
 
 LATEST = "latest"  # --resume without a path
@@ -98,22 +99,23 @@ class TrainConfig:
     prefetch: int = 2  # batches decoded ahead
     tune: bool = True  # autotune the convolution strategies for this batch shape first (cached on disk)
     compile: bool = True  # mx.compile the step (False: no start-up kernel compilation, for tiny CPU runs)
+    processes: int | None = None  # processes on this machine (the CLI starts them); None: launch.auto_processes
 
     def output_path(self) -> Path:
         return Path(self.output) if self.output else Path("weights") / f"{Path(self.style).stem}.safetensors"
 
-    def recomputes(self, backend: str | None = None, processes: int = 1) -> bool:
+    def recomputes(self, backend: str | None = None, processes: int = 1, local: int = 1) -> bool:
         """Whether the step recomputes the residual blocks (``--low-memory``).
 
         By default: with instance norm (batch norm's running statistics would be updated twice), when the pixels
-        of one process's share of the batch (``batch_size // processes``) exceed the backend's
-        ``RECOMPUTE_ABOVE_PIXELS`` (``backend``: ``mlx_style.device.backend_name()`` when None; an unknown
-        backend always recomputes).
+        this machine holds, one process's share of the batch (``batch_size // processes``) times the ``local``
+        processes on this machine, exceed the backend's ``RECOMPUTE_ABOVE_PIXELS`` (``backend``:
+        ``mlx_style.device.backend_name()`` when None; an unknown backend always recomputes).
         """
         if self.low_memory is not None:
             return self.low_memory
         above = RECOMPUTE_ABOVE_PIXELS.get(backend or backend_name(), 0)
-        pixels = self.batch_size // processes * self.image_size ** 2
+        pixels = self.batch_size // processes * local * self.image_size ** 2
         return self.norm == "instance" and above is not None and pixels > above
 
     def run_path(self) -> Path:
@@ -368,12 +370,21 @@ class RunWriter:
         return save_transformer(self.config.output_path(), net, {**self.meta, "steps": str(step)})
 
 
-def build_networks(config: TrainConfig, style_image: np.ndarray):
-    """The frozen VGG, the loss config, the style Grams (computed once), a fresh network and its optimizer."""
-    vgg, vgg_meta = load_vgg(config.vgg, {"float32": mx.float32, "bfloat16": mx.bfloat16}[config.dtype])
-    losses = loss_config(config, vgg_meta)
-    style_batch = to_batch(resize_max_side(style_image, config.style_size or config.image_size))
-    grams = style_targets(vgg, style_batch, losses.style_layers)
+@dataclass
+class Inputs:
+    """What ``check_inputs`` read and checked: the style image, the data plan, the loss network and loss config."""
+
+    style_image: np.ndarray
+    plan: DataPlan
+    vgg: VGG
+    vgg_meta: dict[str, str]
+    losses: LossConfig
+
+
+def build_networks(config: TrainConfig, inputs: Inputs):
+    """The style Grams (computed once), a fresh network and its optimizer: ``(grams, net, optimizer)``."""
+    style_batch = to_batch(resize_max_side(inputs.style_image, config.style_size or config.image_size))
+    grams = style_targets(inputs.vgg, style_batch, inputs.losses.style_layers)
     mx.eval(grams)
     mx.random.seed(config.seed)
     net = TransformerNet(config.network_config())
@@ -381,13 +392,44 @@ def build_networks(config: TrainConfig, style_image: np.ndarray):
     # Bias-corrected Adam, as torch.optim.Adam and Lua's optim.adam that Johnson trained with.
     optimizer = optim.Adam(learning_rate=config.lr, bias_correction=True)
     optimizer.init(net.trainable_parameters())
-    return vgg, vgg_meta, losses, grams, net, optimizer
+    return grams, net, optimizer
 
 
 # MLX's CUDA backend builds each fused kernel of the compiled step with NVRTC on first use and caches it on disk:
 # on a fresh H100 the batch 8 × 256² step's first run was still building after 170 s (docs/benchmarks.md).
 KERNEL_BUILD_NOTE = ("the first step builds MLX's CUDA kernels: it can take minutes on a machine that has not run "
                      "this step before (they are cached on disk for later runs)")
+
+
+def check_inputs(config: TrainConfig, processes: int, say, main_rank: bool = True) -> Inputs:
+    """Read and check every input before any heavy work, so that a bad one fails in seconds with one line.
+
+    The CLI runs it once before starting several processes, so that an error is reported once.
+    """
+    if config.batch_size % processes:
+        raise TrainingError(f"--batch-size {config.batch_size} must be a multiple of the {processes} processes "
+                            "(--processes)")
+    if config.low_memory and config.norm == "batch":
+        raise TrainingError("--low-memory needs --norm instance: recomputing a batch-norm network's forward "
+                            "would update its running statistics twice per step")
+    style_image = load_image(Path(config.style))
+    if not Path(config.vgg).exists():
+        raise WeightFileError(f"no VGG weights at {config.vgg}: {CONVERT_HINT}, or pass --vgg PATH")
+    plan = plan_data(config, say)
+    if main_rank and config.resume is None and config.output_path().exists() and not config.overwrite:
+        raise TrainingError(f"{config.output_path()} already exists: pass --resume to continue its run, choose "
+                            "another --output, or pass --overwrite to replace it")
+    vgg, vgg_meta = load_vgg(config.vgg, {"float32": mx.float32, "bfloat16": mx.bfloat16}[config.dtype])
+    return Inputs(style_image, plan, vgg, vgg_meta, loss_config(config, vgg_meta))
+
+
+def machine_memory_gb(group, local: int) -> tuple[float, float]:
+    """This process's peak MLX memory and resident size in GB, summed over the ranks when all share this machine."""
+    peak, resident = mx.get_peak_memory() / 1e9, resident_bytes() / 1e9
+    if group.size() > 1 and local == group.size():
+        total = mx.distributed.all_sum(mx.array([peak, resident], mx.float32), group=group).tolist()
+        peak, resident = total
+    return peak, resident
 
 
 def train(config: TrainConfig, stream=None) -> TrainResult:
@@ -401,28 +443,18 @@ def train(config: TrainConfig, stream=None) -> TrainResult:
     line = ProgressLine(stream)
     say = line.message if main_rank else (lambda text: None)
 
-    # Check every input before any heavy work.
-    if config.batch_size % world:
-        raise TrainingError(f"--batch-size {config.batch_size} must be a multiple of the {world} processes")
-    if config.low_memory and config.norm == "batch":
-        raise TrainingError("--low-memory needs --norm instance: recomputing a batch-norm network's forward "
-                            "would update its running statistics twice per step")
+    local = local_processes()
     style_path = Path(config.style)
-    style_image = load_image(style_path)
-    if not Path(config.vgg).exists():
-        raise WeightFileError(f"no VGG weights at {config.vgg}: {CONVERT_HINT}, or pass --vgg PATH")
-    plan = plan_data(config, say)
+    inputs = check_inputs(config, world, say, main_rank)
+    plan, vgg, vgg_meta, losses = inputs.plan, inputs.vgg, inputs.vgg_meta, inputs.losses
     found = None
-    if main_rank and config.resume is None and config.output_path().exists() and not config.overwrite:
-        raise TrainingError(f"{config.output_path()} already exists: pass --resume to continue its run, choose "
-                            "another --output, or pass --overwrite to replace it")
     if main_rank:  # only rank 0 reads checkpoints; the others receive its state below
         resume_path = resolve_resume(config, config.run_path() / "checkpoints")
         found = ckpt.load_checkpoint(resume_path) if resume_path else None
         if found:
             check_resumable(found, config.network_config(), plan.info)
 
-    vgg, vgg_meta, losses, grams, net, optimizer = build_networks(config, style_image)
+    grams, net, optimizer = build_networks(config, inputs)
     start = 0
     if found:
         ckpt.restore(found, net, optimizer)
@@ -431,10 +463,14 @@ def train(config: TrainConfig, stream=None) -> TrainResult:
     start = broadcast_from_rank0(net, optimizer, start, group)
     if config.tune:
         began = time.perf_counter()
+        if not main_rank:
+            agree(False, group)  # a barrier: rank 0 tunes alone (undisturbed timings); the others read its cache
         tune_step_convs(net, vgg, grams, losses, (config.batch_size // world, config.image_size, config.image_size, 3))
+        if main_rank:
+            agree(False, group)
         say(f"convolution strategies tuned for batch {config.batch_size // world} × {config.image_size}² in "
             f"{time.perf_counter() - began:.1f} s (cached for later runs)")
-    recompute = config.recomputes(processes=world)  # each process holds its share of the batch
+    recompute = config.recomputes(processes=world, local=local)  # what this machine holds of the batch
     step_fn = make_train_step(net, vgg, optimizer, grams, losses, config.clip, group, config.compile,
                               recompute=recompute)
     meta = {"config": config.network_config().to_json(), "train_config": json.dumps(asdict(config)),
@@ -463,14 +499,17 @@ def train(config: TrainConfig, stream=None) -> TrainResult:
             total_loss, terms = step_fn(mx.array(batch))  # the step's one host→MLX transfer
             mx.eval(total_loss, terms, net.parameters(), optimizer.state)
             window_steps += 1
-            # Ranks agree on stopping through a collective; with several, only at log steps (no per-step sync).
-            stopping = (world == 1 or step % config.log_every == 0) and agree(stop.signum is not None, group)
+            # Ranks agree on stopping through a collective: every step when all share this machine (a loopback
+            # collective costs ~1 ms), else only at log steps (no per-step sync between machines).
+            stopping = ((world == local or step % config.log_every == 0)
+                        and agree(stop.signum is not None, group))
             due_checkpoint = bool(config.checkpoint_every) and step % config.checkpoint_every == 0
             if step % config.log_every == 0 or step == total or due_checkpoint or stopping:
                 now = time.perf_counter()
+                peak_gb, resident_gb = machine_memory_gb(group, local)
                 record = {"step": step, "loss": total_loss.item(), **{k: v.item() for k, v in terms.items()},
                           "images_per_s": window_steps * config.batch_size / (now - window_start),
-                          "peak_memory_gb": mx.get_peak_memory() / 1e9, "resident_gb": resident_bytes() / 1e9}
+                          "peak_memory_gb": peak_gb, "resident_gb": resident_gb}
                 window_start, window_steps = now, 0
                 if not losses_finite(record) or not all_finite(net.parameters()):
                     line.close()
@@ -492,8 +531,8 @@ def train(config: TrainConfig, stream=None) -> TrainResult:
                 result.status = "interrupted"
                 break
     line.close()
-    result.skipped, result.peak_memory_gb = len(plan.skipped), mx.get_peak_memory() / 1e9
-    result.resident_gb = resident_bytes() / 1e9
+    result.skipped = len(plan.skipped)
+    result.peak_memory_gb, result.resident_gb = machine_memory_gb(group, local)
     result.records = out.log.records if out.log else []
     if result.status == "done":
         if saved_step != result.step:
@@ -514,6 +553,18 @@ def _floats(text: str) -> tuple[float, ...]:
 
 def _names(text: str) -> tuple[str, ...]:
     return tuple(v.strip() for v in text.split(",") if v.strip())
+
+
+def _processes(text: str) -> int | None:
+    if text == "auto":
+        return None
+    try:
+        value = int(text)
+    except ValueError:
+        value = 0
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"expected a number of processes (1 or more) or auto, got {text!r}")
+    return value
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -561,6 +612,11 @@ def build_parser() -> argparse.ArgumentParser:
                    help="skip timing the convolution strategies for this batch shape (first run of a size: ~1 min)")
     g.add_argument("--no-compile", dest="compile", action="store_false",
                    help="run the step uncompiled (skips the one-off kernel compilation; slower steps)")
+    g.add_argument("--processes", type=_processes, default=d.processes, metavar="N|auto",
+                   help="train as N processes on this machine, each with its share of the batch and of the cores "
+                        "(MLX's CPU ops run on one core each: on a 2-core CPU two processes took 0.7× the time). "
+                        "auto (default): on the CPU backend the largest divisor of --batch-size up to the cores "
+                        "(at most 8); 1 on a GPU")
     g = p.add_argument_group("network")
     g.add_argument("--norm", choices=NORMS, default=d.norm)
     g.add_argument("--upsample", choices=UPSAMPLES, default=d.upsample)
@@ -594,6 +650,10 @@ def main(argv: list[str] | None = None) -> int:
             print(f"error: --{name.replace('_', '-')} must be at least 1", file=sys.stderr)
             return 2
     try:
+        processes = config.processes or auto_processes(backend_name(), config.batch_size, usable_cores())
+        if processes > 1 and not launched():
+            check_inputs(config, processes, lambda text: None)  # report a bad input once, not once per process
+            return run_local(processes, ["-m", "mlx_style.train", *(sys.argv[1:] if argv is None else argv)])
         result = train(config)
     except (DatasetError, ImageError, WeightFileError, TrainingError, ValueError) as exc:
         print(f"error: {exc}", file=sys.stderr)

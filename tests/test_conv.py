@@ -236,6 +236,16 @@ def test_tune_picks_caches_and_writes_json(tmp_path):
     assert conv.choose(x_shape, w_shape, 1) == choice
 
 
+def test_tune_reads_a_choice_another_process_saved_meanwhile():
+    """A training run's rank 0 tunes and saves; the other ranks, whose table was loaded before, must not re-time."""
+    conv.tune((1, 8, 8, 2), (3, 3, 3, 2), repeats=1)  # loads (and writes) the file in this process
+    x_shape, w_shape = (1, 12, 12, 4), (6, 3, 3, 4)
+    other = next(m for m in conv.candidates(w_shape, 1) if m != conv.heuristic(x_shape, w_shape, 1, False))
+    assert conv._write_file(conv._key(x_shape, w_shape, 1, mx.float32, False), {"method": other, "ms": {other: 1.0}})
+    assert conv.tune(x_shape, w_shape, 1) == other
+    assert conv.tuned_entry(x_shape, w_shape, 1)["ms"] == {other: 1.0}  # read, not timed
+
+
 def test_tune_training_and_method_subset():
     x_shape, w_shape = (2, 10, 10, 3), (2, 3, 3, 3)
     assert conv.tune(x_shape, w_shape, 2, training=True, methods=["im2col", "taps"], repeats=1) in ("im2col", "taps")

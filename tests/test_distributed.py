@@ -1,4 +1,4 @@
-"""Data-parallel training: 2 processes over loopback (``mlx.launch --backend ring``) match 1 process.
+"""Data-parallel training: 2 processes over loopback (``mlx.launch --backend ring`` or ``--processes 2``) match 1.
 
 Both runs use the same global batch (4: two images per rank against four in one process), so averaging the two
 ranks' gradients gives the one-process gradient up to float rounding. The runs are compared by their per-step
@@ -46,25 +46,30 @@ def free_port() -> int:
         return s.getsockname()[1]
 
 
-def test_two_ranks_match_one_process(tmp_path):
-    launch = launcher()
-    if launch is None:
-        pytest.skip("mlx.launch not found (it comes with the mlx package)")
+@pytest.mark.parametrize("how", ["mlx.launch", "--processes 2"])
+def test_two_ranks_match_one_process(tmp_path, how):
+    """Started by ``mlx.launch`` (as on several machines) or by the CLI itself (``--processes 2``, one machine)."""
     ws = make_workspace(tmp_path / "ws")
-    single = tiny_config(ws, tmp_path / "one", iters=STEPS)
+    single = tiny_config(ws, tmp_path / "one", iters=STEPS, processes=1)
     train(single, stream=io.StringIO())
 
     double = tiny_config(ws, tmp_path / "two", iters=STEPS, sample_every=2)
     env = {**os.environ, "PYTHONPATH": str(REPO) + os.pathsep + os.environ.get("PYTHONPATH", "")}
-    port = free_port()
-    command = [launch, "-n", "2", "--backend", "ring", "--starting-port", str(port), "--python", sys.executable,
-               "--", "-m", "mlx_style.train", *cli_args(double)]
+    if how == "mlx.launch":
+        launch = launcher()
+        if launch is None:
+            pytest.skip("mlx.launch not found (it comes with the mlx package)")
+        command = [launch, "-n", "2", "--backend", "ring", "--starting-port", str(free_port()), "--python",
+                   sys.executable, "--", "-m", "mlx_style.train", *cli_args(double)]
+    else:
+        command = [sys.executable, "-m", "mlx_style.train", *cli_args(double), "--processes", "2"]
     try:
         done = subprocess.run(command, cwd=tmp_path, env=env, capture_output=True, text=True, timeout=180)
     except subprocess.TimeoutExpired:
         pytest.fail("the 2-process run did not finish in 180 s")
     assert done.returncode == 0, done.stdout[-2000:] + done.stderr[-3000:]
-    assert "2 process(es)" in done.stderr
+    assert done.stderr.count("2 process(es)") == 1  # only rank 0 speaks
+    assert done.stdout.count("wrote ") == 1, done.stdout
 
     one = read_log(Path(single.run_dir) / "log.jsonl")
     two = read_log(Path(double.run_dir) / "log.jsonl")

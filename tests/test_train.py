@@ -136,8 +136,9 @@ def test_loss_weights_default_to_the_vgg_files_recommendation():
 
 
 def test_cli_errors_are_one_clear_line(ws, tmp_path, capsys):
+    # --processes 2: the inputs are checked once, before any process starts (not once per process)
     base = ["--style", str(ws["style"]), "--vgg", str(ws["vgg"]), "--output", str(tmp_path / "n.safetensors"),
-            "--image-size", "32"]
+            "--image-size", "32", "--processes", "2"]
     assert main(base) == 1
     assert "download_coco.py" in capsys.readouterr().err  # no --data: how to get COCO
     assert main(base + ["--data", str(tmp_path / "nowhere")]) == 1
@@ -147,7 +148,14 @@ def test_cli_errors_are_one_clear_line(ws, tmp_path, capsys):
     err = capsys.readouterr().err
     assert "scripts/convert_vgg.py" in err and err.count("\n") == 1
     assert main(base + ["--data", str(ws["data"]), "--style-layer-weights", "1,2"]) == 1
-    assert "style layer weights" in capsys.readouterr().err
+    err = capsys.readouterr().err
+    assert "style layer weights" in err and err.count("\n") == 1
+    assert main(base + ["--data", str(ws["data"]), "--batch-size", "4", "--processes", "3"]) == 1
+    err = capsys.readouterr().err
+    assert "multiple of the 3 processes" in err and err.count("\n") == 1
+    with pytest.raises(SystemExit):
+        main(base + ["--data", str(ws["data"]), "--processes", "0"])
+    assert "or auto" in capsys.readouterr().err
     assert main(["--style", str(tmp_path / "none.jpg"), "--data", str(ws["data"])]) == 1
     assert "none.jpg" in capsys.readouterr().err
 
@@ -271,8 +279,9 @@ def test_diverging_loss_stops_and_keeps_the_last_good_checkpoint(ws, tmp_path):
     assert all(np.isfinite(np.asarray(v)).all() for v in last.model.values())
 
 
-def test_ctrl_c_writes_a_checkpoint_and_the_run_resumes(ws, tmp_path):
-    config = tiny_config(ws, tmp_path, iters=500)
+@pytest.mark.parametrize("processes", [1, 2])
+def test_ctrl_c_writes_a_checkpoint_and_the_run_resumes(ws, tmp_path, processes):
+    config = tiny_config(ws, tmp_path, iters=500, processes=processes)
     env = {**os.environ, "PYTHONPATH": str(REPO) + os.pathsep + os.environ.get("PYTHONPATH", "")}
     proc = subprocess.Popen([sys.executable, "-m", "mlx_style.train", *cli_args(config)], cwd=tmp_path, env=env,
                             stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
@@ -422,7 +431,8 @@ def test_low_memory_default_follows_the_backend_and_the_batch_size(ws, tmp_path)
     assert tiny_config(ws, tmp_path, **small).recomputes("metal")  # a Mac's GPU shares the machine's memory
     assert tiny_config(ws, tmp_path, low_memory=True, **small).recomputes("cpu")
     assert tiny_config(ws, tmp_path, **small).recomputes("an unknown backend")  # memory first where unmeasured
-    assert not tiny_config(ws, tmp_path, **big).recomputes("cpu", processes=2)  # 4 × 256² on each process
+    assert not tiny_config(ws, tmp_path, **big).recomputes("cpu", processes=2)  # 4 × 256² on each machine
+    assert tiny_config(ws, tmp_path, **big).recomputes("cpu", processes=2, local=2)  # 8 × 256² on this one
     assert not tiny_config(ws, tmp_path, **big).recomputes("cuda")  # 8-19% slower there; 6.8 GB fits without it
     assert tiny_config(ws, tmp_path, low_memory=True).recomputes("cuda")
     assert tiny_config(ws, tmp_path, **big).recomputes() == (backend_name() != "cuda")  # this process's backend

@@ -83,4 +83,6 @@ def cli_args(config: TrainConfig) -> list[str]:
         args.append("--no-compile")
     if not config.tune:
         args.append("--no-tune")
+    if config.processes is not None:
+        args += ["--processes", str(config.processes)]
     return args

@@ -395,7 +395,8 @@ def bench_train(config: BenchConfig, log=print) -> dict:
                            recompute=TrainConfig(batch_size=B, image_size=S).recomputes())
     batch = mx.array(rng.integers(0, 256, (B, S, S, 3), dtype=np.uint8))
     state = [net.state, optimizer.state]
-    log(f"training: batch {B} × {S}², 1 warm-up step + {steps} timed ...")
+    log(f"training: batch {B} × {S}², 1 warm-up step + {steps} timed, in this one process (on a CPU "
+        "`python -m mlx_style.train` runs one process per core: scripts/bench_train.py times that) ...")
     start = time.perf_counter()
     mx.eval(step(batch), state)
     first = time.perf_counter() - start

@@ -6,9 +6,10 @@ VGG whose weight file also supplies the default loss weights. A run leaves, unde
 JSON-lines log, a loss curve, sample grids and checkpoints, and writes the network to ``--output``.
 
 Resumable: ``--resume`` continues from the latest checkpoint exactly (same losses and weights as an
-uninterrupted run); Ctrl-C writes a checkpoint first. Data-parallel over several machines with ``mlx.launch``
-(``--batch-size`` is the global batch; each process reads its share of it; only rank 0 writes):
-``mlx.launch --hostfile hosts.json --backend ring -- python -m mlx_style.train --style wave.jpg --data DIR``.
+uninterrupted run); Ctrl-C writes a checkpoint first. Data-parallel (``--batch-size`` is the global batch; each
+process reads its share of it; only rank 0 writes): on a CPU the command starts one process per core by itself
+(``--processes``, ``mlx_style.launch``), since MLX's CPU ops run on one core each; over several machines with
+``mlx.launch --hostfile hosts.json --backend ring --python PYTHON -- -m mlx_style.train --style wave.jpg --data DIR``.
 """
 
 from __future__ import annotations
@@ -46,14 +47,15 @@ from mlx_style.weights import WeightFileError, file_sha256
 LATEST = "latest"  # --resume without a path
 
 
-# When training recomputes the residual blocks by default (``--low-memory``): per backend, the batch size (images ×
-# pixels per image) above which it does; None: never (docs/benchmarks.md). On a 2-core CPU recomputing costs one more
-# forward pass of the blocks, 10-15% of a step (alternating runs at 4 × 128² and 4 × 256²), and saves 0.08 and
-# 0.26 GB there, where MLX stays below PyTorch's memory without it; at the report's 8 × 256² it keeps 3.4 instead
-# of 3.9 GB in use, which keeps MLX below PyTorch's resident memory. On CUDA (an H200) it cost 8-19% for 4.9-5.1
-# instead of 6.8 GB, within the 8 GB goal, so speed wins there. Metal is unmeasured: always, since a Mac's GPU
-# shares the machine's memory.
-RECOMPUTE_ABOVE_PIXELS = {"cpu": 4 * 256 * 256, "metal": 0, "cuda": None}
+# When training recomputes the residual blocks by default (``--low-memory``): per backend, the pixels of the batch held
+# on one machine (images × pixels per image, over its processes) above which it does; None: never
+# (docs/benchmarks.md). On a 2-core CPU recomputing costs one more forward pass of the blocks, 10-15% of a step, and
+# saves 0.08 GB at 4 × 128² (where MLX stays below PyTorch's memory without it) and 0.26 GB at 4 × 256². With the
+# CPU's default of two processes, whose second interpreter and loss network cost about 0.3 GB, 4 × 256² held 2.60 GB
+# resident without it and 2.20 GB with it, against PyTorch's 2.53 GB, at 0.65× PyTorch's step time: hence 2 × 256².
+# On CUDA (an H200) it cost 8-19% for 4.9-5.1 instead of 6.8 GB, within the 8 GB goal, so speed wins there. Metal is
+# unmeasured: always, since a Mac's GPU shares the machine's memory.
+RECOMPUTE_ABOVE_PIXELS = {"cpu": 2 * 256 * 256, "metal": 0, "cuda": None}
 
 
 @dataclass
@@ -605,7 +607,7 @@ def build_parser() -> argparse.ArgumentParser:
                    help="recompute the style network's residual blocks in the backward pass: the same result with "
                         "less memory and 10-15%% more time on a CPU (batch 8 × 256²: 3.4 instead of 3.9 GB in use; "
                         "5 instead of 6.8 GB on CUDA, 8-19%% slower). The default with --norm instance on a Mac's "
-                        "GPU, and on a CPU above 4 × 256² pixels a batch per process; never by default on CUDA")
+                        "GPU, and on a CPU above 2 × 256² pixels a batch on this machine; never by default on CUDA")
     g.add_argument("--no-low-memory", dest="low_memory", action="store_const", const=False,
                    help="keep the residual blocks' activations instead")
     g.add_argument("--no-tune", dest="tune", action="store_false",

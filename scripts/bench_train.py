@@ -49,6 +49,7 @@ class BenchConfig:
     rounds: int = 1  # alternate the children this many times (MLX, PyTorch, MLX, ...); each side's best round counts
     tune: bool = True  # autotune the MLX convolution strategies first, as mlx_style.train does
     low_memory: bool | None = None  # MLX recomputes the residual blocks in the backward pass; None: as train does
+    processes: int | None = None  # MLX's local processes, each with its share of the batch; None: as train decides
 
 
 def peak_rss_gb() -> float:
@@ -116,14 +117,18 @@ def run_mlx(config: BenchConfig, inputs: Path) -> dict:
     import mlx.core as mx
     import mlx.optimizers as optim
 
+    from mlx_style.launch import local_processes
     from mlx_style.losses import LossConfig, recommended_weights, style_targets
-    from mlx_style.train import TrainConfig
+    from mlx_style.train import TrainConfig, agree
     from mlx_style.train_step import make_train_step, tune_step_convs
     from mlx_style.transformer import TransformerNet
     from mlx_style.memory import keep_freed_memory
     from mlx_style.vgg import load_vgg
 
     malloc = keep_freed_memory()  # as every mlx_style command does
+    group = mx.distributed.init()  # one rank of several when started with --processes N (as mlx_style.train)
+    rank, world = group.rank(), group.size()
+    share = config.batch_size // world
     data = np.load(inputs)
     net = TransformerNet()
     net.load_weights([(k[4:], mx.array(data[k])) for k in data.files if k.startswith("net.")], strict=True)
@@ -133,13 +138,17 @@ def run_mlx(config: BenchConfig, inputs: Path) -> dict:
     grams = style_targets(vgg, mx.array(data["style"]), losses.style_layers)
     optimizer = optim.Adam(learning_rate=1e-3, bias_correction=True)
     optimizer.init(net.trainable_parameters())
-    if config.tune:  # as `mlx_style.train` does before its first step (choices cached on disk)
-        tune_step_convs(net, vgg, grams, losses, (config.batch_size, config.image_size, config.image_size, 3))
+    if config.tune:  # as `mlx_style.train` does before its first step (choices cached on disk; rank 0 first)
+        if rank:
+            agree(False, group)
+        tune_step_convs(net, vgg, grams, losses, (share, config.image_size, config.image_size, 3))
+        if not rank:
+            agree(False, group)
     recompute = TrainConfig(style="", batch_size=config.batch_size, image_size=config.image_size,
-                            low_memory=config.low_memory).recomputes()  # as mlx_style.train decides
-    step = make_train_step(net, vgg, optimizer, grams, losses, "tensor", compile=config.compile,
-                           recompute=recompute)
-    batch = mx.array(data["content"])
+                            low_memory=config.low_memory).recomputes(processes=world, local=local_processes())
+    step = make_train_step(net, vgg, optimizer, grams, losses, "tensor", group=group if world > 1 else None,
+                           compile=config.compile, recompute=recompute)
+    batch = mx.array(data["content"][rank * share:(rank + 1) * share])
     mx.eval(grams, batch)
     losses_seen, times = [], []
     for i in range(config.warmup + config.steps):
@@ -151,10 +160,13 @@ def run_mlx(config: BenchConfig, inputs: Path) -> dict:
         times.append(time.perf_counter() - t)
         losses_seen.append(loss.item())
     name = ("mlx" + ("" if config.compile else " (uncompiled)") + (" (low memory)" if recompute else " (no low memory)")
-            + ("" if malloc == "glibc" else f" [{malloc}]"))
+            + ("" if malloc == "glibc" else f" [{malloc}]") + (f" ({world} processes)" if world > 1 else ""))
+    peak, rss = mx.get_peak_memory() / 1e9, peak_rss_gb()
+    if world > 1:  # the machine's total: every rank runs here
+        peak, rss = mx.distributed.all_sum(mx.array([peak, rss], mx.float32), group=group).tolist()
     return {"framework": name, "losses": losses_seen,
             "warmup_s": sum(times[: config.warmup]), "step_s": times[config.warmup:],
-            "peak_memory_gb": mx.get_peak_memory() / 1e9, "peak_rss_gb": peak_rss_gb()}
+            "peak_memory_gb": peak, "peak_rss_gb": rss, "rank": rank}
 
 
 def run_torch(config: BenchConfig, inputs: Path) -> dict:
@@ -220,6 +232,8 @@ def run_child(config: BenchConfig, name: str, inputs: Path) -> dict | None:
         child.append("--no-tune")
     if config.low_memory is not None:
         child.append("--low-memory" if config.low_memory else "--no-low-memory")
+    if name == "mlx" and config.processes is not None:
+        child.append(f"--processes={config.processes}")
     done = subprocess.run(child, capture_output=True, text=True)
     if done.returncode:
         print(f"error: the {name} run failed:\n{done.stderr[-2000:]}", file=sys.stderr)
@@ -247,6 +261,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--rounds", type=int, default=d.rounds,
                    help="run the frameworks' children alternately this many times; each side's fastest round "
                         "counts (a slower spell of a shared machine then lands on both sides)")
+    p.add_argument("--processes", type=int, default=d.processes, metavar="N",
+                   help="MLX runs as N local processes, each with its share of the batch (train --processes; "
+                        "default: as train decides, 2 on a 2-core CPU)")
     p.add_argument("--inputs", help=argparse.SUPPRESS)  # set for the child processes
     return p
 
@@ -259,8 +276,16 @@ def main(argv: list[str] | None = None) -> int:
               f"--vgg random", file=sys.stderr)
         return 1
     if args.inputs:  # a child: run one framework, print one JSON line
-        run = run_mlx if config.framework == "mlx" else run_torch
-        print(json.dumps(run(config, Path(args.inputs))))
+        if config.framework == "mlx":
+            sys.path.insert(0, str(REPO))
+            from mlx_style.device import backend_name
+            from mlx_style.launch import auto_processes, launched, run_local, usable_cores
+            processes = config.processes or auto_processes(backend_name(), config.batch_size, usable_cores())
+            if processes > 1 and not launched():  # as mlx_style.train: its ranks share the batch
+                return run_local(processes, [__file__, *(sys.argv[1:] if argv is None else argv)])
+        result = (run_mlx if config.framework == "mlx" else run_torch)(config, Path(args.inputs))
+        if not result.get("rank"):
+            print(json.dumps(result))
         return 0
     frameworks = ("mlx", "torch") if config.framework == "both" else (config.framework,)
     if config.torch_device == "auto":

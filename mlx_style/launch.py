@@ -12,11 +12,13 @@ loop, which took a core away from the ranks here (the same 2 ranks ran at 1.1 in
 Each child gets ``MLX_HOSTFILE`` (a JSON list of ``["127.0.0.1:port"]``, one per rank), ``MLX_RANK``,
 ``OPENBLAS_NUM_THREADS`` (the cores divided among the ranks) and ``MLX_STYLE_LOCAL_PROCESSES`` (so a rank knows
 all ranks share this machine). The children run in their own session: a Ctrl-C in the terminal reaches only this
-process, which passes it on once to each child (twice pressed: twice passed, as for a single process).
+process, which passes it on once to each child (twice pressed: twice passed, as for a single process). On Linux a
+child is killed when the launcher dies without passing anything on (``kill -9``).
 """
 
 from __future__ import annotations
 
+import ctypes
 import json
 import os
 import signal
@@ -111,6 +113,15 @@ def _stop(children: list[subprocess.Popen], grace_s: float, term_s: float = 5.0)
         child.wait()
 
 
+def _die_with_parent() -> None:
+    """In a child before it runs (Linux): SIGKILL when the launcher dies, since a rank whose launcher was killed
+    outright would otherwise keep computing, or wait forever in a collective for a peer that is gone."""
+    try:
+        ctypes.CDLL(None, use_errno=True).prctl(1, int(signal.SIGKILL))  # PR_SET_PDEATHSIG
+    except (OSError, AttributeError):
+        pass
+
+
 def run_local(processes: int, args: list[str], env: dict[str, str] | None = None, blas_threads: int | None = None,
               grace_s: float = 20.0, poll_s: float = 0.2) -> int:
     """Run ``python *args`` as ``processes`` ranks of one MLX ring on this machine; return the run's exit code.
@@ -138,8 +149,10 @@ def run_local(processes: int, args: list[str], env: dict[str, str] | None = None
             for sig in FORWARDED_SIGNALS:
                 previous[sig] = signal.signal(sig, forward)
             for rank in range(processes):
-                children.append(subprocess.Popen([sys.executable, *args], start_new_session=True,
-                                                 env=child_env(base, rank, processes, str(hostfile), threads)))
+                children.append(subprocess.Popen(
+                    [sys.executable, *args], start_new_session=True,
+                    preexec_fn=_die_with_parent if sys.platform.startswith("linux") else None,
+                    env=child_env(base, rank, processes, str(hostfile), threads)))
             while True:
                 codes = [child.poll() for child in children]
                 failed = [code for code in codes if code not in (None, 0)]

@@ -27,7 +27,7 @@ from pathlib import Path
 import mlx.core as mx
 import mlx.optimizers as optim
 import numpy as np
-from mlx.utils import tree_map
+from mlx.utils import tree_flatten, tree_unflatten
 
 from mlx_style import checkpoint as ckpt
 from mlx_style.memory import keep_freed_memory, resident_bytes
@@ -274,8 +274,13 @@ def broadcast_from_rank0(net: TransformerNet, optimizer: optim.Optimizer, step: 
     def share(x):
         return mx.distributed.all_sum(x if keep else mx.zeros_like(x), group=group)
 
-    net.update(tree_map(share, net.parameters()))
-    optimizer.state = tree_map(share, optimizer.state)
+    def share_tree(tree):
+        # In key order: every rank must issue the same collectives in the same order, and a restored optimizer
+        # state lists its entries in the checkpoint file's order, not in the order a fresh one has them.
+        return tree_unflatten([(k, share(v)) for k, v in sorted(tree_flatten(tree), key=lambda item: item[0])])
+
+    net.update(share_tree(net.parameters()))
+    optimizer.state = share_tree(optimizer.state)
     optimizer.init(net.trainable_parameters())
     step = int(share(mx.array(step)).item())
     mx.eval(net.parameters(), optimizer.state)

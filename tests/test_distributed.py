@@ -93,3 +93,25 @@ def test_two_ranks_match_one_process(tmp_path, how):
     assert np.abs(y1 - y0).max() > 20 * np.abs(y1 - y2).max()  # the steps moved it far more than they differ
     samples = sorted(p.name for p in (Path(double.run_dir) / "samples").iterdir())
     assert samples == ["final.png", "step_00000002.png"]
+
+
+def test_two_ranks_resume_exactly_where_they_stopped(tmp_path):
+    """A 2-process run resumed by 2 processes (rank 0 reads the checkpoint and gives it to the other rank, whose
+    fresh optimizer state lists its entries in another order) continues as one uninterrupted 2-process run."""
+    ws = make_workspace(tmp_path / "ws")
+    env = {**os.environ, "PYTHONPATH": str(REPO) + os.pathsep + os.environ.get("PYTHONPATH", "")}
+
+    def run(config, *extra):
+        command = [sys.executable, "-m", "mlx_style.train", *cli_args(config), "--processes", "2", *extra]
+        done = subprocess.run(command, cwd=tmp_path, env=env, capture_output=True, text=True, timeout=180)
+        assert done.returncode == 0, done.stdout[-2000:] + done.stderr[-3000:]
+
+    whole = tiny_config(ws, tmp_path / "whole", iters=STEPS + 2)
+    run(whole)
+    part = tiny_config(ws, tmp_path / "part", iters=STEPS)
+    run(part)
+    run(tiny_config(ws, tmp_path / "part", iters=STEPS + 2), "--resume")
+    one = read_log(Path(whole.run_dir) / "log.jsonl")
+    two = read_log(Path(part.run_dir) / "log.jsonl")
+    assert [r["step"] for r in two] == list(range(1, STEPS + 3))
+    np.testing.assert_allclose([r["loss"] for r in two], [r["loss"] for r in one], rtol=1e-5)

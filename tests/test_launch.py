@@ -124,6 +124,47 @@ def test_ctrl_c_reaches_each_rank_once(tmp_path):
     assert [(tmp_path / f"signals{r}").read_text() for r in range(2)] == ["1", "1"]
 
 
+@pytest.mark.skipif(not sys.platform.startswith("linux"), reason="PR_SET_PDEATHSIG is Linux's")
+def test_ranks_die_with_a_killed_launcher(tmp_path):
+    child = textwrap.dedent("""
+        import os, sys, time
+        open(os.path.join(sys.argv[1], "pid" + os.environ["MLX_RANK"]), "w").write(str(os.getpid()))
+        time.sleep(60)
+    """)
+    parent = f"import sys; from mlx_style.launch import run_local; sys.exit(run_local(2, ['-c', {child!r}, {str(tmp_path)!r}]))"
+    env = {**os.environ, "PYTHONPATH": str(REPO) + os.pathsep + os.environ.get("PYTHONPATH", "")}
+    proc = subprocess.Popen([sys.executable, "-c", parent], env=env)
+    pids = []
+    try:
+        deadline = time.monotonic() + 30
+        while len(pids) < 2 and time.monotonic() < deadline:
+            pids = [int(p.read_text()) for p in tmp_path.glob("pid*") if p.read_text()]
+            time.sleep(0.05)
+        assert len(pids) == 2
+        proc.kill()
+        proc.wait()
+        deadline = time.monotonic() + 10
+        alive = pids
+        while alive and time.monotonic() < deadline:
+            alive = [pid for pid in pids if Path(f"/proc/{pid}").exists() and "Z" not in stat(pid)]
+            time.sleep(0.05)
+        assert not alive, "ranks outlived their launcher"
+    finally:
+        for pid in pids:
+            try:
+                os.kill(pid, signal.SIGKILL)
+            except OSError:
+                pass
+
+
+def stat(pid: int) -> str:
+    """The process's state letter (Z: a zombie, dead but not yet reaped)."""
+    try:
+        return Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0]
+    except OSError:
+        return "Z"
+
+
 def test_processes_must_be_positive():
     with pytest.raises(ValueError, match="at least 1"):
         launch.run_local(0, ["-c", "pass"])

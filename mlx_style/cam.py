@@ -24,9 +24,7 @@ stale frames like a camera (``--pacing`` overrides both)::
 from __future__ import annotations
 
 import argparse
-import json
 import os
-import struct
 import sys
 import time
 from dataclasses import dataclass, replace
@@ -44,6 +42,7 @@ from mlx_style.model_io import DEFAULT_STYLE_HINT
 from mlx_style.overlay import compose_view, draw_overlay, status_lines
 from mlx_style.stylize import DTYPES, keep_colors, load_network, network_dtype, to_uint8
 from mlx_style.transformer import TransformerNet
+from mlx_style.weights import read_metadata
 
 # Processing resolutions (longer side) that +/- step through.
 SIZE_STEPS = (64, 96, 128, 160, 192, 256, 320, 384, 512, 640, 768, 960, 1280)
@@ -90,19 +89,6 @@ class CamConfig:
 
 # ---------------------------------------------------------------------------------------------------------------
 # Style networks
-
-
-def read_metadata(path: str | Path) -> dict[str, str]:
-    """The string metadata of a safetensors file, read from its header without loading any tensor."""
-    with open(path, "rb") as f:
-        head = f.read(8)
-        if len(head) != 8:
-            raise ValueError("file too short")
-        (length,) = struct.unpack("<Q", head)
-        if length > 100_000_000:  # a header that large is not a safetensors file
-            raise ValueError("implausible header length")
-        header = json.loads(f.read(length))
-    return dict(header.get("__metadata__") or {})
 
 
 def list_style_models(folder: str | Path) -> list[Path]:

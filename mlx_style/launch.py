@@ -69,6 +69,21 @@ def local_processes() -> int:
         return 1
 
 
+def launcher_bytes(field: str = "VmRSS") -> int:
+    """The launcher's memory in bytes (``VmRSS``: now, ``VmHWM``: its peak) when this rank was started by
+    ``run_local`` on Linux, else 0: it belongs to the run's memory on this machine, so rank 0 counts it."""
+    if LOCAL_ENV not in os.environ:
+        return 0
+    try:
+        with open(f"/proc/{os.getppid()}/status") as f:
+            for line in f:
+                if line.startswith(field + ":"):
+                    return int(line.split()[1]) * 1024  # kB
+    except (OSError, ValueError, IndexError):
+        pass
+    return 0
+
+
 def free_ports(count: int) -> list[int]:
     """``count`` distinct TCP ports free on 127.0.0.1 right now (held open together so they differ)."""
     sockets = []

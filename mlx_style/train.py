@@ -35,14 +35,14 @@ from mlx_style.data import (BatchIterator, DatasetError, ImageSource, check_data
                             prepare, steps_per_epoch)
 from mlx_style.device import backend_name
 from mlx_style.image import ImageError, list_images, load_image, resize_max_side, to_batch
-from mlx_style.launch import auto_processes, launched, local_processes, run_local, usable_cores
+from mlx_style.launch import auto_processes, launched, launcher_bytes, local_processes, run_local, usable_cores
 from mlx_style.losses import STYLE_LAYERS, LossConfig, style_targets
 from mlx_style.model_io import save_transformer
 from mlx_style.progress import JsonlLog, ProgressLine, format_progress, save_loss_curve, save_sample_grid
 from mlx_style.train_step import CLIP_MODES, all_finite, make_train_step, tune_step_convs
 from mlx_style.transformer import NORMS, UPSAMPLES, TransformerConfig, TransformerNet
-from mlx_style.vgg import CONVERT_HINT, DEFAULT_VGG_PATH, VGG, load_vgg
-from mlx_style.weights import WeightFileError, file_sha256
+from mlx_style.vgg import CONVERT_HINT, DEFAULT_VGG_PATH, load_vgg
+from mlx_style.weights import WeightFileError, file_sha256, read_metadata
 
 LATEST = "latest"  # --resume without a path
 
@@ -379,19 +379,20 @@ class RunWriter:
 
 @dataclass
 class Inputs:
-    """What ``check_inputs`` read and checked: the style image, the data plan, the loss network and loss config."""
+    """What ``check_inputs`` read and checked: the style image, the data plan, the VGG file's metadata, the losses."""
 
     style_image: np.ndarray
     plan: DataPlan
-    vgg: VGG
     vgg_meta: dict[str, str]
     losses: LossConfig
 
 
 def build_networks(config: TrainConfig, inputs: Inputs):
-    """The style Grams (computed once), a fresh network and its optimizer: ``(grams, net, optimizer)``."""
+    """The frozen VGG, the style Grams (computed once), a fresh network and its optimizer:
+    ``(vgg, grams, net, optimizer)``."""
+    vgg, _ = load_vgg(config.vgg, {"float32": mx.float32, "bfloat16": mx.bfloat16}[config.dtype])
     style_batch = to_batch(resize_max_side(inputs.style_image, config.style_size or config.image_size))
-    grams = style_targets(inputs.vgg, style_batch, inputs.losses.style_layers)
+    grams = style_targets(vgg, style_batch, inputs.losses.style_layers)
     mx.eval(grams)
     mx.random.seed(config.seed)
     net = TransformerNet(config.network_config())
@@ -399,7 +400,7 @@ def build_networks(config: TrainConfig, inputs: Inputs):
     # Bias-corrected Adam, as torch.optim.Adam and Lua's optim.adam that Johnson trained with.
     optimizer = optim.Adam(learning_rate=config.lr, bias_correction=True)
     optimizer.init(net.trainable_parameters())
-    return grams, net, optimizer
+    return vgg, grams, net, optimizer
 
 
 # MLX's CUDA backend builds each fused kernel of the compiled step with NVRTC on first use and caches it on disk:
@@ -411,7 +412,8 @@ KERNEL_BUILD_NOTE = ("the first step builds MLX's CUDA kernels: it can take minu
 def check_inputs(config: TrainConfig, processes: int, say, main_rank: bool = True) -> Inputs:
     """Read and check every input before any heavy work, so that a bad one fails in seconds with one line.
 
-    The CLI runs it once before starting several processes, so that an error is reported once.
+    The CLI runs it once before starting several processes, so that an error is reported once; it reads only the
+    VGG file's header (the launcher stays small while the ranks train), and ``load_vgg`` checks the tensors.
     """
     if config.batch_size % processes:
         raise TrainingError(f"--batch-size {config.batch_size} must be a multiple of the {processes} processes "
@@ -426,14 +428,20 @@ def check_inputs(config: TrainConfig, processes: int, say, main_rank: bool = Tru
     if main_rank and config.resume is None and config.output_path().exists() and not config.overwrite:
         raise TrainingError(f"{config.output_path()} already exists: pass --resume to continue its run, choose "
                             "another --output, or pass --overwrite to replace it")
-    vgg, vgg_meta = load_vgg(config.vgg, {"float32": mx.float32, "bfloat16": mx.bfloat16}[config.dtype])
-    return Inputs(style_image, plan, vgg, vgg_meta, loss_config(config, vgg_meta))
+    try:
+        vgg_meta = read_metadata(config.vgg)
+    except (OSError, ValueError) as exc:
+        raise WeightFileError(f"{config.vgg} is not a readable safetensors file ({exc}): {CONVERT_HINT}")
+    return Inputs(style_image, plan, vgg_meta, loss_config(config, vgg_meta))
 
 
 def machine_memory_gb(group, local: int) -> tuple[float, float]:
-    """This process's peak MLX memory and resident size in GB, summed over the ranks when all share this machine."""
+    """This process's peak MLX memory and resident size in GB; when all ranks share this machine, summed over them,
+    the resident size with the launcher's (``launch.run_local``) too."""
     peak, resident = mx.get_peak_memory() / 1e9, resident_bytes() / 1e9
     if group.size() > 1 and local == group.size():
+        if group.rank() == 0:
+            resident += launcher_bytes() / 1e9
         total = mx.distributed.all_sum(mx.array([peak, resident], mx.float32), group=group).tolist()
         peak, resident = total
     return peak, resident
@@ -453,7 +461,7 @@ def train(config: TrainConfig, stream=None) -> TrainResult:
     local = local_processes()
     style_path = Path(config.style)
     inputs = check_inputs(config, world, say, main_rank)
-    plan, vgg, vgg_meta, losses = inputs.plan, inputs.vgg, inputs.vgg_meta, inputs.losses
+    plan, vgg_meta, losses = inputs.plan, inputs.vgg_meta, inputs.losses
     found = None
     if main_rank:  # only rank 0 reads checkpoints; the others receive its state below
         resume_path = resolve_resume(config, config.run_path() / "checkpoints")
@@ -461,7 +469,7 @@ def train(config: TrainConfig, stream=None) -> TrainResult:
         if found:
             check_resumable(found, config.network_config(), plan.info)
 
-    grams, net, optimizer = build_networks(config, inputs)
+    vgg, grams, net, optimizer = build_networks(config, inputs)
     start = 0
     if found:
         ckpt.restore(found, net, optimizer)

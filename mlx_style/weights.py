@@ -8,7 +8,9 @@ its network and a corrupt or foreign file is refused with a message saying what 
 from __future__ import annotations
 
 import hashlib
+import json
 import os
+import struct
 import tempfile
 from pathlib import Path
 
@@ -69,6 +71,19 @@ def save_weights(path: str | Path, arrays: dict[str, mx.array], metadata: dict[s
     if not str(path).endswith(".safetensors"):
         raise WeightFileError(f"weight files must end in .safetensors, got {path}")
     return atomic_write(path, lambda tmp: mx.save_safetensors(tmp, arrays, metadata=meta))
+
+
+def read_metadata(path: str | Path) -> dict[str, str]:
+    """The string metadata of a safetensors file, read from its header without loading any tensor."""
+    with open(path, "rb") as f:
+        head = f.read(8)
+        if len(head) != 8:
+            raise ValueError("file too short")
+        (length,) = struct.unpack("<Q", head)
+        if length > 100_000_000:  # a header that large is not a safetensors file
+            raise ValueError("implausible header length")
+        header = json.loads(f.read(length))
+    return dict(header.get("__metadata__") or {})
 
 
 def load_weights(path: str | Path, kind: str | None = None) -> tuple[dict[str, mx.array], dict[str, str]]:

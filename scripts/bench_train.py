@@ -117,7 +117,7 @@ def run_mlx(config: BenchConfig, inputs: Path) -> dict:
     import mlx.core as mx
     import mlx.optimizers as optim
 
-    from mlx_style.launch import local_processes
+    from mlx_style.launch import launcher_bytes, local_processes
     from mlx_style.losses import LossConfig, recommended_weights, style_targets
     from mlx_style.train import TrainConfig, agree
     from mlx_style.train_step import make_train_step, tune_step_convs
@@ -162,7 +162,8 @@ def run_mlx(config: BenchConfig, inputs: Path) -> dict:
     name = ("mlx" + ("" if config.compile else " (uncompiled)") + (" (low memory)" if recompute else " (no low memory)")
             + ("" if malloc == "glibc" else f" [{malloc}]") + (f" ({world} processes)" if world > 1 else ""))
     peak, rss = mx.get_peak_memory() / 1e9, peak_rss_gb()
-    if world > 1:  # the machine's total: every rank runs here
+    if world > 1:  # the machine's total: every rank runs here, and the launcher too (its peak, counted by rank 0)
+        rss += 0 if rank else launcher_bytes("VmHWM") / 1e9
         peak, rss = mx.distributed.all_sum(mx.array([peak, rss], mx.float32), group=group).tolist()
     return {"framework": name, "losses": losses_seen,
             "warmup_s": sum(times[: config.warmup]), "step_s": times[config.warmup:],

@@ -70,6 +70,23 @@ def test_every_rank_runs_with_its_environment(tmp_path):
     assert not Path(seen[0]["MLX_HOSTFILE"]).exists()  # removed with its temporary folder
 
 
+@pytest.mark.skipif(not sys.platform.startswith("linux"), reason="reads /proc")
+def test_a_rank_reads_its_launchers_memory(tmp_path, monkeypatch):
+    monkeypatch.delenv(launch.LOCAL_ENV, raising=False)
+    assert launch.launcher_bytes() == 0  # not started by run_local: nothing to count
+    code = """
+        import os, sys
+        from mlx_style.launch import launcher_bytes
+        open(os.path.join(sys.argv[1], "bytes" + os.environ["MLX_RANK"]), "w").write(
+            f"{launcher_bytes()} {launcher_bytes('VmHWM')}")
+    """
+    env = {**os.environ, "PYTHONPATH": str(REPO) + os.pathsep + os.environ.get("PYTHONPATH", "")}
+    assert run_children(code, tmp_path, env=env) == 0
+    now, peak = map(int, (tmp_path / "bytes0").read_text().split())
+    mine = int(next(l for l in open("/proc/self/status") if l.startswith("VmRSS:")).split()[1]) * 1024
+    assert now == pytest.approx(mine, rel=0.5) and peak >= now > 10e6  # this test process is the launcher
+
+
 def test_a_failing_rank_stops_the_others_and_gives_its_code(tmp_path):
     code = """
         import os, sys, time

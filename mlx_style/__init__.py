@@ -1,11 +1,22 @@
 """mlx_style: real-time neural style transfer in MLX (Johnson et al. 2016).
 
-Importing the package loads a fast BLAS for MLX on Linux (see ``mlx_style._blas``); nothing else happens at
-import time.
+Importing the package loads a fast BLAS for MLX on Linux (see ``mlx_style._blas``) before MLX is imported;
+nothing else happens at import time. The Python API (``mlx_style.api``)::
+
+    from mlx_style import load_style, stylize, train, TrainConfig
+
+The package by job: ``nn`` (networks, ops, losses, convolution strategies), ``io`` (images, weight files, the
+model registry, downloads, converters), ``training`` (the step, the loop, data, checkpoints, processes),
+``infer`` (stylising arrays, files and live frames), ``optim`` (Gatys's optimisation, layer studies), ``cli``
+(one module per command), ``backend`` (every choice that depends on CPU, CUDA or Metal).
 """
 
 from mlx_style import _blas
 
 _blas.setup()
 
-__version__ = "0.1.0"
+__version__ = "0.2.0"
+
+from mlx_style.api import Style, TrainConfig, load_style, stylize, train  # noqa: E402
+
+__all__ = ["Style", "TrainConfig", "load_style", "stylize", "train", "__version__"]

@@ -1,68 +1,8 @@
-"""Show what mlx_style runs on: ``python -m mlx_style.info``.
+"""``python -m mlx_style.info``: an alias of ``mlx-style info`` (the command lives in ``mlx_style.cli.info``)."""
 
-Prints the MLX version, the default device, the BLAS in use (and a measured matmul rate, so a slow reference
-BLAS is obvious), where freed memory is kept (``mlx_style.memory``), and the converted weights found under
-``weights/``.
-"""
-
-from __future__ import annotations
-
-import argparse
-import platform
 import sys
-import time
-from pathlib import Path
 
-import mlx_style  # noqa: F401  (loads the BLAS before mlx.core)
-from mlx_style import _blas, memory
-
-
-def matmul_gflops(n: int = 1024, repeats: int = 3) -> float:
-    """Measured float32 matmul rate on the default device."""
-    import mlx.core as mx
-
-    a = mx.random.normal((n, n))
-    mx.eval(a @ a)
-    best = float("inf")
-    for _ in range(repeats):
-        start = time.perf_counter()
-        mx.eval(a @ a)
-        best = min(best, time.perf_counter() - start)
-    return 2 * n**3 / best / 1e9
-
-
-def report(weights_dir: str | Path = "weights", measure: bool = True) -> list[str]:
-    import mlx.core as mx
-
-    status = _blas.STATUS
-    lines = [
-        f"mlx_style {mlx_style.__version__}, Python {platform.python_version()} on {platform.system()} "
-        f"{platform.machine()}",
-        f"MLX {mx.__version__}, default device: {mx.default_device()}",
-        f"BLAS: {'OpenBLAS ' + status.loaded if status.loaded else 'MLX bundled'} ({status.reason})",
-    ]
-    lines.append("freed memory: " + ("kept by glibc's malloc heap, reused at any size (MLX_STYLE_MALLOC=mlx: "
-                                     "MLX's size-matched cache instead)" if memory.uses_glibc_heap()
-                                     else "kept in MLX's buffer cache"))
-    if measure:
-        lines.append(f"matmul 1024³ float32: {matmul_gflops():.0f} GFLOP/s")
-    found = sorted(Path(weights_dir).glob("*.safetensors"))
-    lines.append(f"weights in {weights_dir}/: " + (", ".join(p.name for p in found) if found else "none"))
-    return lines
-
-
-def build_parser() -> argparse.ArgumentParser:
-    p = argparse.ArgumentParser(prog="mlx_style.info", description=__doc__.splitlines()[0])
-    p.add_argument("--weights-dir", default="weights")
-    p.add_argument("--no-measure", action="store_true", help="skip the matmul speed check")
-    return p
-
-
-def main(argv: list[str] | None = None) -> int:
-    args = build_parser().parse_args(argv)
-    print("\n".join(report(args.weights_dir, measure=not args.no_measure)))
-    return 0
-
+from mlx_style.cli.info import main
 
 if __name__ == "__main__":
     sys.exit(main())

@@ -248,7 +248,7 @@ def read_video(path: Path) -> tuple[list[np.ndarray], float]:
 def untuned_convs(tmp_path, monkeypatch):
     """Convolutions by ``conv.heuristic`` alone: an empty cache folder (yielded) and tuning table, nothing forced.
     Timed choices vary from run to run; tests whose numbers depend on the strategies (peak memory) need this."""
-    from mlx_style import conv
+    from mlx_style.nn import conv
 
     folder = tmp_path / "cache"
     monkeypatch.setenv(conv.ENV_CACHE, str(folder))

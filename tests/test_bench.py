@@ -10,9 +10,11 @@ import mlx.core as mx
 import numpy as np
 import pytest
 
-from mlx_style import bench
-from mlx_style.model_io import save_transformer
-from mlx_style.transformer import TransformerConfig, TransformerNet
+from mlx_style.cli import bench as bench_cli
+from mlx_style.infer import benchmark as bench
+from mlx_style.training import benchmark as train_bench
+from mlx_style.io.models import save_transformer
+from mlx_style.nn.transformer import TransformerConfig, TransformerNet
 
 
 @pytest.fixture
@@ -25,7 +27,7 @@ def tiny_model(tmp_path):
 
 def test_json_schema_and_positive_numbers(tiny_model, tmp_path, capsys):
     out = tmp_path / "bench.json"
-    rc = bench.main(["--sizes", "32x24,16x16", "--repeats", "2", "--warmup", "1", "--dtype", "float32,bfloat16",
+    rc = bench_cli.main(["--sizes", "32x24,16x16", "--repeats", "2", "--warmup", "1", "--dtype", "float32,bfloat16",
                      "--compile", "no", "--model", str(tiny_model), "--json", str(out)])
     printed = capsys.readouterr().out
     assert rc == 0
@@ -56,7 +58,7 @@ def test_compiled_rows_use_mx_compile(tiny_model, monkeypatch):
 @pytest.mark.parametrize("sizes", ["256", "640x", "axb", "640x480,", "0x10", "640*480"])
 def test_bad_sizes_are_one_line(sizes, capsys):
     start = time.perf_counter()
-    assert bench.main(["--sizes", sizes, "--repeats", "1"]) == 2
+    assert bench_cli.main(["--sizes", sizes, "--repeats", "1"]) == 2
     err = capsys.readouterr().err
     assert err.startswith("error: ") and "--sizes" in err and len(err.strip().splitlines()) == 1
     assert time.perf_counter() - start < 5  # fails before building or timing anything
@@ -67,9 +69,9 @@ def test_parse_sizes_is_width_first():
 
 
 def test_bad_dtype_and_model_are_one_line(tmp_path, capsys):
-    assert bench.main(["--dtype", "float64", "--sizes", "8x8"]) == 2
+    assert bench_cli.main(["--dtype", "float64", "--sizes", "8x8"]) == 2
     assert "float64" in capsys.readouterr().err
-    assert bench.main(["--model", str(tmp_path / "none.safetensors"), "--sizes", "8x8"]) == 2
+    assert bench_cli.main(["--model", str(tmp_path / "none.safetensors"), "--sizes", "8x8"]) == 2
     err = capsys.readouterr().err
     assert "no style network" in err and len(err.strip().splitlines()) == 1
 
@@ -83,7 +85,7 @@ def test_quick_fills_only_what_was_not_given():
 
 def test_train_without_vgg_is_skipped_with_a_note(tmp_path):
     config = bench.resolve(bench.BenchConfig(quick=True, vgg=str(tmp_path / "none.safetensors")))
-    assert "convert_vgg.py" in bench.bench_train(config)["skipped"]
+    assert "convert_vgg.py" in train_bench.bench_train(config)["skipped"]
 
 
 @pytest.mark.parametrize("overrides", [{}, {"upsample": "deconv"}, {"norm": "batch"},
@@ -116,13 +118,9 @@ def test_torch_rows_have_a_ratio(tiny_model, capsys):
 def test_random_vgg_for_timing_loads_to_relu4_3_and_keeps_activation_size(tmp_path):
     """``scripts/bench_train.py --vgg random``: a loadable VGG16 file (Caffe preprocessing, its loss weights) whose
     activations neither vanish nor blow up by relu4_3, so a timed step computes on ordinary numbers."""
-    import sys
-    from pathlib import Path
+    from scripts.bench import bench_train
 
-    sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "scripts"))
-    import bench_train
-
-    from mlx_style.vgg import load_vgg
+    from mlx_style.nn.vgg import load_vgg
 
     vgg, meta = load_vgg(bench_train.write_random_vgg(tmp_path / "vgg.safetensors", seed=3))
     assert meta["preprocess"] == "caffe" and "recommended_loss_weights" in meta

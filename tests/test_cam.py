@@ -18,13 +18,17 @@ import numpy as np
 import pytest
 
 from conftest import REPO_ROOT, read_video
-from mlx_style import cam
-from mlx_style.capture import CaptureThread, Frame, FrameSlot, SourceInfo, parse_source
-from mlx_style.model_io import save_transformer
-from mlx_style.signals import interrupt_on_termination
-from mlx_style.overlay import compose_view, draw_overlay, status_lines
-from mlx_style.transformer import TransformerConfig, TransformerNet
-from mlx_style.weights import save_weights
+from mlx_style.cli import cam as cam_cli
+from mlx_style.infer import live
+from mlx_style import backend
+from mlx_style.infer import cam_controls
+from mlx_style.io import registry
+from mlx_style.infer.capture import CaptureThread, Frame, FrameSlot, SourceInfo, parse_source
+from mlx_style.io.models import save_transformer
+from mlx_style.infer.signals import interrupt_on_termination
+from mlx_style.infer.overlay import compose_view, draw_overlay, status_lines
+from mlx_style.nn.transformer import TransformerConfig, TransformerNet
+from mlx_style.io.weights import save_weights
 
 VIDEO_W, VIDEO_H, VIDEO_FRAMES = 48, 32, 12
 
@@ -96,9 +100,9 @@ def camera_info() -> SourceInfo:
     return SourceInfo("camera", "fake camera", VIDEO_W, VIDEO_H, 30.0)
 
 
-def config(weights_dir: Path, **overrides) -> cam.CamConfig:
+def config(weights_dir: Path, **overrides) -> live.CamConfig:
     base = dict(weights_dir=str(weights_dir), headless=True, size=32, lost_timeout=0.5, compile="no")
-    return cam.CamConfig(**{**base, **overrides})
+    return live.CamConfig(**{**base, **overrides})
 
 
 # ---------------------------------------------------------------------------------------------------------------
@@ -166,35 +170,35 @@ def test_parse_source():
 
 
 def test_handle_key_state_machine():
-    state = cam.CamState(model_index=0, model_count=3, size=128)
-    assert cam.handle_key(state, -1) == state
-    assert cam.handle_key(state, ord("n")).model_index == 1
-    assert cam.handle_key(state, ord("p")).model_index == 2  # wraps around
-    assert cam.handle_key(cam.handle_key(state, ord("n")), ord("p")).model_index == 0
-    assert cam.handle_key(state, ord(" ")).side_by_side
-    assert not cam.handle_key(cam.handle_key(state, ord(" ")), ord(" ")).side_by_side
-    assert cam.handle_key(state, ord("s")).snapshot
-    assert cam.handle_key(state, ord("+")).size == 160
-    assert cam.handle_key(state, ord("=")).size == 160
-    assert cam.handle_key(state, ord("-")).size == 96
-    assert cam.handle_key(state, ord("c")).preserve_color
-    assert cam.handle_key(state, ord("q")).quit and cam.handle_key(state, 27).quit
-    assert cam.handle_key(state, ord("Q")).quit
-    assert cam.handle_key(state, ord("x")) == state
-    assert state == cam.CamState(model_index=0, model_count=3, size=128)  # never mutated
+    state = cam_controls.CamState(model_index=0, model_count=3, size=128)
+    assert cam_controls.handle_key(state, -1) == state
+    assert cam_controls.handle_key(state, ord("n")).model_index == 1
+    assert cam_controls.handle_key(state, ord("p")).model_index == 2  # wraps around
+    assert cam_controls.handle_key(cam_controls.handle_key(state, ord("n")), ord("p")).model_index == 0
+    assert cam_controls.handle_key(state, ord(" ")).side_by_side
+    assert not cam_controls.handle_key(cam_controls.handle_key(state, ord(" ")), ord(" ")).side_by_side
+    assert cam_controls.handle_key(state, ord("s")).snapshot
+    assert cam_controls.handle_key(state, ord("+")).size == 160
+    assert cam_controls.handle_key(state, ord("=")).size == 160
+    assert cam_controls.handle_key(state, ord("-")).size == 96
+    assert cam_controls.handle_key(state, ord("c")).preserve_color
+    assert cam_controls.handle_key(state, ord("q")).quit and cam_controls.handle_key(state, 27).quit
+    assert cam_controls.handle_key(state, ord("Q")).quit
+    assert cam_controls.handle_key(state, ord("x")) == state
+    assert state == cam_controls.CamState(model_index=0, model_count=3, size=128)  # never mutated
 
 
 def test_size_steps_clamp_and_snap():
-    assert cam.step_size(1280, +1) == 1280 and cam.step_size(64, -1) == 64
-    assert cam.step_size(300, +1) == 320 and cam.step_size(300, -1) == 256  # an off-ladder --size snaps
-    assert cam.processing_shape(480, 640, 256) == (192, 256)
-    assert cam.processing_shape(720, 1280, 128) == (72, 128)
-    H, W = cam.processing_shape(640, 360, 100)
+    assert cam_controls.step_size(1280, +1) == 1280 and cam_controls.step_size(64, -1) == 64
+    assert cam_controls.step_size(300, +1) == 320 and cam_controls.step_size(300, -1) == 256  # an off-ladder --size snaps
+    assert live.processing_shape(480, 640, 256) == (192, 256)
+    assert live.processing_shape(720, 1280, 128) == (72, 128)
+    H, W = live.processing_shape(640, 360, 100)
     assert H == 100 and W % 4 == 0 and H % 4 == 0 and abs(W / H - 360 / 640) < 0.05
 
 
 def test_frame_stats_percentiles():
-    stats = cam.FrameStats(window=4)
+    stats = cam_controls.FrameStats(window=4)
     now = 0.0
     for interval, latency in [(0.1, 0.05)] * 18 + [(0.5, 0.4)] * 2:
         now += interval
@@ -227,7 +231,7 @@ def test_overlay_and_side_by_side_do_not_touch_their_inputs():
 
 def test_stylizer_compiles_once_per_size():
     net = lambda x: x * 0.5 + 10.0  # noqa: E731  (any NHWC → NHWC function; compiling it is quick)
-    stylizer = cam.Stylizer(net, compile=True)
+    stylizer = live.Stylizer(net, compile=True)
     image = np.full((8, 12, 3), 100, np.uint8)
     for _ in range(3):
         out = stylizer(image)
@@ -241,7 +245,7 @@ def test_stylizer_compiles_once_per_size():
 
 def test_stylizer_colour_preservation_keeps_the_input_chroma():
     red = lambda x: x * mx.array([1.0, 0.2, 0.2])  # noqa: E731  (a "style" that turns everything red)
-    stylizer = cam.Stylizer(red, compile=False)
+    stylizer = live.Stylizer(red, compile=False)
     image = np.full((8, 8, 3), 150, np.uint8)
     assert np.ptp(stylizer(image).astype(int), axis=2).max() > 100  # red
     kept = stylizer(image, preserve_color=True).astype(int)
@@ -256,27 +260,27 @@ def test_calibration_picks_the_largest_size_within_budget():
             clock[0] += image.shape[0] * image.shape[1] * 1e-6
             return image
 
-    size, measured = cam.calibrate_size(FakeStylizer(), 480, 640, target_fps=80.0, clock=lambda: clock[0])
+    size, measured = live.calibrate_size(FakeStylizer(), 480, 640, target_fps=80.0, clock=lambda: clock[0])
     # budget: 0.8 / 80 = 10 ms per frame for the model
     assert size == 96 and set(measured) == {64, 96, 128}  # stops at the first step that is too slow
     assert measured[128] == pytest.approx(128 * 96 * 1e-6)
-    size, _ = cam.calibrate_size(FakeStylizer(), 480, 640, target_fps=1e6, clock=lambda: clock[0])
-    assert size == cam.SIZE_STEPS[0]  # nothing fits: the smallest step
+    size, _ = live.calibrate_size(FakeStylizer(), 480, 640, target_fps=1e6, clock=lambda: clock[0])
+    assert size == live.SIZE_STEPS[0]  # nothing fits: the smallest step
 
 
 def test_cpu_default_size_is_measured_and_shown(weights_dir, video):
-    if cam.device_kind() != "cpu":
+    if backend.on_gpu():
         pytest.skip("the size is calibrated on CPUs only")
     logged = []
-    result = cam.run(config(weights_dir, source=str(video), size=None, target_fps=1e6, frames=2),
+    result = live.run(config(weights_dir, source=str(video), size=None, target_fps=1e6, frames=2),
                      log=logged.append)
     assert not result.failed and result.stats["frames"] == 2
     assert any("processing size 64: the smallest step: none reaches" in line for line in logged)
 
 
 def test_use_compile_auto_follows_the_device():
-    assert cam.use_compile("auto", mx.Device(mx.gpu)) and not cam.use_compile("auto", mx.Device(mx.cpu))
-    assert cam.use_compile("yes", mx.Device(mx.cpu)) and not cam.use_compile("no", mx.Device(mx.gpu))
+    assert live.use_compile("auto", mx.Device(mx.gpu)) and not live.use_compile("auto", mx.Device(mx.cpu))
+    assert live.use_compile("yes", mx.Device(mx.cpu)) and not live.use_compile("no", mx.Device(mx.gpu))
 
 
 # ---------------------------------------------------------------------------------------------------------------
@@ -284,24 +288,24 @@ def test_use_compile_auto_follows_the_device():
 
 
 def test_model_list_skips_vgg_and_unreadable_files(weights_dir):
-    assert [p.name for p in cam.list_style_models(weights_dir)] == ["alpha.safetensors", "beta.safetensors"]
-    models, index = cam.resolve_models(None, weights_dir)
+    assert [p.name for p in registry.list_style_models(weights_dir)] == ["alpha.safetensors", "beta.safetensors"]
+    models, index = live.resolve_models(None, weights_dir)
     assert index == 0 and len(models) == 2
-    models, index = cam.resolve_models("beta", weights_dir)
+    models, index = live.resolve_models("beta", weights_dir)
     assert models[index].name == "beta.safetensors"
-    models, index = cam.resolve_models(str(weights_dir / "beta.safetensors"), weights_dir)
+    models, index = live.resolve_models(str(weights_dir / "beta.safetensors"), weights_dir)
     assert models[index].name == "beta.safetensors" and len(models) == 2
 
 
 def test_missing_model_says_how_to_get_one(tmp_path, capsys):
     (tmp_path / "empty").mkdir()
     start = time.perf_counter()
-    rc = cam.main(["--headless", "--weights-dir", str(tmp_path / "empty"), "--source", "whatever.mp4"])
+    rc = cam_cli.main(["--headless", "--weights-dir", str(tmp_path / "empty"), "--source", "whatever.mp4"])
     err = capsys.readouterr().err
-    assert rc == 1 and time.perf_counter() - start < 5
+    assert rc == 2 and time.perf_counter() - start < 5
     assert "no style network" in err and "convert_fst.py" in err and len(err.strip().splitlines()) == 1
-    rc = cam.main(["--headless", "--model", "nosuch", "--weights-dir", str(tmp_path / "empty")])
-    assert rc == 1 and "no style network at nosuch" in capsys.readouterr().err
+    rc = cam_cli.main(["--headless", "--model", "nosuch", "--weights-dir", str(tmp_path / "empty")])
+    assert rc == 2 and "no style network at nosuch" in capsys.readouterr().err
 
 
 # ---------------------------------------------------------------------------------------------------------------
@@ -310,7 +314,7 @@ def test_missing_model_says_how_to_get_one(tmp_path, capsys):
 
 def test_headless_run_writes_every_frame_in_order(weights_dir, video, tmp_path, capsys):
     out = tmp_path / "out" / "styled.mp4"
-    rc = cam.main(["--headless", "--source", str(video), "--frames", "10", "--output", str(out), "--size", "32",
+    rc = cam_cli.main(["--headless", "--source", str(video), "--frames", "10", "--output", str(out), "--size", "32",
                    "--weights-dir", str(weights_dir), "--compile", "no"])
     printed = capsys.readouterr().out
     assert rc == 0, printed
@@ -318,14 +322,14 @@ def test_headless_run_writes_every_frame_in_order(weights_dir, video, tmp_path, 
     assert len(frames) == 10 and frames[0].shape == (VIDEO_H, VIDEO_W, 3)
     assert "FPS p50" in printed and "p95" in printed and "latency p50" in printed and "0 dropped" in printed
     # a different style network gives a different picture (the model really ran)
-    rc = cam.main(["--headless", "--source", str(video), "--frames", "1", "--output", str(tmp_path / "b.mp4"),
+    rc = cam_cli.main(["--headless", "--source", str(video), "--frames", "1", "--output", str(tmp_path / "b.mp4"),
                    "--size", "32", "--weights-dir", str(weights_dir), "--model", "beta", "--compile", "no"])
     assert rc == 0 and np.abs(read_frames(tmp_path / "b.mp4")[0].astype(int) - frames[0].astype(int)).mean() > 2
 
 
 def test_headless_run_to_the_end_of_the_file_side_by_side(weights_dir, video, tmp_path):
     out = tmp_path / "both.avi"
-    result = cam.run(config(weights_dir, source=str(video), output=str(out), side_by_side=True,
+    result = live.run(config(weights_dir, source=str(video), output=str(out), side_by_side=True,
                             preserve_color=True), log=lambda *_: None)
     assert result.reason == "end of video" and not result.failed
     assert result.stats["frames"] == VIDEO_FRAMES and result.dropped == 0 and result.output_frames == VIDEO_FRAMES
@@ -349,7 +353,7 @@ def test_mirror_flips_the_picture(weights_dir, tmp_path):
             return ok, image
 
     out = tmp_path / "mirror.avi"
-    cam.run(config(weights_dir, mirror=True, side_by_side=True, output=str(out), frames=1),
+    live.run(config(weights_dir, mirror=True, side_by_side=True, output=str(out), frames=1),
             capture=HalfWhite(3), info=camera_info(), log=lambda *_: None)
     original = read_frames(out)[0][:, :VIDEO_W].astype(float)
     assert original[:, : VIDEO_W // 2 - 4].mean() > 200 and original[:, VIDEO_W // 2 + 4:].mean() < 50
@@ -364,16 +368,16 @@ def test_no_camera_bad_source_and_bad_output_fail_fast(weights_dir, tmp_path, ca
              (["--source", str(not_video), "--output", str(tmp_path / "x.gif")], "cannot write")]
     for extra, words in cases:
         start = time.perf_counter()
-        rc = cam.main(["--headless", "--weights-dir", str(weights_dir), "--size", "32", *extra])
+        rc = cam_cli.main(["--headless", "--weights-dir", str(weights_dir), "--size", "32", *extra])
         err = capsys.readouterr().err
-        assert rc == 1, extra
+        assert rc == 2, extra
         assert words in err and len(err.strip().splitlines()) == 1, err
         assert time.perf_counter() - start < 10
 
 
 @pytest.mark.parametrize("flags", [["--size", "4"], ["--frames", "0"], ["--width", "-1"], ["--lost-timeout", "0"]])
 def test_bad_numbers_are_one_line(flags, capsys):
-    assert cam.main(["--headless", *flags]) == 2
+    assert cam_cli.main(["--headless", *flags]) == 2
     err = capsys.readouterr().err
     assert err.startswith("error: ") and flags[0] in err and len(err.strip().splitlines()) == 1
 
@@ -382,7 +386,7 @@ def test_bad_numbers_are_one_line(flags, capsys):
 def test_source_dying_mid_run_stops_cleanly(weights_dir, after):
     capture = FakeCapture(5, after=after)
     start = time.perf_counter()
-    result = cam.run(config(weights_dir), capture=capture, info=camera_info(), log=lambda *_: None)
+    result = live.run(config(weights_dir), capture=capture, info=camera_info(), log=lambda *_: None)
     assert time.perf_counter() - start < 8
     assert result.failed and "fake camera" in result.reason
     # released, except under a reader stuck inside read() (a use-after-free in OpenCV); the exit cleans that up
@@ -393,13 +397,13 @@ def test_source_dying_mid_run_stops_cleanly(weights_dir, after):
 
 
 def test_window_needs_a_display(weights_dir, video, monkeypatch, capsys):
-    if not cam.sys.platform.startswith("linux"):
+    if not cam_cli.sys.platform.startswith("linux"):
         pytest.skip("the DISPLAY check is for Linux")
     monkeypatch.delenv("DISPLAY", raising=False)
     monkeypatch.delenv("WAYLAND_DISPLAY", raising=False)
-    rc = cam.main(["--source", str(video), "--weights-dir", str(weights_dir)])
+    rc = cam_cli.main(["--source", str(video), "--weights-dir", str(weights_dir)])
     err = capsys.readouterr().err
-    assert rc == 1 and "--headless" in err and len(err.strip().splitlines()) == 1
+    assert rc == 2 and "--headless" in err and len(err.strip().splitlines()) == 1
 
 
 def test_window_loop_keys(weights_dir, video, tmp_path, monkeypatch):
@@ -414,7 +418,7 @@ def test_window_loop_keys(weights_dir, video, tmp_path, monkeypatch):
     monkeypatch.setattr(cv2, "getWindowProperty", lambda name, prop: 1.0)
     monkeypatch.setattr(cv2, "destroyAllWindows", lambda: None)
     snaps = tmp_path / "snaps"
-    result = cam.run(config(weights_dir, source=str(video), headless=False, snapshot_dir=str(snaps),
+    result = live.run(config(weights_dir, source=str(video), headless=False, snapshot_dir=str(snaps),
                             pacing="every-frame"), log=logged.append)
     assert result.reason == "quit" and not result.failed and len(shown) == 7
     assert shown[0].shape == (VIDEO_H, VIDEO_W, 3) and shown[3].shape == (VIDEO_H, 2 * VIDEO_W, 3)

@@ -11,9 +11,9 @@ import mlx.nn as nn
 import mlx.optimizers as optim
 from mlx.utils import tree_flatten
 
-from mlx_style import checkpoint as ckpt
-from mlx_style.transformer import TransformerConfig, TransformerNet
-from mlx_style.weights import WeightFileError
+from mlx_style.training import checkpoint as ckpt
+from mlx_style.nn.transformer import TransformerConfig, TransformerNet
+from mlx_style.io.weights import WeightFileError
 
 CONFIG = TransformerConfig(width=4, num_residual=1)
 
@@ -111,7 +111,7 @@ def test_corrupt_foreign_or_mismatched_checkpoints_are_refused(tmp_path):
     (tmp_path / "bad.safetensors").write_bytes(bytes(data))
     with pytest.raises(WeightFileError, match="corrupt"):
         ckpt.load_checkpoint(tmp_path / "bad.safetensors")
-    from mlx_style.model_io import save_transformer
+    from mlx_style.io.models import save_transformer
 
     save_transformer(tmp_path / "net.safetensors", net)
     with pytest.raises(WeightFileError, match="'checkpoint' network is needed"):

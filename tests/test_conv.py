@@ -5,9 +5,8 @@ import json
 import os
 import sys
 
-sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 import mlx_style  # noqa: E402,F401  (before mlx.core: loads the fast BLAS)
-from mlx_style import conv  # noqa: E402
+from mlx_style.nn import conv, conv_tuning  # noqa: E402
 
 import mlx.core as mx  # noqa: E402
 import mlx.nn as nn  # noqa: E402
@@ -116,10 +115,10 @@ def test_padding_chooses_by_the_padded_shape(monkeypatch):
     """A tuned entry for the padded shape is what ``padding=`` finds (so tuning keys are the same either way)."""
     x, w = mx.zeros((1, 6, 6, 4)), mx.zeros((4, 3, 3, 4))
     assert conv.heuristic((1, 8, 8, 4), w.shape) != "im2col"  # so the tuned entry below is what decides
-    conv._tuned[conv._key((1, 8, 8, 4), w.shape, 1, mx.float32, False)] = {"method": "im2col", "ms": {}}
+    conv.TUNER.tuned[conv.shape_key((1, 8, 8, 4), w.shape, 1, mx.float32, False)] = {"method": "im2col", "ms": {}}
     used = []
-    real = conv._method_fn
-    monkeypatch.setattr(conv, "_method_fn", lambda name, stride: (used.append(name), real(name, stride))[1])
+    real = conv.method_fn
+    monkeypatch.setattr(conv, "method_fn", lambda name, stride: (used.append(name), real(name, stride))[1])
     conv.conv2d(x, w, padding=1)
     assert used == ["im2col"]
 
@@ -226,7 +225,7 @@ def test_tune_picks_caches_and_writes_json(tmp_path):
     path = tmp_path / "cache" / conv.CACHE_FILE
     assert conv.cache_path() == path
     data = json.loads(path.read_text())
-    assert data["version"] == conv._CACHE_VERSION
+    assert data["version"] == conv.CACHE_VERSION
     (key, saved), = data["entries"].items()
     assert saved["method"] == choice and "x1x12x12x4" in key and "s1" in key and "infer" in key
 
@@ -241,7 +240,7 @@ def test_tune_reads_a_choice_another_process_saved_meanwhile():
     conv.tune((1, 8, 8, 2), (3, 3, 3, 2), repeats=1)  # loads (and writes) the file in this process
     x_shape, w_shape = (1, 12, 12, 4), (6, 3, 3, 4)
     other = next(m for m in conv.candidates(w_shape, 1) if m != conv.heuristic(x_shape, w_shape, 1, False))
-    assert conv._write_file(conv._key(x_shape, w_shape, 1, mx.float32, False), {"method": other, "ms": {other: 1.0}})
+    assert conv.ConvTuner()._write_file(conv.shape_key(x_shape, w_shape, 1, mx.float32, False), {"method": other, "ms": {other: 1.0}})
     assert conv.tune(x_shape, w_shape, 1) == other
     assert conv.tuned_entry(x_shape, w_shape, 1)["ms"] == {other: 1.0}  # read, not timed
 
@@ -275,13 +274,13 @@ def test_corrupt_cache_file_is_ignored(tmp_path):
     path.write_text("{not json")
     assert conv.choose((1, 8, 8, 2), (3, 3, 3, 2)) == conv.heuristic((1, 8, 8, 2), (3, 3, 3, 2))
     conv.tune((1, 8, 8, 2), (3, 3, 3, 2), repeats=1)
-    assert json.loads(path.read_text())["version"] == conv._CACHE_VERSION
+    assert json.loads(path.read_text())["version"] == conv.CACHE_VERSION
 
 
 def test_forced_method_env_and_setter(monkeypatch):
     used = []
-    real = conv._method_fn
-    monkeypatch.setattr(conv, "_method_fn", lambda name, stride: used.append(name) or real(name, stride))
+    real = conv.method_fn
+    monkeypatch.setattr(conv, "method_fn", lambda name, stride: used.append(name) or real(name, stride))
     x, w, _, s = make((1, 8, 8, 3, 4, 3, 1))
     monkeypatch.setenv(conv.ENV_METHOD, "direct")
     y = conv.conv2d(x, w, s)
@@ -302,10 +301,10 @@ def test_auto_in_compile_uses_cache_or_heuristic_and_never_times(monkeypatch):
     def no_timing(*args, **kwargs):
         raise AssertionError("timed inside a trace")
 
-    monkeypatch.setattr(conv, "_time_ms", no_timing)
+    monkeypatch.setattr(conv_tuning, "_time_ms", no_timing)
     used = []
-    real = conv._method_fn
-    monkeypatch.setattr(conv, "_method_fn", lambda name, stride: used.append(name) or real(name, stride))
+    real = conv.method_fn
+    monkeypatch.setattr(conv, "method_fn", lambda name, stride: used.append(name) or real(name, stride))
     f = mx.compile(lambda x, w: conv.conv2d(x, w, s))
     assert rel_err(f(x, w), mx.conv2d(x, w)) <= 1e-4
     assert used == [tuned]
@@ -338,7 +337,7 @@ def test_input_only_mode_is_tuned_and_chosen_separately_and_falls_back_to_traini
 
 
 def test_frozen_conv_asks_for_the_input_gradient_only():
-    from mlx_style.ops import Conv2d
+    from mlx_style.nn.ops import Conv2d
 
     layer = Conv2d(3, 4, 3)
     assert layer.grad_mode() is True

@@ -11,11 +11,12 @@ import mlx.core as mx
 import numpy as np
 import pytest
 
-from mlx_style import convert as convert_module
-from mlx_style.convert import ConvertConfig, convert, main, preprocess_from_metadata
-from mlx_style.hub import DownloadError
-from mlx_style.losses import recommended_weights
-from mlx_style.weights import WeightFileError, file_sha256, load_weights
+from mlx_style.io import vgg_convert as convert_module
+from mlx_style.cli.convert_vgg import main
+from mlx_style.io.vgg_convert import ConvertConfig, convert, preprocess_from_metadata
+from mlx_style.io.download import DownloadError
+from mlx_style.nn.losses import recommended_weights
+from mlx_style.io.weights import WeightFileError, file_sha256, load_weights
 
 CONVS = {
     "vgg16": (64, 64, "M", 128, 128, "M", 256, 256, 256, "M", 512, 512, 512, "M", 512, 512, 512, "M"),
@@ -190,7 +191,7 @@ def test_folder_without_one_checkpoint_is_a_one_line_error(tmp_path, sources, ca
     (tmp_path / "second").mkdir()
     assert_refused(tmp_path / "second", both, "vgg16", r"holds 2 weight files \(a\.safetensors, b\.npz\)")
     out = tmp_path / "never.safetensors"
-    assert main(["--from", str(empty), "--out", str(out)]) == 1
+    assert main(["--from", str(empty), "--out", str(out)]) == 2
     lines = capsys.readouterr().err.strip().splitlines()
     assert len(lines) == 1 and lines[0].startswith("error: ") and not out.exists()
 
@@ -198,7 +199,7 @@ def test_folder_without_one_checkpoint_is_a_one_line_error(tmp_path, sources, ca
 def test_cli_error_is_one_line(tmp_path, capsys):
     source = write_safetensors(tmp_path / "resnet.safetensors", {"fc.weight": np.zeros((10, 512), np.float32)})
     out = tmp_path / "never.safetensors"
-    assert main(["--from", str(source), "--out", str(out)]) == 1
+    assert main(["--from", str(source), "--out", str(out)]) == 2
     captured = capsys.readouterr()
     assert captured.out == ""
     lines = captured.err.strip().splitlines()
@@ -209,7 +210,7 @@ def test_cli_error_is_one_line(tmp_path, capsys):
 def test_offline_without_from_fails_fast(tmp_path, monkeypatch, capsys):
     import huggingface_hub
 
-    monkeypatch.setattr("mlx_style.hub.reachable", lambda url, timeout=3.0: False)
+    monkeypatch.setattr("mlx_style.io.download.reachable", lambda url, timeout=3.0: False)
     monkeypatch.setattr(huggingface_hub, "try_to_load_from_cache", lambda *a, **k: None)  # not cached here
 
     def no_network(*args, **kwargs):

@@ -26,10 +26,10 @@ from train_helpers import cli_args, make_workspace, tiny_config
 import mlx_style  # noqa: F401
 import mlx.core as mx
 
-from mlx_style.model_io import load_transformer
-from mlx_style.progress import read_log
-from mlx_style.train import train
-from mlx_style.transformer import TransformerNet
+from mlx_style.io.models import load_transformer
+from mlx_style.training.progress import read_log
+from mlx_style.training.loop import train
+from mlx_style.nn.transformer import TransformerNet
 
 REPO = Path(__file__).resolve().parents[1]
 STEPS = 3

@@ -16,11 +16,12 @@ import mlx.core as mx
 
 import fst_reference
 from conftest import shared_data
-from mlx_style import fst
-from mlx_style.hub import DownloadError
-from mlx_style.image import load_image, resize
-from mlx_style.model_io import load_transformer
-from mlx_style.weights import WeightFileError, load_weights
+from mlx_style.cli import convert_fst as fst_cli
+from mlx_style.io import fst
+from mlx_style.io.download import DownloadError
+from mlx_style.io.image import load_image, resize
+from mlx_style.io.models import load_transformer
+from mlx_style.io.weights import WeightFileError, load_weights
 
 ML5 = ("weights", "fast_style_transfer_ml5")
 
@@ -92,7 +93,7 @@ def test_real_network_matches_numpy_reference(style, tmp_path):
 
 def test_pinned_checksums_match_shared_copies():
     root = shared_data(*ML5)
-    for style in fst.STYLES:
+    for style in fst_cli.STYLES:
         assert fst.ml5_sha256(fst.read_ml5_folder(root / style)) == fst.ML5_SHA256[style], style
 
 
@@ -166,9 +167,9 @@ def test_wrong_architecture_is_refused(synthetic):
 
 def test_cli_converts_a_folder_and_reports_errors_in_one_line(synthetic, tmp_path, capsys):
     out = tmp_path / "w" / "syn.safetensors"
-    assert fst.main([str(synthetic), "--out", str(out)]) == 0
+    assert fst_cli.main([str(synthetic), "--out", str(out)]) == 0
     assert out.exists() and "wrote" in capsys.readouterr().out
-    assert fst.main([str(tmp_path / "nowhere"), "--out", str(tmp_path / "x.safetensors")]) == 1
+    assert fst_cli.main([str(tmp_path / "nowhere"), "--out", str(tmp_path / "x.safetensors")]) == 2
     err = capsys.readouterr().err
     assert err.count("\n") == 1 and err.startswith("error: no folder")
     assert not (tmp_path / "x.safetensors").exists()
@@ -181,7 +182,7 @@ def test_cli_converts_a_folder_and_reports_errors_in_one_line(synthetic, tmp_pat
 def test_offline_download_fails_fast_in_one_line(tmp_path, monkeypatch, capsys):
     monkeypatch.setattr(fst, "reachable", lambda url, timeout=3.0: False)
     start = time.perf_counter()
-    code = fst.main(["--download", "wave", "--cache-dir", str(tmp_path / "cache"),
+    code = fst_cli.main(["--download", "wave", "--cache-dir", str(tmp_path / "cache"),
                      "--out", str(tmp_path / "wave.safetensors")])
     elapsed = time.perf_counter() - start
     err = capsys.readouterr().err

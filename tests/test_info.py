@@ -14,7 +14,7 @@ import mlx.core as mx
 import pytest
 
 from conftest import REPO_ROOT
-from mlx_style.info import main, report
+from mlx_style.cli.info import main, report
 
 LINUX_WITH_OPENCV = sys.platform.startswith("linux") and importlib.util.find_spec("cv2") is not None
 

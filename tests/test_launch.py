@@ -13,22 +13,23 @@ from pathlib import Path
 
 import pytest
 
-from mlx_style import launch
+from mlx_style import backend
+from mlx_style.training import launch
 
 REPO = Path(__file__).resolve().parents[1]
 
 
 def test_auto_processes_uses_the_cores_only_on_a_cpu():
-    assert launch.auto_processes("cpu", 4, 2) == 2
-    assert launch.auto_processes("cpu", 8, 2) == 2
-    assert launch.auto_processes("cpu", 3, 2) == 1  # no divisor of 3 fits 2 cores but 1
-    assert launch.auto_processes("cpu", 6, 4) == 3  # the largest divisor of the batch up to the cores
-    assert launch.auto_processes("cpu", 8, 64) == 8
-    assert launch.auto_processes("cpu", 32, 64) == launch.MAX_AUTO_PROCESSES
-    assert launch.auto_processes("cpu", 1, 16) == 1
-    assert launch.auto_processes("cpu", 8, 1) == 1
+    assert backend.processes_for_training("cpu", 4, 2) == 2
+    assert backend.processes_for_training("cpu", 8, 2) == 2
+    assert backend.processes_for_training("cpu", 3, 2) == 1  # no divisor of 3 fits 2 cores but 1
+    assert backend.processes_for_training("cpu", 6, 4) == 3  # the largest divisor of the batch up to the cores
+    assert backend.processes_for_training("cpu", 8, 64) == 8
+    assert backend.processes_for_training("cpu", 32, 64) == backend.MAX_AUTO_PROCESSES
+    assert backend.processes_for_training("cpu", 1, 16) == 1
+    assert backend.processes_for_training("cpu", 8, 1) == 1
     for gpu in ("metal", "cuda"):
-        assert launch.auto_processes(gpu, 8, 16) == 1
+        assert backend.processes_for_training(gpu, 8, 16) == 1
 
 
 def test_hostfile_ports_and_environment():
@@ -76,7 +77,7 @@ def test_a_rank_reads_its_launchers_memory(tmp_path, monkeypatch):
     assert launch.launcher_bytes() == 0  # not started by run_local: nothing to count
     code = """
         import os, sys
-        from mlx_style.launch import launcher_bytes
+        from mlx_style.training.launch import launcher_bytes
         open(os.path.join(sys.argv[1], "bytes" + os.environ["MLX_RANK"]), "w").write(
             f"{launcher_bytes()} {launcher_bytes('VmHWM')}")
     """
@@ -126,7 +127,7 @@ def test_ctrl_c_reaches_each_rank_once(tmp_path):
         open(os.path.join(folder, "signals" + rank), "w").write(str(len(got)))
         sys.exit(130 if got else 1)
     """)
-    parent = f"import sys; from mlx_style.launch import run_local; sys.exit(run_local(2, ['-c', {child!r}, {str(tmp_path)!r}]))"
+    parent = f"import sys; from mlx_style.training.launch import run_local; sys.exit(run_local(2, ['-c', {child!r}, {str(tmp_path)!r}]))"
     env = {**os.environ, "PYTHONPATH": str(REPO) + os.pathsep + os.environ.get("PYTHONPATH", "")}
     proc = subprocess.Popen([sys.executable, "-c", parent], env=env, start_new_session=True)
     try:
@@ -148,7 +149,7 @@ def test_ranks_die_with_a_killed_launcher(tmp_path):
         open(os.path.join(sys.argv[1], "pid" + os.environ["MLX_RANK"]), "w").write(str(os.getpid()))
         time.sleep(60)
     """)
-    parent = f"import sys; from mlx_style.launch import run_local; sys.exit(run_local(2, ['-c', {child!r}, {str(tmp_path)!r}]))"
+    parent = f"import sys; from mlx_style.training.launch import run_local; sys.exit(run_local(2, ['-c', {child!r}, {str(tmp_path)!r}]))"
     env = {**os.environ, "PYTHONPATH": str(REPO) + os.pathsep + os.environ.get("PYTHONPATH", "")}
     proc = subprocess.Popen([sys.executable, "-c", parent], env=env)
     pids = []

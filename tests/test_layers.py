@@ -9,11 +9,12 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from mlx_style.layers import (FIGURE3_LAYERS, LABEL_HEIGHT, LayersConfig, auto_weights, format_weight, label_tile,
-                              loss_plot, main, make_grid, reconstruct_style, run, train_command)
-from mlx_style.losses import STYLE_LAYERS
-from mlx_style.optimize import noise_image, parse_layers, parse_weights
-from mlx_style.vgg import load_vgg
+from mlx_style.cli.layers import main
+from mlx_style.optim.layers import (FIGURE3_LAYERS, LABEL_HEIGHT, LayersConfig, auto_weights, format_weight, label_tile,
+                              loss_plot, make_grid, reconstruct_style, run, train_command)
+from mlx_style.nn.losses import STYLE_LAYERS
+from mlx_style.optim.gatys import noise_image, parse_layers, parse_weights
+from mlx_style.nn.vgg import load_vgg
 from test_optimize import smooth_image, write_random_vgg
 
 LAYERS = ("relu1_1", "relu1_2", "relu2_1")
@@ -32,7 +33,7 @@ def style_path(tmp_path):
 
 
 def train_parser():
-    """The two flags of ``python -m mlx_style.train`` that the printed command sets."""
+    """The two flags of ``mlx-style train`` that the printed command sets."""
     p = argparse.ArgumentParser()
     p.add_argument("--style-layers", type=parse_layers)
     p.add_argument("--style-layer-weights", type=parse_weights)
@@ -105,9 +106,9 @@ def test_auto_weights_command_parses_back(vgg_file, style_path, tmp_path, capsys
     results = run(LayersConfig(style=str(style_path), output=str(out), vgg=str(vgg_file), size=24, iters=5,
                                layers=("relu1_2", "relu2_2"), auto_weights=True))
     lines = capsys.readouterr().out.splitlines()
-    commands = [line for line in lines if line.startswith("python -m mlx_style.train ")]
+    commands = [line for line in lines if line.startswith("mlx-style train ")]
     assert len(commands) == 1
-    args = train_parser().parse_args(shlex.split(commands[0])[3:])
+    args = train_parser().parse_args(shlex.split(commands[0])[2:])
     expected = auto_weights({layer: r.remaining for layer, r in results.items()})
     assert args.style_layers == ("relu1_2", "relu2_2")
     np.testing.assert_allclose(args.style_layer_weights, list(expected.values()), rtol=5e-3)
@@ -133,20 +134,20 @@ def test_defaults_follow_the_mode():
 
 def test_missing_vgg_and_missing_layers_exit_with_one_clear_line(vgg_file, style_path, tmp_path, capsys):
     missing = tmp_path / "vgg16.safetensors"
-    assert main(["--style", str(style_path), "-o", str(tmp_path / "g.png"), "--vgg", str(missing)]) == 1
+    assert main(["--style", str(style_path), "-o", str(tmp_path / "g.png"), "--vgg", str(missing)]) == 2
     err = capsys.readouterr().err
     assert f"python scripts/convert_vgg.py --out {missing}" in err and len(err.strip().splitlines()) == 1
     # The default layers go to relu5_3; this file stops at relu2_2.
-    assert main(["--style", str(style_path), "-o", str(tmp_path / "g.png"), "--vgg", str(vgg_file)]) == 1
+    assert main(["--style", str(style_path), "-o", str(tmp_path / "g.png"), "--vgg", str(vgg_file)]) == 2
     err = capsys.readouterr().err
     assert "relu3_1" in err and "not in this VGG file" in err
     assert not (tmp_path / "g.png").exists()
 
 
 def test_train_accepts_the_printed_command():
-    train = pytest.importorskip("mlx_style.train", reason="mlx_style.train is not in this checkout")
+    from mlx_style.cli import train
     weights = auto_weights({"relu1_2": 0.000232, "relu2_2": 0.00166, "relu3_3": 0.0141, "relu4_3": 0.116})
-    args, unknown = train.build_parser().parse_known_args(shlex.split(train_command(weights))[3:] +
+    args, unknown = train.build_parser().parse_known_args(shlex.split(train_command(weights))[2:] +
                                                           ["--style", "wave.jpg"])
     assert unknown == [] and tuple(args.style_layers) == tuple(weights)
     np.testing.assert_allclose(args.style_layer_weights, list(weights.values()), rtol=5e-3)

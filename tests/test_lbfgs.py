@@ -7,7 +7,7 @@ import mlx.core as mx
 import numpy as np
 import pytest
 
-from mlx_style.lbfgs import (LBFGSConfig, _Point, armijo_search, cubic_minimizer, iterate, lbfgs_step,
+from mlx_style.optim.lbfgs import (LBFGSConfig, _Point, armijo_search, cubic_minimizer, iterate, lbfgs_step,
                              initial_state, minimize, strong_wolfe_search, two_loop_direction, update_history)
 
 SEARCHES = ("strong_wolfe", "armijo")

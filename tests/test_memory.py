@@ -4,7 +4,7 @@ import mlx_style  # noqa: F401  (loads the BLAS before mlx.core)
 import mlx.core as mx
 import pytest
 
-from mlx_style import memory
+from mlx_style import backend as memory  # the allocator policy lives with the backend's
 
 needs_glibc = pytest.mark.skipif(not memory.uses_glibc_heap(),
                                  reason="glibc's heap is used only on Linux with glibc and MLX's CPU backend")
@@ -57,7 +57,7 @@ def test_release_freed_memory_returns_the_heap_to_the_os(restore_cache_limit):
 
 
 def test_mlx_cache_is_raised_and_never_lowered_where_the_heap_is_not_used(monkeypatch, restore_cache_limit):
-    monkeypatch.setenv(memory.ENV_VAR, "mlx")
+    monkeypatch.setenv(memory.MALLOC_ENV, "mlx")
     mx.set_cache_limit(32 << 20)  # the Linux CPU default
     assert memory.keep_freed_memory() == "mlx-cache"
     assert cache_limit() == int(memory.CACHE_FRACTION * mx.get_memory_limit())

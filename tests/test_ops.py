@@ -1,4 +1,4 @@
-"""ops.tune_convs: one eager run records every convolution shape, each is tuned once and then used."""
+"""conv.tune_convs: one eager run records every convolution shape, each is tuned once and then used."""
 
 import json
 
@@ -6,10 +6,10 @@ import mlx_style  # noqa: F401  (loads the BLAS before mlx.core)
 import mlx.core as mx
 import pytest
 
-from mlx_style import conv
-from mlx_style.device import backend_name
-from mlx_style.ops import tune_convs
-from mlx_style.transformer import TransformerConfig, TransformerNet
+from mlx_style.nn import conv
+from mlx_style.backend import backend_name
+from mlx_style.nn.conv import tune_convs
+from mlx_style.nn.transformer import TransformerConfig, TransformerNet
 
 
 @pytest.fixture
@@ -41,8 +41,8 @@ def test_tune_convs_tunes_each_layer_shape_once_and_conv2d_uses_the_choice(cache
 import mlx.nn as nn  # noqa: E402
 import numpy as np  # noqa: E402
 
-from mlx_style import ops  # noqa: E402
-from mlx_style.ops import phase_taps, reflect_pad, subpixel_conv, upsample_nearest  # noqa: E402
+from mlx_style.nn import ops  # noqa: E402
+from mlx_style.nn.ops import phase_taps, reflect_pad, subpixel_conv, upsample_nearest  # noqa: E402
 
 
 def _rand(shape, seed):
@@ -98,7 +98,7 @@ def test_phase_taps_cover_every_tap_once_per_phase_pair():
 @pytest.mark.parametrize("mode", ["reflect", "edge"])
 @pytest.mark.parametrize("shape,pad", [((2, 5, 7, 3), 1), ((1, 9, 6, 4), 4), ((1, 3, 3, 2), 2)])
 def test_pad_spatial_equals_mx_pad_and_its_gradient(mode, shape, pad):
-    from mlx_style.ops import pad_spatial
+    from mlx_style.nn.ops import pad_spatial
 
     x = _rand(shape, 8)
     widths = ((0, 0), (pad, pad), (pad, pad), (0, 0))
@@ -110,7 +110,7 @@ def test_pad_spatial_equals_mx_pad_and_its_gradient(mode, shape, pad):
 
 
 def test_reflect_pad_wider_than_the_image_is_a_clear_error():
-    from mlx_style.ops import pad_spatial
+    from mlx_style.nn.ops import pad_spatial
 
     with pytest.raises(ValueError, match="reflect padding 4"):
         pad_spatial(mx.zeros((1, 4, 8, 1)), 4)
@@ -138,7 +138,7 @@ def test_relu_backward_keeps_a_mask_not_the_float_input(monkeypatch, untuned_con
     The convolutions use the untuned heuristic (``untuned_convs``: an empty cache folder and tuning table):
     choices timed by earlier tests vary from run to run and move the peak (forcing ``direct`` or ``taps`` for every
     layer leaves it where the masks make no difference; the heuristic's choices save 7.9 of 10.6 MB)."""
-    from mlx_style import transformer
+    from mlx_style.nn import transformer
 
     mx.random.seed(0)
     net = TransformerNet(TransformerConfig())

@@ -8,12 +8,13 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from mlx_style.image import load_image
-from mlx_style.losses import recommended_weights, LossConfig
-from mlx_style.model_io import save_vgg
-from mlx_style.optimize import (OptimizeConfig, check_layers, loss_config_for, main, noise_image, optimize_image,
+from mlx_style.io.image import load_image
+from mlx_style.nn.losses import recommended_weights, LossConfig
+from mlx_style.io.models import save_vgg
+from mlx_style.cli.optimize import main
+from mlx_style.optim.gatys import (OptimizeConfig, check_layers, loss_config_for, noise_image, optimize_image,
                                 parse_layers, parse_weights, snapshot_path)
-from mlx_style.vgg import BLOCK_CHANNELS, layer_names, load_vgg
+from mlx_style.nn.vgg import BLOCK_CHANNELS, layer_names, load_vgg
 
 # The synthetic file stops at relu3_3 (the default content layer): small and fast, and the real code path.
 LOSS = LossConfig(content_weight=2.0, style_weight=5.0, tv_weight=1e-5, content_layer="relu3_3",
@@ -124,7 +125,7 @@ def test_missing_vgg_says_how_to_convert(images, tmp_path, capsys):
     code = main(["--content", str(images[0]), "--style", str(images[1]), "-o", str(tmp_path / "o.png"),
                  "--vgg", str(missing)])
     err = capsys.readouterr().err
-    assert code == 1 and f"python scripts/convert_vgg.py --out {missing}" in err
+    assert code == 2 and f"python scripts/convert_vgg.py --out {missing}" in err
     assert err.startswith("error: no VGG weights") and len(err.strip().splitlines()) == 1
     assert not (tmp_path / "o.png").exists()
 
@@ -138,7 +139,7 @@ def test_bad_requests_exit_with_one_clear_line(vgg_file, images, tmp_path, capsy
     code = main(["--content", str(images[0]), "--style", str(images[1]), "-o", str(tmp_path / "o.png"),
                  "--vgg", str(vgg_file), "--iters", "1", *flags])
     err = capsys.readouterr().err
-    assert code == 1 and message in err and len(err.strip().splitlines()) == 1
+    assert code == 2 and message in err and len(err.strip().splitlines()) == 1
 
 
 def test_loss_weights_default_to_the_vgg_file_and_flags_override(vgg_file):

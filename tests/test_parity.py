@@ -17,12 +17,12 @@ from mlx.utils import tree_flatten
 
 from conftest import (GRAD_VARIANTS, LOSS, VARIANTS, VGG16_RELUS, assert_close, config_fields, fixture,
                       golden_transformer_state, golden_vgg_state, rel_err, to_mlx_transformer_state)
-from mlx_style.losses import (LossConfig, gram_matrix, perceptual_loss, style_layer_loss, style_targets,
+from mlx_style.nn.losses import (LossConfig, gram_matrix, perceptual_loss, style_layer_loss, style_targets,
                               total_variation)
-from mlx_style.model_io import convert_vgg_state
-from mlx_style.transformer import TransformerConfig, TransformerNet
-from mlx_style.vgg import VGG
-from mlx_style.weights import check_and_load
+from mlx_style.io.models import convert_vgg_state
+from mlx_style.nn.transformer import TransformerConfig, TransformerNet
+from mlx_style.nn.vgg import VGG
+from mlx_style.io.weights import check_and_load
 
 TOL = 1e-4
 

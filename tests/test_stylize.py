@@ -12,11 +12,15 @@ import mlx.core as mx
 from mlx.utils import tree_map
 
 from conftest import read_video, shared_data
-from mlx_style import stylize as st
-from mlx_style.image import load_image, resize, save_image
-from mlx_style.model_io import save_transformer
-from mlx_style.transformer import TransformerConfig, TransformerNet
-from mlx_style.weights import save_weights
+from mlx_style.cli import stylize as stylize_cli
+from mlx_style.infer import files
+from mlx_style.infer import stylize as st
+from mlx_style.infer import color
+from mlx_style.nn import tiled
+from mlx_style.io.image import load_image, resize, save_image
+from mlx_style.io.models import save_transformer
+from mlx_style.nn.transformer import TransformerConfig, TransformerNet
+from mlx_style.io.weights import save_weights
 
 TINY = TransformerConfig(width=4, num_residual=1)
 
@@ -48,7 +52,7 @@ def photo_like(h: int, w: int, seed: int = 0) -> np.ndarray:
 
 
 def ycbcr(image) -> np.ndarray:
-    return st.rgb_to_ycbcr(np.asarray(image, np.float32))
+    return color.rgb_to_ycbcr(np.asarray(image, np.float32))
 
 
 # ---------------------------------------------------------------------------------------------------------------
@@ -110,8 +114,8 @@ def test_preserve_color_keeps_the_input_chroma(net):
 
 def test_ycbcr_round_trip():
     rgb = np.random.default_rng(0).uniform(0, 255, (10, 10, 3)).astype(np.float32)
-    assert np.abs(st.ycbcr_to_rgb(st.rgb_to_ycbcr(rgb)) - rgb).max() < 1e-3
-    assert np.allclose(st.rgb_to_ycbcr(np.full((1, 3), 200.0))[0], [200.0, 128.0, 128.0], atol=1e-3)
+    assert np.abs(color.ycbcr_to_rgb(color.rgb_to_ycbcr(rgb)) - rgb).max() < 1e-3
+    assert np.allclose(color.rgb_to_ycbcr(np.full((1, 3), 200.0))[0], [200.0, 128.0, 128.0], atol=1e-3)
 
 
 # The tiny network amplifies its last layer 40×, so its rounding errors are larger than a real network's.
@@ -120,13 +124,13 @@ def test_half_precision_stays_close_to_float32(model_path, dtype, max_error, mea
     image = photo_like(48, 64, seed=2)
     full = st.stylize_array(st.load_network(model_path)[0], image).astype(int)
     half_net = st.load_network(model_path, dtype)[0]
-    assert st.network_dtype(half_net) == st.DTYPES[dtype]
+    assert tiled.network_dtype(half_net) == stylize_cli.DTYPES[dtype]
     error = np.abs(st.stylize_array(half_net, image) - full)
     assert error.max() <= max_error and error.mean() <= mean_error
 
 
 def test_half_precision_real_network(tmp_path):
-    from mlx_style.fst import import_fst
+    from mlx_style.io.fst import import_fst
 
     image = resize(load_image(shared_data("content", "holdout", "kodak_kodim03.png")), 96, 96)
     model = import_fst(shared_data("weights", "fast_style_transfer_ml5", "udnie"), tmp_path / "udnie.safetensors")
@@ -164,9 +168,9 @@ def test_tiled_run_equals_the_whole_image_run(config):
     image = photo_like(53, 71).astype(np.float32)
     whole = st.run_network(net, image)
     for tile in (8, 20):
-        tiled = st.run_tiled(net, image, tile)
-        assert tiled.shape == whole.shape
-        assert np.abs(tiled - whole).max() <= 1e-4 * max(1.0, np.abs(whole).max())
+        in_tiles = tiled.run_tiled(net, image, tile)
+        assert in_tiles.shape == whole.shape
+        assert np.abs(in_tiles - whole).max() <= 1e-4 * max(1.0, np.abs(whole).max())
 
 
 def test_run_any_size_tiles_only_above_the_budget(net, monkeypatch):
@@ -187,22 +191,22 @@ def column_seam_ratio(image: np.ndarray, borders: list[int]) -> float:
 
 
 def test_tiled_real_network_matches_untiled_without_seams(tmp_path):
-    from mlx_style.fst import import_fst
+    from mlx_style.io.fst import import_fst
 
     path = shared_data("content", "holdout", "kodak_kodim08.png")
     model = import_fst(shared_data("weights", "fast_style_transfer_ml5", "wave"), tmp_path / "wave.safetensors")
     net = st.load_network(model)[0]
     image = resize(load_image(path), 96, 128)
     whole = st.run_network(net, image)
-    tiled = st.run_tiled(net, image, 32)
-    assert np.abs(st.to_uint8(tiled).astype(int) - st.to_uint8(whole)).max() <= 1
+    in_tiles = tiled.run_tiled(net, image, 32)
+    assert np.abs(st.to_uint8(in_tiles).astype(int) - st.to_uint8(whole)).max() <= 1
     borders = [32, 64, 96]
     # independent tiles cut together (what tiling must avoid) show a clear seam with this metric …
     naive = np.concatenate([st.run_network(net, image[:, a:a + 32]) for a in range(0, 128, 32)], axis=1)
     assert column_seam_ratio(naive, borders) > 2.0
     # … ours shows none: its borders look like any other column, as in the untiled result
-    assert column_seam_ratio(tiled, borders) < 1.5
-    assert abs(column_seam_ratio(tiled, borders) - column_seam_ratio(whole, borders)) < 0.05
+    assert column_seam_ratio(in_tiles, borders) < 1.5
+    assert abs(column_seam_ratio(in_tiles, borders) - column_seam_ratio(whole, borders)) < 0.05
 
 
 # ---------------------------------------------------------------------------------------------------------------
@@ -210,7 +214,7 @@ def test_tiled_real_network_matches_untiled_without_seams(tmp_path):
 
 
 def run_cli(args, capsys):
-    code = st.main([str(a) for a in args])
+    code = stylize_cli.main([str(a) for a in args])
     out, err = capsys.readouterr()
     return code, out, err
 
@@ -295,16 +299,16 @@ def test_output_planning(tmp_path):
     (tmp_path / "a.png").write_bytes(b"")
     (tmp_path / "b.png").write_bytes(b"")
     (tmp_path / "clip.mov").write_bytes(b"")
-    jobs, problems = st.plan_jobs([str(tmp_path / "a.png"), str(tmp_path / "clip.mov")], str(tmp_path / "o"))
+    jobs, problems = files.plan_jobs([str(tmp_path / "a.png"), str(tmp_path / "clip.mov")], str(tmp_path / "o"))
     assert [(j.target.relative_to(tmp_path), j.kind) for j in jobs] == [(Path("o/a.png"), "image"),
                                                                        (Path("o/clip.mp4"), "video")]
     assert problems == []
     with pytest.raises(ValueError, match="names one file"):
-        st.plan_jobs([str(tmp_path / "a.png"), str(tmp_path / "b.png")], str(tmp_path / "x.png"))
+        files.plan_jobs([str(tmp_path / "a.png"), str(tmp_path / "b.png")], str(tmp_path / "x.png"))
     with pytest.raises(ValueError, match="overwritten by its own result"):
-        st.plan_jobs([str(tmp_path / "a.png")], str(tmp_path / "a.png"))
+        files.plan_jobs([str(tmp_path / "a.png")], str(tmp_path / "a.png"))
     with pytest.raises(ValueError, match="needs a video output"):
-        st.plan_jobs([str(tmp_path / "clip.mov")], str(tmp_path / "x.png"))
+        files.plan_jobs([str(tmp_path / "clip.mov")], str(tmp_path / "x.png"))
 
 
 def test_missing_model_flag_and_bad_options(tmp_path, capsys):
@@ -314,4 +318,4 @@ def test_missing_model_flag_and_bad_options(tmp_path, capsys):
     assert code == 2 and "--strength must be between 0 and 1" in err
     code, _, err = run_cli(["--model", "m.safetensors", "--tile-size", "10", tmp_path], capsys)
     assert code == 2 and "--tile-size" in err
-    assert "audio is not carried over" in " ".join(st.build_parser().format_help().split())
+    assert "audio is not carried over" in " ".join(stylize_cli.build_parser().format_help().split())

@@ -24,16 +24,18 @@ import mlx.nn as nn
 import mlx.optimizers as optim
 from mlx.utils import tree_flatten
 
-from mlx_style import checkpoint as ckpt
-from mlx_style import conv
-from mlx_style.device import backend_name
-from mlx_style.losses import LossConfig, gram_matrix
-from mlx_style.model_io import load_transformer
-from mlx_style.progress import (JsonlLog, ProgressLine, format_duration, plot_loss_curve, read_log,
+from mlx_style.training import checkpoint as ckpt
+from mlx_style.nn import conv
+from mlx_style.backend import backend_name
+from mlx_style.nn.losses import LossConfig, gram_matrix
+from mlx_style.io.models import load_transformer
+from mlx_style.training.progress import (JsonlLog, ProgressLine, format_duration, plot_loss_curve, read_log,
                                 sample_grid)
-from mlx_style.train import TrainConfig, TrainingError, loss_config, main, train
-from mlx_style.train_step import clip_gradients, clip_per_tensor, make_train_step
-from mlx_style.weights import file_sha256
+from mlx_style.cli.train import main
+from mlx_style.training.config import TrainConfig, TrainingError, loss_config
+from mlx_style.training.loop import train
+from mlx_style.training.step import clip_gradients, clip_per_tensor, make_train_step
+from mlx_style.io.weights import file_sha256
 
 REPO = Path(__file__).resolve().parents[1]
 
@@ -139,31 +141,31 @@ def test_cli_errors_are_one_clear_line(ws, tmp_path, capsys):
     # --processes 2: the inputs are checked once, before any process starts (not once per process)
     base = ["--style", str(ws["style"]), "--vgg", str(ws["vgg"]), "--output", str(tmp_path / "n.safetensors"),
             "--image-size", "32", "--processes", "2"]
-    assert main(base) == 1
+    assert main(base) == 2
     assert "download_coco.py" in capsys.readouterr().err  # no --data: how to get COCO
-    assert main(base + ["--data", str(tmp_path / "nowhere")]) == 1
+    assert main(base + ["--data", str(tmp_path / "nowhere")]) == 2
     assert "download_coco.py" in capsys.readouterr().err
     missing_vgg = ["--style", str(ws["style"]), "--data", str(ws["data"]), "--vgg", str(tmp_path / "v.safetensors")]
-    assert main(missing_vgg) == 1
+    assert main(missing_vgg) == 2
     err = capsys.readouterr().err
     assert "scripts/convert_vgg.py" in err and err.count("\n") == 1
-    assert main(base + ["--data", str(ws["data"]), "--style-layer-weights", "1,2"]) == 1
+    assert main(base + ["--data", str(ws["data"]), "--style-layer-weights", "1,2"]) == 2
     err = capsys.readouterr().err
     assert "style layer weights" in err and err.count("\n") == 1
-    assert main(base + ["--data", str(ws["data"]), "--batch-size", "4", "--processes", "3"]) == 1
+    assert main(base + ["--data", str(ws["data"]), "--batch-size", "4", "--processes", "3"]) == 2
     err = capsys.readouterr().err
     assert "multiple of the 3 processes" in err and err.count("\n") == 1
     with pytest.raises(SystemExit):
         main(base + ["--data", str(ws["data"]), "--processes", "0"])
     assert "or auto" in capsys.readouterr().err
-    assert main(["--style", str(tmp_path / "none.jpg"), "--data", str(ws["data"])]) == 1
+    assert main(["--style", str(tmp_path / "none.jpg"), "--data", str(ws["data"])]) == 2
     assert "none.jpg" in capsys.readouterr().err
 
 
 def test_samples_are_held_out_from_large_folders_only(tmp_path):
     from train_helpers import make_images
 
-    from mlx_style.train import split_files
+    from mlx_style.training.data import split_files
 
     make_images(tmp_path / "big", 40, size=(8, 8))
     files, samples = split_files(TrainConfig(style="s", data=str(tmp_path / "big")))
@@ -361,7 +363,7 @@ def test_sample_grid_layout():
 
 def test_a_vgg_file_cut_after_a_conv_still_gives_that_convs_relu(ws):
     """The tiny VGG ends at conv2_2; relu2_2 (no parameters) must still be available to the loss."""
-    from mlx_style.vgg import load_vgg
+    from mlx_style.nn.vgg import load_vgg
 
     vgg, meta = load_vgg(ws["vgg"])
     out = vgg(mx.zeros((1, 8, 8, 3)), (*TINY_LAYERS["style_layers"], TINY_LAYERS["content_layer"]))
@@ -389,10 +391,10 @@ def test_low_memory_keeps_less_of_the_transformer_for_the_backward_pass(untuned_
 
     The convolutions use the untuned heuristic (an empty cache and tuning table): choices timed by earlier tests
     vary from run to run and move the peak (``direct``, ``taps`` or ``im2col`` everywhere: 0–8% lower)."""
-    from mlx_style.losses import style_targets
-    from mlx_style.train_step import make_loss_fn
-    from mlx_style.transformer import TransformerNet
-    from mlx_style.vgg import VGG
+    from mlx_style.nn.losses import style_targets
+    from mlx_style.training.step import make_loss_fn
+    from mlx_style.nn.transformer import TransformerNet
+    from mlx_style.nn.vgg import VGG
 
     mx.random.seed(0)
     vgg = VGG()
@@ -451,15 +453,15 @@ def test_low_memory_default_follows_the_backend_and_the_batch_size(ws, tmp_path)
 
 
 def test_recompute_needs_a_network_with_residual_blocks():
-    from mlx_style.train_step import make_loss_fn
+    from mlx_style.training.step import make_loss_fn
 
     with pytest.raises(ValueError, match="needs a TransformerNet"):
         make_loss_fn(TinyNet(), TinyLossNet(), {}, LossConfig(), recompute=True)
 
 
 def test_recompute_setting_follows_the_latest_loss_function():
-    from mlx_style.train_step import make_loss_fn
-    from mlx_style.transformer import TransformerConfig, TransformerNet
+    from mlx_style.training.step import make_loss_fn
+    from mlx_style.nn.transformer import TransformerConfig, TransformerNet
 
     net = TransformerNet(TransformerConfig(width=4, num_residual=1))
     make_loss_fn(net, TinyLossNet(), {}, LossConfig(), recompute=True)
@@ -471,7 +473,7 @@ def test_recompute_setting_follows_the_latest_loss_function():
 def test_a_compiled_cuda_run_says_its_first_step_builds_kernels(ws, tmp_path, monkeypatch):
     """On MLX's CUDA backend the compiled step's first run can take minutes (NVRTC builds): the run says so
     before it, and says nothing of the kind on other backends or uncompiled."""
-    import mlx_style.train as train_module
+    from mlx_style.training import loop as train_module
 
     for backend, compiled, expected in (("cuda", True, True), ("cuda", False, False), ("cpu", True, False)):
         monkeypatch.setattr(train_module, "backend_name", lambda: backend)

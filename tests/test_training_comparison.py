@@ -16,11 +16,10 @@ from PIL import Image
 from train_helpers import make_workspace, tiny_config
 
 import mlx_style  # noqa: F401
-from mlx_style.progress import read_log
-from mlx_style.train import train
+from mlx_style.training.progress import read_log
+from mlx_style.training.loop import train
 
 REPO = Path(__file__).resolve().parents[1]
-SCRIPTS = REPO / "scripts"
 
 
 @pytest.fixture(scope="module")
@@ -40,8 +39,10 @@ def trained(ws, tmp_path_factory):
 
 
 def run_script(name: str, *args: str) -> subprocess.CompletedProcess:
-    return subprocess.run([sys.executable, str(SCRIPTS / name), *args], capture_output=True, text=True,
-                          cwd=REPO, timeout=300)
+    """``python -m scripts.bench.<name>`` from the repository root, as the docs run it."""
+    module = "scripts.bench." + name.removesuffix(".py")
+    return subprocess.run([sys.executable, "-m", module, *args], capture_output=True, text=True, cwd=REPO,
+                          timeout=300)
 
 
 def test_compare_measures_every_photo_alike_and_draws_the_grid(ws, trained, tmp_path):
@@ -64,8 +65,8 @@ def test_compare_measures_every_photo_alike_and_draws_the_grid(ws, trained, tmp_
 
 
 def test_compare_refuses_a_file_without_a_training_loss_config(ws, tmp_path):
-    from mlx_style.model_io import save_transformer
-    from mlx_style.transformer import TransformerConfig, TransformerNet
+    from mlx_style.io.models import save_transformer
+    from mlx_style.nn.transformer import TransformerConfig, TransformerNet
 
     plain = save_transformer(tmp_path / "plain.safetensors", TransformerNet(TransformerConfig(width=4, num_residual=1)))
     done = run_script("compare_training.py", str(plain), "--style", str(ws["style"]), "--data", str(ws["data"]),
@@ -97,12 +98,11 @@ def test_torch_reference_trains_the_same_recipe_step_for_step(ws, trained, tmp_p
 @pytest.mark.parametrize("upsample", ["nearest", "deconv"])
 def test_torch_twin_weights_round_trip_and_compute_the_same_network(upsample):
     torch = pytest.importorskip("torch")
-    sys.path.insert(0, str(SCRIPTS))
-    import torch_twin
+    from scripts.bench import torch_twin
     import mlx.core as mx
     from mlx.utils import tree_flatten
 
-    from mlx_style.transformer import TransformerConfig, TransformerNet
+    from mlx_style.nn.transformer import TransformerConfig, TransformerNet
 
     config = TransformerConfig(width=4, num_residual=1, upsample=upsample)
     mx.random.seed(3)

@@ -12,9 +12,9 @@ import numpy as np
 import pytest
 from mlx.utils import tree_flatten
 
-from mlx_style.model_io import load_transformer, save_transformer
-from mlx_style.transformer import TransformerConfig, TransformerNet, count_parameters, padded_size
-from mlx_style.weights import WeightFileError
+from mlx_style.io.models import load_transformer, save_transformer
+from mlx_style.nn.transformer import TransformerConfig, TransformerNet, count_parameters, padded_size
+from mlx_style.io.weights import WeightFileError
 
 # Report's Table 1: conv weights + bias per layer.
 TABLE1_CONVS = {"conv1": 7808, "conv2": 18496, "conv3": 73856, "deconv1": 73792, "deconv2": 18464, "deconv3": 7779,
@@ -159,7 +159,7 @@ def test_load_transformer_missing_file_says_what_to_do(tmp_path):
 
 def test_load_transformer_refuses_a_config_that_does_not_fit(tmp_path):
     """A file whose metadata config disagrees with its tensors is refused, naming the mis-shaped keys."""
-    from mlx_style.weights import save_weights
+    from mlx_style.io.weights import save_weights
 
     net = TransformerNet(TransformerConfig(width=4, num_residual=1))
     arrays = dict(tree_flatten(net.parameters()))

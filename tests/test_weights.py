@@ -14,7 +14,7 @@ import numpy as np
 import pytest
 from mlx.utils import tree_flatten
 
-from mlx_style.weights import (FORMAT, WeightFileError, atomic_write, check_and_load, load_weights, save_weights,
+from mlx_style.io.weights import (FORMAT, WeightFileError, atomic_write, check_and_load, load_weights, save_weights,
                                tensors_sha256)
 
 

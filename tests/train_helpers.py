@@ -15,9 +15,9 @@ import mlx_style  # noqa: F401  (fast BLAS before mlx.core)
 import mlx.core as mx
 from mlx.utils import tree_flatten
 
-from mlx_style.model_io import save_vgg
-from mlx_style.train import TrainConfig
-from mlx_style.vgg import VGG
+from mlx_style.io.models import save_vgg
+from mlx_style.training.config import TrainConfig
+from mlx_style.nn.vgg import VGG
 
 TINY_LAYERS = {"style_layers": ("relu1_2", "relu2_2"), "content_layer": "relu2_2"}
 

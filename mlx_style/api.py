@@ -1,0 +1,61 @@
+"""The Python API: ``load_style``, ``stylize`` and ``train``, re-exported by ``mlx_style``::
+
+    from mlx_style import load_style, stylize
+    out = stylize(load_style("weights/wave.safetensors"), image)   # uint8 RGB (H, W, 3) in, same size out
+
+    from mlx_style import TrainConfig, train
+    result = train(TrainConfig(style="wave.jpg", data="photos/", image_size=128, batch_size=4, iters=400))
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+
+from mlx_style.infer.stylize import TILE_SIZE, load_network, stylize_array
+from mlx_style.nn.transformer import TransformerNet
+from mlx_style.training.config import TrainConfig, TrainResult  # noqa: F401  (re-exported)
+from mlx_style.training.loop import train  # noqa: F401  (re-exported)
+
+
+@dataclass
+class Style:
+    """A loaded style network and its file's metadata (``metadata["style"]`` names the painting)."""
+
+    net: TransformerNet
+    metadata: dict[str, str]
+    path: Path
+
+    @property
+    def name(self) -> str:
+        return self.metadata.get("style", self.path.stem)
+
+
+def load_style(model: str | Path, dtype: str = "float32") -> Style:
+    """A style network by path or name (``wave`` finds ``weights/wave.safetensors``; see ``io.registry``).
+
+    Raises:
+        WeightFileError: no such model, or a file that is not a usable style network (one-line reason).
+    """
+    from mlx_style.io.registry import resolve_model
+
+    path = resolve_model(model)
+    net, meta = load_network(path, dtype)
+    return Style(net, meta, path)
+
+
+def stylize(model: Style | TransformerNet | str | Path, image: np.ndarray, *, size: int | None = None,
+            scale: float | None = None, preserve_color: bool = False, strength: float = 1.0,
+            tile_size: int = TILE_SIZE) -> np.ndarray:
+    """Stylise a uint8 RGB ``(H, W, 3)`` image; returns uint8 RGB of exactly the same size.
+
+    ``model`` is a ``load_style`` result, a ``TransformerNet``, or a path or name to load. ``size``/``scale``
+    set the resolution the network runs at (smaller: bigger strokes); ``preserve_color`` keeps the photo's
+    colours; ``strength`` blends with it; images above ``tile_size``² pixels run in tiles (same result).
+    """
+    if isinstance(model, (str, Path)):
+        model = load_style(model)
+    net = model.net if isinstance(model, Style) else model
+    return stylize_array(net, image, size, scale, preserve_color, strength, tile_size)

@@ -1,0 +1,97 @@
+"""``mlx-style cam`` (``python -m mlx_style.cam``): live style transfer from a camera or a video; see ``infer.live``."""
+
+from __future__ import annotations
+
+import argparse
+import sys
+
+from mlx_style.backend import GPU_CAM_SIZE, keep_freed_memory
+from mlx_style.cli.common import fail
+from mlx_style.errors import MlxStyleError
+from mlx_style.infer.live import COMPILE_CHOICES, PACINGS, CamConfig, format_summary, run
+from mlx_style.infer.signals import interrupt_on_termination
+from mlx_style.infer.stylize import DTYPES
+
+
+def build_parser() -> argparse.ArgumentParser:
+    d = CamConfig()
+    p = argparse.ArgumentParser(prog="mlx_style.cam", description=__doc__.splitlines()[0],
+                                formatter_class=argparse.RawDescriptionHelpFormatter,
+                                epilog="keys: q/Esc quit, n/p next/previous style, space side by side, s snapshot, "
+                                       "+/- processing size, c colour preservation")
+    p.add_argument("--model", default=d.model,
+                   help="style network: a .safetensors file or a name in --weights-dir (default: the first there)")
+    p.add_argument("--weights-dir", default=d.weights_dir, help="folder of style networks for n/p")
+    p.add_argument("--source", default=d.source, help="camera index, video file or stream URL (default: 0)")
+    p.add_argument("--width", type=int, default=d.width, help="capture width to ask the camera for")
+    p.add_argument("--height", type=int, default=d.height, help="capture height to ask the camera for")
+    p.add_argument("--size", type=int, default=d.size,
+                   help=f"processing resolution, longer side (default: {GPU_CAM_SIZE} on a GPU; on a CPU the "
+                        "largest that reaches --target-fps, measured at start)")
+    p.add_argument("--target-fps", type=float, default=d.target_fps,
+                   help="frame rate the CPU default size is chosen for (default %(default)s)")
+    p.add_argument("--mirror", action="store_true", help="flip horizontally (selfie view)")
+    p.add_argument("--dtype", choices=sorted(DTYPES), default=d.dtype, help="inference precision")
+    p.add_argument("--compile", choices=COMPILE_CHOICES, default=d.compile,
+                   help="mx.compile the forward (default auto: on a GPU only; on the CPU the first frame of "
+                        "each size waits for a C++ compiler)")
+    p.add_argument("--preserve-color", action="store_true", help="start with colour preservation on (key c)")
+    p.add_argument("--side-by-side", action="store_true", help="start side by side with the original (space)")
+    p.add_argument("--headless", action="store_true", help="no window (servers, tests); use with --output")
+    p.add_argument("--frames", type=int, default=d.frames, help="stop after this many frames")
+    p.add_argument("--output", default=d.output, help="write the stylised video (.mp4 or .avi, no overlay)")
+    p.add_argument("--snapshot-dir", default=d.snapshot_dir, help="where s saves PNG snapshots")
+    p.add_argument("--pacing", choices=PACINGS, default=d.pacing,
+                   help="video files: every-frame (all frames in order, as fast as the model goes; the "
+                        "headless default) or realtime (the file's rate, stale frames dropped; the window default)")
+    p.add_argument("--lost-timeout", type=float, default=d.lost_timeout,
+                   help="seconds without frames before the source counts as lost")
+    return p
+
+
+def check_numbers(config: CamConfig) -> str | None:
+    """What is wrong with the numeric settings, or None."""
+    if config.size is not None and config.size < 8:
+        return "--size must be at least 8 (the longer side in pixels)"
+    if config.frames is not None and config.frames < 1:
+        return "--frames must be at least 1 (leave it out to run until the source ends or q)"
+    if any(v is not None and v < 1 for v in (config.width, config.height)):
+        return "--width and --height must be positive"
+    if not config.target_fps > 0:
+        return "--target-fps must be positive"
+    if not config.lost_timeout > 0:
+        return "--lost-timeout must be positive (seconds)"
+    return None
+
+
+def config_from_args(args: argparse.Namespace) -> CamConfig:
+    return CamConfig(**{k: v for k, v in vars(args).items()})
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    keep_freed_memory()
+    config = config_from_args(args)
+    problem = check_numbers(config)
+    if problem:
+        return fail(problem)
+    try:
+        with interrupt_on_termination():  # kill/timeout/closed terminal: the output video is still finished
+            result = run(config)
+    except MlxStyleError as exc:
+        return fail(exc)
+    except KeyboardInterrupt:
+        print("interrupted before the first frame", file=sys.stderr)
+        return 130
+    print(f"stopped: {result.reason}")
+    print(format_summary(result))
+    if config.output and result.output_frames:
+        print(f"wrote {config.output} ({result.output_frames} frames)")
+    if result.failed:
+        print(f"error: {result.reason}", file=sys.stderr)
+        return 1
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

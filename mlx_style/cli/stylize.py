@@ -1,0 +1,58 @@
+"""``mlx-style stylize`` (``python -m mlx_style.stylize``): stylise images, folders and videos; see ``infer.files``."""
+
+from __future__ import annotations
+
+import argparse
+import sys
+
+from mlx_style.backend import keep_freed_memory
+from mlx_style.cli.common import fail
+from mlx_style.errors import MlxStyleError
+from mlx_style.infer.files import AUDIO_NOTE, StylizeConfig, run
+from mlx_style.infer.signals import interrupt_on_termination
+from mlx_style.infer.stylize import DTYPES
+
+
+def build_parser() -> argparse.ArgumentParser:
+    d = StylizeConfig()
+    p = argparse.ArgumentParser(
+        prog="python -m mlx_style.stylize", description=__doc__.splitlines()[0],
+        epilog=f"Videos: written with OpenCV (mp4v for .mp4, MJPG for .avi); {AUDIO_NOTE}. "
+               "Exit status: 0 all done, 1 some inputs failed (the rest written), 2 nothing done.")
+    p.add_argument("inputs", nargs="+", metavar="INPUT", help="images, folders of images (recursive), videos")
+    p.add_argument("--model", "-m", default=d.model,
+                   help="style network: a .safetensors file, or a name in weights/ (e.g. wave)")
+    p.add_argument("-o", "--output", default=d.output,
+                   help="output file for one input, else a folder (default: out/)")
+    size = p.add_mutually_exclusive_group()
+    size.add_argument("--size", type=int, default=d.size,
+                      help="longer side the network runs at (default: the input's size); smaller = bigger strokes")
+    size.add_argument("--scale", type=float, default=d.scale, help="network resolution as a fraction of the input")
+    p.add_argument("--preserve-color", action="store_true", help="keep the input's colours, stylise luminance")
+    p.add_argument("--strength", type=float, default=d.strength, help="0..1 blend with the input (default 1)")
+    p.add_argument("--dtype", choices=tuple(DTYPES), default=d.dtype, help="network precision (default float32)")
+    p.add_argument("--tile-size", type=int, default=d.tile_size,
+                   help="images above TILE² pixels (at the network's resolution) run layer by layer in tiles: "
+                        "the same result with bounded memory (0: never; default %(default)s)")
+    return p
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    keep_freed_memory()
+    config = StylizeConfig(model=args.model, inputs=args.inputs, output=args.output, size=args.size,
+                           scale=args.scale, preserve_color=args.preserve_color, strength=args.strength,
+                           dtype=args.dtype, tile_size=args.tile_size)
+    try:
+        with interrupt_on_termination():  # kill/timeout/closed terminal: unfinished outputs removed, as Ctrl-C
+            summary = run(config)
+    except (MlxStyleError, ValueError) as exc:
+        return fail(exc)
+    except KeyboardInterrupt:
+        print("interrupted: the files listed above are complete", file=sys.stderr)
+        return 130
+    return summary.exit_code
+
+
+if __name__ == "__main__":
+    sys.exit(main())

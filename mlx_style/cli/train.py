@@ -1,0 +1,148 @@
+"""``mlx-style train`` (``python -m mlx_style.train``): train a style network; see ``mlx_style.training``."""
+
+from __future__ import annotations
+
+import argparse
+import sys
+
+
+from mlx_style.cli.common import fail
+from mlx_style.errors import MlxStyleError
+from mlx_style.backend import keep_freed_memory
+from mlx_style.nn.transformer import NORMS, UPSAMPLES
+from mlx_style.training.config import LATEST, TrainConfig
+from mlx_style.training.launch import launched, run_local
+from mlx_style.training.loop import check_inputs, train
+from mlx_style.training.step import CLIP_MODES
+
+
+def _floats(text: str) -> tuple[float, ...]:
+    try:
+        return tuple(float(v) for v in text.split(","))
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected comma-separated numbers like 0.7,0.3,0.03,0.03, got {text!r}")
+
+
+def _names(text: str) -> tuple[str, ...]:
+    return tuple(v.strip() for v in text.split(",") if v.strip())
+
+
+def _processes(text: str) -> int | None:
+    if text == "auto":
+        return None
+    try:
+        value = int(text)
+    except ValueError:
+        value = 0
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"expected a number of processes (1 or more) or auto, got {text!r}")
+    return value
+
+
+def build_parser() -> argparse.ArgumentParser:
+    d = TrainConfig()
+    summary = __doc__.splitlines()[0].replace("``", "`")
+    p = argparse.ArgumentParser(prog="python -m mlx_style.train", description=summary)
+    g = p.add_argument_group("data")
+    g.add_argument("--style", required=True, help="the style image")
+    g.add_argument("--data", default=d.data, help="folder of content photos, searched recursively (COCO: "
+                   "`python scripts/download_coco.py`)")
+    g.add_argument("--image-size", type=int, default=d.image_size, help="side of the square content crops")
+    g.add_argument("--style-size", type=int, default=d.style_size,
+                   help="longer side of the style image (default: --image-size, as Johnson)")
+    g.add_argument("--subset", type=int, default=d.subset, metavar="N", help="train on N images only")
+    g.add_argument("--min-side", type=int, default=d.min_side, metavar="PX",
+                   help="skip content images whose shorter side is below PX (default: half of --image-size)")
+    g.add_argument("--sample-images", default=d.sample_images, metavar="DIR",
+                   help="content images for the sample grids (default: the last few of --data, held out)")
+    g = p.add_argument_group("optimisation")
+    g.add_argument("--batch-size", type=int, default=d.batch_size, help="global batch over all processes")
+    g.add_argument("--iters", type=int, default=d.iters, help="total steps (default: --epochs epochs)")
+    g.add_argument("--epochs", type=int, default=d.epochs)
+    g.add_argument("--lr", type=float, default=d.lr, help="Adam learning rate")
+    g.add_argument("--clip", choices=CLIP_MODES, default=d.clip,
+                   help="gradient clipping: per tensor to norm 1 (the report's), global norm 1, or none")
+    g.add_argument("--seed", type=int, default=d.seed, help="network initialisation and data order")
+    g = p.add_argument_group("loss (weights default to the VGG file's recommended_loss_weights)")
+    g.add_argument("--vgg", default=d.vgg, help="converted VGG weights (scripts/convert_vgg.py)")
+    g.add_argument("--content-weight", type=float, default=d.content_weight)
+    g.add_argument("--style-weight", type=float, default=d.style_weight)
+    g.add_argument("--tv-weight", type=float, default=d.tv_weight)
+    g.add_argument("--style-layers", type=_names, default=d.style_layers, help="e.g. relu1_2,relu2_2,relu3_3,relu4_3")
+    g.add_argument("--style-layer-weights", type=_floats, default=d.style_layer_weights,
+                   help="one per style layer, e.g. 0.7,0.3,0.03,0.03 (default: equal)")
+    g.add_argument("--content-layer", default=d.content_layer)
+    g.add_argument("--dtype", choices=("float32", "bfloat16"), default=d.dtype, help="the loss network's dtype")
+    g.add_argument("--low-memory", action="store_const", const=True, default=d.low_memory,
+                   help="recompute the style network's residual blocks in the backward pass: the same result with "
+                        "less memory and 10-15%% more time on a CPU (batch 8 × 256²: 3.4 instead of 3.9 GB in use; "
+                        "5 instead of 6.8 GB on CUDA, 8-19%% slower). The default with --norm instance on a Mac's "
+                        "GPU, and on a CPU above 2 × 256² pixels a batch on this machine; never by default on CUDA")
+    g.add_argument("--no-low-memory", dest="low_memory", action="store_const", const=False,
+                   help="keep the residual blocks' activations instead")
+    g.add_argument("--no-tune", dest="tune", action="store_false",
+                   help="skip timing the convolution strategies for this batch shape (first run of a size: ~1 min)")
+    g.add_argument("--no-compile", dest="compile", action="store_false",
+                   help="run the step uncompiled (skips the one-off kernel compilation; slower steps)")
+    g.add_argument("--processes", type=_processes, default=d.processes, metavar="N|auto",
+                   help="train as N processes on this machine, each with its share of the batch and of the cores "
+                        "(MLX's CPU ops run on one core each: on a 2-core CPU two processes took 0.7× the time). "
+                        "auto (default): on the CPU backend the largest divisor of --batch-size up to the cores "
+                        "(at most 8); 1 on a GPU")
+    g = p.add_argument_group("network")
+    g.add_argument("--norm", choices=NORMS, default=d.norm)
+    g.add_argument("--upsample", choices=UPSAMPLES, default=d.upsample)
+    g.add_argument("--width", type=int, default=d.width, help="channels of the first layer (16: light network)")
+    g.add_argument("--residual-blocks", type=int, default=d.residual_blocks)
+    g = p.add_argument_group("output and resuming")
+    g.add_argument("--output", default=d.output, help="default: weights/<style stem>.safetensors")
+    g.add_argument("--run-dir", default=d.run_dir, help="log, samples, checkpoints (default: runs/<output stem>)")
+    g.add_argument("--log", default=d.log, help="JSON-lines log (default: <run dir>/log.jsonl)")
+    g.add_argument("--log-every", type=int, default=d.log_every, help="steps between progress lines")
+    g.add_argument("--checkpoint-every", type=int, default=d.checkpoint_every, help="steps (0: end and Ctrl-C only)")
+    g.add_argument("--keep-checkpoints", type=int, default=d.keep_checkpoints, metavar="K")
+    g.add_argument("--resume", nargs="?", const=LATEST, default=d.resume, metavar="PATH",
+                   help="continue a run: from PATH, or without one from the latest checkpoint of --output")
+    g.add_argument("--overwrite", action="store_true",
+                   help="start again even if --output exists or the run folder has checkpoints (they are replaced)")
+    g.add_argument("--sample-every", type=int, default=d.sample_every, help="steps between sample grids (0: none)")
+    return p
+
+
+def config_from_args(args: argparse.Namespace) -> TrainConfig:
+    return TrainConfig(**{k: v for k, v in vars(args).items() if k in TrainConfig.__dataclass_fields__})
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    config = config_from_args(args)
+    for name in ("image_size", "batch_size", "log_every"):
+        if getattr(config, name) < 1:
+            return fail(f"--{name.replace('_', '-')} must be at least 1")
+    keep_freed_memory()
+    try:
+        processes = config.planned_processes()
+        if processes > 1 and not launched():
+            check_inputs(config, processes, lambda text: None)  # report a bad input once, not once per process
+            return run_local(processes, ["-m", "mlx_style.train", *(sys.argv[1:] if argv is None else argv)])
+        result = train(config)
+    except (MlxStyleError, ValueError) as exc:
+        return fail(exc)
+    except KeyboardInterrupt:
+        print("interrupted before the first step: nothing to save", file=sys.stderr)
+        return 130
+    if result.status == "diverged":
+        return 1
+    if result.status == "interrupted":
+        return 130
+    if result.output is not None:
+        last = result.records[-1] if result.records else {}
+        print(f"wrote {result.output} after {result.step} steps (last loss {last.get('loss', float('nan')):.4g}, "
+              f"{last.get('images_per_s', 0):.2f} img/s, peak memory {result.peak_memory_gb:.2f} GB in use, "
+              f"{result.resident_gb:.2f} GB resident, "
+              f"{result.skipped} unusable images skipped)")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

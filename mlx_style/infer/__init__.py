@@ -1,0 +1,1 @@
+"""Stylising: one array (``stylize``), files and videos (``files``), live frames (``live``), timing (``benchmark``)."""

@@ -1,0 +1,98 @@
+"""What the cam's keys control and how its frame rate is counted: pure functions, tested without a window.
+
+Keys: ``q``/Esc quit; ``n``/``p`` next/previous style; space side by side; ``s`` snapshot; ``+``/``-`` processing
+size; ``c`` colour preservation.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, replace
+
+import numpy as np
+
+# Processing resolutions (longer side) that +/- step through.
+SIZE_STEPS = (64, 96, 128, 160, 192, 256, 320, 384, 512, 640, 768, 960, 1280)
+ESC = 27
+
+
+def step_size(size: int, direction: int) -> int:
+    """The next processing size in ``SIZE_STEPS`` up (``+1``) or down (``-1``) from ``size``, clamped."""
+    if direction > 0:
+        return next((s for s in SIZE_STEPS if s > size), max(size, SIZE_STEPS[-1]))
+    return next((s for s in reversed(SIZE_STEPS) if s < size), min(size, SIZE_STEPS[0]))
+
+
+
+@dataclass(frozen=True)
+class CamState:
+    """What the keys control. ``snapshot`` is a request the loop carries out and clears."""
+
+    model_index: int = 0
+    model_count: int = 1
+    size: int = 256
+    side_by_side: bool = False
+    preserve_color: bool = False
+    snapshot: bool = False
+    quit: bool = False
+
+
+def handle_key(state: CamState, key: int) -> CamState:
+    """The state after pressing ``key`` (``cv2.waitKey``'s code; -1 for none)."""
+    if key < 0:
+        return state
+    char = chr(key & 0xFF).lower()
+    if char == "q" or key & 0xFF == ESC:
+        return replace(state, quit=True)
+    if char in "np" and state.model_count > 0:
+        shift = 1 if char == "n" else -1
+        return replace(state, model_index=(state.model_index + shift) % state.model_count)
+    if char == " ":
+        return replace(state, side_by_side=not state.side_by_side)
+    if char == "s":
+        return replace(state, snapshot=True)
+    if char in "+=":  # = is + without shift on most keyboards
+        return replace(state, size=step_size(state.size, +1))
+    if char in "-_":
+        return replace(state, size=step_size(state.size, -1))
+    if char == "c":
+        return replace(state, preserve_color=not state.preserve_color)
+    return state
+
+
+def percentile(values: list[float], q: float) -> float:
+    return float(np.percentile(np.asarray(values, dtype=np.float64), q)) if values else float("nan")
+
+
+class FrameStats:
+    """Frame intervals and model latencies; the overlay's recent FPS and the end-of-run percentiles."""
+
+    def __init__(self, window: int = 30):
+        self.window = window
+        self.intervals: list[float] = []
+        self.latencies: list[float] = []
+        self._last: float | None = None
+
+    def add(self, now: float, latency: float) -> None:
+        """Record a finished frame at time ``now`` (seconds) whose model call took ``latency`` seconds."""
+        if self._last is not None:
+            self.intervals.append(now - self._last)
+        self._last = now
+        self.latencies.append(latency)
+
+    @property
+    def frames(self) -> int:
+        return len(self.latencies)
+
+    def recent_fps(self) -> float:
+        recent = self.intervals[-self.window:]
+        return len(recent) / sum(recent) if recent and sum(recent) > 0 else 0.0
+
+    def summary(self) -> dict[str, float]:
+        """FPS p50/p95 (1 / the median and the 95th-percentile frame interval: p95 is the rate 95 % of frames
+        reach) and model latency p50/p95 in ms."""
+        inv = lambda s: 1.0 / s if s > 0 else float("nan")  # noqa: E731
+        return {"frames": self.frames,
+                "fps_p50": inv(percentile(self.intervals, 50)), "fps_p95": inv(percentile(self.intervals, 95)),
+                "latency_ms_p50": 1000 * percentile(self.latencies, 50),
+                "latency_ms_p95": 1000 * percentile(self.latencies, 95)}
+

@@ -1,0 +1,378 @@
+"""Live style transfer from a camera, video file or stream: ``python -m mlx_style.cam``.
+
+Johnson et al. 2016's feed-forward network runs once per frame on the MLX default device (the GPU on a Mac),
+through one forward per processing size, compiled with ``mx.compile`` on a GPU. Capture runs in its own thread
+and hands over only the latest frame (``mlx_style.capture``), so a slow model drops stale frames instead of
+building lag.
+
+Keys (in the window): ``q``/Esc quit; ``n``/``p`` next/previous style among ``weights/*.safetensors``; space
+toggles stylised / side by side with the original; ``s`` saves a PNG snapshot; ``+``/``-`` change the processing
+resolution; ``c`` toggles colour preservation (stylise the luminance only).
+
+The processing size (the longer side the network runs at) defaults to 512 on a GPU; on a CPU it is measured at
+start-up: the largest step that reaches ``--target-fps`` (10). The overlay shows the choice.
+
+Without a display (``--headless``) it reads ``--frames N`` frames, writes ``--output FILE.mp4`` and prints FPS and
+latency percentiles. A video file is then processed frame by frame in order, as fast as the model goes (every
+frame, none dropped), which makes runs repeatable; with a window, a file plays at its own frame rate and drops
+stale frames like a camera (``--pacing`` overrides both)::
+
+    python -m mlx_style.cam --model wave
+    python -m mlx_style.cam --headless --source ../shared/data/video/fox.mp4 --frames 60 --output fox_wave.mp4
+"""
+
+from __future__ import annotations
+
+import os
+import sys
+import time
+from dataclasses import dataclass, replace
+from pathlib import Path
+
+import mlx_style  # noqa: F401  (loads the BLAS before mlx.core)
+import cv2
+import mlx.core as mx
+import numpy as np
+
+from mlx_style.backend import cam_default_size, compile_inference
+from mlx_style.errors import MlxStyleError
+from mlx_style.infer.cam_controls import SIZE_STEPS, CamState, FrameStats, handle_key
+from mlx_style.infer.capture import CaptureThread, FrameSlot, SourceInfo, open_source
+from mlx_style.infer.color import keep_colors
+from mlx_style.infer.overlay import compose_view, draw_overlay, status_lines
+from mlx_style.infer.stylize import DTYPES, load_network, to_uint8
+from mlx_style.infer.video_out import VideoOut, check_output_path, snapshot_path
+from mlx_style.io.paths import check_not_an_input
+from mlx_style.io.registry import NO_MODEL_HINT, list_style_models, resolve_model
+from mlx_style.io.weights import WeightFileError
+from mlx_style.nn.tiled import network_dtype
+from mlx_style.nn.transformer import TransformerNet
+
+# On a CPU the processing size is measured at start-up (calibrate_size): CPUs differ by more than 10× in speed.
+TARGET_FPS = 10.0  # what the CPU calibration aims for
+FRAME_SHARE = 0.8  # of each frame's time the model may use; capture, resizing and display take the rest
+PACINGS = ("auto", "every-frame", "realtime")
+COMPILE_CHOICES = ("auto", "yes", "no")
+WINDOW = "mlx_style"
+
+
+class CamError(MlxStyleError, RuntimeError):
+    """A problem that ends the cam; the message is one line that says what to do next."""
+
+
+@dataclass
+class CamConfig:
+    """Everything ``python -m mlx_style.cam`` can be told; the CLI fills it from its flags."""
+
+    model: str | None = None  # a .safetensors path or a name in weights_dir; None: the first style network there
+    weights_dir: str = "weights"  # where n/p look for other style networks
+    source: str = "0"  # camera index, video file or stream URL
+    width: int | None = None  # capture size request to the camera (the driver picks its nearest mode)
+    height: int | None = None
+    size: int | None = None  # processing resolution, longer side; None: GPU_DEFAULT_SIZE, or calibrated on a CPU
+    target_fps: float = TARGET_FPS  # the CPU calibration picks the largest size that reaches this
+    mirror: bool = False  # flip horizontally, as a selfie view
+    dtype: str = "float32"  # the CPU is slower in float16; on a GPU float16/bfloat16 may be faster
+    compile: str = "auto"  # mx.compile the forward: auto = on a GPU only (see use_compile)
+    preserve_color: bool = False  # start with colour preservation on (key c toggles it)
+    side_by_side: bool = False  # start side by side (space toggles it)
+    headless: bool = False  # no window: for servers, tests and benchmarks
+    frames: int | None = None  # stop after this many processed frames
+    output: str | None = None  # write the shown frames (without the overlay) to a video file
+    snapshot_dir: str = "."  # where s saves PNGs
+    pacing: str = "auto"  # files: every-frame (headless default) or realtime (window default)
+    lost_timeout: float = 2.0  # seconds without a frame before the source counts as lost
+
+
+def resolve_models(model: str | None, weights_dir: str | Path) -> tuple[list[Path], int]:
+    """The style networks n/p cycle through and the index of the one to start with (``io.registry``'s rule).
+
+    Raises ``CamError`` saying how to get a model when there is none.
+    """
+    models = list_style_models(weights_dir)
+    if model is None:
+        if not models:
+            raise CamError(f"no style network in {weights_dir}/: {NO_MODEL_HINT}")
+        return models, 0
+    try:
+        path = resolve_model(model, weights_dir)
+    except WeightFileError as exc:
+        raise CamError(str(exc)) from None
+    resolved = [p.resolve() for p in models]
+    if path.resolve() in resolved:
+        return models, resolved.index(path.resolve())
+    return [path] + models, 0
+
+
+class Stylizer:
+    """A style network with one forward per ``(H, W, dtype)``, compiled with ``mx.compile`` if asked.
+
+    A compiled forward is traced once per input shape; later frames of that size reuse the graph. ``traces``
+    counts the traces (the Python body of the forward runs only while tracing, or on every call uncompiled).
+    """
+
+    def __init__(self, net: TransformerNet, compile: bool = True):
+        self.net, self.compile = net, compile
+        self.dtype = network_dtype(net) if isinstance(net, TransformerNet) else mx.float32
+        self.traces = 0
+        self._forwards: dict[tuple, object] = {}
+
+    def _forward(self, image: mx.array) -> mx.array:
+        self.traces += 1
+        stylised = self.net(image.astype(self.dtype)).astype(mx.float32)
+        # round and convert on the device: a quarter of the bytes to copy back, and no work left for numpy
+        return mx.clip(mx.round(stylised), 0, 255).astype(mx.uint8)
+
+    def forward(self, height: int, width: int):
+        """The function that stylises a ``(1, height, width, 3)`` uint8 batch (cached per size and dtype)."""
+        key = (height, width, self.dtype)
+        if key not in self._forwards:
+            self._forwards[key] = mx.compile(self._forward) if self.compile else self._forward
+        return self._forwards[key]
+
+    def __call__(self, rgb: np.ndarray, preserve_color: bool = False) -> np.ndarray:
+        """Stylise one uint8 RGB ``(H, W, 3)`` image; returns uint8 RGB of the same size.
+
+        ``preserve_color`` keeps the input's chroma and stylises the luminance only (``stylize.keep_colors``).
+        """
+        H, W, _ = rgb.shape
+        out = self.forward(H, W)(mx.array(np.ascontiguousarray(rgb))[None])
+        mx.eval(out)
+        stylised = np.asarray(out[0])
+        return to_uint8(keep_colors(stylised, rgb)) if preserve_color else stylised
+
+def calibrate_size(stylizer: Stylizer, height: int, width: int, target_fps: float = TARGET_FPS,
+                   steps: tuple[int, ...] = SIZE_STEPS, clock=time.perf_counter) -> tuple[int, dict[int, float]]:
+    """The largest step whose model time fits ``FRAME_SHARE / target_fps`` for frames of ``height × width``.
+
+    Steps are tried smallest first (one untimed call, then the mean of two timed calls) and the search stops at
+    the first that is too slow, so it costs a few frames' time. Returns ``(size, {size: seconds measured})``;
+    the smallest step when none is fast enough.
+    """
+    budget = FRAME_SHARE / target_fps
+    chosen, measured = steps[0], {}
+    for size in steps:
+        H, W = processing_shape(height, width, size)
+        image = np.full((H, W, 3), 128, np.uint8)
+        stylizer(image)
+        start = clock()
+        stylizer(image)
+        stylizer(image)
+        measured[size] = (clock() - start) / 2
+        if measured[size] > budget:
+            break
+        chosen = size
+    return chosen, measured
+
+def use_compile(choice: str, device: mx.Device | None = None) -> bool:
+    """``auto`` compiles on a GPU only: on the CPU backend ``mx.compile`` builds its fused kernels with the C++
+    compiler at the first frame of every size (3–60 s here) and then ran no faster than the plain forward."""
+    if choice not in COMPILE_CHOICES:
+        raise ValueError(f"[use_compile] choice must be one of {COMPILE_CHOICES}, got {choice!r}")
+    return choice == "yes" or (choice == "auto" and compile_inference(device))
+
+
+def processing_shape(height: int, width: int, size: int) -> tuple[int, int]:
+    """``(H, W)`` with the longer side ``size``, the aspect ratio kept and both multiples of 4 (the network's
+    stride) and at least 8, so no padding is spent inside the network."""
+    scale = size / max(height, width)
+    return (max(8, round(height * scale / 4) * 4), max(8, round(width * scale / 4) * 4))
+
+
+def check_display() -> None:
+    """Fail with advice instead of letting Qt abort the process when there is no screen to show a window on."""
+    if sys.platform.startswith("linux") and not (os.environ.get("DISPLAY") or os.environ.get("WAYLAND_DISPLAY")):
+        raise CamError("no display (DISPLAY is not set): run with --headless --output OUT.mp4, "
+                       "or start an X server (e.g. xvfb-run)")
+
+
+# ---------------------------------------------------------------------------------------------------------------
+# The loop
+
+
+@dataclass
+class RunResult:
+    """How a run ended: ``failed`` runs exit non-zero with ``reason``."""
+
+    reason: str
+    failed: bool
+    stats: dict[str, float]
+    dropped: int
+    output_frames: int
+
+
+class Styles:
+    """The style networks n/p cycle through, with the loaded one as a ``Stylizer``."""
+
+    def __init__(self, paths: list[Path], index: int, dtype: str, compile: bool):
+        self.paths, self.dtype, self.compile = paths, dtype, compile
+        self.index = -1
+        self.stylizer: Stylizer | None = None
+        self.select(index)
+
+    @property
+    def name(self) -> str:
+        return self.paths[self.index].stem
+
+    def select(self, index: int) -> bool:
+        """Load style ``index``; on a bad file keep the current one (if any) and report. Returns success."""
+        if index == self.index:
+            return True
+        try:
+            net, _ = load_network(self.paths[index], self.dtype)
+        except ValueError as exc:  # WeightFileError, or a config this version does not know
+            if self.stylizer is None:
+                raise CamError(str(exc)) from None
+            print(f"skipping {self.paths[index].name}: {exc}", file=sys.stderr)
+            return False
+        self.stylizer, self.index = Stylizer(net, self.compile), index
+        return True
+
+
+def choose_size(config: CamConfig, stylizer: Stylizer, info: SourceInfo, log=print) -> tuple[int, str]:
+    """``(processing size, how it was chosen)``: ``--size``, the GPU default, or measured on a CPU."""
+    if config.size:
+        return config.size, "--size"
+    if cam_default_size():
+        return cam_default_size(), "GPU default"
+    size, measured = calibrate_size(stylizer, info.height or 480, info.width or 640, config.target_fps)
+    timings = ", ".join(f"{s}: {1000 * t:.0f} ms" for s, t in measured.items())
+    fits = measured[size] <= FRAME_SHARE / config.target_fps
+    why = (f"the largest that reaches {config.target_fps:g} FPS on this CPU" if fits else
+           f"the smallest step: none reaches {config.target_fps:g} FPS on this CPU now")
+    log(f"processing size {size}: {why} (model time per frame {timings}; the model may use {FRAME_SHARE:.0%} of "
+        "a frame); --size sets it")
+    return size, f"auto {config.target_fps:g} FPS" if fits else "auto, smallest"
+
+
+def stylise_frame(image: np.ndarray, stylizer: Stylizer, state: CamState) -> tuple[np.ndarray, float, tuple]:
+    """One camera frame (BGR) → ``(view to show, model seconds, processing (H, W))``."""
+    H, W = processing_shape(image.shape[0], image.shape[1], state.size)
+    small = cv2.resize(image, (W, H), interpolation=cv2.INTER_AREA)
+    start = time.perf_counter()
+    stylised_rgb = stylizer(small[:, :, ::-1], state.preserve_color)
+    latency = time.perf_counter() - start
+    view = compose_view(image, np.ascontiguousarray(stylised_rgb[:, :, ::-1]), state.side_by_side)
+    return view, latency, (H, W)
+
+
+def show_and_read_keys(image: np.ndarray, state: CamState, styles: Styles) -> CamState:
+    """Show ``image`` in the window, apply the key pressed (if any); a closed window quits."""
+    cv2.imshow(WINDOW, image)
+    new = handle_key(state, cv2.waitKey(1))
+    if cv2.getWindowProperty(WINDOW, cv2.WND_PROP_VISIBLE) < 1:  # closed with the mouse
+        new = replace(new, quit=True)
+    if new.model_index != state.model_index and not styles.select(new.model_index):
+        new = replace(new, model_index=styles.index)  # the file would not load: stay on the current style
+    return new
+
+
+def _pacing(config: CamConfig, info: SourceInfo) -> tuple[bool, float | None]:
+    """``(every_frame, pace)`` for the capture thread."""
+    if info.kind != "file":
+        return False, None
+    mode = config.pacing if config.pacing != "auto" else ("every-frame" if config.headless else "realtime")
+    if mode == "every-frame":
+        return True, None
+    return False, 1.0 / info.fps if info.fps > 0 else 1.0 / 30
+
+
+def run(config: CamConfig, capture=None, info: SourceInfo | None = None, log=print) -> RunResult:
+    """Run the cam until a quit key, ``config.frames``, the end of a file or a lost source.
+
+    Args:
+        config: what to run.
+        capture: an opened capture (anything with OpenCV's ``read``/``release``) to use instead of opening
+            ``config.source``; ``info`` then describes it.
+        log: where progress lines go.
+
+    Raises ``CamError`` / ``SourceError`` before the loop starts (no model, no source, no display).
+    """
+    if config.dtype not in DTYPES:
+        raise CamError(f"unknown --dtype {config.dtype}: choose one of {', '.join(DTYPES)}")
+    if config.output:
+        check_output_path(config.output)
+        check_not_an_input(config.output, [config.source, config.model], "--output")
+    if not config.headless:
+        check_display()
+    paths, index = resolve_models(config.model, config.weights_dir)
+    if config.compile not in COMPILE_CHOICES:
+        raise CamError(f"unknown --compile {config.compile}: choose one of {', '.join(COMPILE_CHOICES)}")
+    styles = Styles(paths, index, config.dtype, use_compile(config.compile))
+    if capture is None:
+        capture, info = open_source(config.source, config.width, config.height)
+    info = info or SourceInfo("camera", str(config.source), 0, 0, 0.0)
+    size, size_note = choose_size(config, styles.stylizer, info, log)
+    state = CamState(model_index=styles.index, model_count=len(paths), size=size,
+                     side_by_side=config.side_by_side, preserve_color=config.preserve_color)
+
+    slot = FrameSlot()
+    every_frame, pace = _pacing(config, info)
+    reader = CaptureThread(capture, slot, every_frame=every_frame, end_on_failure=info.kind == "file",
+                           lost_timeout=config.lost_timeout, pace=pace, label=info.name)
+    stats, reason, failed = FrameStats(), "", False
+    video = VideoOut(config.output, info.fps if info.fps > 0 else 30.0) if config.output else None
+    compiled = " compiled" if styles.compile else ""
+    log(f"{info.name}: {info.width}x{info.height} at {info.fps:g} FPS; style {styles.name}, "
+        f"{config.dtype}{compiled} on {mx.default_device()}, processing size {size} ({size_note})")
+    if not config.headless:
+        # GUI_NORMAL: no Qt toolbar (its zoom/pan buttons do nothing useful here); AUTOSIZE: follows side by side
+        cv2.namedWindow(WINDOW, cv2.WINDOW_AUTOSIZE | cv2.WINDOW_GUI_NORMAL)
+    reader.start()
+    try:
+        while True:
+            frame = slot.get(timeout=config.lost_timeout)
+            if frame is None:
+                if slot.closed:
+                    reason, failed = slot.reason, slot.failed
+                else:  # the reader is stuck inside read(): a driver that neither delivers nor fails
+                    reason, failed = f"{info.name} delivered no frame for {config.lost_timeout:g} s", True
+                break
+            image = cv2.flip(frame.image, 1) if config.mirror else frame.image
+            view, latency, shape = stylise_frame(image, styles.stylizer, state)
+            if video:
+                video.write(view)
+            stats.add(time.perf_counter(), latency)
+            if state.snapshot:
+                path = snapshot_path(config.snapshot_dir, styles.name)
+                path.parent.mkdir(parents=True, exist_ok=True)
+                cv2.imwrite(str(path), view)
+                log(f"saved {path}")
+                state = replace(state, snapshot=False)
+            if not config.headless:
+                lines = status_lines(fps=stats.recent_fps(), latency_ms=1000 * latency, processing=shape,
+                                     size_note=size_note if state.size == size else "+/-", model=styles.name,
+                                     dtype=config.dtype, preserve_color=state.preserve_color,
+                                     dropped=slot.dropped)
+                state = show_and_read_keys(draw_overlay(view, lines), state, styles)
+                if state.quit:
+                    reason = "quit"
+                    break
+            if config.frames and stats.frames >= config.frames:
+                reason = f"{config.frames} frames done"
+                break
+    except KeyboardInterrupt as exc:  # Ctrl-C, or SIGTERM/SIGHUP under interrupt_on_termination (named)
+        reason = f"interrupted ({exc})" if str(exc) else "interrupted"
+    finally:
+        reader.stop()
+        reader.join(timeout=1.0)
+        if not reader.is_alive():
+            capture.release()
+        # else: the reader is stuck inside a driver call; releasing the capture under it is a use-after-free in
+        # OpenCV, so it is left to the process exit (the reader is a daemon thread)
+        if video:
+            video.close()
+        if not config.headless:
+            cv2.destroyAllWindows()
+    return RunResult(reason, failed, stats.summary(), slot.dropped, video.frames if video else 0)
+
+
+def format_summary(result: RunResult) -> str:
+    s = result.stats
+    if not s["frames"]:
+        return "no frames processed"
+    fps = (f"FPS p50 {s['fps_p50']:.1f}, p95 {s['fps_p95']:.1f}" if s["frames"] > 1
+           else "FPS n/a (one frame)")
+    return (f"{s['frames']} frames, {result.dropped} dropped; {fps}; "
+            f"model latency p50 {s['latency_ms_p50']:.1f} ms, p95 {s['latency_ms_p95']:.1f} ms")
+

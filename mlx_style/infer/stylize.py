@@ -1,0 +1,115 @@
+"""Stylising one image array with a style network: ``load_network``, ``stylize_array`` and what they use.
+
+Johnson et al. 2016: one forward pass of the image transformation network per image. The output keeps the
+input's exact size; ``size``/``scale`` set the resolution the network runs at (strokes follow it); images larger
+than ``tile_size``² pixels run layer by layer in tiles (``nn.tiled``): the same result with bounded memory.
+``infer.files`` runs it over files and videos, ``infer.live`` over camera frames.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import mlx.core as mx
+import numpy as np
+
+from mlx_style.infer.color import blend, keep_colors
+from mlx_style.io.image import resize
+from mlx_style.io.models import load_transformer
+from mlx_style.io.registry import resolve_model
+from mlx_style.io.weights import WeightFileError
+from mlx_style.nn.tiled import network_dtype, run_tiled
+from mlx_style.nn.transformer import TransformerNet
+
+DTYPES = {"float32": mx.float32, "float16": mx.float16, "bfloat16": mx.bfloat16}
+TILE_SIZE = 512  # tile above 512² px: exact, and MLX CPU convs peak at ~11 KB/px (2.9 GB at 512²)
+
+
+def load_network(path: str | Path, dtype: str = "float32") -> tuple[TransformerNet, dict[str, str]]:
+    """Load a transformer weight file and cast it to ``dtype`` (``float32``, ``float16`` or ``bfloat16``).
+
+    ``path`` may be a bare style name (``wave`` → ``weights/wave.safetensors``). Raises ``WeightFileError``
+    with a one-line reason (missing, not safetensors, not mlx_style, another kind).
+    """
+    if dtype not in DTYPES:
+        raise ValueError(f"[load_network] dtype must be one of {tuple(DTYPES)}, got {dtype!r}")
+    path = resolve_model(path)
+    try:
+        net, meta = load_transformer(path)
+    except (KeyError, ValueError) as exc:  # a config the network cannot be built from
+        if isinstance(exc, WeightFileError):
+            raise
+        raise WeightFileError(f"{path} has no usable network config ({exc}); re-create the file") from None
+    if dtype != "float32":
+        net.set_dtype(DTYPES[dtype])
+    return net, meta
+
+
+def run_network(net: TransformerNet, image: np.ndarray) -> np.ndarray:
+    """One forward pass on an RGB image ``(H, W, 3)`` in 0–255; float32 ``(H, W, 3)``, not clipped."""
+    x = mx.array(np.asarray(image, dtype=np.float32))[None].astype(network_dtype(net))
+    y = net(x).astype(mx.float32)
+    return np.asarray(y[0])
+
+
+def network_shape(height: int, width: int, size: int | None = None, scale: float | None = None) -> tuple[int, int]:
+    """The ``(height, width)`` the network runs at: the longer side ``size``, or ``scale`` × the input."""
+    if size is not None and scale is not None:
+        raise ValueError("give --size or --scale, not both")
+    if size is not None:
+        if size < 1:
+            raise ValueError(f"--size must be a positive number of pixels, got {size}")
+        factor = size / max(height, width)
+    elif scale is not None:
+        if not scale > 0:
+            raise ValueError(f"--scale must be positive, got {scale}")
+        factor = scale
+    else:
+        return height, width
+    return max(1, round(height * factor)), max(1, round(width * factor))
+
+
+def run_any_size(net: TransformerNet, image: np.ndarray, tile_size: int = TILE_SIZE) -> np.ndarray:
+    """The whole image in one pass when it fits ``tile_size``² pixels (or ``tile_size`` is 0), else tiled."""
+    H, W, _ = image.shape
+    if tile_size <= 0 or H * W <= tile_size * tile_size:
+        return run_network(net, image)
+    return run_tiled(net, image, tile_size)
+
+
+
+def to_uint8(image: np.ndarray) -> np.ndarray:
+    return np.clip(np.rint(image), 0, 255).astype(np.uint8)
+
+
+def stylize_array(net: TransformerNet, image: np.ndarray, size: int | None = None, scale: float | None = None,
+                  preserve_color: bool = False, strength: float = 1.0,
+                  tile_size: int = TILE_SIZE) -> np.ndarray:
+    """Stylise one uint8 RGB image ``(H, W, 3)``; returns uint8 RGB of exactly the same size.
+
+    Args:
+        net: a loaded ``TransformerNet`` (see ``load_network``).
+        image: uint8 RGB ``(H, W, 3)``.
+        size, scale: the network's resolution (longer side, or a fraction); None runs at the input's size.
+        preserve_color: keep the input's chroma, stylise the luminance only.
+        strength: blend with the input (1 = fully stylised).
+        tile_size: images above ``tile_size``² pixels run layer by layer in tiles (same result, bounded
+            memory); 0 never tiles.
+    """
+    image = np.asarray(image)
+    if image.ndim != 3 or image.shape[2] != 3 or image.dtype != np.uint8:
+        raise ValueError(f"[stylize_array] expected uint8 RGB (H, W, 3), got {image.dtype} {image.shape}")
+    if not 0.0 <= strength <= 1.0:
+        raise ValueError(f"--strength must be between 0 and 1, got {strength}")
+    H, W, _ = image.shape
+    if strength == 0.0:
+        return image.copy()
+    h, w = network_shape(H, W, size, scale)
+    styled = to_uint8(run_any_size(net, resize(image, h, w), tile_size))
+    styled = resize(styled, H, W).astype(np.float32)
+    if preserve_color:
+        styled = keep_colors(styled, image)
+    if strength < 1.0:
+        styled = blend(styled, image, strength)
+    return to_uint8(styled)
+

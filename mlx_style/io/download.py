@@ -1,0 +1,75 @@
+"""Downloads of published weights, pinned and checked. Nothing is downloaded at import time.
+
+Everything resolves "local path first, else the Hub": callers pass a local file when they have one.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+
+from mlx_style.io.weights import WeightFileError, file_sha256
+from mlx_style.errors import RunFailure
+
+
+class DownloadError(RunFailure, RuntimeError):
+    """A download that failed; the message says how to get the file another way."""
+
+
+@dataclass(frozen=True)
+class HubFile:
+    repo_id: str
+    filename: str
+    revision: str  # a commit hash, so the bytes never change under us
+    sha256: str | None  # None: checked against the sha256 the Hub announces for the LFS file instead
+
+
+VGG_SOURCES = {
+    "vgg16": HubFile("timm/vgg16.tv_in1k", "model.safetensors", "3394518cba29aee1ea82a49d971be90d2dd1dab7",
+                     "57b026918159a6bf9faf8405c3a551903768e7138989d9c6224a14227203fad8"),
+    "vgg19": HubFile("timm/vgg19.tv_in1k", "model.safetensors", "128d4708565b3a414bcbb9bbad440b2fe37b9f18", None),
+}
+
+
+def _hub_announced_sha256(spec: HubFile) -> str | None:
+    from huggingface_hub import get_hf_file_metadata, hf_hub_url
+
+    meta = get_hf_file_metadata(hf_hub_url(spec.repo_id, spec.filename, revision=spec.revision))
+    etag = (meta.etag or "").strip('"')
+    return etag if len(etag) == 64 else None
+
+
+def reachable(url: str, timeout: float = 3.0) -> bool:
+    """Whether the host of ``url`` answers a TCP connection: offline machines fail fast, not after retries."""
+    import socket
+    from urllib.parse import urlparse
+
+    parsed = urlparse(url)
+    try:
+        with socket.create_connection((parsed.hostname, parsed.port or 443), timeout=timeout):
+            return True
+    except OSError:
+        return False
+
+
+def download(spec: HubFile, cache_dir: str | Path | None = None) -> Path:
+    """Fetch ``spec`` with huggingface_hub (cached), verify its sha256, return the local path."""
+    try:
+        from huggingface_hub import constants, hf_hub_download, try_to_load_from_cache
+
+        cached = try_to_load_from_cache(spec.repo_id, spec.filename, revision=spec.revision, cache_dir=cache_dir)
+        if not isinstance(cached, str) and not reachable(constants.ENDPOINT):
+            raise ConnectionError(f"{constants.ENDPOINT} cannot be reached (offline?)")
+        path = Path(hf_hub_download(spec.repo_id, spec.filename, revision=spec.revision, cache_dir=cache_dir))
+        expected = spec.sha256 or _hub_announced_sha256(spec)
+    except Exception as exc:  # offline, DNS, HTTP errors, missing repo: all mean "could not download"
+        reason = str(exc).splitlines()[0][:160] if str(exc) else type(exc).__name__
+        raise DownloadError(
+            f"could not download {spec.repo_id}/{spec.filename} from the Hugging Face Hub ({reason}); "
+            f"when online, run the command again, or download model.safetensors from "
+            f"https://huggingface.co/{spec.repo_id} yourself and pass it with --from FILE") from None
+    if expected:
+        actual = file_sha256(path)
+        if actual != expected:
+            raise WeightFileError(f"{path} has sha256 {actual}, expected {expected}: delete it and download again")
+    return path

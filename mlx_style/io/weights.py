@@ -1,0 +1,125 @@
+"""Weight files: self-describing safetensors, checked on load, written atomically. Never unpickles.
+
+Every file carries string metadata: ``format`` (``mlx_style``), ``kind`` (``transformer`` or ``vgg``), the network
+``config`` (JSON), ``preprocess`` for VGG weights, ``source``, and ``sha256`` of the tensors, so one file rebuilds
+its network and a corrupt or foreign file is refused with a message saying what to do.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import struct
+import tempfile
+from pathlib import Path
+
+import mlx.core as mx
+import mlx.nn as nn
+import numpy as np
+from mlx.utils import tree_flatten
+from mlx_style.errors import MlxStyleError
+
+FORMAT = "mlx_style"
+
+
+class WeightFileError(MlxStyleError, ValueError):
+    """A weight file that cannot be used; the message says why and what to do."""
+
+
+def tensors_sha256(arrays: dict[str, mx.array]) -> str:
+    """A checksum of names, dtypes, shapes and bytes, independent of the file's byte layout."""
+    digest = hashlib.sha256()
+    for name in sorted(arrays):
+        a = np.asarray(arrays[name].astype(mx.float32) if arrays[name].dtype == mx.bfloat16 else arrays[name])
+        digest.update(f"{name}|{a.dtype.str}|{a.shape}|".encode())
+        digest.update(np.ascontiguousarray(a).tobytes())
+    return digest.hexdigest()
+
+
+def file_sha256(path: str | Path, chunk: int = 1 << 20) -> str:
+    """sha256 of a file's bytes (for downloads and style images)."""
+    digest = hashlib.sha256()
+    with open(path, "rb") as f:
+        while block := f.read(chunk):
+            digest.update(block)
+    return digest.hexdigest()
+
+
+def atomic_write(path: str | Path, write) -> Path:
+    """Call ``write(tmp_path)`` then rename over ``path``, so a crash never leaves a half-written file."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(prefix=f".{path.stem}.", suffix=path.suffix, dir=path.parent)
+    os.close(fd)
+    try:
+        write(tmp)
+        umask = os.umask(0)
+        os.umask(umask)
+        os.chmod(tmp, 0o666 & ~umask)  # mkstemp creates 0600; give the file the permissions open() would
+        os.replace(tmp, path)
+    except BaseException:
+        if os.path.exists(tmp):
+            os.remove(tmp)
+        raise
+    return path
+
+
+def save_weights(path: str | Path, arrays: dict[str, mx.array], metadata: dict[str, str]) -> Path:
+    """Write ``arrays`` and string ``metadata`` (plus format and checksum) to a safetensors file atomically."""
+    arrays = dict(arrays)
+    meta = {"format": FORMAT, **{k: str(v) for k, v in metadata.items()}, "sha256": tensors_sha256(arrays)}
+    if not str(path).endswith(".safetensors"):
+        raise WeightFileError(f"weight files must end in .safetensors, got {path}")
+    return atomic_write(path, lambda tmp: mx.save_safetensors(tmp, arrays, metadata=meta))
+
+
+def read_metadata(path: str | Path) -> dict[str, str]:
+    """The string metadata of a safetensors file, read from its header without loading any tensor."""
+    with open(path, "rb") as f:
+        head = f.read(8)
+        if len(head) != 8:
+            raise ValueError("file too short")
+        (length,) = struct.unpack("<Q", head)
+        if length > 100_000_000:  # a header that large is not a safetensors file
+            raise ValueError("implausible header length")
+        header = json.loads(f.read(length))
+    return dict(header.get("__metadata__") or {})
+
+
+def load_weights(path: str | Path, kind: str | None = None) -> tuple[dict[str, mx.array], dict[str, str]]:
+    """Read a weight file, check its format, kind and checksum; return ``(arrays, metadata)``."""
+    path = Path(path)
+    if not path.exists():
+        raise WeightFileError(f"no weight file at {path}")
+    if path.suffix != ".safetensors":
+        raise WeightFileError(f"{path} is not a .safetensors file (pickled .pth/.ckpt files are never loaded)")
+    try:
+        arrays, meta = mx.load(str(path), return_metadata=True)
+    except Exception as exc:  # MLX raises RuntimeError/ValueError on truncated or foreign bytes
+        raise WeightFileError(f"{path} is not a readable safetensors file ({exc}); re-create or re-download it")
+    if meta.get("format") != FORMAT:
+        raise WeightFileError(f"{path} was not written by mlx_style (no format metadata); convert it first "
+                              "(scripts/convert_vgg.py for VGG, scripts/convert_fst.py for style networks)")
+    if kind is not None and meta.get("kind") != kind:
+        raise WeightFileError(f"{path} holds a {meta.get('kind')!r} network, but a {kind!r} network is needed here")
+    if "sha256" in meta and tensors_sha256(arrays) != meta["sha256"]:
+        raise WeightFileError(f"{path} is corrupt: its tensors do not match the checksum in its metadata")
+    return arrays, meta
+
+
+def check_and_load(module: nn.Module, arrays: dict[str, mx.array], where: str = "weights") -> None:
+    """Load ``arrays`` into ``module`` strictly: every key present, no extra key, every shape equal."""
+    expected = dict(tree_flatten(module.parameters()))
+    missing = sorted(set(expected) - set(arrays))
+    unexpected = sorted(set(arrays) - set(expected))
+    misshaped = sorted(f"{k}: file {tuple(arrays[k].shape)} vs network {tuple(expected[k].shape)}"
+                       for k in set(expected) & set(arrays) if tuple(arrays[k].shape) != tuple(expected[k].shape))
+    if missing or unexpected or misshaped:
+        parts = []
+        for label, items in (("missing", missing), ("unexpected", unexpected), ("mis-shaped", misshaped)):
+            if items:
+                shown = ", ".join(items[:6]) + (f", … ({len(items)} in all)" if len(items) > 6 else "")
+                parts.append(f"{label}: {shown}")
+        raise WeightFileError(f"{where} do not fit the network ({'; '.join(parts)})")
+    module.load_weights(list(arrays.items()), strict=True)

@@ -1,0 +1,1 @@
+"""Optimising an image instead of a network: L-BFGS, Gatys et al.'s method, the report's layer studies."""

@@ -1,0 +1,105 @@
+"""Training checkpoints: everything needed to continue a run exactly, in one atomically written safetensors file.
+
+A checkpoint ``<folder>/step_00001234.safetensors`` holds
+
+- ``model.*``: the transformer's parameters (batch-norm running statistics included),
+- ``optimizer.*``: the optimizer state tree (Adam's ``m`` and ``v`` per parameter, ``step``, ``learning_rate``),
+
+and string metadata (``kind = "checkpoint"``): ``step``, the network ``config``, the ``train_config`` and the
+``data`` position (seed, epoch, offset, file count and fingerprint), JSON-encoded.
+
+Nothing else is random during training: the network's initial weights come from ``mx.random.seed(seed)`` and
+are replaced by the checkpoint's, crops are centred (no random crop or flip) and each epoch's order is a pure
+function of ``(seed, epoch)`` (see ``mlx_style.data``). So the seed and the step *are* the RNG state; no
+generator state needs saving (MLX also offers no public way to set ``mx.random``'s key to a saved value).
+"""
+
+from __future__ import annotations
+
+import json
+import re
+from dataclasses import dataclass
+from pathlib import Path
+
+import mlx.core as mx
+import mlx.nn as nn
+import mlx.optimizers as optim
+from mlx.utils import tree_flatten, tree_unflatten
+
+from mlx_style.io.weights import WeightFileError, check_and_load, load_weights, save_weights
+
+KIND = "checkpoint"
+_NAME = re.compile(r"^step_(\d+)\.safetensors$")
+
+
+@dataclass
+class Checkpoint:
+    """A loaded checkpoint: ``step`` done, parameter and optimizer arrays, and the metadata strings."""
+
+    path: Path
+    step: int
+    model: dict[str, mx.array]
+    optimizer: dict[str, mx.array]
+    metadata: dict[str, str]
+
+    def json(self, key: str) -> dict:
+        """A JSON metadata field (``train_config``, ``data``, ``config``) as a dict; {} when absent."""
+        return json.loads(self.metadata.get(key, "{}"))
+
+
+def checkpoint_path(folder: str | Path, step: int) -> Path:
+    return Path(folder) / f"step_{step:08d}.safetensors"
+
+
+def list_checkpoints(folder: str | Path) -> list[Path]:
+    """Checkpoint files in ``folder``, oldest step first (temporary files of interrupted writes ignored)."""
+    folder = Path(folder)
+    if not folder.is_dir():
+        return []
+    found = [(int(m.group(1)), p) for p in folder.iterdir() if (m := _NAME.match(p.name))]
+    return [p for _, p in sorted(found)]
+
+
+def latest_checkpoint(folder: str | Path) -> Path | None:
+    found = list_checkpoints(folder)
+    return found[-1] if found else None
+
+
+def save_checkpoint(folder: str | Path, step: int, model: nn.Module, optimizer: optim.Optimizer,
+                    metadata: dict[str, str]) -> Path:
+    """Write the checkpoint of ``step`` atomically (a crash mid-write leaves the previous ones intact)."""
+    arrays = {f"model.{k}": v for k, v in tree_flatten(model.parameters())}
+    arrays.update({f"optimizer.{k}": v for k, v in tree_flatten(optimizer.state)})
+    meta = {**metadata, "kind": KIND, "step": str(step)}
+    return save_weights(checkpoint_path(folder, step), arrays, meta)
+
+
+def prune_checkpoints(folder: str | Path, keep: int) -> list[Path]:
+    """Delete all but the ``keep`` most recent checkpoints (``keep ≤ 0`` keeps all); returns those deleted."""
+    found = list_checkpoints(folder)
+    if keep <= 0 or len(found) <= keep:
+        return []
+    doomed = found[:-keep]
+    for path in doomed:
+        path.unlink(missing_ok=True)
+    return doomed
+
+
+def load_checkpoint(path: str | Path) -> Checkpoint:
+    """Read and verify (format, kind, checksum) a checkpoint file."""
+    arrays, meta = load_weights(path, kind=KIND)
+    model = {k[len("model."):]: v for k, v in arrays.items() if k.startswith("model.")}
+    optimizer = {k[len("optimizer."):]: v for k, v in arrays.items() if k.startswith("optimizer.")}
+    return Checkpoint(Path(path), int(meta["step"]), model, optimizer, meta)
+
+
+def restore(checkpoint: Checkpoint, model: nn.Module, optimizer: optim.Optimizer) -> None:
+    """Load the checkpoint into ``model`` and ``optimizer`` (strictly; call before compiling the step)."""
+    check_and_load(model, checkpoint.model, where=f"checkpoint {checkpoint.path}")
+    optimizer.init(model.trainable_parameters())
+    expected = dict(tree_flatten(optimizer.state))
+    if set(expected) != set(checkpoint.optimizer):
+        raise WeightFileError(f"checkpoint {checkpoint.path} has optimizer state for another network or "
+                              "optimizer; start a new run (different --output) or resume with the same settings")
+    optimizer.state = tree_unflatten(list(checkpoint.optimizer.items()))
+    optimizer.init(model.trainable_parameters())  # marks it initialised; every entry already exists

@@ -1,0 +1,130 @@
+"""The settings of a training run (``TrainConfig``), what a run returns, and the loss weights it uses."""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass, field
+from pathlib import Path
+
+
+from mlx_style.errors import MlxStyleError
+from mlx_style.nn.losses import STYLE_LAYERS, LossConfig
+from mlx_style.nn.transformer import TransformerConfig
+from mlx_style.nn.vgg import DEFAULT_VGG_PATH
+from mlx_style.backend import backend_name, processes_for_training, recompute_above_pixels
+from mlx_style.training.launch import usable_cores
+
+LATEST = "latest"  # --resume without a path
+
+
+@dataclass
+class TrainConfig:
+    """Every setting of a training run; the CLI's defaults come from here."""
+
+    style: str = ""  # the style image
+    data: str | None = None  # folder of content photos (COCO); required
+    vgg: str = str(DEFAULT_VGG_PATH)  # converted loss network (scripts/convert_vgg.py)
+    image_size: int = 256  # content crops are image_size² (the report's 256)
+    batch_size: int = 8  # the report's; the global batch over all processes, so results do not depend on them
+    iters: int | None = None  # total steps; None: epochs × steps per epoch
+    epochs: int = 1  # the report: one epoch of COCO train2017 (118k images, ~14.8k steps at batch 8)
+    lr: float = 1e-3  # Adam, as Johnson
+    clip: str = "tensor"  # per-tensor norm-1 clipping (the report); "global" or "none"
+    content_weight: float | None = None  # None: from the VGG file's recommended_loss_weights
+    style_weight: float | None = None
+    tv_weight: float | None = None
+    style_layer_weights: tuple[float, ...] | None = None  # None: equal weights (losses.LossConfig)
+    style_layers: tuple[str, ...] = STYLE_LAYERS  # relu1_2, relu2_2, relu3_3, relu4_3
+    content_layer: str = "relu3_3"
+    style_size: int | None = None  # longer side of the style image; None: image_size (Johnson's choice)
+    norm: str = "instance"
+    upsample: str = "nearest"
+    width: int = 32  # 16 gives the light network
+    residual_blocks: int = 5
+    subset: int | None = None  # train on N images only (chosen by the seed)
+    seed: int = 0  # network initialisation and data order
+    output: str | None = None  # None: weights/<style stem>.safetensors
+    run_dir: str | None = None  # None: runs/<output stem>
+    checkpoint_every: int = 1000  # steps; 0: only at the end and on Ctrl-C
+    keep_checkpoints: int = 3
+    resume: str | None = None  # a checkpoint path, or LATEST
+    overwrite: bool = False  # start afresh even if --output or the run folder's checkpoints exist
+    sample_every: int = 500  # steps; 0: none
+    sample_images: str | None = None  # folder of sample content; None: hold out sample_count images of --data
+    sample_count: int = 4
+    log: str | None = None  # None: <run dir>/log.jsonl
+    log_every: int = 10  # steps between progress lines (the only host reads of the losses)
+    dtype: str = "float32"  # the loss network's dtype: float32 or bfloat16
+    low_memory: bool | None = None  # recompute the residual blocks in the backward pass; None: see recomputes()
+    min_side: int | None = None  # skip content images with a shorter side below this; None: image_size // 2
+    prefetch: int = 2  # batches decoded ahead
+    tune: bool = True  # autotune the convolution strategies for this batch shape first (cached on disk)
+    compile: bool = True  # mx.compile the step (False: no start-up kernel compilation, for tiny CPU runs)
+    processes: int | None = None  # processes on this machine (the CLI starts them); None: launch.auto_processes
+
+    def output_path(self) -> Path:
+        return Path(self.output) if self.output else Path("weights") / f"{Path(self.style).stem}.safetensors"
+
+    def recomputes(self, backend: str | None = None, processes: int = 1, local: int = 1) -> bool:
+        """Whether the step recomputes the residual blocks (``--low-memory``).
+
+        By default: with instance norm (batch norm's running statistics would be updated twice), when the pixels
+        this machine holds, one process's share of the batch (``batch_size // processes``) times the ``local``
+        processes on this machine, exceed the backend's ``RECOMPUTE_ABOVE_PIXELS`` (``backend``:
+        ``mlx_style.device.backend_name()`` when None; an unknown backend always recomputes).
+        """
+        if self.low_memory is not None:
+            return self.low_memory
+        above = recompute_above_pixels(backend)
+        pixels = self.batch_size // processes * local * self.image_size ** 2
+        return self.norm == "instance" and above is not None and pixels > above
+
+    def planned_processes(self) -> int:
+        """The local processes this run trains as: ``processes``, or ``backend.processes_for_training``."""
+        return self.processes or processes_for_training(backend_name(), self.batch_size, usable_cores())
+
+    def run_path(self) -> Path:
+        return Path(self.run_dir) if self.run_dir else Path("runs") / self.output_path().stem
+
+    def log_path(self) -> Path:
+        return Path(self.log) if self.log else self.run_path() / "log.jsonl"
+
+    def network_config(self) -> TransformerConfig:
+        return TransformerConfig(norm=self.norm, upsample=self.upsample, width=self.width,
+                                 num_residual=self.residual_blocks)
+
+
+@dataclass
+class TrainResult:
+    """What a run did: ``status`` is ``done``, ``interrupted`` or ``diverged``."""
+
+    status: str
+    step: int
+    output: Path | None = None
+    checkpoint: Path | None = None
+    records: list[dict] = field(default_factory=list)
+    skipped: int = 0
+    peak_memory_gb: float = 0.0  # MLX's memory in use at its peak
+    resident_gb: float = 0.0  # the process's resident size at the end (MLX, Python, the data loader)
+
+
+class TrainingError(MlxStyleError, RuntimeError):
+    """A run that cannot start or continue; the message says what to do."""
+
+
+def loss_config(config: TrainConfig, vgg_meta: dict[str, str]) -> LossConfig:
+    """Loss weights: the flags where given, else the VGG file's recommendation (right for its input scale)."""
+    recommended = json.loads(vgg_meta.get("recommended_loss_weights", "{}"))
+    weights = {}
+    for key in ("content", "style", "tv"):
+        value = getattr(config, f"{key}_weight")
+        if value is None:
+            if key not in recommended:
+                raise TrainingError(f"{config.vgg} carries no recommended loss weights: pass --{key}-weight "
+                                    "(or re-convert it with scripts/convert_vgg.py)")
+            value = recommended[key]
+        weights[f"{key}_weight"] = float(value)
+    layer_weights = config.style_layer_weights or (1.0,) * len(config.style_layers)
+    return LossConfig(content_layer=config.content_layer, style_layers=tuple(config.style_layers),
+                      style_layer_weights=tuple(layer_weights), **weights)
+

@@ -1,8 +1,8 @@
 """Load a fast BLAS before MLX on Linux.
 
-The Linux ``mlx-cpu`` wheel links the reference (netlib) BLAS: a 2048³ matmul runs at ~6 GFLOP/s on a 2-core
-x86 machine. If an OpenBLAS is already in the process's global symbol scope when ``mlx.core`` is first
-imported, MLX's ``cblas_sgemm`` calls resolve to it (~190 GFLOP/s on the same machine, equal results).
+The Linux ``mlx-cpu`` wheel links the reference (netlib) BLAS, which runs large matrix products many times
+slower than an optimised BLAS. If an OpenBLAS is already in the process's global symbol scope when ``mlx.core``
+is first imported, MLX's ``cblas_sgemm`` calls resolve to it (far faster, equal results; docs/benchmarks.md).
 This module finds one and loads it with ``RTLD_GLOBAL``. It is the package's single import-time side effect:
 it only loads a shared library, and only on Linux, and only when ``mlx.core`` has not been imported yet.
 

@@ -17,9 +17,9 @@ Where freed memory goes between steps on the CPU backend: kept for reuse, withou
 
 MLX's CPU allocator takes memory with ``malloc`` and, below its cache limit, keeps each freed buffer for a later
 request of (almost) the same size. Its Linux default keeps 32 MB: every large temporary then goes back to the
-OS and is faulted in again on the next call (a 64 MB elementwise op took 70 ms instead of 10). A cache of half
-the memory limit fixed the speed but not the size: buffers of one size cannot serve another, so a training step
-at batch 8 × 256² held 11.5–13.4 GB resident for 4.3 GB in use.
+OS and is faulted in again on the next call, which makes large elementwise ops much slower. A cache of
+half the memory limit fixed the speed but not the size: buffers of one size cannot serve another, so a training
+step held far more resident than it had in use (docs/benchmarks.md).
 
 On Linux with glibc, ``keep_freed_memory`` instead asks ``malloc`` itself to keep freed memory: no ``mmap`` for
 large blocks (they come from the heap, where freed neighbours merge and are split again for any size), no
@@ -43,8 +43,9 @@ import mlx_style  # noqa: F401  (loads the BLAS before mlx.core)
 import mlx.core as mx
 
 # Batch pixels on one machine above which training recomputes the residual blocks by default (None: never).
-# CPU: recomputing costs 10-15% of a step, so only where memory would otherwise pass PyTorch's; CUDA: the
-# activations fit, speed wins; Metal: always, since a Mac's GPU shares the machine's memory.
+# CPU: recomputing costs one more forward pass of the blocks per step, so only where memory would otherwise
+# pass PyTorch's (docs/benchmarks.md); CUDA: the activations fit, speed wins; Metal: always, since a Mac's GPU
+# shares the machine's memory.
 RECOMPUTE_ABOVE_PIXELS = {"cpu": 2 * 256 * 256, "metal": 0, "cuda": None}
 GPU_CAM_SIZE = 512  # the cam's processing size on a GPU (longer side); a CPU measures its own at start-up
 MAX_AUTO_PROCESSES = 8  # local training processes `--processes auto` may start on a CPU

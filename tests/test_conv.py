@@ -2,8 +2,6 @@
 the tuner's choice, cache file and forcing; the 'auto' path inside mx.compile and gradient transforms."""
 
 import json
-import os
-import sys
 
 import mlx_style  # noqa: E402,F401  (before mlx.core: loads the fast BLAS)
 from mlx_style.nn import conv, conv_tuning  # noqa: E402

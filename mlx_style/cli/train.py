@@ -75,18 +75,20 @@ def build_parser() -> argparse.ArgumentParser:
     g.add_argument("--dtype", choices=("float32", "bfloat16"), default=d.dtype, help="the loss network's dtype")
     g.add_argument("--low-memory", action="store_const", const=True, default=d.low_memory,
                    help="recompute the style network's residual blocks in the backward pass: the same result with "
-                        "less memory and 10-15%% more time on a CPU (batch 8 × 256²: 3.4 instead of 3.9 GB in use; "
-                        "5 instead of 6.8 GB on CUDA, 8-19%% slower). The default with --norm instance on a Mac's "
-                        "GPU, and on a CPU above 2 × 256² pixels a batch on this machine; never by default on CUDA")
+                        "less memory, at the cost of one more forward pass of the blocks (docs/benchmarks.md). "
+                        "The default with --norm instance on a Mac's GPU, and on a CPU above 2 × 256² pixels a "
+                        "batch on this machine; never by default on CUDA")
     g.add_argument("--no-low-memory", dest="low_memory", action="store_const", const=False,
                    help="keep the residual blocks' activations instead")
     g.add_argument("--no-tune", dest="tune", action="store_false",
-                   help="skip timing the convolution strategies for this batch shape (first run of a size: ~1 min)")
+                   help="skip timing the convolution strategies for this batch shape (done once per size and "
+                        "cached; the first run at a size waits for it)")
     g.add_argument("--no-compile", dest="compile", action="store_false",
                    help="run the step uncompiled (skips the one-off kernel compilation; slower steps)")
     g.add_argument("--processes", type=_processes, default=d.processes, metavar="N|auto",
                    help="train as N processes on this machine, each with its share of the batch and of the cores "
-                        "(MLX's CPU ops run on one core each: on a 2-core CPU two processes took 0.7× the time). "
+                        "(MLX's CPU ops run on one core each, so more processes use more cores; "
+                        "docs/benchmarks.md). "
                         "auto (default): on the CPU backend the largest divisor of --batch-size up to the cores "
                         "(at most 8); 1 on a GPU")
     g = p.add_argument_group("network")
@@ -103,6 +105,9 @@ def build_parser() -> argparse.ArgumentParser:
     g.add_argument("--keep-checkpoints", type=int, default=d.keep_checkpoints, metavar="K")
     g.add_argument("--resume", nargs="?", const=LATEST, default=d.resume, metavar="PATH",
                    help="continue a run: from PATH, or without one from the latest checkpoint of --output")
+    g.add_argument("--allow-change", action="store_true",
+                   help="with --resume: continue although the style image or the loss settings differ from the "
+                        "checkpoint's (without it such a resume is refused)")
     g.add_argument("--overwrite", action="store_true",
                    help="start again even if --output exists or the run folder has checkpoints (they are replaced)")
     g.add_argument("--sample-every", type=int, default=d.sample_every, help="steps between sample grids (0: none)")
@@ -128,10 +133,14 @@ def main(argv: list[str] | None = None) -> int:
         result = train(config)
     except (MlxStyleError, ValueError) as exc:
         return fail(exc)
+    except RuntimeError as exc:
+        if launched() and "[ring]" in str(exc):  # a peer rank ended (it has said why): end quietly
+            return 1
+        raise
     except KeyboardInterrupt:
         print("interrupted before the first step: nothing to save", file=sys.stderr)
         return 130
-    if result.status == "diverged":
+    if result.status in ("diverged", "failed"):
         return 1
     if result.status == "interrupted":
         return 130

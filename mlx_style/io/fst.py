@@ -169,7 +169,7 @@ def import_fst(folder: str | Path, out_path: str | Path, name: str | None = None
         folder: the ml5 folder (``manifest.json`` + variable files).
         out_path: the ``.safetensors`` file to write (atomically).
         name: the style name stored in the metadata; defaults to the folder's name.
-        source: where the folder came from; defaults to its path.
+        source: where the folder came from (a URL or a name, never a local path); defaults to its name.
 
     Returns:
         The path written. Nothing is written on any error.
@@ -183,7 +183,7 @@ def import_fst(folder: str | Path, out_path: str | Path, name: str | None = None
     meta = {
         "style": name,
         "style_image": STYLES.get(name, "unknown"),
-        "source": source or str(folder),
+        "source": source or Path(folder).name,
         "ml5_sha256": ml5_sha256(arrays),
         "license": LICENSE_NOTE,
         "author": "Logan Engstrom (lengstrom/fast-style-transfer)",
@@ -269,7 +269,7 @@ def convert_fst(config: ConvertFstConfig, log=print) -> list[Path]:
         folder = Path(config.folder)
         name = config.name or folder.name
         out = Path(config.out or f"weights/{name}.safetensors")
-        return [import_fst(folder, out, name=name, source=str(folder))]
+        return [import_fst(folder, out, name=name, source=f"{Path(folder).name} (ml5 variables)")]
     names = list(STYLES) if config.download == "all" else [config.download]
     if (config.out or config.name) and len(names) > 1:
         raise ValueError("--out and --name describe one style; with --download all the files go to "

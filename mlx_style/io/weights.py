@@ -1,8 +1,13 @@
 """Weight files: self-describing safetensors, checked on load, written atomically. Never unpickles.
 
 Every file carries string metadata: ``format`` (``mlx_style``), ``kind`` (``transformer`` or ``vgg``), the network
-``config`` (JSON), ``preprocess`` for VGG weights, ``source``, and ``sha256`` of the tensors, so one file rebuilds
-its network and a corrupt or foreign file is refused with a message saying what to do.
+``config`` (JSON), ``preprocess`` for VGG weights, ``source`` (a file name, URL or hash: never a local folder),
+``sha256`` of the tensors and ``metadata_sha256`` of every other field, so one file rebuilds its network and a
+corrupt, altered or foreign file is refused with a message saying what to do.
+
+Files are written to a temporary file that is flushed and fsynced, renamed into place, then the folder is fsynced:
+a crash or power cut leaves either the old file or the new one. A write that fails (a full disk, no permission)
+raises ``WeightWriteError`` naming the file and the reason.
 """
 
 from __future__ import annotations
@@ -18,7 +23,7 @@ import mlx.core as mx
 import mlx.nn as nn
 import numpy as np
 from mlx.utils import tree_flatten
-from mlx_style.errors import MlxStyleError
+from mlx_style.errors import MlxStyleError, RunFailure
 
 FORMAT = "mlx_style"
 
@@ -46,18 +51,68 @@ def file_sha256(path: str | Path, chunk: int = 1 << 20) -> str:
     return digest.hexdigest()
 
 
+class WeightWriteError(RunFailure, OSError):
+    """A file that could not be written (full disk, permissions); the message names it and the reason."""
+
+
+TEMP_MARK = ".partial-"  # in the names of atomic_write's temporary files, so a later start can find and remove them
+
+
+def _fsync_folder(folder: Path) -> None:
+    """Make a rename in ``folder`` durable (POSIX); a no-op where folders cannot be opened (Windows)."""
+    try:
+        fd = os.open(folder, os.O_RDONLY)
+    except OSError:
+        return
+    try:
+        os.fsync(fd)
+    except OSError:
+        pass
+    finally:
+        os.close(fd)
+
+
+def _write_failure(path: Path, exc: BaseException) -> WeightWriteError:
+    """One line saying why ``path`` could not be written, naming a full disk when that is the cause."""
+    import errno
+    import shutil
+
+    reason = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
+    full = getattr(exc, "errno", None) == errno.ENOSPC
+    try:
+        full = full or shutil.disk_usage(path.parent).free < 1 << 20
+    except OSError:
+        pass
+    if full:
+        reason = "the disk is full"
+    elif getattr(exc, "errno", None) in (errno.EACCES, errno.EPERM, errno.EROFS):
+        reason = "no permission to write there"
+    return WeightWriteError(f"could not write {path}: {reason}")
+
+
 def atomic_write(path: str | Path, write) -> Path:
-    """Call ``write(tmp_path)`` then rename over ``path``, so a crash never leaves a half-written file."""
+    """Call ``write(tmp_path)``, fsync the file, rename it over ``path`` and fsync the folder, so a crash or a
+    power cut never leaves a half-written or empty file. Raises ``WeightWriteError`` when writing fails."""
     path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.stem}.", suffix=path.suffix, dir=path.parent)
-    os.close(fd)
+    try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        fd, tmp = tempfile.mkstemp(prefix=f".{path.stem}{TEMP_MARK}", suffix=path.suffix, dir=path.parent)
+        os.close(fd)
+    except OSError as exc:
+        raise _write_failure(path, exc) from None
     try:
         write(tmp)
         umask = os.umask(0)
         os.umask(umask)
         os.chmod(tmp, 0o666 & ~umask)  # mkstemp creates 0600; give the file the permissions open() would
+        with open(tmp, "rb+") as f:
+            os.fsync(f.fileno())
         os.replace(tmp, path)
+        _fsync_folder(path.parent)
+    except (OSError, RuntimeError) as exc:  # MLX reports a failed write as RuntimeError("[write] ...")
+        if os.path.exists(tmp):
+            os.remove(tmp)
+        raise _write_failure(path, exc) from None
     except BaseException:
         if os.path.exists(tmp):
             os.remove(tmp)
@@ -65,10 +120,28 @@ def atomic_write(path: str | Path, write) -> Path:
     return path
 
 
+def remove_partial_writes(folder: str | Path) -> list[Path]:
+    """Delete the temporary files of ``atomic_write`` calls that were killed mid-write; returns them."""
+    folder = Path(folder)
+    if not folder.is_dir():
+        return []
+    doomed = [p for p in folder.iterdir() if p.name.startswith(".") and TEMP_MARK in p.name and p.is_file()]
+    for p in doomed:
+        p.unlink(missing_ok=True)
+    return doomed
+
+
+def metadata_sha256(metadata: dict[str, str]) -> str:
+    """A checksum of every metadata field but the two checksums themselves."""
+    fields = {k: v for k, v in metadata.items() if k not in ("sha256", "metadata_sha256")}
+    return hashlib.sha256(json.dumps(fields, sort_keys=True).encode()).hexdigest()
+
+
 def save_weights(path: str | Path, arrays: dict[str, mx.array], metadata: dict[str, str]) -> Path:
     """Write ``arrays`` and string ``metadata`` (plus format and checksum) to a safetensors file atomically."""
     arrays = dict(arrays)
     meta = {"format": FORMAT, **{k: str(v) for k, v in metadata.items()}, "sha256": tensors_sha256(arrays)}
+    meta["metadata_sha256"] = metadata_sha256(meta)
     if not str(path).endswith(".safetensors"):
         raise WeightFileError(f"weight files must end in .safetensors, got {path}")
     return atomic_write(path, lambda tmp: mx.save_safetensors(tmp, arrays, metadata=meta))
@@ -105,6 +178,9 @@ def load_weights(path: str | Path, kind: str | None = None) -> tuple[dict[str, m
         raise WeightFileError(f"{path} holds a {meta.get('kind')!r} network, but a {kind!r} network is needed here")
     if "sha256" in meta and tensors_sha256(arrays) != meta["sha256"]:
         raise WeightFileError(f"{path} is corrupt: its tensors do not match the checksum in its metadata")
+    if "metadata_sha256" in meta and metadata_sha256(meta) != meta["metadata_sha256"]:
+        raise WeightFileError(f"{path} is corrupt: its metadata does not match its checksum (edited or damaged); "
+                              "re-create or re-download it")
     return arrays, meta
 
 

@@ -1,9 +1,9 @@
 """Fast 2-D convolution for MLX on the CPU (valid, or zero-padded), with a per-layer-shape autotuner.
 
 Why: on the CPU, ``mx.conv2d`` unfolds its input with copies whose inner runs are only C_in floats long, runs
-its GEMM with as few as 3 output columns (9×9 32→3: 10× slower than torch), and differentiates through
-strided/dilated convolutions (a stride-2 input gradient: 2 s for a 16 ms forward). The strategies here are the
-same sums rearranged so that copies move whole image rows and the products are large GEMMs:
+its GEMM with as few as 3 output columns (9×9 32→3: far slower than torch), and differentiates through
+strided/dilated convolutions (a stride-2 input gradient takes far longer than its forward). The strategies
+here are the same sums rearranged so that copies move whole image rows and the products are large GEMMs:
 
 - ``direct``: ``mx.conv2d`` itself (the reference; wins some stride-2 forwards).
 - ``im2col``: gather the kH·kW shifted windows of the input (channel-major), one GEMM with K = kH·kW·C_in.
@@ -33,12 +33,13 @@ winner in memory and in ``$MLX_STYLE_CACHE/conv_autotune.json`` (default ``~/.ca
         conv.tune(x_shape, w_shape, stride, training=True)
     y = conv.conv2d(x, w, stride, training=True) + bias   # inside the compiled, differentiated step
 
-``padding=p`` zero-pads: ``direct`` passes it to ``mx.conv2d`` (cuDNN pads inside the kernel: 0.51 → 0.31 ms for
-VGG's conv1_2 at 8 × 256² on an H100), the other strategies pad first; choices and tuning use the padded shape.
+``padding=p`` zero-pads: ``direct`` passes it to ``mx.conv2d`` (cuDNN pads inside the kernel, faster on a GPU
+than a padded copy; docs/benchmarks.md), the other strategies pad first; choices and tuning use the padded shape.
 
 Large temporaries (tens of MB) make MLX's small default CPU buffer cache (32 MB here) hand memory back to the
-OS and fault it in again on every call; ``mx.set_cache_limit`` of a few GB made the network's convolutions
-1.6× faster (measured with ``scripts/bench_conv.py --cache-limit-mb``). That is the application's choice.
+OS and fault it in again on every call; ``mx.set_cache_limit`` of a few GB makes the network's convolutions
+markedly faster (``scripts/bench_conv.py --cache-limit-mb``; docs/benchmarks.md). That is the application's
+choice.
 """
 
 from __future__ import annotations
@@ -127,7 +128,7 @@ def tune_convs(fn, *args) -> dict[tuple, str]:
     """Run ``fn(*args)`` once eagerly, then autotune every convolution shape it used (``TUNER.tune``).
 
     Each shape is tuned for what its layer does: forward only in ``eval()`` mode, forward and backward in
-    training mode (a forward-only winner can be 100× slower backward), forward and the input gradient for a
+    training mode (a forward-only winner can be far slower backward), forward and the input gradient for a
     frozen layer in training mode (the loss network inside a training step). Call it before compiling a forward
     or a training step for a given input size; the choices are cached in memory and on disk, so later runs on
     the same device pay nothing. Returns ``{(x_shape, w_shape, stride): method}``.

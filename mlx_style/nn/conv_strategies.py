@@ -323,19 +323,19 @@ def heuristic(x_shape, w_shape, stride: int = 1, training: bool | str = False, d
               device: mx.Device | mx.DeviceType | None = None) -> str:
     """The untuned default, from the measured winners on the style network's layers (forward and training).
 
-    On the CPU: 3×3 stride-1 with both channel counts ≥ 64: ``winograd4`` (4× fewer multiplies; it won 14 of
-    the 16 loss network and residual shapes timed at batch 4, forward with either gradient; ``winograd`` in half
-    precision). A large stride-1 kernel on few input channels (the 9×9 3→32 first layer): ``s2d`` (1.7× faster
-    than im2col there, forward). Otherwise the rearrangement whose scratch (∝ C_in for ``im2col``, ∝ C_out for
-    ``taps``) is smaller. ``direct`` is never the CPU default: its backward pass is 5-40× slower, and its forward
+    On the CPU: 3×3 stride-1 with both channel counts ≥ 64: ``winograd4`` (4× fewer multiplies; it won nearly
+    all the loss network and residual shapes timed, forward with either gradient; ``winograd`` in half
+    precision). A large stride-1 kernel on few input channels (the 9×9 3→32 first layer): ``s2d`` (faster than
+    im2col there, forward). Otherwise the rearrangement whose scratch (∝ C_in for ``im2col``, ∝ C_out for
+    ``taps``) is smaller. ``direct`` is never the CPU default: its backward pass is far slower, and its forward
     wins only narrowly and only on some stride-2 layers, which ``tune()`` finds.
 
     On a GPU (``device`` defaults to MLX's default device): ``direct`` (cuDNN under MLX's CUDA backend), except
     the weight gradient of a large stride-1 kernel, where ``mx.conv2d`` unfolds the input: ``taps`` for the 9×9
-    32→3 output layer, ``s2d`` for the 9×9 3→32 input layer. Measured on an H200 at batch 8 × 256² (forward and
-    both gradients): 7.2 → 2.7 ms and 5.6 → 0.6 GB, 3.0 → 2.2 ms and 1.3 → 0.3 GB; ``direct`` won every other
-    layer of the training step, and the others' compiled kernels took 15-30 s to build at each new shape
-    against 0.15 s. Metal is not measured: ``tune()`` decides there.
+    32→3 output layer, ``s2d`` for the 9×9 3→32 input layer, both faster than ``direct`` there and with far
+    less memory (forward and both gradients; docs/benchmarks.md). ``direct`` won every other layer of the
+    training step, and the others' compiled kernels take far longer to build at each new shape. Metal is not
+    measured: ``tune()`` decides there.
     """
     del x_shape  # the measured crossovers depend on the channel counts only
     o, kh, kw, c = w_shape
@@ -358,9 +358,8 @@ def scratch_bytes(method: str, x_shape, w_shape, stride: int = 1, itemsize: int 
     ``im2col`` unfolds the input (∝ C_in), ``taps`` keeps one product plane per tap (∝ C_out),
     ``winograd``/``winograd4`` (m+2)²/m² transformed planes per input and output channel, before and after
     the transform GEMMs. Training holds a cotangent of the same
-    size and a padded copy too, hence ×3 (measured: 11 GB for taps on the batch-4 9×9 3→32 layer, estimate
-    8.7 GB). ``mx.conv2d`` unfolds the input forward and the padded cotangent for the input gradient
-    (measured: 0.7 GB for the batch-1 9×9 3→32 layer).
+    size and a padded copy too, hence ×3 (measured peaks come out near or somewhat above this estimate).
+    ``mx.conv2d`` unfolds the input forward and the padded cotangent for the input gradient (as measured).
     """
     n, h, w, c = x_shape
     o, kh, kw, _ = w_shape

@@ -35,8 +35,8 @@ def _border_rows(x: mx.array, pad: int, axis: int, mode: str) -> tuple[list[mx.a
 def pad_spatial(x: mx.array, pad: int, mode: str = "reflect") -> mx.array:
     """Reflect or edge padding of the two spatial axes of NHWC ``x`` by ``pad``, as two concatenations.
 
-    Equal to ``mx.pad(..., mode=mode)`` to the bit and faster on the CPU (``scripts/bench_ops.py``: 1×256²×32,
-    pad 1: 3.4 vs 10.1 ms, PyTorch 3.5; 4×130²×64: 15.2 vs 19.7 ms), and its gradient is a sum of slices.
+    Equal to ``mx.pad(..., mode=mode)`` to the bit and faster on the CPU (``scripts/bench_ops.py``,
+    docs/benchmarks.md), and its gradient is a sum of slices.
     """
     if pad == 0:
         return x
@@ -89,10 +89,9 @@ def _relu_and_mask_vjp(primals, cotangents, outputs):
 
 def relu(x: mx.array) -> mx.array:
     """``max(x, 0)``, whose gradient (1 where x > 0, else 0, as torch's) is read from a 1-byte mask made in the
-    forward pass, so the backward pass need not keep the float input alive as ``nn.relu``'s does. A training step
-    at 2 × 256² peaked at 1,042 MB instead of 1,158 MB (reading the gradient from the output instead: 1,124 MB),
-    with the same losses. That is the CPU backend; on CUDA (an H200) the saving did not show and the step's time
-    was the same either way (docs/benchmarks.md)."""
+    forward pass, so the backward pass need not keep the float input alive as ``nn.relu``'s does. On the CPU
+    backend a training step peaks lower than with ``nn.relu`` or with the gradient read from the output, with
+    the same losses; on CUDA the saving did not show and the step's time was the same (docs/benchmarks.md)."""
     return _relu_and_mask(x)[0]
 
 
@@ -119,10 +118,10 @@ def max_pool_2x2(x: mx.array, elementwise: bool | None = None) -> mx.array:
 
     - ``elementwise`` (the default on a GPU): the maximum of the four strided views, one fused pass, and a
       hand-written gradient that sends the cotangent to every input equal to its window's maximum, one fused
-      pass. On an H100 (MLX 0.32.4, 8 × 256² × 64) 1.88 → 0.14 ms forward and 3.71 → 0.32 ms with the gradient;
-      the VGG16 forward to relu4_3 5.9 → 2.7–3.1 ms, the loss and its gradient 14.3–15.4 → 8.1–8.3 ms.
+      pass. On a GPU far faster than ``mx.max`` over a reshape, for the pool alone and for the VGG16 forward
+      and the loss's gradient.
     - ``mx.max`` over a 6-D reshape: the default on the CPU, where the elementwise form made the VGG16 forward
-      at 4 × 128² 18–21% slower and the training step 6–10% slower (docs/benchmarks.md).
+      and the training step slower (docs/benchmarks.md).
 
     A window with tied maxima passes the full gradient to each tie in the elementwise form, where torch picks
     one; after a ReLU (as in VGG) the ties that occur are zeros, whose ReLU gradient is zero either way.
@@ -147,10 +146,9 @@ def _instance_norm_fn(eps: float):
     Forward: ``(x − mean)·(rstd·weight) + bias``, also returning ``mean`` and ``rstd`` (B, 1, 1, C), so the
     backward pass keeps only ``x`` (which it needs anyway) and two small arrays. The per-channel factors go
     through ``mx.contiguous``: inside ``mx.compile`` it stops the fusion of the small ``rsqrt`` and products
-    into the full-size kernel, which otherwise recomputes them for every pixel (MLX 0.32 CPU, 4 × 128² × 32:
-    the compiled norm + ReLU took 16.2 ms against 9.3 ms eager; with the barriers 10.3 ms; at 4 × 32² × 128,
-    3.9 → 1.1 ms). The gradient is the closed form (as torch's), one fused pass for ``dx`` instead of MLX's
-    autodiff through the mean, variance and broadcasts.
+    into the full-size kernel, which otherwise recomputes them for every pixel and, on the CPU, makes the
+    compiled norm + ReLU slower than the eager one (docs/benchmarks.md). The gradient is the closed form (as
+    torch's), one fused pass for ``dx`` instead of MLX's autodiff through the mean, variance and broadcasts.
     """
 
     @mx.custom_function
@@ -310,7 +308,7 @@ class ConvTranspose2d(nn.Module):
         start = k // 2 if self.align == "torch" else 0
         if s == 2 and k == 3:
             # One 2×2, 2×1, 1×2 or 1×1 convolution per output phase (subpixel_conv): 4× fewer multiplies than
-            # convolving the zero-dilated input, which was itself 12× faster than mx.conv_transpose2d on the CPU.
+            # convolving the zero-dilated input, which was itself far faster than mx.conv_transpose2d on the CPU.
             y = subpixel_conv(mx.pad(x, ((0, 0), (1, 1), (1, 1), (0, 0))), self.weight, "deconv", start,
                               self.training)
         else:

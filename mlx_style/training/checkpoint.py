@@ -86,11 +86,43 @@ def prune_checkpoints(folder: str | Path, keep: int) -> list[Path]:
 
 
 def load_checkpoint(path: str | Path) -> Checkpoint:
-    """Read and verify (format, kind, checksum) a checkpoint file."""
+    """Read and verify (format, kind, checksums, step) a checkpoint file; ``WeightFileError`` when unusable."""
     arrays, meta = load_weights(path, kind=KIND)
+    try:
+        step = int(meta["step"])
+        for key in ("data", "config"):
+            json.loads(meta.get(key, "{}"))
+    except (KeyError, ValueError) as exc:
+        raise WeightFileError(f"checkpoint {path} has unusable metadata ({exc})") from None
+    if step < 0:
+        raise WeightFileError(f"checkpoint {path} says step {step}")
     model = {k[len("model."):]: v for k, v in arrays.items() if k.startswith("model.")}
     optimizer = {k[len("optimizer."):]: v for k, v in arrays.items() if k.startswith("optimizer.")}
-    return Checkpoint(Path(path), int(meta["step"]), model, optimizer, meta)
+    return Checkpoint(Path(path), step, model, optimizer, meta)
+
+
+def load_newest_readable(folder: str | Path, warn=None) -> Checkpoint | None:
+    """The newest checkpoint in ``folder`` that reads and verifies; unreadable newer ones are skipped with a
+    warning (a write cut short by a crash, a damaged disk). None when the folder holds no checkpoint.
+
+    Raises:
+        WeightFileError: checkpoints exist but none is readable (never a silent start from scratch).
+    """
+    found = list_checkpoints(folder)
+    skipped = []
+    for path in reversed(found):
+        try:
+            checkpoint = load_checkpoint(path)
+        except WeightFileError as exc:
+            skipped.append(path.name)
+            if warn:
+                warn(f"warning: skipping unreadable checkpoint {path.name}: {str(exc).replace(str(path), 'it')}")
+            continue
+        return checkpoint
+    if found:
+        raise WeightFileError(f"no readable checkpoint in {folder} ({', '.join(skipped)} are damaged): start "
+                              "again with --overwrite")
+    return None
 
 
 def restore(checkpoint: Checkpoint, model: nn.Module, optimizer: optim.Optimizer) -> None:

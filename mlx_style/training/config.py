@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import json
-from dataclasses import dataclass, field
+from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
 
@@ -48,6 +48,7 @@ class TrainConfig:
     checkpoint_every: int = 1000  # steps; 0: only at the end and on Ctrl-C
     keep_checkpoints: int = 3
     resume: str | None = None  # a checkpoint path, or LATEST
+    allow_change: bool = False  # --resume with another style image or loss settings (a deliberate change)
     overwrite: bool = False  # start afresh even if --output or the run folder's checkpoints exist
     sample_every: int = 500  # steps; 0: none
     sample_images: str | None = None  # folder of sample content; None: hold out sample_count images of --data
@@ -83,6 +84,14 @@ class TrainConfig:
         """The local processes this run trains as: ``processes``, or ``backend.processes_for_training``."""
         return self.processes or processes_for_training(backend_name(), self.batch_size, usable_cores())
 
+    def shareable(self) -> dict:
+        """The settings as recorded in weight files: paths reduced to their file names (no local folders)."""
+        record = asdict(self)
+        for key in ("style", "data", "vgg", "output", "run_dir", "log", "sample_images", "resume"):
+            if record.get(key) not in (None, LATEST):
+                record[key] = Path(record[key]).name
+        return record
+
     def run_path(self) -> Path:
         return Path(self.run_dir) if self.run_dir else Path("runs") / self.output_path().stem
 
@@ -96,7 +105,7 @@ class TrainConfig:
 
 @dataclass
 class TrainResult:
-    """What a run did: ``status`` is ``done``, ``interrupted`` or ``diverged``."""
+    """What a run did: ``status`` is ``done``, ``interrupted``, ``diverged`` or ``failed`` (a write failed)."""
 
     status: str
     step: int

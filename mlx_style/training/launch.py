@@ -26,6 +26,7 @@ import socket
 import subprocess
 import sys
 import tempfile
+import threading
 import time
 from pathlib import Path
 
@@ -124,6 +125,48 @@ def _die_with_parent() -> None:
         pass
 
 
+RING_FOLDER_PREFIX = "mlx_style_ring_"
+
+
+def remove_stale_ring_folders(root: str | None = None) -> list[Path]:
+    """Delete the hostfile folders of launchers that are gone (killed with ``kill -9``): their names carry the
+    launcher's pid. Returns what was removed."""
+    import shutil
+
+    removed = []
+    for folder in Path(root or tempfile.gettempdir()).glob(f"{RING_FOLDER_PREFIX}*"):
+        try:
+            pid = int(folder.name[len(RING_FOLDER_PREFIX):].split("_", 1)[0])
+        except ValueError:
+            continue
+        try:
+            os.kill(pid, 0)
+            continue  # that launcher still runs
+        except ProcessLookupError:
+            pass
+        except OSError:
+            continue
+        shutil.rmtree(folder, ignore_errors=True)
+        removed.append(folder)
+    return removed
+
+
+def _forward_stderr(pipe, quiet_prefixes=("[ring]",)) -> threading.Thread:
+    """Copy a rank's stderr to ours, without the ring's socket noise that follows a peer's exit (the peer has
+    said what went wrong)."""
+
+    def copy():
+        for raw in iter(pipe.readline, b""):
+            if not raw.lstrip().startswith(tuple(p.encode() for p in quiet_prefixes)):
+                sys.stderr.buffer.write(raw)
+                sys.stderr.buffer.flush()
+        pipe.close()
+
+    thread = threading.Thread(target=copy, daemon=True)
+    thread.start()
+    return thread
+
+
 def run_local(processes: int, args: list[str], env: dict[str, str] | None = None, blas_threads: int | None = None,
               grace_s: float = 20.0, poll_s: float = 0.2) -> int:
     """Run ``python *args`` as ``processes`` ranks of one MLX ring on this machine; return the run's exit code.
@@ -136,7 +179,8 @@ def run_local(processes: int, args: list[str], env: dict[str, str] | None = None
         raise ValueError(f"[run_local] processes must be at least 1, got {processes}")
     base = dict(os.environ if env is None else env)
     threads = blas_threads or max(1, usable_cores() // processes)
-    with tempfile.TemporaryDirectory(prefix="mlx_style_ring_") as folder:
+    remove_stale_ring_folders()
+    with tempfile.TemporaryDirectory(prefix=f"{RING_FOLDER_PREFIX}{os.getpid()}_") as folder:
         hostfile = Path(folder) / "hosts.json"
         hostfile.write_text(ring_hostfile(free_ports(processes)))
         children: list[subprocess.Popen] = []
@@ -154,7 +198,10 @@ def run_local(processes: int, args: list[str], env: dict[str, str] | None = None
                 children.append(subprocess.Popen(
                     [sys.executable, *args], start_new_session=True,
                     preexec_fn=_die_with_parent if sys.platform.startswith("linux") else None,
+                    stderr=subprocess.PIPE if rank else None,
                     env=child_env(base, rank, processes, str(hostfile), threads)))
+                if rank:
+                    _forward_stderr(children[-1].stderr)
             while True:
                 codes = [child.poll() for child in children]
                 failed = [code for code in codes if code not in (None, 0)]

@@ -29,7 +29,8 @@ import numpy as np
 from mlx_style.backend import backend_name
 from mlx_style.io.image import ImageError, load_image, resize_max_side, to_batch
 from mlx_style.io.models import save_transformer
-from mlx_style.io.weights import WeightFileError, file_sha256, read_metadata
+from mlx_style.io.paths import check_not_an_input, check_suffix
+from mlx_style.io.weights import WeightFileError, WeightWriteError, file_sha256, read_metadata, remove_partial_writes
 from mlx_style.nn.losses import LossConfig, style_targets
 from mlx_style.nn.transformer import TransformerConfig, TransformerNet
 from mlx_style.nn.vgg import CONVERT_HINT, load_vgg
@@ -85,27 +86,42 @@ def stylize_samples(net: TransformerNet, samples: np.ndarray) -> list[list[np.nd
     return [list(samples), list(outputs)]
 
 
-def resolve_resume(config: TrainConfig, folder: Path) -> Path | None:
-    """The checkpoint to continue from, or None for a fresh run; refuses to silently mix two runs."""
+def find_resume(config: TrainConfig, folder: Path, say=lambda text: None) -> ckpt.Checkpoint | None:
+    """The checkpoint to continue from, or None for a fresh run; refuses to silently mix two runs. With
+    ``--resume`` alone: the newest readable checkpoint (a damaged newer one is skipped with a warning)."""
     if config.resume is None:
         existing = ckpt.list_checkpoints(folder)
         if existing and not config.overwrite:
             raise TrainingError(f"{folder} already holds checkpoints of an earlier run (latest "
                                 f"{existing[-1].name}): pass --resume to continue it, or --overwrite to start "
                                 "again (its checkpoints will be deleted)")
-        for path in existing:
-            path.unlink()
         return None
     if config.resume == LATEST:
-        path = ckpt.latest_checkpoint(folder)
-        if path is None:
+        found = ckpt.load_newest_readable(folder, say)
+        if found is None:
             raise TrainingError(f"nothing to resume: no checkpoint in {folder}; run without --resume to start")
-        return path
-    return Path(config.resume)
+        return found
+    return ckpt.load_checkpoint(config.resume)
 
 
-def check_resumable(found: ckpt.Checkpoint, net_config: TransformerConfig, data: dict) -> None:
-    """Refuse a resume whose network or data order would differ from the checkpoint's (it would not be exact)."""
+def check_resumable(found: ckpt.Checkpoint, net_config: TransformerConfig, data: dict, style_sha256: str = "",
+                    losses: LossConfig | None = None, allow_change: bool = False) -> None:
+    """Refuse a resume whose network or data order would differ from the checkpoint's (it would not be exact), or
+    whose style image or loss settings differ, unless ``allow_change`` (a deliberate change of recipe)."""
+    if not allow_change:
+        saved_style = found.metadata.get("style_sha256")
+        if style_sha256 and saved_style and saved_style != style_sha256:
+            raise TrainingError(f"{found.path.name} was trained on another style image "
+                                f"({found.metadata.get('style', '?')}, sha256 {saved_style[:12]}…): resume with the "
+                                "same --style, or pass --allow-change to continue on the new one")
+        saved_losses = found.json("loss_config")
+        if losses is not None and saved_losses:
+            now = json.loads(json.dumps(asdict(losses)))
+            changed = sorted(k for k in set(now) | set(saved_losses) if now.get(k) != saved_losses.get(k))
+            if changed:
+                what = ", ".join(f"{k} {saved_losses.get(k)!r} → {now.get(k)!r}" for k in changed[:3])
+                raise TrainingError(f"{found.path.name} was trained with other loss settings ({what}): resume "
+                                    "with the same loss flags, or pass --allow-change to continue with the new ones")
     if found.metadata.get("config") != net_config.to_json():
         raise TrainingError(f"{found.path} is of another network ({found.metadata.get('config')}); resume with "
                             "the same --norm/--upsample/--width/--residual-blocks")
@@ -173,6 +189,8 @@ class Inputs:
     plan: DataPlan
     vgg_meta: dict[str, str]
     losses: LossConfig
+    style_sha256: str
+    resume_from: ckpt.Checkpoint | None  # rank 0's checkpoint to continue from (None: a fresh run)
 
 
 def build_networks(config: TrainConfig, inputs: Inputs):
@@ -209,18 +227,32 @@ def check_inputs(config: TrainConfig, processes: int, say, main_rank: bool = Tru
     if config.low_memory and config.norm == "batch":
         raise TrainingError("--low-memory needs --norm instance: recomputing a batch-norm network's forward "
                             "would update its running statistics twice per step")
+    output = config.output_path()
+    check_suffix(output, (".safetensors",), "--output")
+    check_not_an_input(output, [config.style, config.vgg, config.resume if config.resume != LATEST else None],
+                       "--output")
     style_image = load_image(Path(config.style))
     if not Path(config.vgg).exists():
         raise WeightFileError(f"no VGG weights at {config.vgg}: {CONVERT_HINT}, or pass --vgg PATH")
     plan = plan_data(config, say)
-    if main_rank and config.resume is None and config.output_path().exists() and not config.overwrite:
-        raise TrainingError(f"{config.output_path()} already exists: pass --resume to continue its run, choose "
+    if main_rank and config.resume is None and output.exists() and not config.overwrite:
+        raise TrainingError(f"{output} already exists: pass --resume to continue its run, choose "
                             "another --output, or pass --overwrite to replace it")
     try:
         vgg_meta = read_metadata(config.vgg)
     except (OSError, ValueError) as exc:
         raise WeightFileError(f"{config.vgg} is not a readable safetensors file ({exc}): {CONVERT_HINT}")
-    return Inputs(style_image, plan, vgg_meta, loss_config(config, vgg_meta))
+    if vgg_meta.get("kind") != "vgg":
+        raise WeightFileError(f"{config.vgg} holds a {vgg_meta.get('kind', 'unknown')!r} network, not VGG weights: "
+                              f"{CONVERT_HINT}, or pass --vgg PATH")
+    losses = loss_config(config, vgg_meta)
+    style_sha = file_sha256(config.style)
+    found = None
+    if main_rank:  # only rank 0 (and the launcher's check) reads checkpoints; the others receive its state
+        found = find_resume(config, config.run_path() / "checkpoints", say)
+        if found:
+            check_resumable(found, config.network_config(), plan.info, style_sha, losses, config.allow_change)
+    return Inputs(style_image, plan, vgg_meta, losses, style_sha, found)
 
 
 def train(config: TrainConfig, stream=None) -> TrainResult:
@@ -238,12 +270,14 @@ def train(config: TrainConfig, stream=None) -> TrainResult:
     style_path = Path(config.style)
     inputs = check_inputs(config, world, say, main_rank)
     plan, vgg_meta, losses = inputs.plan, inputs.vgg_meta, inputs.losses
-    found = None
-    if main_rank:  # only rank 0 reads checkpoints; the others receive its state below
-        resume_path = resolve_resume(config, config.run_path() / "checkpoints")
-        found = ckpt.load_checkpoint(resume_path) if resume_path else None
-        if found:
-            check_resumable(found, config.network_config(), plan.info)
+    found = inputs.resume_from
+    if main_rank:
+        folder = config.run_path() / "checkpoints"
+        for path in remove_partial_writes(folder) + remove_partial_writes(config.output_path().parent):
+            say(f"removed {path}, left by a write that was cut short")
+        if found is None and config.overwrite:
+            for path in ckpt.list_checkpoints(folder):
+                path.unlink()
 
     vgg, grams, net, optimizer = build_networks(config, inputs)
     start = 0
@@ -264,9 +298,9 @@ def train(config: TrainConfig, stream=None) -> TrainResult:
     recompute = config.recomputes(processes=world, local=local)  # what this machine holds of the batch
     step_fn = make_train_step(net, vgg, optimizer, grams, losses, config.clip, group, config.compile,
                               recompute=recompute)
-    meta = {"config": config.network_config().to_json(), "train_config": json.dumps(asdict(config)),
+    meta = {"config": config.network_config().to_json(), "train_config": json.dumps(config.shareable()),
             "loss_config": json.dumps(asdict(losses)), "style": style_path.name,
-            "style_sha256": file_sha256(style_path), "vgg": vgg_meta.get("source", config.vgg),
+            "style_sha256": inputs.style_sha256, "vgg": vgg_meta.get("source", Path(config.vgg).name),
             "vgg_preprocess": vgg_meta.get("preprocess", "")}
     out = RunWriter(config, plan, meta, main_rank, start if found else None, line)
     total = plan.total_steps
@@ -279,6 +313,20 @@ def train(config: TrainConfig, stream=None) -> TrainResult:
         say(KERNEL_BUILD_NOTE)
 
     result = TrainResult("done", start, checkpoint=found.path if found else None)
+    try:
+        return _run_steps(config, result, found, out, step_fn, net, optimizer, plan, group, local, line, say)
+    except WeightWriteError as exc:  # a full disk or lost permissions: stop cleanly, say how to continue
+        line.close()
+        last = result.checkpoint or "none yet"
+        say(f"error: {exc}; training stopped. The last good checkpoint is {last}: make room, then run the same "
+            "command with --resume")
+        result.status, result.records = "failed", out.log.records if out.log else []
+        return result
+
+
+def _run_steps(config, result, found, out, step_fn, net, optimizer, plan, group, local, line, say) -> TrainResult:
+    """The steps of ``train`` from ``result.step`` on, with logging, samples and checkpoints."""
+    world, start, total = group.size(), result.step, plan.total_steps
     saved_step = start
     if found is None:
         result.checkpoint = out.checkpoint(0, net, optimizer)  # a good state to fall back on from the start

@@ -52,7 +52,7 @@ def make_loss_fn(model: nn.Module, vgg: nn.Module, target_grams: dict[str, mx.ar
     ``recompute``: gradient checkpointing of the transformer's residual blocks (``nn.utils.checkpoint``; it sets
     ``model.recompute_residual``): each block keeps only its input, and runs again in the backward pass. Same
     losses and gradients, less memory. The blocks work at a quarter of the resolution, so running them twice costs
-    little; checkpointing the whole network saved only 60 MB more at 8 × 256² and took 10–30% more time.
+    little; checkpointing the whole network saved little more memory and took much more time (docs/benchmarks.md).
     """
     layer = loss_config.content_layer
     if recompute and any(isinstance(m, nn.BatchNorm) for _, m in model.named_modules()):
@@ -77,7 +77,7 @@ def tune_step_convs(model: nn.Module, vgg: nn.Module, target_grams: dict[str, mx
 
     One eager forward records the layer shapes; each is then timed forward and backward (both networks are in
     training mode, so ``conv2d`` uses these choices inside the step). Nothing of the model or optimizer changes.
-    Choices are cached on disk per device, so only a new size or batch costs the ~1 min of timing again.
+    Choices are cached on disk per device, so only a new size or batch pays for the timing again.
     """
     loss_fn = make_loss_fn(model, vgg, target_grams, loss_config)
     return tune_convs(lambda b: loss_fn(b)[0], mx.zeros(batch_shape, mx.float32))
@@ -97,11 +97,11 @@ def make_train_step(model: nn.Module, vgg: nn.Module, optimizer: optim.Optimizer
         clip: gradient clipping mode (``CLIP_MODES``).
         group: the distributed group; with more than one process the gradients (and the reported losses) are
             averaged over it, so every rank applies the same update.
-        compile: fuse the step with ``mx.compile`` (on the CPU backend each new graph first costs ~1 s of C++
-            compilation per fused kernel, about 100 kernels for a step; cached on disk afterwards).
+        compile: fuse the step with ``mx.compile`` (on the CPU backend each new graph first waits for a C++
+            compiler to build every fused kernel of the step; they are cached on disk afterwards).
         recompute: recompute the transformer's residual blocks in the backward pass instead of keeping their
-            activations (``make_loss_fn``). Measured at batch 8 × 256² on a 2-core CPU: 3.36 instead of 3.85 GB
-            in use, step time within the machine's noise.
+            activations (``make_loss_fn``): saves memory at the cost of one more forward pass of the blocks
+            (docs/benchmarks.md).
 
     ``batch`` is this rank's ``(B, H, W, 3)`` images, uint8 or float, 0–255. The losses returned are the
     unweighted terms and the weighted total, averaged over the global batch.

@@ -1,8 +1,8 @@
-"""Write the PyTorch reference fixtures for the parity tests: ``python scripts/make_golden.py`` (needs torch).
+"""Write the PyTorch reference fixtures for the parity tests: ``python -m scripts.bench.make_golden`` (needs torch).
 
 The reference is built from PyTorch's own ops, independently of mlx_style: torchvision's VGG16 ``features``
 written out by hand, pytorch/examples fast_neural_style's ``TransformerNet`` (and its variants: transposed-conv
-upsampling, batch norm, Engstrom's TF network), and the loss terms as documented in ``mlx_style/losses.py``.
+upsampling, batch norm, Engstrom's TF network), and the loss terms as documented in ``mlx_style/nn/losses.py``.
 All weights come from ``tests/conftest.py`` (numpy, fixed seeds), so the ``.npz`` files hold only inputs and
 reference outputs and stay small. The tests never import torch.
 
@@ -18,20 +18,20 @@ Fixtures written to ``tests/fixtures/``:
 from __future__ import annotations
 
 import argparse
-import math
 import sys
 from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
 
-TESTS = Path(__file__).resolve().parents[1] / "tests"
+from scripts.bench.torch_twin import build_transformer
+
+TESTS = Path(__file__).resolve().parents[2] / "tests"
 
 
 def _golden():
-    """The shared weight generator (tests/conftest.py), imported by path so the tests stay a plain folder."""
-    sys.path.insert(0, str(TESTS))
-    import conftest
+    """The shared weight generator (tests/conftest.py), imported from the repository root (run as a module)."""
+    from tests import conftest
 
     return conftest
 
@@ -54,7 +54,7 @@ class GoldenConfig:
 
 def build_torch(torch):
     """Define the reference modules once torch is imported (the module imports nothing heavy at load time)."""
-    nn, F = torch.nn, torch.nn.functional
+    nn = torch.nn
 
     class VGG16Features(nn.Module):
         """torchvision's ``vgg16().features``, written out: 3×3 convs (padding 1) + ReLU, 2×2 max-pools."""

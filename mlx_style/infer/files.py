@@ -15,8 +15,12 @@ from pathlib import Path
 
 import numpy as np
 
+from PIL import Image
+
+from mlx_style import backend
 from mlx_style.errors import MlxStyleError
-from mlx_style.infer.stylize import DTYPES, TILE_SIZE, load_network, network_shape, stylize_array
+from mlx_style.infer.stylize import (DTYPES, TILE_SIZE, largest_size_within, load_network, memory_needed,
+                                     network_shape, stylize_array)
 from mlx_style.io.image import IMAGE_EXTENSIONS, ImageError, list_images, load_image, save_image
 from mlx_style.io.registry import list_style_models
 from mlx_style.nn.transformer import TransformerNet
@@ -110,7 +114,12 @@ def _atomic_target(target: Path) -> Path:
 
 
 def stylize_image_file(net: TransformerNet, job: Job, config: StylizeConfig) -> str:
-    """Stylise one image file into ``job.target``; returns a short description for the log."""
+    """Stylise one image file into ``job.target``; returns a short description for the log.
+
+    The memory it will need is estimated from the file's header first; an image that would not fit in the
+    memory available is refused before it is decoded, with the ``--size`` that would fit.
+    """
+    check_memory(net, job.source, config)
     try:
         image = load_image(job.source)
     except ImageError as exc:
@@ -131,6 +140,31 @@ def stylize_image_file(net: TransformerNet, job: Job, config: StylizeConfig) -> 
         raise
     tiled = config.tile_size > 0 and h * w > config.tile_size ** 2
     return f"{W}×{H} (network {w}×{h}{', tiled' if tiled else ''})"
+
+
+MEMORY_SHARE = 0.8  # of the memory available that one image may take
+
+
+def check_memory(net: TransformerNet, path: Path, config: StylizeConfig, available: int | None = None) -> None:
+    """Refuse an image whose stylisation would not fit in memory (``StylizeError`` naming a ``--size`` that fits),
+    reading only its header. Unreadable headers pass: ``load_image`` reports them."""
+    try:
+        with Image.open(path) as img:
+            W, H = img.size
+    except Exception:  # noqa: BLE001  (any header Pillow cannot read: left to load_image's clear message)
+        return
+    available = backend.available_memory_bytes() if available is None else available
+    if not available:
+        return
+    h, w = network_shape(H, W, config.size, config.scale)
+    need = memory_needed(net, H, W, h, w, config.tile_size)
+    budget = int(MEMORY_SHARE * available)
+    if need <= budget:
+        return
+    fits = largest_size_within(net, H, W, budget, config.tile_size)
+    advice = f"pass --size {fits} (or smaller)" if fits else "use a machine with more memory"
+    raise StylizeError(f"{W}×{H} at network size {w}×{h} needs about {need / 1e9:.1f} GB, and "
+                       f"{available / 1e9:.1f} GB is available: {advice}")
 
 
 def _fourcc(path: Path) -> str:

@@ -113,3 +113,51 @@ def stylize_array(net: TransformerNet, image: np.ndarray, size: int | None = Non
         styled = blend(styled, image, strength)
     return to_uint8(styled)
 
+
+WHOLE_BYTES_PER_PIXEL = 12_000  # one MLX pass over the whole image peaks near this on the CPU (docs/benchmarks.md)
+
+
+def tiled_bytes_per_pixel(net: TransformerNet) -> float:
+    """Host memory of ``nn.tiled.run_tiled`` per network pixel: the largest input + output activations of any
+    stage (float32), walking the network's own stages; a residual block holds its input and two temporaries."""
+    from mlx_style.nn.transformer import ResidualBlock, UpsampleConvLayer
+
+    fraction, peak = 1.0, 0.0  # fraction: activation pixels per image pixel at the current stage
+    for stage in net.stages():
+        if isinstance(stage, ResidualBlock):
+            channels = stage.conv1.conv2d.weight.shape[0]
+            peak = max(peak, 4 * 3 * channels * fraction)
+            continue
+        conv = stage[0]
+        weight = conv.conv2d.weight
+        cin, cout = weight.shape[-1], weight.shape[0]
+        out_fraction = fraction * 4 if isinstance(conv, UpsampleConvLayer) else fraction / conv.stride ** 2
+        peak = max(peak, 4 * (cin * fraction + cout * out_fraction))
+        fraction = out_fraction
+    return peak + 4 * 3 * 2  # the float32 input and output images
+
+
+def memory_needed(net: TransformerNet, height: int, width: int, net_height: int, net_width: int,
+                  tile_size: int = TILE_SIZE) -> int:
+    """Bytes that stylising one ``height × width`` image at ``net_height × net_width`` takes at its peak: the
+    decoded, resized and blended images, and the network's activations (tiled or not)."""
+    images = 24 * height * width  # uint8 decode, float32 result at full size, uint8 copies
+    pixels = net_height * net_width
+    tiled = tile_size > 0 and pixels > tile_size * tile_size
+    per_pixel = tiled_bytes_per_pixel(net) if tiled else WHOLE_BYTES_PER_PIXEL
+    return int(images + per_pixel * pixels)
+
+
+def largest_size_within(net: TransformerNet, height: int, width: int, budget: int,
+                        tile_size: int = TILE_SIZE) -> int | None:
+    """The largest ``--size`` (longer side) whose ``memory_needed`` fits ``budget`` bytes, or None."""
+    low, high = 8, max(height, width)
+    if memory_needed(net, height, width, *network_shape(height, width, low), tile_size) > budget:
+        return None
+    while low < high:
+        mid = (low + high + 1) // 2
+        if memory_needed(net, height, width, *network_shape(height, width, mid), tile_size) <= budget:
+            low = mid
+        else:
+            high = mid - 1
+    return low

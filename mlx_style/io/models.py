@@ -52,8 +52,16 @@ def read_state_dict(path: str | Path) -> tuple[dict[str, np.ndarray], dict[str, 
         except ImportError:
             raise WeightFileError(f"{path} is a PyTorch pickle; reading it needs torch (`pip install torch`), "
                                   "or give the .safetensors version of the same weights")
-        state = torch.load(path, map_location="cpu", weights_only=True)
-        state = state.get("state_dict", state)
+        try:
+            state = torch.load(path, map_location="cpu", weights_only=True)
+        except Exception as exc:  # noqa: BLE001  (torch raises many kinds; none may escape as a traceback)
+            kind = "it holds pickled objects other than tensors" if "weights_only" in str(exc) else \
+                f"{type(exc).__name__}: {str(exc).splitlines()[0][:80] if str(exc) else 'unreadable'}"
+            raise WeightFileError(f"{path} is not a readable PyTorch state dict ({kind}); arbitrary pickles are "
+                                  "never loaded: give a .safetensors or .npz copy of the weights") from None
+        state = state.get("state_dict", state) if isinstance(state, dict) else None
+        if not isinstance(state, dict):
+            raise WeightFileError(f"{path} holds no state dict of tensors")
         return {k: v.float().numpy() for k, v in state.items() if hasattr(v, "numpy")}, {}
     raise WeightFileError(f"{path}: unknown checkpoint type {suffix!r} (expected .safetensors, .npz or .pth)")
 
@@ -119,7 +127,27 @@ def load_transformer(path: str | Path) -> tuple[TransformerNet, dict[str, str]]:
     if not path.exists():
         raise WeightFileError(f"no style network at {path}: {DEFAULT_STYLE_HINT}")
     arrays, meta = load_weights(path, kind="transformer")
-    net = TransformerNet(TransformerConfig.from_json(meta["config"]))
+    try:
+        config = TransformerConfig.from_json(meta.get("config", "{}"))
+    except (TypeError, ValueError) as exc:  # not JSON, not an object, wrong types or ranges
+        raise WeightFileError(f"{path} has no usable network config ({exc}); re-create the file") from None
+    check_config_fits(config, arrays, f"style network {path}")
+    net = TransformerNet(config)
     check_and_load(net, arrays, where=f"style network {path}")
     net.eval()
     return net, meta
+
+
+def check_config_fits(config: TransformerConfig, arrays: dict[str, mx.array], where: str) -> None:
+    """Refuse a config that the tensors do not bear out, before a network is built from it: a file's metadata
+    could otherwise ask for millions of blocks or a huge width (``check_and_load`` then checks every shape)."""
+    conv1 = arrays.get("conv1.conv2d.weight")
+    if conv1 is None or conv1.ndim != 4:
+        raise WeightFileError(f"{where} has no conv1.conv2d.weight tensor: not a style network")
+    if conv1.shape[0] != config.width:
+        raise WeightFileError(f"{where} says width {config.width}, but its first convolution has {conv1.shape[0]} "
+                              "channels: the file's metadata does not match its tensors")
+    blocks = {key.split(".")[1] for key in arrays if key.startswith("res.")}
+    if len(blocks) != config.num_residual:
+        raise WeightFileError(f"{where} says {config.num_residual} residual blocks, but its tensors hold "
+                              f"{len(blocks)}: the file's metadata does not match its tensors")

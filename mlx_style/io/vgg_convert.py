@@ -14,6 +14,7 @@ from pathlib import Path
 from mlx_style.io.download import VGG_SOURCES, download
 from mlx_style.io.image import PREPROCESSING
 from mlx_style.io.models import convert_vgg_state, read_state_dict, save_vgg
+from mlx_style.io.paths import check_not_an_input, check_suffix
 from mlx_style.io.weights import WeightFileError, file_sha256
 
 
@@ -58,14 +59,17 @@ def source_file(path: Path) -> Path:
 
 def convert(config: ConvertConfig) -> Path:
     """Convert and write the weights; returns the path written. Nothing is written on any error."""
+    out = Path(config.out or f"weights/{config.arch}.safetensors")
+    check_suffix(out, (".safetensors",), "--out")
+    if config.source is not None:
+        check_not_an_input(out, [config.source, source_file(Path(config.source))], "--out")
     if config.source is None:
         path = download(VGG_SOURCES[config.arch])
         source = f"hf://{VGG_SOURCES[config.arch].repo_id}@{VGG_SOURCES[config.arch].revision}"
     else:
         path = source_file(Path(config.source))
-        source = f"{path.name} sha256:{file_sha256(path)}" if path.exists() else str(path)
+        source = f"{path.name} sha256:{file_sha256(path)}" if path.exists() else path.name
     state, meta = read_state_dict(path)
     preprocess = config.preprocess or preprocess_from_metadata(meta) or "torchvision"
     arrays = convert_vgg_state(state, config.arch)
-    out = Path(config.out or f"weights/{config.arch}.safetensors")
     return save_vgg(out, arrays, config.arch, preprocess, source)

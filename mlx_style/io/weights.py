@@ -147,17 +147,58 @@ def save_weights(path: str | Path, arrays: dict[str, mx.array], metadata: dict[s
     return atomic_write(path, lambda tmp: mx.save_safetensors(tmp, arrays, metadata=meta))
 
 
-def read_metadata(path: str | Path) -> dict[str, str]:
-    """The string metadata of a safetensors file, read from its header without loading any tensor."""
+MAX_HEADER_BYTES = 100_000_000  # a header that large is not a safetensors file
+DTYPE_BYTES = {"BOOL": 1, "U8": 1, "I8": 1, "U16": 2, "I16": 2, "F16": 2, "BF16": 2, "U32": 4, "I32": 4, "F32": 4,
+               "U64": 8, "I64": 8, "F64": 8}
+
+
+def read_header(path: str | Path) -> dict:
+    """A safetensors file's JSON header, checked against the file before any tensor is read: every tensor's
+    dtype and shape are plausible and its bytes lie inside the file, exactly, without overlap. So a loader never
+    allocates more than the file's own bytes. Raises ``ValueError`` naming the first problem."""
+    size = os.path.getsize(path)
     with open(path, "rb") as f:
         head = f.read(8)
         if len(head) != 8:
             raise ValueError("file too short")
         (length,) = struct.unpack("<Q", head)
-        if length > 100_000_000:  # a header that large is not a safetensors file
+        if length > min(MAX_HEADER_BYTES, size - 8):
             raise ValueError("implausible header length")
         header = json.loads(f.read(length))
-    return dict(header.get("__metadata__") or {})
+    if not isinstance(header, dict):
+        raise ValueError("the header is not a JSON object")
+    data_size, spans = size - 8 - length, []
+    for name, entry in header.items():
+        if name == "__metadata__":
+            if not isinstance(entry, dict) or not all(isinstance(v, str) for v in entry.values()):
+                raise ValueError("metadata must map names to strings")
+            continue
+        if not isinstance(entry, dict):
+            raise ValueError(f"tensor {name!r} has no description")
+        dtype, shape, offsets = entry.get("dtype"), entry.get("shape"), entry.get("data_offsets")
+        if dtype not in DTYPE_BYTES:
+            raise ValueError(f"tensor {name!r} has unknown dtype {dtype!r}")
+        if (not isinstance(shape, list) or len(shape) > 8
+                or not all(isinstance(d, int) and not isinstance(d, bool) and 0 <= d for d in shape)):
+            raise ValueError(f"tensor {name!r} has an invalid shape")
+        if (not isinstance(offsets, list) or len(offsets) != 2
+                or not all(isinstance(o, int) and not isinstance(o, bool) for o in offsets)):
+            raise ValueError(f"tensor {name!r} has invalid data offsets")
+        begin, end = offsets
+        if not 0 <= begin <= end <= data_size:
+            raise ValueError(f"tensor {name!r} lies outside the file (truncated?)")
+        if end - begin != int(np.prod(shape, dtype=np.float64)) * DTYPE_BYTES[dtype]:
+            raise ValueError(f"tensor {name!r}: its shape does not match its {end - begin} bytes")
+        spans.append((begin, end))
+    spans.sort()
+    if any(b0 < a1 for (_, a1), (b0, _) in zip(spans, spans[1:])):
+        raise ValueError("tensors overlap")
+    return header
+
+
+def read_metadata(path: str | Path) -> dict[str, str]:
+    """The string metadata of a safetensors file, read from its (checked) header without loading any tensor."""
+    return dict(read_header(path).get("__metadata__") or {})
 
 
 def load_weights(path: str | Path, kind: str | None = None) -> tuple[dict[str, mx.array], dict[str, str]]:
@@ -168,6 +209,7 @@ def load_weights(path: str | Path, kind: str | None = None) -> tuple[dict[str, m
     if path.suffix != ".safetensors":
         raise WeightFileError(f"{path} is not a .safetensors file (pickled .pth/.ckpt files are never loaded)")
     try:
+        read_header(path)  # before MLX reads anything: shapes, offsets and sizes must agree with the file
         arrays, meta = mx.load(str(path), return_metadata=True)
     except Exception as exc:  # MLX raises RuntimeError/ValueError on truncated or foreign bytes
         raise WeightFileError(f"{path} is not a readable safetensors file ({exc}); re-create or re-download it")

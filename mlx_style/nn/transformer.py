@@ -51,11 +51,21 @@ class TransformerConfig:
     final_norm: bool = False  # Engstrom's nets also instance-normalise the output conv ("in6") before the tanh
 
     def __post_init__(self):
+        # Types first: a weight file's config is untrusted input (a string width, a float residual count).
+        for f in fields(self):
+            value, kind = getattr(self, f.name), type(f.default)
+            ok = (isinstance(value, bool) if kind is bool else
+                  isinstance(value, int) and not isinstance(value, bool) if kind is int else
+                  isinstance(value, (int, float)) and not isinstance(value, bool) if kind is float else
+                  isinstance(value, kind))
+            if not ok:
+                wanted = {bool: "true or false", int: "an integer", float: "a number", str: "a string"}[kind]
+                raise ValueError(f"[TransformerConfig] {f.name} must be {wanted}, got {value!r}")
         checks = (("norm", NORMS), ("upsample", UPSAMPLES), ("padding", PADDINGS), ("output", OUTPUTS))
         for name, allowed in checks:
             if getattr(self, name) not in allowed:
                 raise ValueError(f"[TransformerConfig] {name} must be one of {allowed}, got {getattr(self, name)!r}")
-        if self.width < 1 or self.num_residual < 0 or self.norm_eps <= 0:
+        if self.width < 1 or self.num_residual < 0 or not 0 < self.norm_eps < float("inf"):
             raise ValueError("[TransformerConfig] width ≥ 1, num_residual ≥ 0 and norm_eps > 0 are required")
 
     @classmethod
@@ -70,6 +80,8 @@ class TransformerConfig:
     @classmethod
     def from_json(cls, text: str) -> "TransformerConfig":
         data = json.loads(text)
+        if not isinstance(data, dict):
+            raise ValueError(f"[TransformerConfig] expected a JSON object, got {type(data).__name__}")
         known = {f.name for f in fields(cls)}
         unknown = set(data) - known
         if unknown:

@@ -314,3 +314,45 @@ def test_an_image_too_large_for_memory_is_refused_before_decoding_with_a_size_th
     size = int(info.value.args[0].rsplit("--size ", 1)[1].split()[0])
     files.check_memory(net, big, files.StylizeConfig(size=size, tile_size=64), available=100_000_000)
     files.check_memory(net, big, config, available=10**12)  # enough memory: no complaint
+
+
+# ---------------------------------------------------------------------------------------------------------------
+# The cam for hours: --loop, and sources that fail mid-run
+
+
+def test_cam_loop_plays_a_file_again_and_again(tmp_path, capsys):
+    clip = write_clip(tmp_path / "clip.mp4", frames=4)
+    model = tiny_model(tmp_path / "w")
+    assert cam_cli.main(["--headless", "--source", str(clip), "--model", str(model), "--loop", "--frames", "11",
+                         "--size", "32"]) == 0
+    assert "11 frames done" in capsys.readouterr().out
+
+
+class CutShort:
+    """A capture whose file says 10 frames but delivers 3, then fails (a download cut short)."""
+
+    def __init__(self):
+        self.reads = 0
+
+    def read(self):
+        self.reads += 1
+        return (True, np.zeros((8, 8, 3), np.uint8)) if self.reads <= 3 else (False, None)
+
+    def set(self, *args):
+        return False
+
+    def release(self):
+        pass
+
+
+def test_a_file_cut_short_ends_with_one_line_saying_so():
+    from mlx_style.infer.capture import CaptureThread, FrameSlot
+
+    slot = FrameSlot()
+    reader = CaptureThread(CutShort(), slot, every_frame=True, end_on_failure=True, expected_frames=10,
+                           loop=True, label="clip.mp4")
+    reader.start()
+    frames = []
+    while (frame := slot.get(timeout=2)) is not None:
+        frames.append(frame)
+    assert len(frames) == 3 and "after 3 of its 10 frames (the file is cut short" in slot.reason

@@ -41,6 +41,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--frames", type=int, default=d.frames, help="stop after this many frames")
     p.add_argument("--output", default=d.output, help="write the stylised video (.mp4 or .avi, no overlay)")
     p.add_argument("--snapshot-dir", default=d.snapshot_dir, help="where s saves PNG snapshots")
+    p.add_argument("--loop", action="store_true",
+                   help="video files: start again at the end, until q, Ctrl-C or --frames (long runs, soak tests)")
     p.add_argument("--pacing", choices=PACINGS, default=d.pacing,
                    help="video files: every-frame (all frames in order, as fast as the model goes; the "
                         "headless default) or realtime (the file's rate, stale frames dropped; the window default)")

@@ -42,6 +42,7 @@ class SourceInfo:
     width: int
     height: int
     fps: float
+    frames: int = 0  # a file's frame count (0: unknown, or not a file)
 
 
 class FrameSlot:
@@ -104,16 +105,38 @@ class CaptureThread(threading.Thread):
         lost_timeout: seconds of failed reads after which the source counts as lost.
         pace: seconds between frames to keep (a file read at its own rate); ``None`` reads as fast as possible.
         label: how messages name the source ("camera 0").
+        loop: at the end of a file, start it again (``--loop``: soak tests, installations).
+        expected_frames: the file's frame count, when known: a file that ends before it says it was cut short.
     """
 
     def __init__(self, capture, slot: FrameSlot, *, every_frame: bool = False, end_on_failure: bool = False,
-                 lost_timeout: float = 2.0, pace: float | None = None, label: str = "the source"):
+                 lost_timeout: float = 2.0, pace: float | None = None, label: str = "the source",
+                 loop: bool = False, expected_frames: int | None = None):
         super().__init__(name="mlx_style-capture", daemon=True)  # daemon: a read stuck in a driver never blocks exit
         self.capture, self.slot = capture, slot
         self.every_frame, self.end_on_failure = every_frame, end_on_failure
         self.lost_timeout, self.pace, self.label = lost_timeout, pace, label
+        self.loop, self.expected_frames = loop, expected_frames
         self.frames_read = 0
+        self.loops = 0
         self._stop_event = threading.Event()
+
+    def _rewind(self) -> bool:
+        """Back to the first frame of a file; False where the source cannot seek."""
+        import cv2
+
+        try:
+            return bool(self.capture.set(cv2.CAP_PROP_POS_FRAMES, 0))
+        except Exception:  # noqa: BLE001  (a capture without seeking: the loop ends instead)
+            return False
+
+    def _end_reason(self, frames_in_pass: int) -> str:
+        if self.frames_read == 0:
+            return f"{self.label} gave no frames"
+        if self.expected_frames and 0 < frames_in_pass < self.expected_frames - 1:
+            return (f"end of video after {frames_in_pass} of its {self.expected_frames} frames (the file is cut "
+                    "short or damaged)")
+        return "end of video"
 
     def stop(self) -> None:
         self._stop_event.set()
@@ -132,8 +155,11 @@ class CaptureThread(threading.Thread):
             ok, image = self.capture.read()
             if not ok or image is None:
                 if self.end_on_failure:
-                    self.slot.close("end of video" if self.frames_read else f"{self.label} gave no frames",
-                                    failed=self.frames_read == 0)
+                    in_this_pass = self.frames_read - self.loops * (self.expected_frames or 0)
+                    if self.loop and in_this_pass > 0 and self._rewind():
+                        self.loops += 1
+                        continue
+                    self.slot.close(self._end_reason(in_this_pass), failed=self.frames_read == 0)
                     return
                 now = time.perf_counter()
                 failing_since = failing_since if failing_since is not None else now
@@ -208,5 +234,6 @@ def open_source(source: str, width: int | None = None, height: int | None = None
             capture.set(cv2.CAP_PROP_FRAME_HEIGHT, height)
     info = SourceInfo(kind, f"camera {target}" if kind == "camera" else str(target),
                       int(capture.get(cv2.CAP_PROP_FRAME_WIDTH)), int(capture.get(cv2.CAP_PROP_FRAME_HEIGHT)),
-                      float(capture.get(cv2.CAP_PROP_FPS) or 0.0))
+                      float(capture.get(cv2.CAP_PROP_FPS) or 0.0),
+                      max(0, int(capture.get(cv2.CAP_PROP_FRAME_COUNT) or 0)) if kind == "file" else 0)
     return capture, info

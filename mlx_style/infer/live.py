@@ -80,6 +80,7 @@ class CamConfig:
     frames: int | None = None  # stop after this many processed frames
     output: str | None = None  # write the shown frames (without the overlay) to a video file
     snapshot_dir: str = "."  # where s saves PNGs
+    loop: bool = False  # files: start again at the end (until q, Ctrl-C or --frames)
     pacing: str = "auto"  # files: every-frame (headless default) or realtime (window default)
     lost_timeout: float = 2.0  # seconds without a frame before the source counts as lost
 
@@ -277,7 +278,7 @@ def _pacing(config: CamConfig, info: SourceInfo) -> tuple[bool, float | None]:
     return False, 1.0 / info.fps if info.fps > 0 else 1.0 / 30
 
 
-def run(config: CamConfig, capture=None, info: SourceInfo | None = None, log=print) -> RunResult:
+def run(config: CamConfig, capture=None, info: SourceInfo | None = None, log=print, on_frame=None) -> RunResult:
     """Run the cam until a quit key, ``config.frames``, the end of a file or a lost source.
 
     Args:
@@ -285,6 +286,8 @@ def run(config: CamConfig, capture=None, info: SourceInfo | None = None, log=pri
         capture: an opened capture (anything with OpenCV's ``read``/``release``) to use instead of opening
             ``config.source``; ``info`` then describes it.
         log: where progress lines go.
+        on_frame: called after every frame with ``(model seconds, frames dropped so far)``; returning True stops
+            the run (``scripts/bench/soak_cam.py`` measures long runs with it).
 
     Raises ``CamError`` / ``SourceError`` before the loop starts (no model, no source, no display).
     """
@@ -309,7 +312,8 @@ def run(config: CamConfig, capture=None, info: SourceInfo | None = None, log=pri
     slot = FrameSlot()
     every_frame, pace = _pacing(config, info)
     reader = CaptureThread(capture, slot, every_frame=every_frame, end_on_failure=info.kind == "file",
-                           lost_timeout=config.lost_timeout, pace=pace, label=info.name)
+                           lost_timeout=config.lost_timeout, pace=pace, label=info.name,
+                           loop=config.loop and info.kind == "file", expected_frames=info.frames or None)
     stats, reason, failed = FrameStats(), "", False
     video = VideoOut(config.output, info.fps if info.fps > 0 else 30.0) if config.output else None
     compiled = " compiled" if styles.compile else ""
@@ -333,6 +337,9 @@ def run(config: CamConfig, capture=None, info: SourceInfo | None = None, log=pri
             if video:
                 video.write(view)
             stats.add(time.perf_counter(), latency)
+            if on_frame is not None and on_frame(latency, slot.dropped):
+                reason = "stopped by the caller"
+                break
             if state.snapshot:
                 path = snapshot_path(config.snapshot_dir, styles.name)
                 path.parent.mkdir(parents=True, exist_ok=True)

@@ -258,3 +258,11 @@ def untuned_convs(tmp_path, monkeypatch):
     yield folder
     conv.set_default_method(None)
     conv.clear_tuning()
+
+
+@pytest.fixture(autouse=True)
+def no_builtin_styles(request, monkeypatch, tmp_path_factory):
+    """The built-in styles shipped in mlx_style/styles/ stay out of tests that count or pick models, unless the
+    test is marked ``builtin_styles``."""
+    if "builtin_styles" not in request.keywords:
+        monkeypatch.setattr("mlx_style.io.registry.BUILTIN_DIR", tmp_path_factory.mktemp("no_builtins"))

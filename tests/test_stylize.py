@@ -313,7 +313,7 @@ def test_output_planning(tmp_path):
 
 def test_missing_model_flag_and_bad_options(tmp_path, capsys):
     code, _, err = run_cli([tmp_path], capsys)
-    assert code == 2 and err.startswith("error: give a style network with --model")
+    assert code == 2 and err.startswith("error: no style network found: give one with --model")
     code, _, err = run_cli(["--model", "m.safetensors", "--strength", "2", tmp_path], capsys)
     assert code == 2 and "--strength must be between 0 and 1" in err
     code, _, err = run_cli(["--model", "m.safetensors", "--tile-size", "10", tmp_path], capsys)

@@ -11,7 +11,7 @@ from mlx_style.infer.benchmark import BenchConfig, COMPILE_CHOICES, FULL, QUICK,
 
 
 def build_parser() -> argparse.ArgumentParser:
-    p = argparse.ArgumentParser(prog="mlx_style.bench", description=__doc__.splitlines()[0],
+    p = argparse.ArgumentParser(prog="mlx-style bench", description=__doc__.splitlines()[0],
                                 formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--sizes", help=f"WIDTHxHEIGHT list (default {FULL['sizes']}; --quick: {QUICK['sizes']})")
     p.add_argument("--dtype", help="float32, float16, bfloat16, a comma list, or all (default all; --quick: float32)")

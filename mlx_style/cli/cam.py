@@ -15,7 +15,7 @@ from mlx_style.infer.stylize import DTYPES
 
 def build_parser() -> argparse.ArgumentParser:
     d = CamConfig()
-    p = argparse.ArgumentParser(prog="mlx_style.cam", description=__doc__.splitlines()[0],
+    p = argparse.ArgumentParser(prog="mlx-style cam", description=__doc__.splitlines()[0],
                                 formatter_class=argparse.RawDescriptionHelpFormatter,
                                 epilog="keys: q/Esc quit, n/p next/previous style, space side by side, s snapshot, "
                                        "+/- processing size, c colour preservation")

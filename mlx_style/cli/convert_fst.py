@@ -12,7 +12,7 @@ from mlx_style.io.fst import ConvertFstConfig, LICENSE_NOTE, ML5_COMMIT, ML5_REP
 def build_parser() -> argparse.ArgumentParser:
     d = ConvertFstConfig()
     p = argparse.ArgumentParser(
-        prog="convert_fst", description=__doc__.splitlines()[0],
+        prog="mlx-style convert-fst", description=__doc__.splitlines()[0],
         epilog=f"Styles: {', '.join(STYLES)}. Licence of the networks: {LICENSE_NOTE}.")
     p.add_argument("folder", nargs="?", metavar="FOLDER", help="a local ml5 style folder (manifest.json + files)")
     p.add_argument("--download", choices=(*STYLES, "all"), default=d.download,

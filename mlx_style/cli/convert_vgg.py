@@ -13,7 +13,7 @@ from mlx_style.io.vgg_convert import ConvertConfig, convert
 
 def build_parser() -> argparse.ArgumentParser:
     d = ConvertConfig()
-    p = argparse.ArgumentParser(prog="convert_vgg", description=__doc__.splitlines()[0])
+    p = argparse.ArgumentParser(prog="mlx-style convert-vgg", description=__doc__.splitlines()[0])
     p.add_argument("--arch", choices=("vgg16", "vgg19"), default=d.arch)
     p.add_argument("--from", dest="source", metavar="FILE", default=d.source,
                    help="local torchvision/timm-format .safetensors, .npz or .pth, or a folder holding one (offline)")

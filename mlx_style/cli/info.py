@@ -15,6 +15,7 @@ from pathlib import Path
 
 import mlx_style  # noqa: F401  (loads the BLAS before mlx.core)
 from mlx_style import _blas
+from mlx_style.io.registry import style_listing
 from mlx_style import backend as memory
 
 
@@ -49,11 +50,14 @@ def report(weights_dir: str | Path = "weights", measure: bool = True) -> list[st
         lines.append(f"matmul 1024³ float32: {matmul_gflops():.0f} GFLOP/s")
     found = sorted(Path(weights_dir).glob("*.safetensors"))
     lines.append(f"weights in {weights_dir}/: " + (", ".join(p.name for p in found) if found else "none"))
+    styles = style_listing(weights_dir)
+    lines.append("styles (name, from, painting, file):" if styles else "styles: none")
+    lines += ["  " + line for line in styles]
     return lines
 
 
 def build_parser() -> argparse.ArgumentParser:
-    p = argparse.ArgumentParser(prog="mlx_style.info", description=__doc__.splitlines()[0])
+    p = argparse.ArgumentParser(prog="mlx-style info", description=__doc__.splitlines()[0])
     p.add_argument("--weights-dir", default="weights")
     p.add_argument("--no-measure", action="store_true", help="skip the matmul speed check")
     return p

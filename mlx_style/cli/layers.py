@@ -14,7 +14,7 @@ from mlx_style.optim.layers import FIGURE3_LAYERS, LayersConfig, run
 
 def build_parser() -> argparse.ArgumentParser:
     d = LayersConfig()
-    p = argparse.ArgumentParser(prog="mlx_style.layers", description=__doc__.splitlines()[0])
+    p = argparse.ArgumentParser(prog="mlx-style layers", description=__doc__.splitlines()[0])
     p.add_argument("--style", required=True, help="style image")
     p.add_argument("-o", "--output", required=True, help="where to write the grid (.png, .jpg)")
     p.add_argument("--vgg", default=d.vgg, help="converted VGG weights (default: %(default)s)")

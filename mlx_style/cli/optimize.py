@@ -13,7 +13,7 @@ from mlx_style.optim.gatys import INITS, OPTIMIZERS, OptimizeConfig, parse_layer
 
 def build_parser() -> argparse.ArgumentParser:
     d = OptimizeConfig()
-    p = argparse.ArgumentParser(prog="mlx_style.optimize", description=__doc__.splitlines()[0])
+    p = argparse.ArgumentParser(prog="mlx-style optimize", description=__doc__.splitlines()[0])
     p.add_argument("--content", required=True, help="content photo")
     p.add_argument("--style", required=True, help="style image")
     p.add_argument("-o", "--output", required=True, help="where to write the result (.png, .jpg)")

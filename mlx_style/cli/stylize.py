@@ -11,17 +11,20 @@ from mlx_style.errors import MlxStyleError
 from mlx_style.infer.files import AUDIO_NOTE, StylizeConfig, run
 from mlx_style.infer.signals import interrupt_on_termination
 from mlx_style.infer.stylize import DTYPES
+from mlx_style.io.registry import DEFAULT_STYLE, NO_MODEL_HINT, style_listing
 
 
 def build_parser() -> argparse.ArgumentParser:
     d = StylizeConfig()
     p = argparse.ArgumentParser(
-        prog="python -m mlx_style.stylize", description=__doc__.splitlines()[0],
+        prog="mlx-style stylize", description=__doc__.splitlines()[0],
         epilog=f"Videos: written with OpenCV (mp4v for .mp4, MJPG for .avi); {AUDIO_NOTE}. "
                "Exit status: 0 all done, 1 some inputs failed (the rest written), 2 nothing done.")
-    p.add_argument("inputs", nargs="+", metavar="INPUT", help="images, folders of images (recursive), videos")
+    p.add_argument("inputs", nargs="*", metavar="INPUT", help="images, folders of images (recursive), videos")
     p.add_argument("--model", "-m", default=d.model,
-                   help="style network: a .safetensors file, or a name in weights/ (e.g. wave)")
+                   help="style network: a .safetensors file, a name in weights/, or a built-in style (default: "
+                        f"the built-in {DEFAULT_STYLE}; --list shows them all)")
+    p.add_argument("--list", action="store_true", help="list the style networks a name can find, and exit")
     p.add_argument("-o", "--output", default=d.output,
                    help="output file for one input, else a folder (default: out/)")
     size = p.add_mutually_exclusive_group()
@@ -38,7 +41,13 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def main(argv: list[str] | None = None) -> int:
-    args = build_parser().parse_args(argv)
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    if args.list:
+        print("\n".join(style_listing()) or f"no style networks: {NO_MODEL_HINT}")
+        return 0
+    if not args.inputs:
+        parser.error("give at least one INPUT (an image, a folder or a video), or --list")
     keep_freed_memory()
     config = StylizeConfig(model=args.model, inputs=args.inputs, output=args.output, size=args.size,
                            scale=args.scale, preserve_color=args.preserve_color, strength=args.strength,

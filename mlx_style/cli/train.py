@@ -42,7 +42,7 @@ def _processes(text: str) -> int | None:
 def build_parser() -> argparse.ArgumentParser:
     d = TrainConfig()
     summary = __doc__.splitlines()[0].replace("``", "`")
-    p = argparse.ArgumentParser(prog="python -m mlx_style.train", description=summary)
+    p = argparse.ArgumentParser(prog="mlx-style train", description=summary)
     g = p.add_argument_group("data")
     g.add_argument("--style", required=True, help="the style image")
     g.add_argument("--data", default=d.data, help="folder of content photos, searched recursively (COCO: "

@@ -22,7 +22,7 @@ from mlx_style.errors import MlxStyleError
 from mlx_style.infer.stylize import (DTYPES, TILE_SIZE, largest_size_within, load_network, memory_needed,
                                      network_shape, stylize_array)
 from mlx_style.io.image import IMAGE_EXTENSIONS, ImageError, list_images, load_image, save_image
-from mlx_style.io.registry import list_style_models
+from mlx_style.io.registry import default_model
 from mlx_style.nn.transformer import TransformerNet
 
 VIDEO_EXTENSIONS = (".mp4", ".m4v", ".mov", ".avi", ".mkv", ".webm")
@@ -275,14 +275,11 @@ def run(config: StylizeConfig, log=print, warn=None) -> RunSummary:
     Raises ``WeightFileError`` (model) or ``ValueError`` (arguments) before any file is written.
     """
     warn = warn or (lambda line: print(line, file=sys.stderr))
-    if config.model is None:
-        found = [p.stem for p in list_style_models()]
-        hint = f" (in weights/: {', '.join(found)})" if found else ""
-        raise ValueError(f"give a style network with --model FILE{hint}")
     check_config(config)
     jobs, problems = plan_jobs(config.inputs, config.output)
-    net, meta = load_network(config.model, config.dtype)
-    log(f"model {config.model} (style: {meta.get('style', 'unknown')}, {config.dtype})")
+    model = config.model or default_model()
+    net, meta = load_network(model, config.dtype)
+    log(f"model {model} (style: {meta.get('style', 'unknown')}, {config.dtype})")
     start = time.perf_counter()
     summary = stylize_files(net, jobs, config, log, warn)
     for path, reason in problems:

@@ -43,7 +43,7 @@ from mlx_style.infer.overlay import compose_view, draw_overlay, status_lines
 from mlx_style.infer.stylize import DTYPES, load_network, to_uint8
 from mlx_style.infer.video_out import VideoOut, check_output_path, snapshot_path
 from mlx_style.io.paths import check_not_an_input
-from mlx_style.io.registry import NO_MODEL_HINT, list_style_models, resolve_model
+from mlx_style.io.registry import NO_MODEL_HINT, available_models, resolve_model
 from mlx_style.io.weights import WeightFileError
 from mlx_style.nn.tiled import network_dtype
 from mlx_style.nn.transformer import TransformerNet
@@ -90,7 +90,7 @@ def resolve_models(model: str | None, weights_dir: str | Path) -> tuple[list[Pat
 
     Raises ``CamError`` saying how to get a model when there is none.
     """
-    models = list_style_models(weights_dir)
+    models = [entry.path for entry in available_models(weights_dir)]
     if model is None:
         if not models:
             raise CamError(f"no style network in {weights_dir}/: {NO_MODEL_HINT}")

@@ -40,8 +40,7 @@ def load_network(path: str | Path, dtype: str = "float32") -> tuple[TransformerN
         if isinstance(exc, WeightFileError):
             raise
         raise WeightFileError(f"{path} has no usable network config ({exc}); re-create the file") from None
-    if dtype != "float32":
-        net.set_dtype(DTYPES[dtype])
+    net.set_dtype(DTYPES[dtype])  # built-in networks are stored in float16; they run in the dtype asked for
     return net, meta
 
 

@@ -1,22 +1,37 @@
-"""Finding a style network: one rule for every command (``stylize --model``, the cam's ``--model`` and its n/p keys).
+"""Finding a style: one rule for every command (``stylize --model``, the cam's playlist, ``train --style``).
 
-A model is named by
+A style network is named by
 
 1. a path to a ``.safetensors`` file, as given; else
-2. a bare name (``wave``): ``<weights dir>/wave.safetensors``.
+2. a bare name (``wave``): ``<weights dir>/wave.safetensors`` (networks you trained or converted); else
+3. a bare name of a built-in style: ``mlx_style/styles/wave.safetensors``, shipped with the package.
 
-``list_style_models`` lists what a weights folder offers, reading only file headers.
+A style *image* (``train --style``) is a path, or else the built-in picture of that name (``wave`` or
+``wave.jpg``). ``available_models`` lists everything a name can mean, and where it comes from.
 """
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from pathlib import Path
 
+from mlx_style.io.image import ImageError
 from mlx_style.io.weights import WeightFileError, read_metadata
 
 WEIGHTS_DIR = Path("weights")
+BUILTIN_DIR = Path(__file__).resolve().parents[1] / "styles"  # networks and pictures shipped with the package
+DEFAULT_STYLE = "wave"  # what `stylize` uses without --model
 NO_MODEL_HINT = ("train one with `mlx-style train --style STYLE.jpg --data DIR`, or import a pretrained one "
                  "with `python scripts/convert_fst.py --download wave`")
+
+
+@dataclass(frozen=True)
+class ModelEntry:
+    """A style network a name can resolve to: ``origin`` is ``weights`` (yours) or ``built-in``."""
+
+    name: str
+    path: Path
+    origin: str
 
 
 def list_style_models(folder: str | Path = WEIGHTS_DIR) -> list[Path]:
@@ -29,6 +44,20 @@ def list_style_models(folder: str | Path = WEIGHTS_DIR) -> list[Path]:
         except (OSError, ValueError):
             continue
     return found
+
+
+def builtin_models() -> list[Path]:
+    """The style networks shipped with the package."""
+    return list_style_models(BUILTIN_DIR) if BUILTIN_DIR.is_dir() else []
+
+
+def available_models(weights_dir: str | Path = WEIGHTS_DIR) -> list[ModelEntry]:
+    """Every style network a bare name resolves to: the weights folder's first, then the built-ins they do not
+    shadow."""
+    entries = [ModelEntry(p.stem, p, "weights") for p in list_style_models(weights_dir)]
+    taken = {e.name for e in entries}
+    entries += [ModelEntry(p.stem, p, "built-in") for p in builtin_models() if p.stem not in taken]
+    return entries
 
 
 def is_bare_name(name: str | Path) -> bool:
@@ -47,9 +76,57 @@ def resolve_model(name: str | Path, weights_dir: str | Path = WEIGHTS_DIR) -> Pa
     if path.exists():
         return path
     if is_bare_name(name):
-        short = Path(weights_dir) / f"{name}.safetensors"
-        if short.exists():
-            return short
-    available = [p.stem for p in list_style_models(weights_dir)]
-    listed = f" (in {weights_dir}/: {', '.join(available)})" if available else ""
+        for folder in (Path(weights_dir), BUILTIN_DIR):
+            candidate = folder / f"{name}.safetensors"
+            if candidate.exists():
+                return candidate
+    available = [e.name for e in available_models(weights_dir)]
+    listed = f" (available: {', '.join(available)})" if available else ""
     raise WeightFileError(f"no style network at {name}{listed}: {NO_MODEL_HINT}")
+
+
+def default_model(weights_dir: str | Path = WEIGHTS_DIR) -> Path:
+    """The network ``stylize`` uses without ``--model``: the built-in default style, else the first available."""
+    builtin = BUILTIN_DIR / f"{DEFAULT_STYLE}.safetensors"
+    if builtin.exists():
+        return builtin
+    available = available_models(weights_dir)
+    if not available:
+        raise WeightFileError(f"no style network found: give one with --model FILE, or {NO_MODEL_HINT}")
+    return available[0].path
+
+
+def style_listing(weights_dir: str | Path = WEIGHTS_DIR) -> list[str]:
+    """One line per style network a name finds: its name, where it comes from, its painting."""
+    lines = []
+    for entry in available_models(weights_dir):
+        try:
+            painting = read_metadata(entry.path).get("style", "?")
+        except (OSError, ValueError):
+            painting = "?"
+        default = "  (default)" if entry.path == BUILTIN_DIR / f"{DEFAULT_STYLE}.safetensors" else ""
+        lines.append(f"{entry.name:<18} {entry.origin:<9} {painting}{default}   {entry.path}")
+    return lines
+
+
+def builtin_style_images() -> list[Path]:
+    """The pictures of the built-in styles (public domain paintings, at most 512 px)."""
+    return sorted(BUILTIN_DIR.glob("*.jpg")) if BUILTIN_DIR.is_dir() else []
+
+
+def resolve_style_image(name: str | Path) -> Path:
+    """A style picture: the path as given, else the built-in picture called ``name`` (``wave``, ``wave.jpg``).
+
+    Raises:
+        ImageError: neither exists; the message lists the built-in pictures.
+    """
+    path = Path(name)
+    if path.exists() or len(path.parts) != 1:
+        if not path.exists():
+            raise ImageError(f"{name}: no such file")
+        return path
+    builtin = BUILTIN_DIR / f"{path.stem}.jpg"
+    if builtin.exists() and path.suffix.lower() in ("", ".jpg", ".jpeg", ".png"):
+        return builtin
+    names = ", ".join(p.stem for p in builtin_style_images())
+    raise ImageError(f"{name}: no such file" + (f" (built-in styles: {names})" if names else ""))

@@ -170,7 +170,8 @@ def read_header(path: str | Path) -> dict:
     data_size, spans = size - 8 - length, []
     for name, entry in header.items():
         if name == "__metadata__":
-            if not isinstance(entry, dict) or not all(isinstance(v, str) for v in entry.values()):
+            if entry is not None and (not isinstance(entry, dict)
+                                      or not all(isinstance(v, str) for v in entry.values())):
                 raise ValueError("metadata must map names to strings")
             continue
         if not isinstance(entry, dict):

@@ -30,6 +30,7 @@ from mlx_style.backend import backend_name
 from mlx_style.io.image import ImageError, load_image, resize_max_side, to_batch
 from mlx_style.io.models import save_transformer
 from mlx_style.io.paths import check_not_an_input, check_suffix
+from mlx_style.io.registry import resolve_style_image
 from mlx_style.io.weights import WeightFileError, WeightWriteError, file_sha256, read_metadata, remove_partial_writes
 from mlx_style.nn.losses import LossConfig, style_targets
 from mlx_style.nn.transformer import TransformerConfig, TransformerNet
@@ -186,6 +187,7 @@ class Inputs:
     """What ``check_inputs`` read and checked: the style image, the data plan, the VGG file's metadata, the losses."""
 
     style_image: np.ndarray
+    style_path: Path  # the file --style named: a path, or a built-in picture
     plan: DataPlan
     vgg_meta: dict[str, str]
     losses: LossConfig
@@ -231,7 +233,8 @@ def check_inputs(config: TrainConfig, processes: int, say, main_rank: bool = Tru
     check_suffix(output, (".safetensors",), "--output")
     check_not_an_input(output, [config.style, config.vgg, config.resume if config.resume != LATEST else None],
                        "--output")
-    style_image = load_image(Path(config.style))
+    style_path = resolve_style_image(config.style)
+    style_image = load_image(style_path)
     if not Path(config.vgg).exists():
         raise WeightFileError(f"no VGG weights at {config.vgg}: {CONVERT_HINT}, or pass --vgg PATH")
     plan = plan_data(config, say)
@@ -246,13 +249,13 @@ def check_inputs(config: TrainConfig, processes: int, say, main_rank: bool = Tru
         raise WeightFileError(f"{config.vgg} holds a {vgg_meta.get('kind', 'unknown')!r} network, not VGG weights: "
                               f"{CONVERT_HINT}, or pass --vgg PATH")
     losses = loss_config(config, vgg_meta)
-    style_sha = file_sha256(config.style)
+    style_sha = file_sha256(style_path)
     found = None
     if main_rank:  # only rank 0 (and the launcher's check) reads checkpoints; the others receive its state
         found = find_resume(config, config.run_path() / "checkpoints", say)
         if found:
             check_resumable(found, config.network_config(), plan.info, style_sha, losses, config.allow_change)
-    return Inputs(style_image, plan, vgg_meta, losses, style_sha, found)
+    return Inputs(style_image, style_path, plan, vgg_meta, losses, style_sha, found)
 
 
 def train(config: TrainConfig, stream=None) -> TrainResult:
@@ -267,7 +270,6 @@ def train(config: TrainConfig, stream=None) -> TrainResult:
     say = line.message if main_rank else (lambda text: None)
 
     local = local_processes()
-    style_path = Path(config.style)
     inputs = check_inputs(config, world, say, main_rank)
     plan, vgg_meta, losses = inputs.plan, inputs.vgg_meta, inputs.losses
     found = inputs.resume_from
@@ -299,7 +301,7 @@ def train(config: TrainConfig, stream=None) -> TrainResult:
     step_fn = make_train_step(net, vgg, optimizer, grams, losses, config.clip, group, config.compile,
                               recompute=recompute)
     meta = {"config": config.network_config().to_json(), "train_config": json.dumps(config.shareable()),
-            "loss_config": json.dumps(asdict(losses)), "style": style_path.name,
+            "loss_config": json.dumps(asdict(losses)), "style": inputs.style_path.name,
             "style_sha256": inputs.style_sha256, "vgg": vgg_meta.get("source", Path(config.vgg).name),
             "vgg_preprocess": vgg_meta.get("preprocess", "")}
     out = RunWriter(config, plan, meta, main_rank, start if found else None, line)

@@ -16,7 +16,6 @@ from PIL import Image
 
 import mlx_style  # noqa: F401  (fast BLAS before mlx.core)
 import mlx.core as mx
-from mlx.utils import tree_flatten
 
 from mlx_style.cli import cam as cam_cli
 from mlx_style.cli import convert_vgg as convert_vgg_cli

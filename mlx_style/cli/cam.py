@@ -10,6 +10,7 @@ from mlx_style.cli.common import fail
 from mlx_style.errors import MlxStyleError
 from mlx_style.infer.live import COMPILE_CHOICES, PACINGS, CamConfig, format_summary, run
 from mlx_style.infer.signals import interrupt_on_termination
+from mlx_style.infer.smoothing import DEFAULT_WEIGHT
 from mlx_style.infer.stylize import DTYPES
 
 
@@ -41,6 +42,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--frames", type=int, default=d.frames, help="stop after this many frames")
     p.add_argument("--output", default=d.output, help="write the stylised video (.mp4 or .avi, no overlay)")
     p.add_argument("--snapshot-dir", default=d.snapshot_dir, help="where s saves PNG snapshots")
+    p.add_argument("--smooth", type=float, nargs="?", const=DEFAULT_WEIGHT, default=d.smooth, metavar="WEIGHT",
+                   help="blend each stylised frame with the previous one along the motion (steadier texture); "
+                        f"WEIGHT in [0, 1), {DEFAULT_WEIGHT} when given alone; 0: off")
     p.add_argument("--loop", action="store_true",
                    help="video files: start again at the end, until q, Ctrl-C or --frames (long runs, soak tests)")
     p.add_argument("--pacing", choices=PACINGS, default=d.pacing,
@@ -55,6 +59,8 @@ def check_numbers(config: CamConfig) -> str | None:
     """What is wrong with the numeric settings, or None."""
     if config.size is not None and config.size < 8:
         return "--size must be at least 8 (the longer side in pixels)"
+    if not 0.0 <= config.smooth < 1.0:
+        return "--smooth must be in [0, 1) (0: off)"
     if config.frames is not None and config.frames < 1:
         return "--frames must be at least 1 (leave it out to run until the source ends or q)"
     if any(v is not None and v < 1 for v in (config.width, config.height)):

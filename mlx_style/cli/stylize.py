@@ -10,6 +10,7 @@ from mlx_style.cli.common import fail
 from mlx_style.errors import MlxStyleError
 from mlx_style.infer.files import AUDIO_NOTE, StylizeConfig, run
 from mlx_style.infer.signals import interrupt_on_termination
+from mlx_style.infer.smoothing import DEFAULT_WEIGHT
 from mlx_style.infer.stylize import DTYPES
 from mlx_style.io.registry import DEFAULT_STYLE, NO_MODEL_HINT, style_listing
 
@@ -34,6 +35,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--preserve-color", action="store_true", help="keep the input's colours, stylise luminance")
     p.add_argument("--strength", type=float, default=d.strength, help="0..1 blend with the input (default 1)")
     p.add_argument("--dtype", choices=tuple(DTYPES), default=d.dtype, help="network precision (default float32)")
+    p.add_argument("--smooth", type=float, nargs="?", const=DEFAULT_WEIGHT, default=d.smooth, metavar="WEIGHT",
+                   help="videos: blend each stylised frame with the previous one along the motion (steadier "
+                        f"texture); WEIGHT in [0, 1), {DEFAULT_WEIGHT} when given alone")
     p.add_argument("--tile-size", type=int, default=d.tile_size,
                    help="images above TILE² pixels (at the network's resolution) run layer by layer in tiles: "
                         "the same result with bounded memory (0: never; default %(default)s)")
@@ -51,7 +55,7 @@ def main(argv: list[str] | None = None) -> int:
     keep_freed_memory()
     config = StylizeConfig(model=args.model, inputs=args.inputs, output=args.output, size=args.size,
                            scale=args.scale, preserve_color=args.preserve_color, strength=args.strength,
-                           dtype=args.dtype, tile_size=args.tile_size)
+                           dtype=args.dtype, tile_size=args.tile_size, smooth=args.smooth)
     try:
         with interrupt_on_termination():  # kill/timeout/closed terminal: unfinished outputs removed, as Ctrl-C
             summary = run(config)

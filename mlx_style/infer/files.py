@@ -19,6 +19,7 @@ from PIL import Image
 
 from mlx_style import backend
 from mlx_style.errors import MlxStyleError
+from mlx_style.infer.smoothing import TemporalSmoother
 from mlx_style.infer.stylize import (DTYPES, TILE_SIZE, largest_size_within, load_network, memory_needed,
                                      network_shape, stylize_array)
 from mlx_style.io.image import IMAGE_EXTENSIONS, ImageError, list_images, load_image, save_image
@@ -47,6 +48,7 @@ class StylizeConfig:
     strength: float = 1.0  # 1: the stylised image; 0: the input; between: a linear blend
     dtype: str = "float32"  # float16/bfloat16 halve memory on GPUs; on the CPU they are slower
     tile_size: int = TILE_SIZE  # images above tile_size² px (at the network's size) run in tiles
+    smooth: float = 0.0  # videos: temporal smoothing weight (infer.smoothing); 0: off
 
 
 @dataclass(frozen=True)
@@ -186,6 +188,7 @@ def stylize_video_file(net: TransformerNet, job: Job, config: StylizeConfig, log
     partial = _atomic_target(job.target)
     partial.parent.mkdir(parents=True, exist_ok=True)
     writer, frames, start, last_report = None, 0, time.perf_counter(), time.perf_counter()
+    smoother = TemporalSmoother(config.smooth) if config.smooth else None
     try:
         while True:
             ok, frame = capture.read()
@@ -199,7 +202,8 @@ def stylize_video_file(net: TransformerNet, job: Job, config: StylizeConfig, log
             rgb = np.ascontiguousarray(frame[..., ::-1])
             out = stylize_array(net, rgb, config.size, config.scale, config.preserve_color, config.strength,
                                 config.tile_size)
-            writer.write(np.ascontiguousarray(out[..., ::-1]))
+            out = np.ascontiguousarray(out[..., ::-1])
+            writer.write(smoother(frame, out) if smoother else out)
             frames += 1
             if time.perf_counter() - last_report > 5.0:
                 rate = frames / (time.perf_counter() - start)
@@ -265,6 +269,8 @@ def check_config(config: StylizeConfig) -> None:
         raise ValueError(f"--strength must be between 0 and 1, got {config.strength}")
     if config.dtype not in DTYPES:
         raise ValueError(f"--dtype must be one of {tuple(DTYPES)}, got {config.dtype!r}")
+    if not 0.0 <= config.smooth < 1.0:
+        raise ValueError(f"--smooth must be in [0, 1) (0: off), got {config.smooth}")
     if config.tile_size and config.tile_size < 64:
         raise ValueError(f"--tile-size must be 0 (never tile) or at least 64, got {config.tile_size}")
 

@@ -40,6 +40,7 @@ from mlx_style.infer.cam_controls import SIZE_STEPS, CamState, FrameStats, handl
 from mlx_style.infer.capture import CaptureThread, FrameSlot, SourceInfo, open_source
 from mlx_style.infer.color import keep_colors
 from mlx_style.infer.overlay import compose_view, draw_overlay, status_lines
+from mlx_style.infer.smoothing import TemporalSmoother
 from mlx_style.infer.stylize import DTYPES, load_network, to_uint8
 from mlx_style.infer.video_out import VideoOut, check_output_path, snapshot_path
 from mlx_style.io.paths import check_not_an_input
@@ -81,6 +82,7 @@ class CamConfig:
     output: str | None = None  # write the shown frames (without the overlay) to a video file
     snapshot_dir: str = "."  # where s saves PNGs
     loop: bool = False  # files: start again at the end (until q, Ctrl-C or --frames)
+    smooth: float = 0.0  # temporal smoothing weight (infer.smoothing); 0: off
     pacing: str = "auto"  # files: every-frame (headless default) or realtime (window default)
     lost_timeout: float = 2.0  # seconds without a frame before the source counts as lost
 
@@ -246,14 +248,19 @@ def choose_size(config: CamConfig, stylizer: Stylizer, info: SourceInfo, log=pri
     return size, f"auto {config.target_fps:g} FPS" if fits else "auto, smallest"
 
 
-def stylise_frame(image: np.ndarray, stylizer: Stylizer, state: CamState) -> tuple[np.ndarray, float, tuple]:
-    """One camera frame (BGR) → ``(view to show, model seconds, processing (H, W))``."""
+def stylise_frame(image: np.ndarray, stylizer: Stylizer, state: CamState,
+                  smoother: TemporalSmoother | None = None) -> tuple[np.ndarray, float, tuple]:
+    """One camera frame (BGR) → ``(view to show, model seconds, processing (H, W))``; with a ``smoother``, the
+    stylised frame is blended with the previous one along the motion, at the processing size."""
     H, W = processing_shape(image.shape[0], image.shape[1], state.size)
     small = cv2.resize(image, (W, H), interpolation=cv2.INTER_AREA)
     start = time.perf_counter()
     stylised_rgb = stylizer(small[:, :, ::-1], state.preserve_color)
     latency = time.perf_counter() - start
-    view = compose_view(image, np.ascontiguousarray(stylised_rgb[:, :, ::-1]), state.side_by_side)
+    stylised = np.ascontiguousarray(stylised_rgb[:, :, ::-1])
+    if smoother is not None:
+        stylised = smoother(small, stylised)
+    view = compose_view(image, stylised, state.side_by_side)
     return view, latency, (H, W)
 
 
@@ -315,6 +322,8 @@ def run(config: CamConfig, capture=None, info: SourceInfo | None = None, log=pri
                            lost_timeout=config.lost_timeout, pace=pace, label=info.name,
                            loop=config.loop and info.kind == "file", expected_frames=info.frames or None)
     stats, reason, failed = FrameStats(), "", False
+    smoother = TemporalSmoother(config.smooth) if config.smooth else None
+    smoothing_for = None
     video = VideoOut(config.output, info.fps if info.fps > 0 else 30.0) if config.output else None
     compiled = " compiled" if styles.compile else ""
     log(f"{info.name}: {info.width}x{info.height} at {info.fps:g} FPS; style {styles.name}, "
@@ -333,7 +342,10 @@ def run(config: CamConfig, capture=None, info: SourceInfo | None = None, log=pri
                     reason, failed = f"{info.name} delivered no frame for {config.lost_timeout:g} s", True
                 break
             image = cv2.flip(frame.image, 1) if config.mirror else frame.image
-            view, latency, shape = stylise_frame(image, styles.stylizer, state)
+            if smoother is not None and (styles.index, state.size) != smoothing_for:
+                smoother.reset()  # another style or size: nothing to blend with
+                smoothing_for = (styles.index, state.size)
+            view, latency, shape = stylise_frame(image, styles.stylizer, state, smoother)
             if video:
                 video.write(view)
             stats.add(time.perf_counter(), latency)

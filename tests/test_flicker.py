@@ -1,0 +1,90 @@
+"""Stability of stylised video: the warping error and static flicker metrics, and temporal smoothing."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import cv2
+import numpy as np
+import pytest
+
+import mlx_style  # noqa: F401  (fast BLAS before mlx.core)
+
+from mlx_style.cli import flicker as flicker_cli
+from mlx_style.infer.flicker import consistent, luma, stability, warp
+from mlx_style.infer.smoothing import TemporalSmoother
+
+
+def textured(h: int = 64, w: int = 96, seed: int = 0) -> np.ndarray:
+    rng = np.random.default_rng(seed)
+    base = cv2.GaussianBlur(rng.uniform(0, 255, (h, w, 3)).astype(np.float32), (0, 0), 3)
+    return np.clip((base - base.mean()) * 4 + 128, 0, 255).astype(np.uint8)
+
+
+def panning(frames: int = 8, step: int = 2) -> list[np.ndarray]:
+    """A textured scene moving ``step`` pixels right per frame."""
+    scene = textured(64, 96 + step * frames)
+    return [np.ascontiguousarray(scene[:, step * (frames - t): step * (frames - t) + 96]) for t in range(frames)]
+
+
+def test_warp_by_the_flow_of_a_known_shift_recovers_the_frame():
+    a = textured()
+    flow = np.zeros((64, 96, 2), np.float32)
+    flow[..., 0] = 3.0  # every pixel of the new frame lies 3 px to the right in the old one
+    shifted = warp(a, flow)
+    assert np.array_equal(shifted[:, :90], a[:, 3:93])
+    back = np.zeros_like(flow)
+    back[..., 0] = -3.0
+    assert consistent(flow, back)[:, 5:85].all() and not consistent(flow, flow)[:, 5:85].any()
+
+
+def test_a_stable_stylisation_scores_at_the_floor_and_shimmer_scores_far_above():
+    original = panning()
+    steady = [cv2.bitwise_not(f) for f in original]  # a "style" that moves with the content
+    rng = np.random.default_rng(1)
+    shimmer = [np.clip(f.astype(np.int16) + rng.integers(-25, 26, f.shape), 0, 255).astype(np.uint8)
+               for f in steady]
+    floor, good, bad = stability(original, original), stability(original, steady), stability(original, shimmer)
+    assert good.warping_error < 2 * floor.warping_error + 1e-4
+    assert bad.warping_error > 10 * good.warping_error
+    still = [original[0]] * 6
+    noisy = [np.clip(f.astype(np.int16) + rng.integers(-25, 26, f.shape), 0, 255).astype(np.uint8) for f in still]
+    assert stability(still, still).static_flicker == 0.0
+    assert stability(still, noisy).static_flicker > 5.0
+
+
+def test_smoothing_calms_shimmer_on_a_still_scene_and_restarts_at_a_cut():
+    frame = textured()
+    rng = np.random.default_rng(2)
+    raw = [np.clip(frame.astype(np.int16) + rng.integers(-30, 31, frame.shape), 0, 255).astype(np.uint8)
+           for _ in range(12)]
+    smoother = TemporalSmoother(0.7)
+    smoothed = [smoother(frame, s) for s in raw]
+
+    def change(video):
+        return np.mean([np.abs(luma(b) - luma(a)).mean() for a, b in zip(video[4:], video[5:])])
+
+    assert change(smoothed) < 0.5 * change(raw)
+    other = textured(seed=9)  # a cut: nothing of the previous frame is in this one
+    stylised = cv2.bitwise_not(other)
+    assert np.array_equal(smoother(other, stylised), stylised) and smoother.cuts == 1
+    assert np.array_equal(TemporalSmoother(0.0)(frame, raw[0]), raw[0])
+    with pytest.raises(ValueError):
+        TemporalSmoother(1.0)
+
+
+def write(path: Path, frames: list[np.ndarray]) -> Path:
+    writer = cv2.VideoWriter(str(path), cv2.VideoWriter_fourcc(*"MJPG"), 10.0, frames[0].shape[1::-1])
+    for f in frames:
+        writer.write(f)
+    writer.release()
+    return path
+
+
+def test_the_flicker_command_reports_the_video_and_the_floor(tmp_path, capsys):
+    original = write(tmp_path / "o.avi", panning())
+    stylised = write(tmp_path / "s.avi", [cv2.bitwise_not(f) for f in panning()])
+    assert flicker_cli.main([str(original), str(stylised), "--json", str(tmp_path / "f.json")]) == 0
+    out = capsys.readouterr().out
+    assert "stylised" in out and "(the floor)" in out and (tmp_path / "f.json").exists()
+    assert flicker_cli.main([str(original), str(tmp_path / "missing.avi")]) == 2

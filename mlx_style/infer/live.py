@@ -169,7 +169,7 @@ def calibrate_size(stylizer: Stylizer, height: int, width: int, target_fps: floa
 
 def use_compile(choice: str, device: mx.Device | None = None) -> bool:
     """``auto`` compiles on a GPU only: on the CPU backend ``mx.compile`` builds its fused kernels with the C++
-    compiler at the first frame of every size (3–60 s here) and then ran no faster than the plain forward."""
+    compiler at the first frame of every size (seconds to a minute) and then ran no faster than the plain forward."""
     if choice not in COMPILE_CHOICES:
         raise ValueError(f"[use_compile] choice must be one of {COMPILE_CHOICES}, got {choice!r}")
     return choice == "yes" or (choice == "auto" and compile_inference(device))

@@ -212,7 +212,7 @@ def build_networks(config: TrainConfig, inputs: Inputs):
 
 
 # MLX's CUDA backend builds each fused kernel of the compiled step with NVRTC on first use and caches it on disk:
-# on a fresh H100 the batch 8 × 256² step's first run was still building after 170 s (docs/benchmarks.md).
+# on a fresh machine the first step waits minutes for it (docs/benchmarks.md).
 KERNEL_BUILD_NOTE = ("the first step builds MLX's CUDA kernels: it can take minutes on a machine that has not run "
                      "this step before (they are cached on disk for later runs)")
 

@@ -88,3 +88,23 @@ def test_the_flicker_command_reports_the_video_and_the_floor(tmp_path, capsys):
     out = capsys.readouterr().out
     assert "stylised" in out and "(the floor)" in out and (tmp_path / "f.json").exists()
     assert flicker_cli.main([str(original), str(tmp_path / "missing.avi")]) == 2
+
+
+def test_cam_and_stylize_take_smooth_and_refuse_a_bad_weight(tmp_path, capsys):
+    import mlx.core as mx
+
+    from mlx_style.cli import cam as cam_cli
+    from mlx_style.cli import stylize as stylize_cli
+    from mlx_style.io.models import save_transformer
+    from mlx_style.nn.transformer import TransformerConfig, TransformerNet
+
+    mx.random.seed(0)
+    model = save_transformer(tmp_path / "m.safetensors", TransformerNet(TransformerConfig(width=4, num_residual=1)))
+    clip = write(tmp_path / "clip.avi", panning(6))
+    assert cam_cli.main(["--headless", "--source", str(clip), "--model", str(model), "--smooth", "--size", "32",
+                         "--output", str(tmp_path / "cam.avi")]) == 0
+    assert (tmp_path / "cam.avi").exists()
+    assert stylize_cli.main(["-m", str(model), str(clip), "-o", str(tmp_path / "s.avi"), "--smooth", "0.5"]) == 0
+    assert cam_cli.main(["--headless", "--source", str(clip), "--model", str(model), "--smooth", "1.5"]) == 2
+    assert stylize_cli.main(["-m", str(model), str(clip), "-o", str(tmp_path / "t.avi"), "--smooth", "2"]) == 2
+    capsys.readouterr()

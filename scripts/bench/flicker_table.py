@@ -5,7 +5,9 @@
         runs/clips/still_noise.avi --size 256 --frames 90 --json runs/flicker.json
 
 Prints one markdown row per clip and setting: warping error and static flicker of the stylised video, the same
-for the original (the floor), and the stylising time per frame.
+for the original (the floor), the style and content losses of its frames (with ``--vgg``: the network's own loss
+settings, every 10th frame at 256 px, so that stability is never bought with less style), and the stylising time
+per frame.
 """
 
 from __future__ import annotations
@@ -24,6 +26,32 @@ import mlx_style  # noqa: F401  (loads the BLAS before mlx.core)
 from mlx_style.infer.files import StylizeConfig, VIDEO_EXTENSIONS, Job, stylize_video_file
 from mlx_style.infer.flicker import read_video, stability
 from mlx_style.infer.stylize import load_network
+from mlx_style.io.image import resize_max_side, to_batch
+from mlx_style.io.registry import resolve_model, resolve_style_image
+from mlx_style.io.weights import read_metadata
+
+
+def frame_losses(vgg, losses, grams, original, stylised, every: int = 10, size: int = 256) -> tuple[float, float]:
+    """Mean style and content terms (unweighted) of every ``every``-th stylised frame against its original."""
+    import mlx.core as mx
+
+    from mlx_style.nn.losses import perceptual_loss
+
+    styles, contents = [], []
+    for o, s in list(zip(original, stylised))[::every]:
+        out = to_batch(resize_max_side(s[..., ::-1].copy(), size))
+        content = to_batch(resize_max_side(o[..., ::-1].copy(), size))
+        _, terms = perceptual_loss(vgg, out, content, grams, losses)
+        mx.eval(terms)
+        styles.append(terms["style"].item())
+        contents.append(terms["content"].item())
+    return sum(styles) / len(styles), sum(contents) / len(contents)
+
+
+def load_image_rgb(path):
+    from mlx_style.io.image import load_image
+
+    return load_image(path)
 
 
 def clip_prefix(path: Path, frames: int, folder: Path) -> Path:
@@ -45,12 +73,28 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--size", type=int, default=256)
     p.add_argument("--frames", type=int, default=90)
     p.add_argument("--smooth", type=float, default=0.7)
+    p.add_argument("--vgg", default=None, help="converted VGG weights: also measure the frames' losses")
     p.add_argument("--json", default=None)
     args = p.parse_args(argv)
     net, _ = load_network(args.model)
+    loss_parts = None
+    if args.vgg:
+        import json as _json
+
+        from mlx_style.nn.losses import LossConfig, style_targets
+        from mlx_style.nn.vgg import load_vgg
+
+        meta = read_metadata(resolve_model(args.model))
+        cfg = _json.loads(meta["loss_config"])
+        losses = LossConfig(**{**cfg, "style_layers": tuple(cfg["style_layers"]),
+                               "style_layer_weights": tuple(cfg["style_layer_weights"])})
+        vgg, _ = load_vgg(args.vgg)
+        style = resize_max_side(load_image_rgb(resolve_style_image(meta["style"])), 256)
+        loss_parts = (vgg, losses, style_targets(vgg, to_batch(style), losses.style_layers))
     rows = []
-    print("| clip | setting | warping error | static flicker | original's (floor) | ms per frame |")
-    print("|---|---|---|---|---|---|")
+    print("| clip | setting | warping error | static flicker | original's (floor) | style loss | content loss "
+          "| ms per frame |")
+    print("|---|---|---|---|---|---|---|---|")
     with tempfile.TemporaryDirectory() as tmp:
         folder = Path(tmp)
         for clip in map(Path, args.clips):
@@ -65,12 +109,16 @@ def main(argv: list[str] | None = None) -> int:
                 start = time.perf_counter()
                 stylize_video_file(net, Job(source, target, "video"), config, log=lambda line: None)
                 ms = 1000 * (time.perf_counter() - start) / len(original)
-                s = stability(original, read_video(target))
+                video = read_video(target)
+                s = stability(original, video)
+                style_l, content_l = frame_losses(*loss_parts, original, video) if loss_parts else (float("nan"),) * 2
                 rows.append({"clip": clip.name, "setting": setting, "warping_error": s.warping_error,
                              "static_flicker": s.static_flicker, "floor_warping_error": floor.warping_error,
-                             "floor_static_flicker": floor.static_flicker, "ms_per_frame": ms, "frames": s.frames})
+                             "floor_static_flicker": floor.static_flicker, "style_loss": style_l,
+                             "content_loss": content_l, "ms_per_frame": ms, "frames": s.frames})
                 print(f"| {clip.name} | {setting} | {s.warping_error:.5f} | {s.static_flicker:.2f} | "
-                      f"{floor.warping_error:.5f} / {floor.static_flicker:.2f} | {ms:.0f} |", flush=True)
+                      f"{floor.warping_error:.5f} / {floor.static_flicker:.2f} | {style_l:.4g} | {content_l:.4g} | "
+                      f"{ms:.0f} |", flush=True)
     if args.json:
         Path(args.json).write_text(json.dumps({"model": args.model, "size": args.size, "rows": rows}, indent=1))
     return 0

@@ -26,7 +26,7 @@ import mlx_style  # noqa: F401  (loads the BLAS before mlx.core)
 from mlx_style.infer.files import StylizeConfig, VIDEO_EXTENSIONS, Job, stylize_video_file
 from mlx_style.infer.flicker import read_video, stability
 from mlx_style.infer.stylize import load_network
-from mlx_style.io.image import resize_max_side, to_batch
+from mlx_style.io.image import load_image, resize_max_side, to_batch
 from mlx_style.io.registry import resolve_model, resolve_style_image
 from mlx_style.io.weights import read_metadata
 
@@ -46,12 +46,6 @@ def frame_losses(vgg, losses, grams, original, stylised, every: int = 10, size: 
         styles.append(terms["style"].item())
         contents.append(terms["content"].item())
     return sum(styles) / len(styles), sum(contents) / len(contents)
-
-
-def load_image_rgb(path):
-    from mlx_style.io.image import load_image
-
-    return load_image(path)
 
 
 def clip_prefix(path: Path, frames: int, folder: Path) -> Path:
@@ -79,17 +73,15 @@ def main(argv: list[str] | None = None) -> int:
     net, _ = load_network(args.model)
     loss_parts = None
     if args.vgg:
-        import json as _json
-
         from mlx_style.nn.losses import LossConfig, style_targets
         from mlx_style.nn.vgg import load_vgg
 
         meta = read_metadata(resolve_model(args.model))
-        cfg = _json.loads(meta["loss_config"])
+        cfg = json.loads(meta["loss_config"])
         losses = LossConfig(**{**cfg, "style_layers": tuple(cfg["style_layers"]),
                                "style_layer_weights": tuple(cfg["style_layer_weights"])})
         vgg, _ = load_vgg(args.vgg)
-        style = resize_max_side(load_image_rgb(resolve_style_image(meta["style"])), 256)
+        style = resize_max_side(load_image(resolve_style_image(meta["style"])), 256)
         loss_parts = (vgg, losses, style_targets(vgg, to_batch(style), losses.style_layers))
     rows = []
     print("| clip | setting | warping error | static flicker | original's (floor) | style loss | content loss "

@@ -40,7 +40,7 @@ from mlx_style.infer.cam_controls import SIZE_STEPS, CamState, FrameStats, handl
 from mlx_style.infer.capture import CaptureThread, FrameSlot, SourceInfo, open_source
 from mlx_style.infer.color import keep_colors
 from mlx_style.infer.overlay import compose_view, draw_overlay, status_lines
-from mlx_style.infer.smoothing import DEFAULT_WEIGHT, TemporalSmoother
+from mlx_style.infer.smoothing import TemporalSmoother
 from mlx_style.infer.stylize import DTYPES, load_network, to_uint8
 from mlx_style.infer.video_out import VideoOut, check_output_path, snapshot_path
 from mlx_style.io.paths import check_not_an_input
@@ -82,9 +82,9 @@ class CamConfig:
     output: str | None = None  # write the shown frames (without the overlay) to a video file
     snapshot_dir: str = "."  # where s saves PNGs
     loop: bool = False  # files: start again at the end (until q, Ctrl-C or --frames)
-    # Temporal smoothing weight (infer.smoothing); 0: off. On by default: on fox.mp4 it cut the warping error 5.5×
-    # and the static flicker 1.9× at no measurable frame-rate cost on a 2-core CPU (docs/benchmarks.md).
-    smooth: float = DEFAULT_WEIGHT
+    # Temporal smoothing weight (infer.smoothing); 0: off. Off by default: it steadies the texture but costs style
+    # (the frames' style loss rose by about half on fox.mp4; docs/benchmarks.md), so it is the user's choice.
+    smooth: float = 0.0
     pacing: str = "auto"  # files: every-frame (headless default) or realtime (window default)
     lost_timeout: float = 2.0  # seconds without a frame before the source counts as lost
 

@@ -1,11 +1,11 @@
 """Temporal smoothing at inference (``cam --smooth``, ``stylize --smooth`` for videos).
 
-Each new stylised frame is blended with the previous *output* warped by the optical flow of the *input* frames
-(OpenCV's DIS, from the current input to the previous one), where the flow is trustworthy: a pixel whose warped
-previous input does not match the current input (an occlusion, a wrong flow) takes the new frame alone, and a
-frame most of whose pixels fail (a cut) restarts the blend. Feeding the blended output back makes it a running
-average along the motion, which removes the shimmer a feed-forward network adds to still or slowly moving
-content, without smearing what moves.
+Each new stylised frame is blended with the previous stylised frame warped by the optical flow of the *input*
+frames (OpenCV's DIS, from the current input to the previous one), where the flow is trustworthy: a pixel whose
+warped previous input does not match the current input (an occlusion, a wrong flow) takes the new frame alone,
+and a frame most of whose pixels fail (a cut) starts again. The blend uses the previous *network output*, not the
+previous blend: feeding the blend back (a running average) steadied more but blurred the texture frame after
+frame, each warp resampling it again (docs/benchmarks.md, "Stability of stylised video").
 """
 
 from __future__ import annotations
@@ -15,7 +15,7 @@ import numpy as np
 
 from mlx_style.infer.flicker import FlowEstimator, luma, warp
 
-DEFAULT_WEIGHT = 0.7  # share of the warped previous output in a consistent pixel
+DEFAULT_WEIGHT = 0.5  # share of the warped previous network output in a consistent pixel
 OCCLUSION_LEVELS = 12.0  # luma difference between the current input and the warped previous one that marks a miss
 CUT_FRACTION = 0.5  # above this share of missed pixels the frame is a cut: start again
 
@@ -36,7 +36,7 @@ class TemporalSmoother:
         self.reset()
 
     def reset(self) -> None:
-        self._input = self._gray = self._output = None
+        self._input = self._gray = self._stylised = None
         self.cuts = 0
 
     def __call__(self, frame: np.ndarray, stylised: np.ndarray) -> np.ndarray:
@@ -52,10 +52,11 @@ class TemporalSmoother:
             return self._keep(frame, g, stylised)
         mask = (~missed).astype(np.float32)
         mask = cv2.GaussianBlur(mask, (5, 5), 0)[..., None] * self.weight  # soft edges around misses
-        previous = warp(self._output, backward).astype(np.float32)
+        previous = warp(self._stylised, backward).astype(np.float32)
         out = mask * previous + (1.0 - mask) * stylised.astype(np.float32)
-        return self._keep(frame, g, np.clip(np.rint(out), 0, 255).astype(np.uint8))
+        self._keep(frame, g, stylised)
+        return np.clip(np.rint(out), 0, 255).astype(np.uint8)
 
-    def _keep(self, frame: np.ndarray, g: np.ndarray, output: np.ndarray) -> np.ndarray:
-        self._input, self._gray, self._output = frame, g, output
-        return output
+    def _keep(self, frame: np.ndarray, g: np.ndarray, stylised: np.ndarray) -> np.ndarray:
+        self._input, self._gray, self._stylised = frame, g, stylised
+        return stylised

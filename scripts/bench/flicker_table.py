@@ -66,7 +66,7 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--clips", nargs="+", required=True)
     p.add_argument("--size", type=int, default=256)
     p.add_argument("--frames", type=int, default=90)
-    p.add_argument("--smooth", type=float, default=0.7)
+    p.add_argument("--smooth", type=float, default=0.5)
     p.add_argument("--vgg", default=None, help="converted VGG weights: also measure the frames' losses")
     p.add_argument("--json", default=None)
     args = p.parse_args(argv)

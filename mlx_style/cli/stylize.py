@@ -25,6 +25,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--model", "-m", default=d.model,
                    help="style network: a .safetensors file, a name in weights/, or a built-in style (default: "
                         f"the built-in {DEFAULT_STYLE}; --list shows them all)")
+    p.add_argument("--style", default=d.style, metavar="INDEX|BLEND",
+                   help="with a multi-style network: a style (7) or a blend of several (3:0.5,12:0.5)")
     p.add_argument("--list", action="store_true", help="list the style networks a name can find, and exit")
     p.add_argument("-o", "--output", default=d.output,
                    help="output file for one input, else a folder (default: out/)")
@@ -55,7 +57,8 @@ def main(argv: list[str] | None = None) -> int:
     keep_freed_memory()
     config = StylizeConfig(model=args.model, inputs=args.inputs, output=args.output, size=args.size,
                            scale=args.scale, preserve_color=args.preserve_color, strength=args.strength,
-                           dtype=args.dtype, tile_size=args.tile_size, smooth=args.smooth)
+                           dtype=args.dtype, tile_size=args.tile_size, smooth=args.smooth,
+                           style=args.style)
     try:
         with interrupt_on_termination():  # kill/timeout/closed terminal: unfinished outputs removed, as Ctrl-C
             summary = run(config)

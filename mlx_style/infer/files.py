@@ -49,6 +49,7 @@ class StylizeConfig:
     dtype: str = "float32"  # float16/bfloat16 halve memory on GPUs; on the CPU they are slower
     tile_size: int = TILE_SIZE  # images above tile_size² px (at the network's size) run in tiles
     smooth: float = 0.0  # videos: temporal smoothing weight (infer.smoothing); 0: off
+    style: str | None = None  # a multi-style network's style: an index (7) or a blend (3:0.5,12:0.5)
 
 
 @dataclass(frozen=True)
@@ -284,7 +285,7 @@ def run(config: StylizeConfig, log=print, warn=None) -> RunSummary:
     check_config(config)
     jobs, problems = plan_jobs(config.inputs, config.output)
     model = config.model or default_model()
-    net, meta = load_network(model, config.dtype)
+    net, meta = load_network(model, config.dtype, config.style)
     log(f"model {model} (style: {meta.get('style', 'unknown')}, {config.dtype})")
     start = time.perf_counter()
     summary = stylize_files(net, jobs, config, log, warn)

@@ -17,7 +17,7 @@ from mlx_style.infer.color import blend, keep_colors
 from mlx_style.io.image import resize
 from mlx_style.io.models import load_transformer
 from mlx_style.io.registry import resolve_model
-from mlx_style.io.weights import WeightFileError
+from mlx_style.io.weights import WeightFileError, read_metadata
 from mlx_style.nn.tiled import network_dtype, run_tiled
 from mlx_style.nn.transformer import TransformerNet
 
@@ -25,15 +25,31 @@ DTYPES = {"float32": mx.float32, "float16": mx.float16, "bfloat16": mx.bfloat16}
 TILE_SIZE = 512  # tile above 512² px: exact, and MLX CPU convs peak at ~11 KB/px (2.9 GB at 512²)
 
 
-def load_network(path: str | Path, dtype: str = "float32") -> tuple[TransformerNet, dict[str, str]]:
-    """Load a transformer weight file and cast it to ``dtype`` (``float32``, ``float16`` or ``bfloat16``).
+def load_network(path: str | Path, dtype: str = "float32", style: str | int | None = None):
+    """Load a style network file and cast it to ``dtype`` (``float32``, ``float16`` or ``bfloat16``).
 
-    ``path`` may be a bare style name (``wave`` → ``weights/wave.safetensors``). Raises ``WeightFileError``
-    with a one-line reason (missing, not safetensors, not mlx_style, another kind).
+    ``path`` may be a name (see ``io.registry``). A multi-style network comes back bound to the blend ``style``
+    (``7``, ``"3:0.5,12:0.5"``; default: style 0), so it is called like a single-style one. Raises
+    ``WeightFileError`` with a one-line reason (missing, not safetensors, not mlx_style, another kind), and
+    ``ValueError`` for a ``style`` the network does not hold.
     """
     if dtype not in DTYPES:
         raise ValueError(f"[load_network] dtype must be one of {tuple(DTYPES)}, got {dtype!r}")
     path = resolve_model(path)
+    try:
+        kind = read_metadata(path).get("kind")
+    except (OSError, ValueError):
+        kind = None  # not a readable safetensors file: load_transformer says why, in its words
+    if kind == "multistyle":
+        from mlx_style.io.models import load_multistyle
+        from mlx_style.nn.multistyle import BlendedStyle, blend_weights
+
+        net, meta = load_multistyle(path)
+        net.set_dtype(DTYPES[dtype])
+        return BlendedStyle(net, blend_weights(0 if style is None else style, net.config.styles)), meta
+    if style is not None:
+        raise ValueError(f"--style {style}: {Path(path).name} holds one style (--style picks among the styles of "
+                         "a multi-style network)")
     try:
         net, meta = load_transformer(path)
     except (KeyError, ValueError) as exc:  # a config the network cannot be built from
@@ -71,8 +87,8 @@ def network_shape(height: int, width: int, size: int | None = None, scale: float
 def run_any_size(net: TransformerNet, image: np.ndarray, tile_size: int = TILE_SIZE) -> np.ndarray:
     """The whole image in one pass when it fits ``tile_size``² pixels (or ``tile_size`` is 0), else tiled."""
     H, W, _ = image.shape
-    if tile_size <= 0 or H * W <= tile_size * tile_size:
-        return run_network(net, image)
+    if tile_size <= 0 or H * W <= tile_size * tile_size or not isinstance(net, TransformerNet):
+        return run_network(net, image)  # only the single-style network has a tiled forward so far
     return run_tiled(net, image, tile_size)
 
 
@@ -144,7 +160,7 @@ def memory_needed(net: TransformerNet, height: int, width: int, net_height: int,
     decoded, resized and blended images, and the network's activations (tiled or not)."""
     images = 24 * height * width  # uint8 decode, float32 result at full size, uint8 copies
     pixels = net_height * net_width
-    tiled = tile_size > 0 and pixels > tile_size * tile_size
+    tiled = tile_size > 0 and pixels > tile_size * tile_size and isinstance(net, TransformerNet)
     per_pixel = tiled_bytes_per_pixel(net) if tiled else WHOLE_BYTES_PER_PIXEL
     return int(images + per_pixel * pixels)
 

@@ -138,6 +138,25 @@ def load_transformer(path: str | Path) -> tuple[TransformerNet, dict[str, str]]:
     return net, meta
 
 
+def load_multistyle(path: str | Path):
+    """Rebuild a multi-style network (``nn.multistyle``) from its file; returns ``(net, metadata)``."""
+    from mlx_style.nn.multistyle import MultiStyleConfig, MultiStyleNet
+
+    arrays, meta = load_weights(path, kind="multistyle")
+    try:
+        config = MultiStyleConfig.from_json(meta.get("config", "{}"))
+    except (TypeError, ValueError) as exc:
+        raise WeightFileError(f"{path} has no usable network config ({exc}); re-create the file") from None
+    gamma = arrays.get("contract.0.norm.gamma")
+    blocks = {key.split(".")[1] for key in arrays if key.startswith("res.")}
+    if gamma is None or tuple(gamma.shape) != (config.styles, config.width) or len(blocks) != config.num_residual:
+        raise WeightFileError(f"{path}: the file's metadata does not match its tensors")
+    net = MultiStyleNet(config)
+    check_and_load(net, arrays, where=f"multi-style network {path}")
+    net.eval()
+    return net, meta
+
+
 def check_config_fits(config: TransformerConfig, arrays: dict[str, mx.array], where: str) -> None:
     """Refuse a config that the tensors do not bear out, before a network is built from it: a file's metadata
     could otherwise ask for millions of blocks or a huge width (``check_and_load`` then checks every shape)."""

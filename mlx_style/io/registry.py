@@ -19,6 +19,7 @@ from mlx_style.io.image import ImageError
 from mlx_style.io.weights import WeightFileError, read_metadata
 
 WEIGHTS_DIR = Path("weights")
+STYLE_KINDS = ("transformer", "multistyle")  # weight-file kinds that stylise (not VGG, not checkpoints)
 BUILTIN_DIR = Path(__file__).resolve().parents[1] / "styles"  # networks and pictures shipped with the package
 DEFAULT_STYLE = "wave"  # what `stylize` uses without --model
 NO_MODEL_HINT = ("train one with `mlx-style train --style STYLE.jpg --data DIR`, or import a pretrained one "
@@ -39,7 +40,7 @@ def list_style_models(folder: str | Path = WEIGHTS_DIR) -> list[Path]:
     found = []
     for path in sorted(Path(folder).glob("*.safetensors")):
         try:
-            if read_metadata(path).get("kind") == "transformer":
+            if read_metadata(path).get("kind") in STYLE_KINDS:
                 found.append(path)
         except (OSError, ValueError):
             continue

@@ -1,0 +1,173 @@
+"""One network, many styles: conditional instance normalisation (Dumoulin, Shlens, Kudlur 2017).
+
+Every instance norm holds one scale and shift per style (``gamma``, ``beta``: ``(styles, channels)``); the
+convolutions are shared. A style blend is a weight per style (a one-hot vector picks one style; weights summing
+to 1 interpolate), applied as ``weights @ gamma`` and ``weights @ beta``. The layout is Magenta's 26-style
+network as published in ONNX (``io.magenta``): three contracting convolutions (9×9, then two 3×3 at stride 2),
+residual blocks, two ×2 nearest upsamplings each followed by a 3×3 convolution, a 9×9 output convolution, every
+convolution reflect-padded, bias-free and followed by a conditional instance norm (and a ReLU but the last), and
+a sigmoid.
+
+Pixels are RGB in 0–255, in and out, as for ``TransformerNet``; any height and width (padded to a multiple of 4
+inside and cropped back).
+
+Shape:
+    - Input: ``(B, H, W, 3)``, float, 0–255; style weights ``(styles,)``
+    - Output: ``(B, H, W, 3)``, float, 0–255
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import asdict, dataclass, fields
+
+import mlx.core as mx
+import mlx.nn as nn
+
+from mlx_style.nn.ops import Conv2d, instance_norm, reflect_pad, relu, upsample_nearest
+from mlx_style.nn.transformer import padded_size
+
+
+@dataclass(frozen=True)
+class MultiStyleConfig:
+    """Everything that defines a multi-style network; stored in its weight file's metadata."""
+
+    styles: int = 26  # scale-and-shift pairs per norm
+    width: int = 32  # channels of the contracting layers and the residual blocks
+    expand: tuple[int, ...] = (8, 4)  # channels after each ×2 upsampling
+    num_residual: int = 6
+    norm_eps: float = 1e-5
+
+    def __post_init__(self):
+        ints = [self.styles, self.width, self.num_residual, *self.expand]
+        if not all(isinstance(v, int) and not isinstance(v, bool) for v in ints):
+            raise ValueError("[MultiStyleConfig] styles, width, expand and num_residual must be integers")
+        if min(self.styles, self.width, *self.expand) < 1 or self.num_residual < 0 or len(self.expand) != 2:
+            raise ValueError("[MultiStyleConfig] styles, width and expand ≥ 1, two expand widths, num_residual ≥ 0")
+        if not (isinstance(self.norm_eps, (int, float)) and 0 < self.norm_eps < 1):
+            raise ValueError("[MultiStyleConfig] norm_eps must be a small positive number")
+
+    def to_json(self) -> str:
+        return json.dumps(asdict(self), sort_keys=True)
+
+    @classmethod
+    def from_json(cls, text: str) -> "MultiStyleConfig":
+        data = json.loads(text)
+        if not isinstance(data, dict) or set(data) - {f.name for f in fields(cls)}:
+            raise ValueError("[MultiStyleConfig] not a multi-style network config")
+        if "expand" in data:
+            if not isinstance(data["expand"], list):
+                raise ValueError("[MultiStyleConfig] expand must be a list of two integers")
+            data["expand"] = tuple(data["expand"])
+        return cls(**data)
+
+
+class ConditionalInstanceNorm(nn.Module):
+    """Instance norm whose scale and shift are a style blend of per-style parameters."""
+
+    def __init__(self, styles: int, channels: int, eps: float):
+        super().__init__()
+        self.gamma = mx.ones((styles, channels))
+        self.beta = mx.zeros((styles, channels))
+        self.eps = eps
+
+    def __call__(self, x: mx.array, style_weights: mx.array) -> mx.array:
+        w = style_weights.astype(mx.float32)
+        return instance_norm(x, w @ self.gamma.astype(mx.float32), w @ self.beta.astype(mx.float32), self.eps)
+
+
+class ConditionalConv(nn.Module):
+    """Reflect padding, a bias-free convolution, a conditional instance norm."""
+
+    def __init__(self, cin: int, cout: int, kernel: int, stride: int, config: MultiStyleConfig):
+        super().__init__()
+        self.conv = Conv2d(cin, cout, kernel, stride, bias=False)
+        self.norm = ConditionalInstanceNorm(config.styles, cout, config.norm_eps)
+        self.kernel = kernel
+
+    def __call__(self, x: mx.array, style_weights: mx.array) -> mx.array:
+        return self.norm(self.conv(reflect_pad(x, self.kernel // 2)), style_weights)
+
+
+class MultiStyleNet(nn.Module):
+    """Dumoulin et al.'s network: an image and a style blend in, the stylised image out."""
+
+    def __init__(self, config: MultiStyleConfig | None = None):
+        super().__init__()
+        self.config = c = config or MultiStyleConfig()
+        self.contract = [ConditionalConv(3, c.width, 9, 1, c), ConditionalConv(c.width, c.width, 3, 2, c),
+                         ConditionalConv(c.width, c.width, 3, 2, c)]
+        self.res = [[ConditionalConv(c.width, c.width, 3, 1, c), ConditionalConv(c.width, c.width, 3, 1, c)]
+                    for _ in range(c.num_residual)]
+        self.expand = [ConditionalConv(c.width, c.expand[0], 3, 1, c), ConditionalConv(c.expand[0], c.expand[1], 3, 1, c),
+                       ConditionalConv(c.expand[1], 3, 9, 1, c)]
+
+    def __call__(self, x: mx.array, style_weights: mx.array) -> mx.array:
+        B, H, W, C = x.shape
+        if C != 3:
+            raise ValueError(f"[MultiStyleNet] expected NHWC RGB input with 3 channels, got shape {x.shape}")
+        if style_weights.shape != (self.config.styles,):
+            raise ValueError(f"[MultiStyleNet] style weights must have shape ({self.config.styles},), "
+                             f"got {style_weights.shape}")
+        Hp, Wp = padded_size(H), padded_size(W)
+        if (Hp, Wp) != (H, W):
+            x = mx.pad(x, ((0, 0), (0, Hp - H), (0, Wp - W), (0, 0)), mode="edge")
+        y = x / 255.0
+        for layer in self.contract:
+            y = relu(layer(y, style_weights))
+        for first, second in self.res:
+            y = y + second(relu(first(y, style_weights)), style_weights)
+        y = relu(self.expand[0](upsample_nearest(y), style_weights))
+        y = relu(self.expand[1](upsample_nearest(y), style_weights))
+        y = mx.sigmoid(self.expand[2](y, style_weights)) * 255.0
+        return y[:, :H, :W, :]
+
+
+def blend_weights(spec: str | int | dict[int, float], styles: int) -> mx.array:
+    """A style blend from ``7``, ``"7"``, ``"3:0.5,12:0.5"`` or ``{3: 0.5, 12: 0.5}``: a ``(styles,)`` vector.
+
+    Raises:
+        ValueError: an index out of range, a negative or non-numeric weight, or weights that sum to 0.
+    """
+    if isinstance(spec, int) and not isinstance(spec, bool):
+        parts = {spec: 1.0}
+    elif isinstance(spec, dict):
+        parts = dict(spec)
+    else:
+        parts = {}
+        for item in str(spec).split(","):
+            index, _, weight = item.strip().partition(":")
+            try:
+                parts[int(index)] = parts.get(int(index), 0.0) + (float(weight) if weight else 1.0)
+            except ValueError:
+                raise ValueError(f"--style {spec!r}: expected an index like 7, or a blend like 3:0.5,12:0.5") from None
+    for index, weight in parts.items():
+        if not 0 <= index < styles:
+            raise ValueError(f"--style {spec!r}: this network holds styles 0 to {styles - 1}, not {index}")
+        if not weight >= 0:
+            raise ValueError(f"--style {spec!r}: weights must be ≥ 0")
+    total = sum(parts.values())
+    if total <= 0:
+        raise ValueError(f"--style {spec!r}: the weights sum to 0")
+    vector = [0.0] * styles
+    for index, weight in parts.items():
+        vector[index] = weight / total
+    return mx.array(vector, dtype=mx.float32)
+
+
+class BlendedStyle(nn.Module):
+    """A multi-style network bound to one style blend: an image in, the stylised image out, as a single-style
+    network is called (so ``stylize_array``, ``bench`` and the cam take it as it is)."""
+
+    def __init__(self, net: MultiStyleNet, style_weights: mx.array):
+        super().__init__()
+        self.net = net
+        self.style_weights = style_weights
+        self.freeze(keys=["style_weights"], strict=False)
+
+    @property
+    def config(self):
+        return self.net.config
+
+    def __call__(self, x: mx.array) -> mx.array:
+        return self.net(x, self.style_weights)

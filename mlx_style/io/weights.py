@@ -17,6 +17,7 @@ import json
 import os
 import struct
 import tempfile
+import time
 from pathlib import Path
 
 import mlx.core as mx
@@ -55,6 +56,7 @@ class WeightWriteError(RunFailure, OSError):
     """A file that could not be written (full disk, permissions); the message names it and the reason."""
 
 
+SLOW_WRITE_ENV = "MLX_STYLE_TEST_SLOW_WRITE"  # seconds each atomic write waits before its rename (fault tests)
 TEMP_MARK = ".partial-"  # in the names of atomic_write's temporary files, so a later start can find and remove them
 
 
@@ -102,6 +104,8 @@ def atomic_write(path: str | Path, write) -> Path:
         raise _write_failure(path, exc) from None
     try:
         write(tmp)
+        if os.environ.get(SLOW_WRITE_ENV):  # tests only: widen the window in which a kill finds a half-done write
+            time.sleep(float(os.environ[SLOW_WRITE_ENV]))
         umask = os.umask(0)
         os.umask(umask)
         os.chmod(tmp, 0o666 & ~umask)  # mkstemp creates 0600; give the file the permissions open() would

@@ -481,3 +481,21 @@ def test_a_compiled_cuda_run_says_its_first_step_builds_kernels(ws, tmp_path, mo
         out = tmp_path / f"{backend}_{compiled}"
         assert train(tiny_config(ws, out, iters=1, compile=compiled), stream=said).status == "done"
         assert (train_module.KERNEL_BUILD_NOTE in said.getvalue()) == expected, (backend, compiled)
+
+
+def test_from_starts_at_a_trained_network_and_refuses_another_architecture(ws, tmp_path):
+    first = tiny_config(ws, tmp_path / "a", iters=2)
+    train(first, stream=io.StringIO())
+    net_a, _ = load_transformer(first.output)
+    second = tiny_config(ws, tmp_path / "b", iters=1, init_from=first.output, lr=0.0)
+    result = train(second, stream=io.StringIO())
+    net_b, meta = load_transformer(result.output)
+    assert meta["started_from"] == Path(first.output).name
+    from mlx.utils import tree_flatten
+
+    a, b = dict(tree_flatten(net_a.parameters())), dict(tree_flatten(net_b.parameters()))
+    assert max(float(mx.max(mx.abs(a[k] - b[k]))) for k in a) < 1e-6  # lr 0: the weights it started from
+    with pytest.raises(TrainingError, match="is another network .*width 4"):
+        train(tiny_config(ws, tmp_path / "c", iters=1, init_from=first.output, width=8), stream=io.StringIO())
+    with pytest.raises(TrainingError, match="--from: no style network at nosuch"):
+        train(tiny_config(ws, tmp_path / "d", iters=1, init_from="nosuch"), stream=io.StringIO())

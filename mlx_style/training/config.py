@@ -48,6 +48,7 @@ class TrainConfig:
     checkpoint_every: int = 1000  # steps; 0: only at the end and on Ctrl-C
     keep_checkpoints: int = 3
     resume: str | None = None  # a checkpoint path, or LATEST
+    init_from: str | None = None  # start from this trained network's weights (fine-tune), not a random one
     allow_change: bool = False  # --resume with another style image or loss settings (a deliberate change)
     overwrite: bool = False  # start afresh even if --output or the run folder's checkpoints exist
     sample_every: int = 500  # steps; 0: none
@@ -87,7 +88,7 @@ class TrainConfig:
     def shareable(self) -> dict:
         """The settings as recorded in weight files: paths reduced to their file names (no local folders)."""
         record = asdict(self)
-        for key in ("style", "data", "vgg", "output", "run_dir", "log", "sample_images", "resume"):
+        for key in ("style", "data", "vgg", "output", "run_dir", "log", "sample_images", "resume", "init_from"):
             if record.get(key) not in (None, LATEST):
                 record[key] = Path(record[key]).name
         return record

@@ -24,13 +24,14 @@ from pathlib import Path
 
 import mlx.core as mx
 import mlx.optimizers as optim
+from mlx.utils import tree_map
 import numpy as np
 
 from mlx_style.backend import backend_name
 from mlx_style.io.image import ImageError, load_image, resize_max_side, to_batch
-from mlx_style.io.models import save_transformer
+from mlx_style.io.models import load_transformer, save_transformer
 from mlx_style.io.paths import check_not_an_input, check_suffix
-from mlx_style.io.registry import resolve_style_image
+from mlx_style.io.registry import resolve_model, resolve_style_image
 from mlx_style.io.weights import WeightFileError, WeightWriteError, file_sha256, read_metadata, remove_partial_writes
 from mlx_style.nn.losses import LossConfig, style_targets
 from mlx_style.nn.transformer import TransformerConfig, TransformerNet
@@ -193,6 +194,7 @@ class Inputs:
     losses: LossConfig
     style_sha256: str
     resume_from: ckpt.Checkpoint | None  # rank 0's checkpoint to continue from (None: a fresh run)
+    init_from: TransformerNet | None = None  # --from: the network a fresh run starts from
 
 
 def build_networks(config: TrainConfig, inputs: Inputs):
@@ -204,6 +206,8 @@ def build_networks(config: TrainConfig, inputs: Inputs):
     mx.eval(grams)
     mx.random.seed(config.seed)
     net = TransformerNet(config.network_config())
+    if inputs.init_from is not None:  # fine-tune: the trained network's weights, in float32, then a fresh Adam
+        net.update(tree_map(lambda a: a.astype(mx.float32), inputs.init_from.parameters()))
     net.train()
     # Bias-corrected Adam, as torch.optim.Adam and Lua's optim.adam that Johnson trained with.
     optimizer = optim.Adam(learning_rate=config.lr, bias_correction=True)
@@ -215,6 +219,21 @@ def build_networks(config: TrainConfig, inputs: Inputs):
 # on a fresh machine the first step waits minutes for it (docs/benchmarks.md).
 KERNEL_BUILD_NOTE = ("the first step builds MLX's CUDA kernels: it can take minutes on a machine that has not run "
                      "this step before (they are cached on disk for later runs)")
+
+
+def load_init_network(config: TrainConfig) -> TransformerNet:
+    """The network ``--from`` names (a path, a name in weights/ or a built-in), checked to be of the architecture
+    this run trains."""
+    try:
+        net, _ = load_transformer(resolve_model(config.init_from))
+    except WeightFileError as exc:
+        raise TrainingError(f"--from: {exc}") from None
+    if net.config != config.network_config():
+        theirs, ours = asdict(net.config), asdict(config.network_config())
+        diff = ", ".join(f"{k} {theirs[k]!r}" for k in theirs if theirs[k] != ours[k])
+        raise TrainingError(f"--from {config.init_from} is another network ({diff}); pass the same --norm, "
+                            "--upsample, --width and --residual-blocks, or start without --from")
+    return net
 
 
 def check_inputs(config: TrainConfig, processes: int, say, main_rank: bool = True) -> Inputs:
@@ -255,7 +274,10 @@ def check_inputs(config: TrainConfig, processes: int, say, main_rank: bool = Tru
         found = find_resume(config, config.run_path() / "checkpoints", say)
         if found:
             check_resumable(found, config.network_config(), plan.info, style_sha, losses, config.allow_change)
-    return Inputs(style_image, style_path, plan, vgg_meta, losses, style_sha, found)
+    init = None
+    if config.init_from and found is None:
+        init = load_init_network(config)
+    return Inputs(style_image, style_path, plan, vgg_meta, losses, style_sha, found, init)
 
 
 def train(config: TrainConfig, stream=None) -> TrainResult:
@@ -304,6 +326,8 @@ def train(config: TrainConfig, stream=None) -> TrainResult:
             "loss_config": json.dumps(asdict(losses)), "style": inputs.style_path.name,
             "style_sha256": inputs.style_sha256, "vgg": vgg_meta.get("source", Path(config.vgg).name),
             "vgg_preprocess": vgg_meta.get("preprocess", "")}
+    if inputs.init_from is not None:
+        meta["started_from"] = resolve_model(config.init_from).name
     out = RunWriter(config, plan, meta, main_rank, start if found else None, line)
     total = plan.total_steps
     say(f"training {config.output_path()} on {len(plan.source.files)} images ({plan.steps_per_epoch} steps/epoch), "

@@ -18,9 +18,9 @@ COMMANDS = {  # name -> (module, one line for the listing)
     "layers": ("mlx_style.cli.layers", "style reconstructions per VGG layer, and layer weights for training"),
     "convert-vgg": ("mlx_style.cli.convert_vgg", "convert ImageNet VGG weights for the loss network"),
     "convert-fst": ("mlx_style.cli.convert_fst", "import Engstrom's pretrained style networks"),
+    "convert-magenta": ("mlx_style.cli.convert_magenta", "import Magenta's 26-style network (ONNX)"),
     "export": ("mlx_style.cli.export", "export a style network to ONNX (dynamic size, RGB 0-255 in and out)"),
     "flicker": ("mlx_style.cli.flicker", "how stable a stylised video is: warping error and static flicker"),
-    "convert-magenta": ("mlx_style.cli.convert_magenta", "import Magenta's 26-style network (ONNX)"),
     "bench": ("mlx_style.cli.bench", "time the style network (beside PyTorch with --torch)"),
     "info": ("mlx_style.cli.info", "what mlx_style runs on: MLX, device, BLAS, weights found"),
 }

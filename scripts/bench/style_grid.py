@@ -41,6 +41,7 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--styles", nargs="*", default=None, help="styles of a multi-style network (one model)")
     p.add_argument("--size", type=int, default=256, help="tiles are size² crops; the networks run at this size")
     p.add_argument("--columns", type=int, default=None)
+    p.add_argument("--labels", default=None, help="comma-separated tile labels, one per model (default: the style)")
     p.add_argument("-o", "--output", required=True)
     args = p.parse_args(argv)
     nets = []
@@ -48,9 +49,10 @@ def main(argv: list[str] | None = None) -> int:
         for style in expand_styles(args.styles):
             nets.append((f"style {style}", load_network(args.models[0], style=style)[0]))
     else:
-        for model in args.models:
+        labels = args.labels.split(",") if args.labels else [None] * len(args.models)
+        for model, label in zip(args.models, labels):
             net, meta = load_network(model)
-            nets.append((Path(meta.get("style", model)).stem.replace("_", " "), net))
+            nets.append((label or Path(meta.get("style", model)).stem.replace("_", " "), net))
     tiles = []
     for photo in args.photos:
         image = center_crop(resize_shorter(load_image(photo), args.size), args.size, args.size)

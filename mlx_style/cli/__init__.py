@@ -20,6 +20,7 @@ COMMANDS = {  # name -> (module, one line for the listing)
     "convert-fst": ("mlx_style.cli.convert_fst", "import Engstrom's pretrained style networks"),
     "convert-magenta": ("mlx_style.cli.convert_magenta", "import Magenta's 26-style network (ONNX)"),
     "export": ("mlx_style.cli.export", "export a style network to ONNX (dynamic size, RGB 0-255 in and out)"),
+    "hub": ("mlx_style.cli.hub", "share a style on the Hugging Face Hub (hub push); --model hf:user/name pulls it"),
     "flicker": ("mlx_style.cli.flicker", "how stable a stylised video is: warping error and static flicker"),
     "bench": ("mlx_style.cli.bench", "time the style network (beside PyTorch with --torch)"),
     "info": ("mlx_style.cli.info", "what mlx_style runs on: MLX, device, BLAS, weights found"),

@@ -73,3 +73,49 @@ def download(spec: HubFile, cache_dir: str | Path | None = None) -> Path:
         if actual != expected:
             raise WeightFileError(f"{path} has sha256 {actual}, expected {expected}: delete it and download again")
     return path
+
+
+# ---------------------------------------------------------------------------------------------------------------
+# Style networks shared on the Hugging Face Hub: ``--model hf:user/name[@revision]``
+
+HF_PREFIX = "hf:"
+HUB_MODEL_FILE = "model.safetensors"  # what `mlx-style hub push` uploads, and what a pull fetches
+
+
+def parse_hf_name(name: str) -> tuple[str, str | None]:
+    """``hf:user/name@revision`` → ``("user/name", "revision")`` (revision None: the default branch).
+
+    Raises:
+        WeightFileError: not of that form.
+    """
+    body = name[len(HF_PREFIX):] if name.startswith(HF_PREFIX) else name
+    repo, _, revision = body.partition("@")
+    parts = repo.split("/")
+    if len(parts) != 2 or not all(parts) or any(c in repo for c in " \\:"):
+        raise WeightFileError(f"{name}: expected hf:USER/NAME or hf:USER/NAME@REVISION")
+    return repo, revision or None
+
+
+def fetch_hub_model(name: str, cache_dir: str | Path | None = None, endpoint: str | None = None) -> Path:
+    """The weight file of ``hf:user/name[@revision]``, downloaded once into the Hugging Face cache (an
+    interrupted download resumes), or the cached copy when offline. Its checksums are verified when it is
+    loaded (``io.weights.load_weights``).
+
+    Raises:
+        DownloadError: offline and not cached, no such repository or revision, or the server failed.
+    """
+    from huggingface_hub import hf_hub_download
+
+    repo, revision = parse_hf_name(name)
+    try:
+        return Path(hf_hub_download(repo, HUB_MODEL_FILE, revision=revision, cache_dir=cache_dir,
+                                    endpoint=endpoint))
+    except Exception as exc:  # noqa: BLE001  (connection, HTTP and cache errors all mean "not available")
+        try:  # offline (or the Hub is down): a copy downloaded before serves
+            return Path(hf_hub_download(repo, HUB_MODEL_FILE, revision=revision, cache_dir=cache_dir,
+                                        local_files_only=True))
+        except Exception:  # noqa: BLE001
+            pass
+        reason = str(exc).strip().splitlines()[0][:160] if str(exc).strip() else type(exc).__name__
+        raise DownloadError(f"could not fetch {name} from the Hugging Face Hub ({reason}), and no copy is cached: "
+                            "check the name and the connection") from None

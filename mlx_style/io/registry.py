@@ -4,7 +4,8 @@ A style network is named by
 
 1. a path to a ``.safetensors`` file, as given; else
 2. a bare name (``wave``): ``<weights dir>/wave.safetensors`` (networks you trained or converted); else
-3. a bare name of a built-in style: ``mlx_style/styles/wave.safetensors``, shipped with the package.
+3. a bare name of a built-in style: ``mlx_style/styles/wave.safetensors``, shipped with the package;
+4. ``hf:user/name[@revision]``: a network shared on the Hugging Face Hub, downloaded once into its cache.
 
 A style *image* (``train --style``) is a path, or else the built-in picture of that name (``wave`` or
 ``wave.jpg``). ``available_models`` lists everything a name can mean, and where it comes from.
@@ -15,6 +16,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from pathlib import Path
 
+from mlx_style.io.download import HF_PREFIX, fetch_hub_model
 from mlx_style.io.image import ImageError
 from mlx_style.io.weights import WeightFileError, read_metadata
 
@@ -73,6 +75,8 @@ def resolve_model(name: str | Path, weights_dir: str | Path = WEIGHTS_DIR) -> Pa
     Raises:
         WeightFileError: nothing by that name; the message lists what is available and how to get a model.
     """
+    if str(name).startswith(HF_PREFIX):
+        return fetch_hub_model(str(name))
     path = Path(name)
     if path.exists():
         return path

@@ -1,0 +1,43 @@
+"""``mlx-style hub push MODEL user/name``: share a style on the Hugging Face Hub; see ``io.sharing``.
+``--model hf:user/name[@revision]`` anywhere a model is accepted pulls it back."""
+
+from __future__ import annotations
+
+import argparse
+import sys
+
+from mlx_style.cli.common import fail
+from mlx_style.errors import MlxStyleError
+from mlx_style.io.registry import resolve_model
+from mlx_style.io.sharing import push, style_picture_for
+from mlx_style.io.weights import read_metadata
+
+
+def build_parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(prog="mlx-style hub", description=__doc__.splitlines()[0])
+    sub = p.add_subparsers(dest="action", required=True)
+    q = sub.add_parser("push", help="upload a style network with a model card")
+    q.add_argument("model", help="a style network: a path, a name in weights/, or a built-in name")
+    q.add_argument("repo", help="USER/NAME on the Hub")
+    q.add_argument("--style-image", default=None, help="the style picture for the card (default: the built-in one)")
+    q.add_argument("--samples", nargs="*", default=[], metavar="PHOTO", help="photos stylised for the card")
+    q.add_argument("--onnx", action="store_true", help="also upload the ONNX export (model.onnx)")
+    q.add_argument("--private", action="store_true")
+    return p
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    try:
+        path = resolve_model(args.model)
+        picture = style_picture_for(read_metadata(path), args.style_image)
+        url = push(path, args.repo, style_picture=picture, samples=args.samples, onnx=args.onnx,
+                   private=args.private)
+    except (MlxStyleError, ValueError) as exc:
+        return fail(exc)
+    print(f"pushed {path.name} to {args.repo} ({url}); use it with --model hf:{args.repo}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,100 @@
+"""Sharing a style on the Hugging Face Hub (``mlx-style hub push MODEL user/name``): the weight file as
+``model.safetensors``, a model card (``README.md``: the style picture, the training command and config, sample
+stylisations, the licences), and optionally the ONNX export beside it. ``--model hf:user/name`` pulls it back
+(``io.download.fetch_hub_model``).
+"""
+
+from __future__ import annotations
+
+import json
+import tempfile
+from pathlib import Path
+
+import numpy as np
+from PIL import Image
+
+from mlx_style.io.download import HUB_MODEL_FILE, DownloadError, parse_hf_name
+from mlx_style.io.image import ImageError, load_image, resize_max_side
+from mlx_style.io.weights import read_metadata
+
+THUMBNAIL = 256
+
+
+def model_card(repo: str, meta: dict[str, str], style_picture: str | None, samples: list[str],
+               onnx: bool) -> str:
+    """The README.md of a shared style."""
+    config = json.loads(meta.get("train_config", "{}") or "{}")
+    licence = meta.get("licence") or "not recorded: state the licence of the style picture and training photos"
+    lines = ["---", "library_name: mlx_style", "tags: [style-transfer, mlx, image-to-image]", "---", "",
+             f"# {repo}", "",
+             f"A style network for [mlx_style](https://github.com/) (Johnson et al. 2016, in MLX): "
+             f"style {meta.get('style', '?')}.", ""]
+    if style_picture:
+        lines += ["![the style](style.jpg)", ""]
+    lines += ["## Use", "", "```bash", f"mlx-style stylize --model hf:{repo} photo.jpg -o out.jpg",
+              f"mlx-style cam --model hf:{repo}", "```", ""]
+    if onnx:
+        lines += ["`model.onnx` beside it: input `image`, output `stylized`, `(1, 3, H, W)` RGB 0–255.", ""]
+    if samples:
+        lines += ["## Samples", ""] + [f"![sample {i + 1}](sample_{i + 1}.jpg)" for i in range(len(samples))] + [""]
+    lines += ["## Training", ""]
+    if meta.get("training_command"):
+        lines += ["```bash", meta["training_command"], "```", ""]
+    if config:
+        lines += ["```json", json.dumps(config, indent=1, sort_keys=True), "```", ""]
+    if not config and not meta.get("training_command"):
+        lines += [f"Not trained by mlx_style (source: {meta.get('source', 'unknown')}).", ""]
+    lines += ["## Licence", "", licence]
+    if meta.get("style_licence"):
+        lines += ["", f"Style picture: {meta['style_licence']}."]
+    return "\n".join(lines) + "\n"
+
+
+def push(model: str | Path, repo: str, *, style_picture: str | None = None, samples: list[str] | None = None,
+         onnx: bool = False, private: bool = False, endpoint: str | None = None, token: str | None = None) -> str:
+    """Upload a style to ``repo`` (``user/name``); returns the commit URL. Raises ``DownloadError`` (reused for
+    any Hub failure) with one line."""
+    from huggingface_hub import HfApi
+
+    from mlx_style.infer.stylize import load_network, stylize_array
+
+    repo_id, _ = parse_hf_name(repo)
+    path = Path(model)
+    meta = read_metadata(path)
+    net, _ = load_network(path)
+    with tempfile.TemporaryDirectory() as tmp:
+        folder = Path(tmp)
+        (folder / HUB_MODEL_FILE).write_bytes(path.read_bytes())
+        if style_picture:
+            thumb = resize_max_side(load_image(style_picture), THUMBNAIL)
+            Image.fromarray(np.asarray(thumb)).save(folder / "style.jpg", quality=90)
+        for i, sample in enumerate(samples or []):
+            image = resize_max_side(load_image(sample), 512)
+            Image.fromarray(stylize_array(net, image)).save(folder / f"sample_{i + 1}.jpg", quality=90)
+        if onnx:
+            from mlx_style.io.onnx_export import export_onnx
+
+            export_onnx(net, folder / "model.onnx")
+        (folder / "README.md").write_text(model_card(repo_id, meta, style_picture, samples or [], onnx))
+        try:
+            api = HfApi(endpoint=endpoint, token=token)
+            api.create_repo(repo_id, private=private, exist_ok=True)
+            info = api.upload_folder(repo_id=repo_id, folder_path=str(folder),
+                                     commit_message=f"mlx_style: {meta.get('style', 'a style')}")
+        except Exception as exc:  # noqa: BLE001  (HTTP, auth and connection errors: one line)
+            reason = str(exc).strip().splitlines()[0][:160] if str(exc).strip() else type(exc).__name__
+            raise DownloadError(f"could not push to {repo_id} ({reason}): check `hf auth login` and the "
+                                "connection") from None
+    return str(getattr(info, "commit_url", info))
+
+
+def style_picture_for(meta: dict[str, str], given: str | None) -> str | None:
+    """The picture for the card: ``given``, else the built-in picture of the network's style, if any."""
+    if given:
+        return given
+    from mlx_style.io.registry import resolve_style_image
+
+    try:
+        return str(resolve_style_image(Path(meta.get("style", "")).name or "none"))
+    except ImageError:
+        return None

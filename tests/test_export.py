@@ -79,11 +79,44 @@ def test_a_real_network_exports_to_over_40_db_on_held_out_photos_in_float32_and_
     assert (tmp_path / "wave_float16.onnx").stat().st_size < 0.6 * (tmp_path / "wave_float32.onnx").stat().st_size
 
 
+@pytest.mark.parametrize("variant", list(VARIANTS))
+def test_core_ml_packages_build_and_validate_with_image_input_and_output(variant, tmp_path, capsys):
+    ct = pytest.importorskip("coremltools", reason="Core ML export needs coremltools (pip install -e '.[dev]')")
+    from mlx_style.io.coreml_export import SHAPES
+
+    mx.random.seed(0)
+    model = save_transformer(tmp_path / "m.safetensors", TransformerNet(VARIANTS[variant]))
+    out = tmp_path / "Style.mlpackage"
+    assert export_cli.main([str(model), "--format", "coreml", "-o", str(out)]) == 0, capsys.readouterr().err
+    spec = ct.models.MLModel(str(out), skip_model_load=True).get_spec()  # reading it back validates the package
+    image_in, image_out = spec.description.input[0], spec.description.output[0]
+    assert (image_in.name, image_out.name) == ("image", "stylized")
+    assert image_in.type.WhichOneof("Type") == image_out.type.WhichOneof("Type") == "imageType"
+    sizes = {(s.height, s.width) for s in image_in.type.imageType.enumeratedSizes.sizes}
+    assert sizes == set(SHAPES) and all(h % 4 == 0 and w % 4 == 0 for h, w in sizes)
+
+
+@pytest.mark.skipif(__import__("sys").platform != "darwin", reason="Core ML runs models on macOS only")
+def test_core_ml_prediction_matches_mlx_on_macos(tmp_path):
+    ct = pytest.importorskip("coremltools")
+    from PIL import Image
+
+    from mlx_style.io.coreml_export import export_coreml
+
+    mx.random.seed(0)
+    net = TransformerNet(VARIANTS["default"])
+    net.eval()
+    package = export_coreml(net, tmp_path / "Style.mlpackage")
+    photo = np.random.default_rng(0).integers(0, 255, (256, 256, 3), dtype=np.uint8)
+    out = ct.models.MLModel(str(package)).predict({"image": Image.fromarray(photo)})["stylized"]
+    assert psnr(np.asarray(out.convert("RGB"), np.float32), mlx_reference(net, photo)) >= 40
+
+
 def test_export_errors_are_one_line(tmp_path, capsys):
     mx.random.seed(0)
     model = save_transformer(tmp_path / "m.safetensors", TransformerNet(VARIANTS["default"]))
-    assert export_cli.main([str(model), "--format", "coreml", "-o", str(tmp_path / "m.mlpackage")]) == 2
-    assert "Core ML export is not available yet" in capsys.readouterr().err
+    assert export_cli.main([str(model), "--format", "coreml", "-o", str(tmp_path / "m.onnx")]) == 2
+    assert "cannot write .onnx" in capsys.readouterr().err
     assert export_cli.main([str(model), "-o", str(tmp_path / "m.txt")]) == 2
     assert "cannot write .txt" in capsys.readouterr().err
     assert export_cli.main([str(model), "-o", str(model)]) == 2

@@ -103,3 +103,22 @@ def test_stylize_picks_a_style_or_a_blend_and_refuses_style_for_a_single_style_n
     single = save_transformer(tmp_path / "s.safetensors", TransformerNet(TransformerConfig(width=4, num_residual=1)))
     assert stylize_cli.main(["-m", str(single), "--style", "3", str(photo), "-o", str(tmp_path / "q.png")]) == 2
     assert "holds one style" in capsys.readouterr().err
+
+
+def test_the_26_style_network_exports_to_onnx_with_its_blend_as_an_input(converted, tmp_path, capsys):
+    ort = pytest.importorskip("onnxruntime", reason="the export is checked in onnxruntime")
+    from mlx_style.cli import export as export_cli
+
+    out = tmp_path / "m26.onnx"
+    assert export_cli.main([str(converted), "-o", str(out)]) == 0
+    session = ort.InferenceSession(str(out), providers=["CPUExecutionProvider"])
+    assert [i.name for i in session.get_inputs()] == ["image", "style_weights"]
+    photo = np.random.default_rng(0).uniform(0, 255, (61, 93, 3)).astype(np.float32)
+    for style in (5, "3:0.25,12:0.75"):
+        net, _ = load_network(converted, style=style)
+        ours = np.clip(np.asarray(net(mx.array(photo)[None])[0]), 0, 255)
+        theirs = session.run(None, {"image": photo.transpose(2, 0, 1)[None],
+                                    "style_weights": np.asarray(net.style_weights)})[0][0].transpose(1, 2, 0)
+        assert psnr(ours, theirs) >= 40
+    assert export_cli.main([str(converted), "--format", "coreml", "-o", str(tmp_path / "m.mlpackage")]) == 2
+    assert "cannot export" in capsys.readouterr().err

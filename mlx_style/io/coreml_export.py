@@ -16,7 +16,7 @@ import numpy as np
 
 from mlx_style.io.onnx_export import ExportError
 from mlx_style.nn.ops import same_pad_amounts
-from mlx_style.nn.transformer import ConvLayer, InstanceNorm, ResidualBlock, TransformerNet, UpsampleConvLayer
+from mlx_style.nn.transformer import ConvLayer, InstanceNorm, ResidualBlock, TransformerNet
 
 # (height, width): squares, the common camera and video frames, and their portrait turns.
 SHAPES = tuple(dict.fromkeys([(512, 512), (256, 256), (384, 384), (768, 768), (1024, 1024), (480, 640), (640, 480),
@@ -40,7 +40,8 @@ def _w(module, name: str) -> np.ndarray:
 def build_coreml(net: TransformerNet, shapes=SHAPES):
     """The Core ML ``MLModel`` (ML Program) of a style network."""
     if not isinstance(net, TransformerNet):
-        raise ExportError(f"cannot export a {type(net).__name__} to Core ML: only the style network so far")
+        raise ExportError(f"cannot export a {type(net).__name__} to Core ML yet: only single-style networks (export "
+                          "a multi-style network to ONNX instead)")
     ct, mb = _ct()
 
     def pad(x, t, b, l, r, mode):  # noqa: E741  (top, bottom, left, right)

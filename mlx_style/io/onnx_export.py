@@ -126,13 +126,48 @@ def _stage(g: _Graph, x: str, conv, norm, act: bool, hint: str) -> str:
     return g.op("Relu", [x]) if act else x
 
 
-def build_onnx(net: TransformerNet, dtype: str = "float32"):
-    """The ONNX ``ModelProto`` of a style network (see the module docstring)."""
+def _multistyle_body(g: _Graph, x: str, net) -> str:
+    """Dumoulin et al.'s network (``nn.multistyle``): each norm's scale and shift are the ``style_weights``
+    input times its per-style tables, computed in the graph, so one file serves every blend."""
+    weights_row = g.op("Unsqueeze", ["style_weights", g.const(np.array([0], np.int64), "axis0")])  # (1, S)
+
+    def cond(x: str, layer, act: bool, hint: str) -> str:
+        k = layer.kernel
+        x = _pad(g, x, k // 2, k // 2, k // 2, k // 2, "reflect")
+        x = _conv(g, x, layer.conv, layer.conv.stride, hint)
+        flat = g.const(np.array([-1], np.int64), "flat")
+        scale = g.op("Reshape", [g.op("MatMul", [weights_row, g.const(_weights(layer.norm, "gamma"), hint + "_g",
+                                                                      weight=True)]), flat])
+        shift = g.op("Reshape", [g.op("MatMul", [weights_row, g.const(_weights(layer.norm, "beta"), hint + "_b",
+                                                                      weight=True)]), flat])
+        x = g.op("InstanceNormalization", [x, scale, shift], hint + "_norm", epsilon=float(layer.norm.eps))
+        return g.op("Relu", [x]) if act else x
+
+    x = g.op("Div", [x, g.const(np.array(255.0, np.float32), "k255")])
+    for i, layer in enumerate(net.contract):
+        x = cond(x, layer, True, f"contract{i}")
+    for i, (first, second) in enumerate(net.res):
+        x = g.op("Add", [x, cond(cond(x, first, True, f"res{i}_0"), second, False, f"res{i}_1")])
+    scales = g.const(np.array([1, 1, 2, 2], np.float32), "scales")
+    for i in range(2):
+        x = g.op("Resize", [x, "", scales], mode="nearest", coordinate_transformation_mode="asymmetric",
+                 nearest_mode="floor")
+        x = cond(x, net.expand[i], True, f"expand{i}")
+    x = g.op("Sigmoid", [cond(x, net.expand[2], False, "expand2")])
+    return g.op("Mul", [x, g.const(np.array(255.0, np.float32), "k255out")])
+
+
+def build_onnx(net, dtype: str = "float32"):
+    """The ONNX ``ModelProto`` of a style network (see the module docstring). A multi-style network (or one
+    bound to a blend) takes its blend as a second input, ``style_weights`` ``(styles,)``."""
+    from mlx_style.nn.multistyle import BlendedStyle, MultiStyleNet
+
     if dtype not in DTYPES:
         raise ExportError(f"--dtype must be one of {DTYPES} for ONNX, got {dtype!r}")
-    if not isinstance(net, TransformerNet):
-        raise ExportError(f"cannot export a {type(net).__name__}: only the style network (TransformerNet) is "
-                          "supported so far")
+    net = net.net if isinstance(net, BlendedStyle) else net
+    if not isinstance(net, (TransformerNet, MultiStyleNet)):
+        raise ExportError(f"cannot export a {type(net).__name__} to ONNX: not a style network this version "
+                          "knows")
     g = _Graph(dtype)
     helper, TP = g.helper, g.TensorProto
     # Pad to the network's size: a multiple of 4, at least 8 (``padded_size``), with edge pixels.
@@ -145,7 +180,10 @@ def build_onnx(net: TransformerNet, dtype: str = "float32"):
     zeros6 = g.const(np.zeros(6, np.int64), "zeros6")
     pads = g.op("Concat", [zeros6, extra], axis=0)  # [0, 0, 0, 0, 0, 0, pad H, pad W]
     x = g.op("Pad", ["image", pads], mode="edge")
-    for index, stage in enumerate(net.stages()):
+    multi = isinstance(net, MultiStyleNet)
+    if multi:
+        x = _multistyle_body(g, x, net)
+    for index, stage in enumerate([] if multi else net.stages()):
         if isinstance(stage, ResidualBlock):
             y = x
             for j, (conv, norm, act) in enumerate(stage.stages()):
@@ -153,7 +191,7 @@ def build_onnx(net: TransformerNet, dtype: str = "float32"):
             x = g.op("Add", [x, y])
         else:
             x = _stage(g, x, *stage, f"stage{index}")
-    if net.config.output == "tanh":
+    if not multi and net.config.output == "tanh":
         x = g.op("Add", [g.op("Mul", [g.op("Tanh", [x]), g.const(np.array(150.0, np.float32), "k150")]),
                          g.const(np.array(127.5, np.float32), "k127")])
     x = g.op("Slice", [x, g.const(np.array([0, 0], np.int64), "starts"), hw,
@@ -162,7 +200,10 @@ def build_onnx(net: TransformerNet, dtype: str = "float32"):
     g.nodes[-1].output[0] = "stylized"
     image = helper.make_tensor_value_info("image", TP.FLOAT, [1, 3, "height", "width"])
     stylized = helper.make_tensor_value_info("stylized", TP.FLOAT, [1, 3, "height", "width"])
-    graph = helper.make_graph(g.nodes, "mlx_style", [image], [stylized], g.inits)
+    inputs = [image]
+    if multi:
+        inputs.append(helper.make_tensor_value_info("style_weights", TP.FLOAT, [net.config.styles]))
+    graph = helper.make_graph(g.nodes, "mlx_style", inputs, [stylized], g.inits)
     model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", OPSET)], producer_name="mlx_style")
     model.ir_version = min(model.ir_version, 9)
     g.onnx.checker.check_model(model)

@@ -42,6 +42,10 @@ def training_command(config: dict) -> str:
              f"--iters {config['iters']}", f"--seed {config['seed']}"]
     if config.get("width", 32) != 32:
         flags.append(f"--width {config['width']}")
+    if config.get("processes"):
+        flags.append(f"--processes {config['processes']}")
+    if not config.get("compile", True):
+        flags.append("--no-compile")
     return "mlx-style train " + " ".join(flags) + " --vgg weights/vgg16.safetensors (Caffe VGG16)"
 
 

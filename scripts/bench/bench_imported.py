@@ -12,7 +12,6 @@ from __future__ import annotations
 import argparse
 import json
 import sys
-import time
 
 import numpy as np
 
@@ -21,17 +20,14 @@ import mlx.core as mx
 
 from mlx_style.infer.stylize import load_network
 from mlx_style.nn.conv import tune_convs
+from scripts.bench.bench_ops import median_ms
 
 
 def timed(fn, warmup: int, repeats: int) -> float:
-    for _ in range(warmup):
+    """Median seconds of ``repeats`` calls after ``warmup`` more (``bench_ops.median_ms`` warms once itself)."""
+    for _ in range(max(warmup - 1, 0)):
         fn()
-    times = []
-    for _ in range(repeats):
-        start = time.perf_counter()
-        fn()
-        times.append(time.perf_counter() - start)
-    return float(np.median(times))
+    return median_ms(fn, repeats) / 1e3
 
 
 def main(argv: list[str] | None = None) -> int:

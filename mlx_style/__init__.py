@@ -17,6 +17,6 @@ _blas.setup()
 
 __version__ = "0.2.0"
 
-from mlx_style.api import Style, TrainConfig, load_style, stylize, train  # noqa: E402
+from mlx_style.api import Style, TrainConfig, export, load_style, stylize, train  # noqa: E402
 
-__all__ = ["Style", "TrainConfig", "load_style", "stylize", "train", "__version__"]
+__all__ = ["Style", "TrainConfig", "export", "load_style", "stylize", "train", "__version__"]

@@ -46,6 +46,22 @@ def load_style(model: str | Path, dtype: str = "float32") -> Style:
     return Style(net, meta, path)
 
 
+def export(model: Style | TransformerNet | str | Path, path: str | Path, format: str = "onnx",
+           dtype: str = "float32") -> Path:
+    """Write a style network as ONNX (``format="onnx"``, float32 or float16 weights) or Core ML
+    (``"coreml"``, a ``.mlpackage``); see ``io.onnx_export`` and ``io.coreml_export``."""
+    if isinstance(model, (str, Path)):
+        model = load_style(model)
+    net = model.net if isinstance(model, Style) else model
+    if format == "coreml":
+        from mlx_style.io.coreml_export import export_coreml
+
+        return export_coreml(net, path)
+    from mlx_style.io.onnx_export import export_onnx
+
+    return export_onnx(net, path, dtype)
+
+
 def stylize(model: Style | TransformerNet | str | Path, image: np.ndarray, *, size: int | None = None,
             scale: float | None = None, preserve_color: bool = False, strength: float = 1.0,
             tile_size: int = TILE_SIZE) -> np.ndarray:

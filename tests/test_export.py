@@ -122,3 +122,12 @@ def test_export_errors_are_one_line(tmp_path, capsys):
     assert export_cli.main([str(model), "-o", str(model)]) == 2
     assert export_cli.main(["nosuch", "-o", str(tmp_path / "x.onnx")]) == 2
     assert "no style network at nosuch" in capsys.readouterr().err
+
+
+def test_the_python_api_exports(tmp_path):
+    import mlx_style as ms
+
+    mx.random.seed(0)
+    model = save_transformer(tmp_path / "m.safetensors", TransformerNet(VARIANTS["default"]))
+    out = ms.export(str(model), tmp_path / "m.onnx")
+    assert out.exists() and out.stat().st_size > 1000

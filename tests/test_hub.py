@@ -116,3 +116,6 @@ def test_push_then_pull_round_trips_with_a_model_card(hub, tmp_path, monkeypatch
     assert "mlx-style train --style wave" in card and "public domain" in card and "hf:carol/wave" in card
     assert resolve_model("hf:carol/wave").read_bytes() == model.read_bytes()
     assert hub_cli.main(["push", "wave", "not-a-repo"]) == 2
+    assert hub_cli.main(["push", "wave", "carol/wave2"]) == 0  # no --samples: three built-in paintings
+    files = hub.repos["carol/wave2"][hub.repos["carol/wave2"]["main"]]
+    assert {"sample_1.jpg", "sample_2.jpg", "sample_3.jpg"} <= set(files)

@@ -9,7 +9,7 @@ import sys
 from mlx_style.cli.common import fail
 from mlx_style.errors import MlxStyleError
 from mlx_style.io.registry import resolve_model
-from mlx_style.io.sharing import push, style_picture_for
+from mlx_style.io.sharing import default_samples, push, style_picture_for
 from mlx_style.io.weights import read_metadata
 
 
@@ -20,7 +20,8 @@ def build_parser() -> argparse.ArgumentParser:
     q.add_argument("model", help="a style network: a path, a name in weights/, or a built-in name")
     q.add_argument("repo", help="USER/NAME on the Hub")
     q.add_argument("--style-image", default=None, help="the style picture for the card (default: the built-in one)")
-    q.add_argument("--samples", nargs="*", default=[], metavar="PHOTO", help="photos stylised for the card")
+    q.add_argument("--samples", nargs="*", default=None, metavar="PHOTO",
+                   help="photos stylised for the card (default: three of the built-in pictures)")
     q.add_argument("--onnx", action="store_true", help="also upload the ONNX export (model.onnx)")
     q.add_argument("--private", action="store_true")
     return p
@@ -31,8 +32,8 @@ def main(argv: list[str] | None = None) -> int:
     try:
         path = resolve_model(args.model)
         picture = style_picture_for(read_metadata(path), args.style_image)
-        url = push(path, args.repo, style_picture=picture, samples=args.samples, onnx=args.onnx,
-                   private=args.private)
+        samples = args.samples if args.samples is not None else default_samples(picture)
+        url = push(path, args.repo, style_picture=picture, samples=samples, onnx=args.onnx, private=args.private)
     except (MlxStyleError, ValueError) as exc:
         return fail(exc)
     print(f"pushed {path.name} to {args.repo} ({url}); use it with --model hf:{args.repo}")

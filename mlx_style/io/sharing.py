@@ -88,6 +88,15 @@ def push(model: str | Path, repo: str, *, style_picture: str | None = None, samp
     return str(getattr(info, "commit_url", info))
 
 
+def default_samples(style_picture: str | None, count: int = 3) -> list[str]:
+    """Pictures to stylise for a card when the user gives none: built-in paintings other than the style's own
+    (public domain, shipped with the package, so a push needs nothing else)."""
+    from mlx_style.io.registry import builtin_style_images
+
+    own = Path(style_picture).resolve() if style_picture else None
+    return [str(p) for p in builtin_style_images() if p.resolve() != own][:count]
+
+
 def style_picture_for(meta: dict[str, str], given: str | None) -> str | None:
     """The picture for the card: ``given``, else the built-in picture of the network's style, if any."""
     if given:

@@ -412,3 +412,13 @@ def test_kill_9_then_resume_gives_the_uninterrupted_weights(ws, tmp_path, proces
     a, b = final_weights(reference.output), final_weights(interrupted.output)
     assert a.keys() == b.keys()
     assert max(float(np.max(np.abs(a[k] - b[k]))) for k in a) == 0.0
+
+
+def test_frame_statistics_stay_bounded_over_long_runs():
+    from mlx_style.infer.cam_controls import FrameStats
+
+    stats = FrameStats(history=100)
+    for i in range(10_000):
+        stats.add(i * 0.05, 0.04)
+    assert stats.frames == 10_000 and len(stats.latencies) == 100 and len(stats.intervals) == 100
+    assert abs(stats.recent_fps() - 20.0) < 1e-6 and abs(stats.summary()["latency_ms_p50"] - 40.0) < 1e-9

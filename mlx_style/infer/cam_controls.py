@@ -6,6 +6,8 @@ size; ``c`` colour preservation.
 
 from __future__ import annotations
 
+import itertools
+from collections import deque
 from dataclasses import dataclass, replace
 
 import numpy as np
@@ -64,13 +66,17 @@ def percentile(values: list[float], q: float) -> float:
 
 
 class FrameStats:
-    """Frame intervals and model latencies; the overlay's recent FPS and the end-of-run percentiles."""
+    """Frame intervals and model latencies; the overlay's recent FPS and the end-of-run percentiles.
 
-    def __init__(self, window: int = 30):
+    Percentiles cover the last ``history`` frames, so hours of cam keep the memory flat.
+    """
+
+    def __init__(self, window: int = 30, history: int = 20_000):
         self.window = window
-        self.intervals: list[float] = []
-        self.latencies: list[float] = []
+        self.intervals: deque[float] = deque(maxlen=history)
+        self.latencies: deque[float] = deque(maxlen=history)
         self._last: float | None = None
+        self._frames = 0
 
     def add(self, now: float, latency: float) -> None:
         """Record a finished frame at time ``now`` (seconds) whose model call took ``latency`` seconds."""
@@ -78,13 +84,14 @@ class FrameStats:
             self.intervals.append(now - self._last)
         self._last = now
         self.latencies.append(latency)
+        self._frames += 1
 
     @property
     def frames(self) -> int:
-        return len(self.latencies)
+        return self._frames
 
     def recent_fps(self) -> float:
-        recent = self.intervals[-self.window:]
+        recent = list(itertools.islice(self.intervals, max(0, len(self.intervals) - self.window), None))
         return len(recent) / sum(recent) if recent and sum(recent) > 0 else 0.0
 
     def summary(self) -> dict[str, float]:

@@ -422,3 +422,12 @@ def test_frame_statistics_stay_bounded_over_long_runs():
         stats.add(i * 0.05, 0.04)
     assert stats.frames == 10_000 and len(stats.latencies) == 100 and len(stats.intervals) == 100
     assert abs(stats.recent_fps() - 20.0) < 1e-6 and abs(stats.summary()["latency_ms_p50"] - 40.0) < 1e-9
+
+
+def test_a_style_network_given_as_vgg_is_named_for_what_it_is(ws, tmp_path, capsys):
+    model = tiny_model(tmp_path / "w")
+    base = ["--style", str(ws["style"]), "--data", str(ws["data"]), "--processes", "1",
+            "--output", str(tmp_path / "n.safetensors")]
+    assert train_cli.main([*base, "--vgg", str(model)]) == 2
+    line = one_error_line(capsys)
+    assert "holds a 'transformer' network, not VGG weights" in line and "recommended loss weights" not in line

@@ -426,7 +426,7 @@ def test_frame_statistics_stay_bounded_over_long_runs():
 
 def test_a_style_network_given_as_vgg_is_named_for_what_it_is(ws, tmp_path, capsys):
     model = tiny_model(tmp_path / "w")
-    base = ["--style", str(ws["style"]), "--data", str(ws["data"]), "--processes", "1",
+    base = ["--style", str(ws["style"]), "--data", str(ws["data"]), "--processes", "1", "--image-size", "32",
             "--output", str(tmp_path / "n.safetensors")]
     assert train_cli.main([*base, "--vgg", str(model)]) == 2
     line = one_error_line(capsys)

@@ -1,4 +1,4 @@
-"""The Python API: ``load_style``, ``stylize`` and ``train``, re-exported by ``mlx_style``::
+"""The Python API: ``load_style``, ``stylize``, ``export`` and ``train``, re-exported by ``mlx_style``::
 
     from mlx_style import load_style, stylize
     out = stylize(load_style("weights/wave.safetensors"), image)   # uint8 RGB (H, W, 3) in, same size out
@@ -46,20 +46,36 @@ def load_style(model: str | Path, dtype: str = "float32") -> Style:
     return Style(net, meta, path)
 
 
+EXPORTED_METADATA = ("style", "style_sha256", "config", "source", "sha256", "training_command", "style_licence",
+                     "licence")  # weight-file fields an exported model carries (as mlx_style_<field>)
+EXPORT_SUFFIXES = {"onnx": (".onnx",), "coreml": (".mlpackage",)}
+
+
 def export(model: Style | TransformerNet | str | Path, path: str | Path, format: str = "onnx",
            dtype: str = "float32") -> Path:
     """Write a style network as ONNX (``format="onnx"``, float32 or float16 weights) or Core ML
-    (``"coreml"``, a ``.mlpackage``); see ``io.onnx_export`` and ``io.coreml_export``."""
+    (``"coreml"``, a ``.mlpackage``), with its weight file's provenance; see ``io.onnx_export`` and
+    ``io.coreml_export``. The output is checked (suffix, not the model's own file) before any work."""
+    from mlx_style.io.paths import check_not_an_input, check_suffix
+
+    if format not in EXPORT_SUFFIXES:
+        raise ValueError(f"format must be one of {tuple(EXPORT_SUFFIXES)}, got {format!r}")
+    check_suffix(path, EXPORT_SUFFIXES[format], "-o")
     if isinstance(model, (str, Path)):
         model = load_style(model)
-    net = model.net if isinstance(model, Style) else model
+    if isinstance(model, Style):
+        check_not_an_input(path, [model.path], "-o")
+        metadata = {"mlx_style_" + k: v for k, v in model.metadata.items() if k in EXPORTED_METADATA}
+        net = model.net
+    else:
+        net, metadata = model, {}
     if format == "coreml":
         from mlx_style.io.coreml_export import export_coreml
 
-        return export_coreml(net, path)
+        return export_coreml(net, path, metadata)
     from mlx_style.io.onnx_export import export_onnx
 
-    return export_onnx(net, path, dtype)
+    return export_onnx(net, path, dtype, metadata)
 
 
 def stylize(model: Style | TransformerNet | str | Path, image: np.ndarray, *, size: int | None = None,

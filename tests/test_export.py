@@ -130,4 +130,12 @@ def test_the_python_api_exports(tmp_path):
     mx.random.seed(0)
     model = save_transformer(tmp_path / "m.safetensors", TransformerNet(VARIANTS["default"]))
     out = ms.export(str(model), tmp_path / "m.onnx")
-    assert out.exists() and out.stat().st_size > 1000
+    import onnx
+
+    exported = onnx.load(str(out))
+    props = {p.key: p.value for p in exported.metadata_props}
+    assert props["mlx_style_sha256"] == ms.load_style(str(model)).metadata["sha256"]  # provenance kept
+    image = np.random.default_rng(3).uniform(0, 255, (45, 70, 3))
+    assert psnr(run_onnx(exported, image), mlx_reference(ms.load_style(str(model)).net, image)) > 100
+    with pytest.raises(ValueError, match="format must be one of"):
+        ms.export(str(model), tmp_path / "m.tflite", format="tflite")

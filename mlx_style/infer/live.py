@@ -83,7 +83,7 @@ class CamConfig:
     snapshot_dir: str = "."  # where s saves PNGs
     loop: bool = False  # files: start again at the end (until q, Ctrl-C or --frames)
     # Temporal smoothing weight (infer.smoothing); 0: off. Off by default: it steadies the texture but costs style
-    # (the frames' style loss rose by about half on fox.mp4; docs/benchmarks.md), so it is the user's choice.
+    # where things move (docs/benchmarks.md, "Stability of stylised video"), so it is the user's choice.
     smooth: float = 0.0
     pacing: str = "auto"  # files: every-frame (headless default) or realtime (window default)
     lost_timeout: float = 2.0  # seconds without a frame before the source counts as lost

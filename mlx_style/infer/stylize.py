@@ -22,7 +22,7 @@ from mlx_style.nn.tiled import network_dtype, run_tiled
 from mlx_style.nn.transformer import TransformerNet
 
 DTYPES = {"float32": mx.float32, "float16": mx.float16, "bfloat16": mx.bfloat16}
-TILE_SIZE = 512  # tile above 512² px: exact, and MLX CPU convs peak at ~11 KB/px (2.9 GB at 512²)
+TILE_SIZE = 512  # tile above 512² px: exact, and a whole-image MLX pass needs far more memory per pixel
 
 
 def load_network(path: str | Path, dtype: str = "float32", style: str | int | None = None):
@@ -90,7 +90,6 @@ def run_any_size(net: TransformerNet, image: np.ndarray, tile_size: int = TILE_S
     if tile_size <= 0 or H * W <= tile_size * tile_size or not isinstance(net, TransformerNet):
         return run_network(net, image)  # only the single-style network has a tiled forward so far
     return run_tiled(net, image, tile_size)
-
 
 
 def to_uint8(image: np.ndarray) -> np.ndarray:

@@ -100,12 +100,24 @@ def test_cam_and_stylize_take_smooth_and_refuse_a_bad_weight(tmp_path, capsys):
     from mlx_style.nn.transformer import TransformerConfig, TransformerNet
 
     mx.random.seed(0)
-    model = save_transformer(tmp_path / "m.safetensors", TransformerNet(TransformerConfig(width=4, num_residual=1)))
+    net = TransformerNet(TransformerConfig(width=4, num_residual=1))
+    out_conv = net.deconv3.conv2d  # image-like output (mid-grey, tens of levels of contrast), not clipped to 0
+    out_conv.weight = out_conv.weight * 40.0
+    out_conv.bias = mx.full(out_conv.bias.shape, 128.0)
+    model = save_transformer(tmp_path / "m.safetensors", net)
     clip = write(tmp_path / "clip.avi", panning(6))
     assert cam_cli.main(["--headless", "--source", str(clip), "--model", str(model), "--smooth", "--size", "32",
                          "--output", str(tmp_path / "cam.avi")]) == 0
-    assert (tmp_path / "cam.avi").exists()
+    from mlx_style.infer.flicker import read_video
+
+    assert len(read_video(tmp_path / "cam.avi")) == 6
     assert stylize_cli.main(["-m", str(model), str(clip), "-o", str(tmp_path / "s.avi"), "--smooth", "0.5"]) == 0
+    smoothed = read_video(tmp_path / "s.avi")
+    assert len(smoothed) == 6 and smoothed[0].shape == (64, 96, 3)
+    assert stylize_cli.main(["-m", str(model), str(clip), "-o", str(tmp_path / "p.avi")]) == 0
+    plain = read_video(tmp_path / "p.avi")
+    assert np.array_equal(plain[0], smoothed[0])  # nothing to blend with in the first frame
+    assert not np.array_equal(plain[3], smoothed[3])  # later frames are blended
     assert cam_cli.main(["--headless", "--source", str(clip), "--model", str(model), "--smooth", "1.5"]) == 2
     assert stylize_cli.main(["-m", str(model), str(clip), "-o", str(tmp_path / "t.avi"), "--smooth", "2"]) == 2
     capsys.readouterr()

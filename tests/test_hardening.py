@@ -87,7 +87,9 @@ def test_cam_output_replaces_a_file_only_when_finished(tmp_path):
     out = tmp_path / "out.mp4"
     assert cam_cli.main(["--headless", "--source", str(clip), "--model", str(model), "--output", str(out),
                          "--size", "32"]) == 0
-    assert out.stat().st_size > 0 and not list(tmp_path.glob(".out.partial*"))
+    from mlx_style.infer.flicker import read_video
+
+    assert len(read_video(out)) == 3 and not list(tmp_path.glob(".out.partial*"))
 
 
 def test_optimize_refuses_its_content_as_output_and_a_bad_suffix_before_any_work(tmp_path, capsys):

@@ -2,6 +2,7 @@
 
     from mlx_style import load_style, stylize
     out = stylize(load_style("weights/wave.safetensors"), image)   # uint8 RGB (H, W, 3) in, same size out
+    out = stylize("magenta_arbitrary", image, style_image="starry_night.jpg")   # any picture as the style
 
     from mlx_style import TrainConfig, train
     result = train(TrainConfig(style="wave.jpg", data="photos/", image_size=128, batch_size=4, iters=400))
@@ -33,16 +34,22 @@ class Style:
         return self.metadata.get("style", self.path.stem)
 
 
-def load_style(model: str | Path, dtype: str = "float32") -> Style:
+def load_style(model: str | Path | None = None, dtype: str = "float32", *, style: str | int | None = None,
+               style_image=None, style_strength: float = 1.0) -> Style:
     """A style network by path or name (``wave`` finds ``weights/wave.safetensors``; see ``io.registry``).
+
+    ``style`` picks a multi-style network's style or blend (``7``, ``"3:0.5,12:0.5"``); ``style_image`` gives
+    the arbitrary-style network its style: a picture (path, built-in style name or uint8 array), several, or
+    ``{path: weight}``; ``style_strength`` below 1 mixes in each photo's own style. With a ``style_image`` and
+    no ``model``, the imported arbitrary-style network (``mlx-style convert-magenta``) is used.
 
     Raises:
         WeightFileError: no such model, or a file that is not a usable style network (one-line reason).
     """
-    from mlx_style.io.registry import resolve_model
+    from mlx_style.io.registry import default_model, resolve_model
 
-    path = resolve_model(model)
-    net, meta = load_network(path, dtype)
+    path = resolve_model(model) if model is not None else default_model(arbitrary=style_image is not None)
+    net, meta = load_network(path, dtype, style, style_image, style_strength)
     return Style(net, meta, path)
 
 
@@ -78,16 +85,27 @@ def export(model: Style | TransformerNet | str | Path, path: str | Path, format:
     return export_onnx(net, path, dtype, metadata)
 
 
-def stylize(model: Style | TransformerNet | str | Path, image: np.ndarray, *, size: int | None = None,
+def stylize(model: Style | TransformerNet | str | Path | None, image: np.ndarray, *, size: int | None = None,
             scale: float | None = None, preserve_color: bool = False, strength: float = 1.0,
-            tile_size: int = TILE_SIZE) -> np.ndarray:
+            tile_size: int = TILE_SIZE, style: str | int | None = None, style_image=None,
+            style_strength: float = 1.0) -> np.ndarray:
     """Stylise a uint8 RGB ``(H, W, 3)`` image; returns uint8 RGB of exactly the same size.
 
-    ``model`` is a ``load_style`` result, a ``TransformerNet``, or a path or name to load. ``size``/``scale``
-    set the resolution the network runs at (smaller: bigger strokes); ``preserve_color`` keeps the photo's
-    colours; ``strength`` blends with it; images above ``tile_size``² pixels run in tiles (same result).
+    ``model`` is a ``load_style`` result, a ``TransformerNet``, or a path or name to load (with ``style``,
+    ``style_image`` and ``style_strength`` as ``load_style`` takes them; a loaded arbitrary-style network takes
+    a new ``style_image`` too). ``size``/``scale`` set the resolution the network runs at (smaller: bigger
+    strokes); ``preserve_color`` keeps the photo's colours; ``strength`` blends with it; images above
+    ``tile_size``² pixels run in tiles (same result).
     """
-    if isinstance(model, (str, Path)):
-        model = load_style(model)
+    from mlx_style.infer.stylize import style_vector
+    from mlx_style.nn.arbitrary import VectorStyle
+
+    if model is None or isinstance(model, (str, Path)):
+        model = load_style(model, style=style, style_image=style_image, style_strength=style_strength)
+    elif style_image is not None:
+        bound = model.net if isinstance(model, Style) else model
+        if not isinstance(bound, VectorStyle):
+            raise ValueError("style_image needs the arbitrary-style network (mlx-style convert-magenta --download)")
+        model = VectorStyle(bound.net, style_vector(bound.net, style_image), style_strength)
     net = model.net if isinstance(model, Style) else model
     return stylize_array(net, image, size, scale, preserve_color, strength, tile_size)

@@ -78,8 +78,11 @@ def test_the_importer_reads_a_folder_a_file_and_the_wheel(onnx_file, tmp_path):
 
 def test_other_onnx_files_and_bad_sources_are_one_line(tmp_path, capsys):
     other = shared_data("weights", "magenta_onnx", "arbitrary_transform.onnx")
-    assert convert_cli.main(["--from", str(other), "--out", str(tmp_path / "x.safetensors")]) == 2
+    assert convert_cli.main(["--from", str(other), "--kind", "multistyle", "--out",
+                             str(tmp_path / "x.safetensors")]) == 2
     assert "not Magenta's multi-style network" in capsys.readouterr().err
+    assert convert_cli.main(["--from", str(other), "--out", str(tmp_path / "x.safetensors")]) == 0  # its pair
+    assert "any picture as a style" in capsys.readouterr().out
     (tmp_path / "junk.onnx").write_bytes(b"not a protobuf at all")
     assert convert_cli.main(["--from", str(tmp_path / "junk.onnx"), "--out", str(tmp_path / "y.safetensors")]) == 2
     assert "not a readable ONNX file" in capsys.readouterr().err

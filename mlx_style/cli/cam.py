@@ -18,10 +18,17 @@ def build_parser() -> argparse.ArgumentParser:
     d = CamConfig()
     p = argparse.ArgumentParser(prog="mlx-style cam", description=__doc__.splitlines()[0],
                                 formatter_class=argparse.RawDescriptionHelpFormatter,
-                                epilog="keys: q/Esc quit, n/p next/previous style, space side by side, s snapshot, "
-                                       "+/- processing size, c colour preservation")
+                                epilog="keys: q/Esc quit, n/p next/previous style, ]/[ blend more/less of the next "
+                                       "style picture, space side by side, s snapshot, +/- processing size, "
+                                       "c colour preservation")
     p.add_argument("--model", default=d.model,
                    help="style network: a .safetensors file or a name in --weights-dir (default: the first there)")
+    p.add_argument("--style-image", dest="style_images", action="append", default=d.style_images,
+                   metavar="PICTURE|FOLDER",
+                   help="any picture as a style (the arbitrary-style network: `mlx-style convert-magenta "
+                        "--download` once); a folder is a playlist for n/p that picks up pictures added to it")
+    p.add_argument("--style-strength", type=float, default=d.style_strength, metavar="0..1",
+                   help="with --style-image: 1 the picture's style, lower mixes in the frame's own (slower)")
     p.add_argument("--weights-dir", default=d.weights_dir, help="folder of style networks for n/p")
     p.add_argument("--source", default=d.source, help="camera index, video file or stream URL (default: 0)")
     p.add_argument("--width", type=int, default=d.width, help="capture width to ask the camera for")
@@ -67,6 +74,8 @@ def check_numbers(config: CamConfig) -> str | None:
         return "--width and --height must be positive"
     if not config.target_fps > 0:
         return "--target-fps must be positive"
+    if not 0.0 <= config.style_strength <= 1.0:
+        return "--style-strength must be between 0 and 1"
     if not config.lost_timeout > 0:
         return "--lost-timeout must be positive (seconds)"
     return None

@@ -27,6 +27,11 @@ def build_parser() -> argparse.ArgumentParser:
                         f"the built-in {DEFAULT_STYLE}; --list shows them all)")
     p.add_argument("--style", default=d.style, metavar="INDEX|BLEND",
                    help="with a multi-style network: a style (7) or a blend of several (3:0.5,12:0.5)")
+    p.add_argument("--style-image", action="append", default=d.style_images, metavar="PICTURE[:WEIGHT]",
+                   help="any picture as the style, through the arbitrary-style network (imported once with "
+                        "`mlx-style convert-magenta --download`); repeat it to mix styles, weights after a colon")
+    p.add_argument("--style-strength", type=float, default=d.style_strength, metavar="0..1",
+                   help="with --style-image: 1 the picture's style, lower mixes in the photo's own (default 1)")
     p.add_argument("--list", action="store_true", help="list the style networks a name can find, and exit")
     p.add_argument("-o", "--output", default=d.output,
                    help="output file for one input, else a folder (default: out/)")
@@ -58,7 +63,7 @@ def main(argv: list[str] | None = None) -> int:
     config = StylizeConfig(model=args.model, inputs=args.inputs, output=args.output, size=args.size,
                            scale=args.scale, preserve_color=args.preserve_color, strength=args.strength,
                            dtype=args.dtype, tile_size=args.tile_size, smooth=args.smooth,
-                           style=args.style)
+                           style=args.style, style_images=args.style_image, style_strength=args.style_strength)
     try:
         with interrupt_on_termination():  # kill/timeout/closed terminal: unfinished outputs removed, as Ctrl-C
             summary = run(config)

@@ -1,7 +1,7 @@
 """What the cam's keys control and how its frame rate is counted: pure functions, tested without a window.
 
-Keys: ``q``/Esc quit; ``n``/``p`` next/previous style; space side by side; ``s`` snapshot; ``+``/``-`` processing
-size; ``c`` colour preservation.
+Keys: ``q``/Esc quit; ``n``/``p`` next/previous style; ``]``/``[`` blend more/less of the next style (style
+pictures); space side by side; ``s`` snapshot; ``+``/``-`` processing size; ``c`` colour preservation.
 """
 
 from __future__ import annotations
@@ -13,6 +13,7 @@ from dataclasses import dataclass, replace
 import numpy as np
 
 # Processing resolutions (longer side) that +/- step through.
+BLEND_STEP = 0.1  # what one press of ] or [ moves the blend with the next style
 SIZE_STEPS = (64, 96, 128, 160, 192, 256, 320, 384, 512, 640, 768, 960, 1280)
 ESC = 27
 
@@ -34,6 +35,7 @@ class CamState:
     size: int = 256
     side_by_side: bool = False
     preserve_color: bool = False
+    blend: float = 0.0  # of the next style mixed into the current one (style pictures only)
     snapshot: bool = False
     quit: bool = False
 
@@ -47,7 +49,10 @@ def handle_key(state: CamState, key: int) -> CamState:
         return replace(state, quit=True)
     if char in "np" and state.model_count > 0:
         shift = 1 if char == "n" else -1
-        return replace(state, model_index=(state.model_index + shift) % state.model_count)
+        return replace(state, model_index=(state.model_index + shift) % state.model_count, blend=0.0)
+    if char in "[]":
+        step = BLEND_STEP if char == "]" else -BLEND_STEP
+        return replace(state, blend=round(min(max(state.blend + step, 0.0), 1.0), 6))
     if char == " ":
         return replace(state, side_by_side=not state.side_by_side)
     if char == "s":

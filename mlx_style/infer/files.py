@@ -50,6 +50,8 @@ class StylizeConfig:
     tile_size: int = TILE_SIZE  # images above tile_size² px (at the network's size) run in tiles
     smooth: float = 0.0  # videos: temporal smoothing weight (infer.smoothing); 0: off
     style: str | None = None  # a multi-style network's style: an index (7) or a blend (3:0.5,12:0.5)
+    style_images: list[str] | None = None  # an arbitrary-style network's style: pictures, PATH[:WEIGHT] each
+    style_strength: float = 1.0  # with style_images: 1 the pictures' style, 0 the photo's own (Ghiasi)
 
 
 @dataclass(frozen=True)
@@ -284,8 +286,8 @@ def run(config: StylizeConfig, log=print, warn=None) -> RunSummary:
     warn = warn or (lambda line: print(line, file=sys.stderr))
     check_config(config)
     jobs, problems = plan_jobs(config.inputs, config.output)
-    model = config.model or default_model()
-    net, meta = load_network(model, config.dtype, config.style)
+    model = config.model or default_model(arbitrary=bool(config.style_images))
+    net, meta = load_network(model, config.dtype, config.style, config.style_images, config.style_strength)
     log(f"model {model} (style: {meta.get('style', 'unknown')}, {config.dtype})")
     start = time.perf_counter()
     summary = stylize_files(net, jobs, config, log, warn)

@@ -5,6 +5,9 @@ through one forward per processing size, compiled with ``mx.compile`` on a GPU. 
 and hands over only the latest frame (``mlx_style.capture``), so a slow model drops stale frames instead of
 building lag.
 
+With ``--style-image PICTURE|FOLDER`` the arbitrary-style network takes any picture as the style, and n/p step
+through the pictures (``infer.playlist``; a folder is watched for new ones) while ``]``/``[`` blend in the next.
+
 Keys (in the window): ``q``/Esc quit; ``n``/``p`` next/previous style among ``weights/*.safetensors``; space
 toggles stylised / side by side with the original; ``s`` saves a PNG snapshot; ``+``/``-`` change the processing
 resolution; ``c`` toggles colour preservation (stylise the luminance only).
@@ -19,6 +22,7 @@ stale frames like a camera (``--pacing`` overrides both)::
 
     python -m mlx_style.cam --model wave
     python -m mlx_style.cam --headless --source ../shared/data/video/fox.mp4 --frames 60 --output fox_wave.mp4
+    python -m mlx_style.cam --style-image paintings/
 """
 
 from __future__ import annotations
@@ -39,6 +43,7 @@ from mlx_style.errors import MlxStyleError
 from mlx_style.infer.cam_controls import SIZE_STEPS, CamState, FrameStats, handle_key
 from mlx_style.infer.capture import CaptureThread, FrameSlot, SourceInfo, open_source
 from mlx_style.infer.color import keep_colors
+from mlx_style.infer.playlist import PictureStyles, PlaylistError, Styles
 from mlx_style.infer.overlay import compose_view, draw_overlay, status_lines
 from mlx_style.infer.smoothing import TemporalSmoother
 from mlx_style.infer.stylize import DTYPES, load_network, to_uint8
@@ -46,6 +51,7 @@ from mlx_style.infer.video_out import VideoOut, check_output_path, snapshot_path
 from mlx_style.io.paths import check_not_an_input
 from mlx_style.io.registry import NO_MODEL_HINT, available_models, resolve_model
 from mlx_style.io.weights import WeightFileError
+from mlx_style.nn.arbitrary import VectorStyle
 from mlx_style.nn.tiled import network_dtype
 from mlx_style.nn.transformer import TransformerNet
 
@@ -85,6 +91,8 @@ class CamConfig:
     # Temporal smoothing weight (infer.smoothing); 0: off. Off by default: it steadies the texture but costs style
     # where things move (docs/benchmarks.md, "Stability of stylised video"), so it is the user's choice.
     smooth: float = 0.0
+    style_images: list[str] | None = None  # pictures or folders of them: any picture as a style (arbitrary network)
+    style_strength: float = 1.0  # with style_images: 1 the picture's style, lower mixes in the frame's own
     pacing: str = "auto"  # files: every-frame (headless default) or realtime (window default)
     lost_timeout: float = 2.0  # seconds without a frame before the source counts as lost
 
@@ -122,9 +130,11 @@ class Stylizer:
         self.traces = 0
         self._forwards: dict[tuple, object] = {}
 
-    def _forward(self, image: mx.array) -> mx.array:
+    def _forward(self, image: mx.array, *vector: mx.array) -> mx.array:
         self.traces += 1
-        stylised = self.net(image.astype(self.dtype)).astype(mx.float32)
+        image = image.astype(self.dtype)
+        # an arbitrary-style network's vector is an input, so a compiled forward follows the style as it changes
+        stylised = (self.net.net(image, vector[0]) if vector else self.net(image)).astype(mx.float32)
         # round and convert on the device: a quarter of the bytes to copy back, and no work left for numpy
         return mx.clip(mx.round(stylised), 0, 255).astype(mx.uint8)
 
@@ -141,7 +151,9 @@ class Stylizer:
         ``preserve_color`` keeps the input's chroma and stylises the luminance only (``stylize.keep_colors``).
         """
         H, W, _ = rgb.shape
-        out = self.forward(H, W)(mx.array(np.ascontiguousarray(rgb))[None])
+        image = mx.array(np.ascontiguousarray(rgb))[None]
+        vector = (self.net.vector_for(image),) if isinstance(self.net, VectorStyle) else ()
+        out = self.forward(H, W)(image, *vector)
         mx.eval(out)
         stylised = np.asarray(out[0])
         return to_uint8(keep_colors(stylised, rgb)) if preserve_color else stylised
@@ -206,34 +218,6 @@ class RunResult:
     output_frames: int
 
 
-class Styles:
-    """The style networks n/p cycle through, with the loaded one as a ``Stylizer``."""
-
-    def __init__(self, paths: list[Path], index: int, dtype: str, compile: bool):
-        self.paths, self.dtype, self.compile = paths, dtype, compile
-        self.index = -1
-        self.stylizer: Stylizer | None = None
-        self.select(index)
-
-    @property
-    def name(self) -> str:
-        return self.paths[self.index].stem
-
-    def select(self, index: int) -> bool:
-        """Load style ``index``; on a bad file keep the current one (if any) and report. Returns success."""
-        if index == self.index:
-            return True
-        try:
-            net, _ = load_network(self.paths[index], self.dtype)
-        except ValueError as exc:  # WeightFileError, or a config this version does not know
-            if self.stylizer is None:
-                raise CamError(str(exc)) from None
-            print(f"skipping {self.paths[index].name}: {exc}", file=sys.stderr)
-            return False
-        self.stylizer, self.index = Stylizer(net, self.compile), index
-        return True
-
-
 def choose_size(config: CamConfig, stylizer: Stylizer, info: SourceInfo, log=print) -> tuple[int, str]:
     """``(processing size, how it was chosen)``: ``--size``, the GPU default, or measured on a CPU."""
     if config.size:
@@ -266,15 +250,39 @@ def stylise_frame(image: np.ndarray, stylizer: Stylizer, state: CamState,
     return view, latency, (H, W)
 
 
-def show_and_read_keys(image: np.ndarray, state: CamState, styles: Styles) -> CamState:
+def apply_style_keys(old: CamState, new: CamState, styles) -> CamState:
+    """Carry a new style index or blend over to the playlist; a style that will not load leaves it as it was."""
+    if (new.model_index, new.blend) != (old.model_index, old.blend):
+        if not styles.select(new.model_index, new.blend):
+            return replace(new, model_index=styles.index, blend=styles.blend)
+        return replace(new, blend=styles.blend)
+    return new
+
+
+def show_and_read_keys(image: np.ndarray, state: CamState, styles) -> CamState:
     """Show ``image`` in the window, apply the key pressed (if any); a closed window quits."""
     cv2.imshow(WINDOW, image)
     new = handle_key(state, cv2.waitKey(1))
     if cv2.getWindowProperty(WINDOW, cv2.WND_PROP_VISIBLE) < 1:  # closed with the mouse
         new = replace(new, quit=True)
-    if new.model_index != state.model_index and not styles.select(new.model_index):
-        new = replace(new, model_index=styles.index)  # the file would not load: stay on the current style
-    return new
+    return apply_style_keys(state, new, styles)
+
+
+def open_styles(config: CamConfig, make_stylizer):
+    """The playlist: pictures for the arbitrary-style network (``--style-image``), else style networks."""
+    if config.style_images:
+        from mlx_style.infer.stylize import load_arbitrary_network
+        from mlx_style.io.registry import default_model
+
+        try:
+            path = resolve_model(config.model, config.weights_dir) if config.model else \
+                default_model(config.weights_dir, arbitrary=True)
+            net, _ = load_arbitrary_network(path, config.dtype)
+        except WeightFileError as exc:
+            raise CamError(str(exc)) from None
+        return PictureStyles(net, config.style_images, config.style_strength, make_stylizer)
+    paths, index = resolve_models(config.model, config.weights_dir)
+    return Styles(paths, index, config.dtype, make_stylizer)
 
 
 def _pacing(config: CamConfig, info: SourceInfo) -> tuple[bool, float | None]:
@@ -307,15 +315,18 @@ def run(config: CamConfig, capture=None, info: SourceInfo | None = None, log=pri
         check_not_an_input(config.output, [config.source, config.model], "--output")
     if not config.headless:
         check_display()
-    paths, index = resolve_models(config.model, config.weights_dir)
     if config.compile not in COMPILE_CHOICES:
         raise CamError(f"unknown --compile {config.compile}: choose one of {', '.join(COMPILE_CHOICES)}")
-    styles = Styles(paths, index, config.dtype, use_compile(config.compile))
+    compile = use_compile(config.compile)
+    try:
+        styles = open_styles(config, lambda net: Stylizer(net, compile))
+    except PlaylistError as exc:
+        raise CamError(str(exc)) from None
     if capture is None:
         capture, info = open_source(config.source, config.width, config.height)
     info = info or SourceInfo("camera", str(config.source), 0, 0, 0.0)
     size, size_note = choose_size(config, styles.stylizer, info, log)
-    state = CamState(model_index=styles.index, model_count=len(paths), size=size,
+    state = CamState(model_index=styles.index, model_count=len(styles), size=size,
                      side_by_side=config.side_by_side, preserve_color=config.preserve_color)
 
     slot = FrameSlot()
@@ -327,7 +338,7 @@ def run(config: CamConfig, capture=None, info: SourceInfo | None = None, log=pri
     smoother = TemporalSmoother(config.smooth) if config.smooth else None
     smoothing_for = None
     video = VideoOut(config.output, info.fps if info.fps > 0 else 30.0) if config.output else None
-    compiled = " compiled" if styles.compile else ""
+    compiled = " compiled" if compile else ""
     log(f"{info.name}: {info.width}x{info.height} at {info.fps:g} FPS; style {styles.name}, "
         f"{config.dtype}{compiled} on {mx.default_device()}, processing size {size} ({size_note})")
     if not config.headless:
@@ -344,9 +355,11 @@ def run(config: CamConfig, capture=None, info: SourceInfo | None = None, log=pri
                     reason, failed = f"{info.name} delivered no frame for {config.lost_timeout:g} s", True
                 break
             image = cv2.flip(frame.image, 1) if config.mirror else frame.image
-            if smoother is not None and (styles.index, state.size) != smoothing_for:
+            styles.refresh()  # a style folder: pictures added or removed since
+            state = replace(state, model_index=styles.index, model_count=len(styles))
+            if smoother is not None and (styles.name, state.size) != smoothing_for:
                 smoother.reset()  # another style or size: nothing to blend with
-                smoothing_for = (styles.index, state.size)
+                smoothing_for = (styles.name, state.size)
             view, latency, shape = stylise_frame(image, styles.stylizer, state, smoother)
             if video:
                 video.write(view)
@@ -355,7 +368,7 @@ def run(config: CamConfig, capture=None, info: SourceInfo | None = None, log=pri
                 reason = "stopped by the caller"
                 break
             if state.snapshot:
-                path = snapshot_path(config.snapshot_dir, styles.name)
+                path = snapshot_path(config.snapshot_dir, styles.name.split(" ")[0])
                 path.parent.mkdir(parents=True, exist_ok=True)
                 cv2.imwrite(str(path), view)
                 log(f"saved {path}")

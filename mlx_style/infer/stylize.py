@@ -18,6 +18,7 @@ from mlx_style.io.image import resize
 from mlx_style.io.models import load_transformer
 from mlx_style.io.registry import resolve_model
 from mlx_style.io.weights import WeightFileError, read_metadata
+from mlx_style.nn.arbitrary import VectorStyle
 from mlx_style.nn.tiled import network_dtype, run_tiled
 from mlx_style.nn.transformer import TransformerNet
 
@@ -25,13 +26,15 @@ DTYPES = {"float32": mx.float32, "float16": mx.float16, "bfloat16": mx.bfloat16}
 TILE_SIZE = 512  # tile above 512² px: exact, and a whole-image MLX pass needs far more memory per pixel
 
 
-def load_network(path: str | Path, dtype: str = "float32", style: str | int | None = None):
+def load_network(path: str | Path, dtype: str = "float32", style: str | int | None = None,
+                 style_images=None, style_strength: float = 1.0):
     """Load a style network file and cast it to ``dtype`` (``float32``, ``float16`` or ``bfloat16``).
 
     ``path`` may be a name (see ``io.registry``). A multi-style network comes back bound to the blend ``style``
-    (``7``, ``"3:0.5,12:0.5"``; default: style 0), so it is called like a single-style one. Raises
-    ``WeightFileError`` with a one-line reason (missing, not safetensors, not mlx_style, another kind), and
-    ``ValueError`` for a ``style`` the network does not hold.
+    (``7``, ``"3:0.5,12:0.5"``; default: style 0), an arbitrary-style network bound to the style of
+    ``style_images`` (see ``style_vector``) at ``style_strength``, so either is called like a single-style one.
+    Raises ``WeightFileError`` with a one-line reason (missing, not safetensors, not mlx_style, another kind),
+    ``ImageError`` for an unreadable style image, and ``ValueError`` for a ``style`` the network does not hold.
     """
     if dtype not in DTYPES:
         raise ValueError(f"[load_network] dtype must be one of {tuple(DTYPES)}, got {dtype!r}")
@@ -40,6 +43,16 @@ def load_network(path: str | Path, dtype: str = "float32", style: str | int | No
         kind = read_metadata(path).get("kind")
     except (OSError, ValueError):
         kind = None  # not a readable safetensors file: load_transformer says why, in its words
+    if kind == "arbitrary":
+        if style is not None:
+            raise ValueError(f"--style {style}: {Path(path).name} takes any picture as its style: give "
+                             "--style-image PICTURE instead")
+        net, meta = load_arbitrary_network(path, dtype)
+        vector = style_vector(net, style_images)
+        return VectorStyle(net, vector, style_strength), {**meta, "style": style_name(style_images)}
+    if style_images:
+        raise ValueError(f"--style-image: {Path(path).name} is a network for one style; any picture as a style "
+                         f"needs the arbitrary-style network ({ARBITRARY_HINT})")
     if kind == "multistyle":
         from mlx_style.io.models import load_multistyle
         from mlx_style.nn.multistyle import BlendedStyle, blend_weights
@@ -58,6 +71,69 @@ def load_network(path: str | Path, dtype: str = "float32", style: str | int | No
         raise WeightFileError(f"{path} has no usable network config ({exc}); re-create the file") from None
     net.set_dtype(DTYPES[dtype])  # built-in networks are stored in float16; they run in the dtype asked for
     return net, meta
+
+
+ARBITRARY_HINT = "mlx-style convert-magenta --download"
+
+
+def load_arbitrary_network(path: str | Path, dtype: str = "float32"):
+    """The arbitrary-style pair (``nn.arbitrary``) of ``path``, unbound; its predictor stays in float32 (it
+    runs once per style image), its transformer in ``dtype``."""
+    from mlx_style.io.models import load_arbitrary
+
+    net, meta = load_arbitrary(path)
+    net.transformer.set_dtype(DTYPES[dtype])
+    return net, meta
+
+
+def parse_style_images(specs) -> list[tuple[object, float]]:
+    """``[(image or path, weight)]`` from ``PATH``, ``PATH:WEIGHT`` strings, paths or uint8 arrays, or a
+    ``{path: weight}`` dict. A string is a path as a whole when that file exists (a colon may be in a name)."""
+    if specs is None or (isinstance(specs, (list, tuple)) and not specs):
+        raise ValueError(f"an arbitrary-style network needs a style: give --style-image PICTURE (any painting)")
+    if isinstance(specs, dict):
+        return [(k, float(v)) for k, v in specs.items()]
+    if isinstance(specs, (str, Path, np.ndarray)):
+        specs = [specs]
+    parsed = []
+    for spec in specs:
+        if isinstance(spec, str) and ":" in spec and not Path(spec).exists():
+            name, _, weight = spec.rpartition(":")
+            try:
+                parsed.append((name, float(weight)))
+                continue
+            except ValueError:
+                pass
+        parsed.append((spec, 1.0))
+    return parsed
+
+
+def style_vector(net, style_images) -> mx.array:
+    """The style vector of one picture, or the weighted mean of several (``parse_style_images``): pictures are
+    found as ``train --style`` finds them (a path, or a built-in style's picture by name)."""
+    from mlx_style.io.image import load_image
+    from mlx_style.io.registry import resolve_style_image
+    from mlx_style.nn.arbitrary import mix_vectors
+
+    parsed = parse_style_images(style_images)
+    vectors = []
+    for source, _ in parsed:
+        image = source if isinstance(source, np.ndarray) else load_image(resolve_style_image(source))
+        vectors.append(net.style_vector(image))
+    try:
+        return mix_vectors(vectors, [w for _, w in parsed])
+    except ValueError:
+        raise ValueError("--style-image weights must be ≥ 0 and not all 0 (PICTURE:WEIGHT)") from None
+
+
+def style_name(style_images) -> str:
+    """How the style of ``style_images`` is named in logs and the cam's overlay: the pictures' names."""
+    parsed = parse_style_images(style_images)
+    names = ["picture" if isinstance(s, np.ndarray) else Path(s).stem for s, _ in parsed]
+    if len(parsed) == 1:
+        return names[0]
+    total = sum(w for _, w in parsed)
+    return " + ".join(f"{n} {w / total:.0%}" for n, (_, w) in zip(names, parsed))
 
 
 def run_network(net: TransformerNet, image: np.ndarray) -> np.ndarray:

@@ -157,6 +157,25 @@ def load_multistyle(path: str | Path):
     return net, meta
 
 
+def load_arbitrary(path: str | Path):
+    """Rebuild the arbitrary-style pair (``nn.arbitrary``) from its file; returns ``(net, metadata)``."""
+    from mlx_style.nn.arbitrary import ArbitraryConfig, ArbitraryStyleNet
+
+    arrays, meta = load_weights(path, kind="arbitrary")
+    try:
+        config = ArbitraryConfig.from_json(meta.get("config", "{}"))
+    except (TypeError, ValueError) as exc:
+        raise WeightFileError(f"{path} has no usable network config ({exc}); re-create the file") from None
+    blocks = {key.split(".")[2] for key in arrays if key.startswith("predictor.blocks.")}
+    residual = {key.split(".")[2] for key in arrays if key.startswith("transformer.res.")}
+    if len(blocks) != len(config.blocks) or len(residual) != config.num_residual:
+        raise WeightFileError(f"{path}: the file's metadata does not match its tensors")
+    net = ArbitraryStyleNet(config)
+    check_and_load(net, arrays, where=f"arbitrary-style network {path}")
+    net.eval()
+    return net, meta
+
+
 def check_config_fits(config: TransformerConfig, arrays: dict[str, mx.array], where: str) -> None:
     """Refuse a config that the tensors do not bear out, before a network is built from it: a file's metadata
     could otherwise ask for millions of blocks or a huge width (``check_and_load`` then checks every shape)."""

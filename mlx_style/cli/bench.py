@@ -28,6 +28,10 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--train-batch", type=int, help="images per training step (default 4; --quick: 1)")
     p.add_argument("--train-size", type=int, help="training crop side (default 256; --quick: 128)")
     p.add_argument("--train-steps", type=int, help="timed training steps (default 5; --quick: 2)")
+    p.add_argument("--onnx", metavar="FILE|DIR",
+                   help="with an imported --model: time its original graph in onnxruntime beside MLX instead "
+                        "(the arbitrary pair: the folder holding both files)")
+    p.add_argument("--style-image", help="with --onnx and the arbitrary pair: the style (default: a random picture)")
     p.add_argument("--json", help="write the results to this JSON file")
     return p
 

@@ -58,6 +58,8 @@ class BenchConfig:
     train_steps: int | None = None  # timed steps after one warm-up step; default 5 (quick: 2)
     json: str | None = None  # write the results here
     tune: bool = False  # autotune conv strategies per layer shape before timing (cached on disk)
+    onnx: str | None = None  # an imported network's original graph: time it in onnxruntime beside MLX instead
+    style_image: str | None = None  # the arbitrary-style network's style for --onnx (default: a random picture)
 
 
 FULL = {"sizes": "256x256,640x480,1280x720", "dtype": "all", "warmup": 3, "repeats": 20,
@@ -284,6 +286,16 @@ def run(config: BenchConfig, log=print) -> dict:
     sizes, dtypes, modes = parse_sizes(config.sizes), parse_dtypes(config.dtype), compile_modes(config.compile)
     if config.warmup < 0 or config.repeats < 1:
         raise BenchError("--warmup must be ≥ 0 and --repeats ≥ 1")
+    if config.onnx:
+        from mlx_style.infer.imported_speed import compare_imported
+
+        if not config.model:
+            raise BenchError("--onnx compares an imported network: give it with --model (convert-magenta writes it)")
+        results = compare_imported(config.model, config.onnx, sizes, config.warmup, config.repeats,
+                                   style_image=config.style_image, log=log)
+        if config.json:
+            Path(config.json).write_text(json.dumps(results, indent=1))
+        return results
     info = platform_info()
     net, label = load_model(config.model)
     log(f"mlx_style bench: MLX {info['mlx_version']} on {info['device']}, backend {info['backend']}, "

@@ -28,7 +28,8 @@ import mlx.nn as nn
 import numpy as np
 
 from mlx_style.io.image import resize_shorter
-from mlx_style.nn.ops import instance_norm, reflect_pad, relu, same_pad, upsample_nearest
+from mlx_style.nn import conv as _conv
+from mlx_style.nn.ops import depthwise_conv, instance_norm, reflect_pad, relu, same_pad, upsample_nearest
 from mlx_style.nn.transformer import padded_size
 
 STYLE_IMAGE_SIZE = 256  # shorter side of a style image for the predictor: its training size (as Magenta does)
@@ -96,7 +97,13 @@ class SameConv(nn.Module):
 
     def __call__(self, x: mx.array) -> mx.array:
         x = same_pad(x, self.kernel, self.stride) if self.kernel > 1 else x
-        return mx.conv2d(x, self.weight.astype(x.dtype), stride=self.stride, groups=self.groups) + self.bias
+        weight = self.weight.astype(x.dtype)
+        if self.groups > 1:
+            if self.groups != weight.shape[0] or weight.shape[-1] != 1:
+                raise ValueError("[SameConv] grouped convolutions are depthwise only (groups = channels)")
+            return depthwise_conv(x, weight, self.stride) + self.bias
+        _conv.TUNER.note(x.shape, weight.shape, self.stride, x.dtype, False)
+        return _conv.conv2d(x, weight, stride=self.stride) + self.bias
 
 
 class InvertedResidual(nn.Module):
@@ -167,7 +174,9 @@ class ReflectConv(nn.Module):
         if self.upsample:
             x = upsample_nearest(x)
         x = reflect_pad(x, self.kernel // 2)
-        return mx.conv2d(x, self.weight.astype(x.dtype), stride=self.stride) + self.bias.astype(x.dtype)
+        weight = self.weight.astype(x.dtype)
+        _conv.TUNER.note(x.shape, weight.shape, self.stride, x.dtype, False)  # so `tune_convs` finds the layer
+        return _conv.conv2d(x, weight, stride=self.stride) + self.bias.astype(x.dtype)
 
 
 class ArbitraryTransformer(nn.Module):

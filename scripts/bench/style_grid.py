@@ -4,9 +4,12 @@
         --size 256 -o docs/builtin_styles.jpg
     python -m scripts.bench.style_grid --photos kodim03.png --models weights/magenta26.safetensors \
         --styles 0-25 --columns 9 --size 160 -o docs/magenta26_styles.jpg
+    python -m scripts.bench.style_grid --photos kodim03.png --models weights/magenta_arbitrary.safetensors \
+        --style-images hokusai.jpg "hokusai.jpg:0.5,vangogh.jpg:0.5" vangogh.jpg -o docs/arbitrary_blend.jpg
 
 Each row is a photo: the photo itself, then one tile per model (or per ``--styles`` entry of a multi-style
-network: indices, ranges ``a-b`` and blends ``3:0.5,12:0.5``, separated by spaces).
+network: indices, ranges ``a-b`` and blends ``3:0.5,12:0.5``, separated by spaces; or per ``--style-images``
+entry of the arbitrary-style network: a picture, or a blend ``a.jpg:0.7,b.jpg:0.3``).
 """
 
 from __future__ import annotations
@@ -39,13 +42,21 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--photos", nargs="+", required=True)
     p.add_argument("--models", nargs="+", required=True)
     p.add_argument("--styles", nargs="*", default=None, help="styles of a multi-style network (one model)")
+    p.add_argument("--style-images", nargs="*", default=None,
+                   help="pictures (or blends a.jpg:0.7,b.jpg:0.3) for the arbitrary-style network (one model)")
     p.add_argument("--size", type=int, default=256, help="tiles are size² crops; the networks run at this size")
     p.add_argument("--columns", type=int, default=None)
     p.add_argument("--labels", default=None, help="comma-separated tile labels, one per model (default: the style)")
     p.add_argument("-o", "--output", required=True)
     args = p.parse_args(argv)
     nets = []
-    if args.styles:
+    if args.style_images:
+        from mlx_style.infer.stylize import style_name
+
+        for entry in args.style_images:
+            specs = entry.split(",")
+            nets.append((style_name(specs).replace("_", " "), load_network(args.models[0], style_images=specs)[0]))
+    elif args.styles:
         for style in expand_styles(args.styles):
             nets.append((f"style {style}", load_network(args.models[0], style=style)[0]))
     else:

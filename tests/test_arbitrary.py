@@ -435,3 +435,17 @@ def test_bench_onnx_times_the_pair_beside_onnxruntime(magenta_dir, converted, tm
     assert (row["width"], row["height"]) == (48, 32) and result["kind"] == "arbitrary"
     assert all(row[k] > 0 for k in ("mlx_ms", "ort_ms", "ort_float_ms", "mlx_over_ort"))
     assert result["predictor"]["mlx_over_ort"] > 0
+
+
+@pytest.mark.parametrize("strength", [1.0, 0.6])
+def test_tiled_forward_equals_the_whole_image_pass(strength):
+    from mlx_style.infer.stylize import run_any_size
+
+    net = tiny_network(3)
+    painting = np.random.default_rng(6).integers(0, 256, (40, 40, 3), dtype=np.uint8)
+    bound = VectorStyle(net, net.style_vector(painting), strength)
+    photo = np.random.default_rng(7).uniform(0, 255, (70, 90, 3)).astype(np.float32)
+    whole = run_any_size(bound, photo, tile_size=0)
+    tiled = run_any_size(bound, photo, tile_size=24)
+    assert tiled.shape == whole.shape == (70, 90, 3)
+    np.testing.assert_allclose(tiled, whole, atol=2e-3)

@@ -160,11 +160,24 @@ def network_shape(height: int, width: int, size: int | None = None, scale: float
     return max(1, round(height * factor)), max(1, round(width * factor))
 
 
+def tiled_form(net):
+    """``(network with stages, style vector or None)`` that ``nn.tiled`` computes for ``net``, or None."""
+    if isinstance(net, TransformerNet):
+        return net, None
+    if isinstance(net, VectorStyle):
+        return net.net.transformer, None
+    return None  # the multi-style network has no tiled forward yet
+
+
 def run_any_size(net: TransformerNet, image: np.ndarray, tile_size: int = TILE_SIZE) -> np.ndarray:
     """The whole image in one pass when it fits ``tile_size``² pixels (or ``tile_size`` is 0), else tiled."""
     H, W, _ = image.shape
-    if tile_size <= 0 or H * W <= tile_size * tile_size or not isinstance(net, TransformerNet):
-        return run_network(net, image)  # only the single-style network has a tiled forward so far
+    form = tiled_form(net)
+    if tile_size <= 0 or H * W <= tile_size * tile_size or form is None:
+        return run_network(net, image)
+    if isinstance(net, VectorStyle):  # the style vector (with the photo's own mixed in, below strength 1)
+        vector = net.vector_for(mx.array(np.asarray(image, np.float32))[None])
+        return run_tiled(form[0], image, tile_size, vector.reshape(-1, vector.shape[-1])[0])
     return run_tiled(net, image, tile_size)
 
 
@@ -214,7 +227,7 @@ def tiled_bytes_per_pixel(net: TransformerNet) -> float:
 
     fraction, peak = 1.0, 0.0  # fraction: activation pixels per image pixel at the current stage
     for stage in net.stages():
-        if isinstance(stage, ResidualBlock):
+        if isinstance(stage, ResidualBlock) or hasattr(stage, "stages"):
             channels = stage.conv1.conv2d.weight.shape[0]
             peak = max(peak, 4 * 3 * channels * fraction)
             continue
@@ -235,8 +248,9 @@ def memory_needed(net: TransformerNet, height: int, width: int, net_height: int,
     decoded, resized and blended images, and the network's activations (tiled or not)."""
     images = 24 * height * width  # uint8 decode, float32 result at full size, uint8 copies
     pixels = net_height * net_width
-    tiled = tile_size > 0 and pixels > tile_size * tile_size and isinstance(net, TransformerNet)
-    per_pixel = tiled_bytes_per_pixel(net) if tiled else WHOLE_BYTES_PER_PIXEL
+    form = tiled_form(net)
+    tiled = tile_size > 0 and pixels > tile_size * tile_size and form is not None
+    per_pixel = tiled_bytes_per_pixel(form[0]) if tiled else WHOLE_BYTES_PER_PIXEL
     return int(images + per_pixel * pixels)
 
 

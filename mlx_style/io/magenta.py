@@ -198,13 +198,13 @@ def convert_predictor(model) -> tuple[dict[str, mx.array], dict]:
     return out, config
 
 
-TRANSFORM_NAMES = (
-    (re.compile(r"^transformer/contract/conv(\d)/weights$"), lambda m: f"contract.{int(m[1]) - 1}"),
+TRANSFORM_NAMES = (  # the graph's weight names → the MLX transformer's (``nn.arbitrary.ArbitraryTransformer``)
+    (re.compile(r"^transformer/contract/conv(\d)/weights$"), lambda m: f"contract.{int(m[1]) - 1}.conv2d"),
     (re.compile(r"^transformer/residual/residual(\d)/conv(\d)/weights$"),
-     lambda m: f"res.{int(m[1]) - 1}.{2 * (int(m[2]) - 1)}"),
-    (re.compile(r"^transformer/expand/conv(\d)/conv/weights$"), lambda m: f"expand.{int(m[1]) - 1}"),
+     lambda m: f"res.{int(m[1]) - 1}.conv{m[2]}.conv2d"),
+    (re.compile(r"^transformer/expand/conv(\d)/conv/weights$"), lambda m: f"expand.{int(m[1]) - 1}.conv2d"),
     (re.compile(r"^style_params/transformer/residual/residual(\d)/conv(\d)/StyleNorm/Conv(_1)?/weights$"),
-     lambda m: f"res.{int(m[1]) - 1}.{2 * (int(m[2]) - 1) + 1}.{'gamma' if m[3] else 'beta'}"),
+     lambda m: f"res.{int(m[1]) - 1}.norm{m[2]}.{'gamma' if m[3] else 'beta'}"),
     (re.compile(r"^style_params/transformer/expand/conv(\d)/conv/StyleNorm/Conv(_1)?/weights$"),
      lambda m: f"expand_norms.{int(m[1]) - 1}.{'gamma' if m[2] else 'beta'}"),
 )
@@ -230,8 +230,8 @@ def convert_transformer(model) -> tuple[dict[str, mx.array], dict]:
             out[f"{key}.weight"] = _ohwi(weight)
         out[f"{key}.bias"] = mx.array(conv["bias"].astype(np.float32))
     try:
-        config = {"contract": tuple(int(out[f"transformer.contract.{i}.weight"].shape[0]) for i in range(3)),
-                  "expand": tuple(int(out[f"transformer.expand.{i}.weight"].shape[0]) for i in range(2)),
+        config = {"contract": tuple(int(out[f"transformer.contract.{i}.conv2d.weight"].shape[0]) for i in range(3)),
+                  "expand": tuple(int(out[f"transformer.expand.{i}.conv2d.weight"].shape[0]) for i in range(2)),
                   "num_residual": len({k.split(".")[2] for k in out if k.startswith("transformer.res.")})}
     except KeyError as exc:
         raise WeightFileError(f"not Magenta's arbitrary-style transformer: no {exc.args[0]}") from None

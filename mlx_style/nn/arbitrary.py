@@ -29,8 +29,8 @@ import numpy as np
 
 from mlx_style.io.image import resize_shorter
 from mlx_style.nn import conv as _conv
-from mlx_style.nn.ops import depthwise_conv, instance_norm, reflect_pad, relu, same_pad, upsample_nearest
-from mlx_style.nn.transformer import padded_size
+from mlx_style.nn.ops import depthwise_conv, instance_norm, relu, same_pad
+from mlx_style.nn.transformer import ConvLayer, InstanceNorm, TransformerConfig, UpsampleConvLayer, padded_size
 
 STYLE_IMAGE_SIZE = 256  # shorter side of a style image for the predictor: its training size (as Magenta does)
 # MobileNetV2 1.0 (Sandler et al. 2018): (hidden channels, output channels, stride) per inverted residual.
@@ -160,23 +160,31 @@ class StyleNorm(nn.Module):
         beta = self.beta(style).reshape(B, 1, 1, C)
         return instance_norm(x, None, None, self.eps) * gamma.astype(x.dtype) + beta.astype(x.dtype)
 
+    def bind(self, style: mx.array) -> InstanceNorm:
+        """The plain instance norm this one is for one style vector (what ``nn.tiled`` normalises with)."""
+        style = style.reshape(1, -1).astype(mx.float32)
+        norm = InstanceNorm(self.gamma.weight.shape[0], self.eps)
+        norm.weight, norm.bias = self.gamma(style)[0], self.beta(style)[0]
+        return norm
 
-class ReflectConv(nn.Module):
-    """Reflect padding and a convolution with bias (optionally a nearest ×2 upsampling first)."""
 
-    def __init__(self, cin: int, cout: int, kernel: int, stride: int = 1, upsample: bool = False):
+# The transformer's convolutions: reflect padding, biases, nearest ×2 upsampling (``nn.transformer``'s layers).
+LAYERS = TransformerConfig(padding="reflect", upsample="nearest", conv_bias=True)
+
+
+class StyleResidualBlock(nn.Module):
+    """conv–style norm–ReLU–conv–style norm plus the identity."""
+
+    def __init__(self, channels: int, config: ArbitraryConfig):
         super().__init__()
-        self.weight = mx.zeros((cout, kernel, kernel, cin))
-        self.bias = mx.zeros((cout,))
-        self.kernel, self.stride, self.upsample = kernel, stride, upsample
+        self.conv1 = ConvLayer(channels, channels, 3, 1, LAYERS)
+        self.norm1 = StyleNorm(config.style_dim, channels, config.norm_eps)
+        self.conv2 = ConvLayer(channels, channels, 3, 1, LAYERS)
+        self.norm2 = StyleNorm(config.style_dim, channels, config.norm_eps)
 
-    def __call__(self, x: mx.array) -> mx.array:
-        if self.upsample:
-            x = upsample_nearest(x)
-        x = reflect_pad(x, self.kernel // 2)
-        weight = self.weight.astype(x.dtype)
-        _conv.TUNER.note(x.shape, weight.shape, self.stride, x.dtype, False)  # so `tune_convs` finds the layer
-        return _conv.conv2d(x, weight, stride=self.stride) + self.bias.astype(x.dtype)
+    def stages(self) -> list[tuple[nn.Module, nn.Module, bool]]:
+        """``(conv, norm, relu?)`` in order; the identity is added to the last one's output."""
+        return [(self.conv1, self.norm1, True), (self.conv2, self.norm2, False)]
 
 
 class ArbitraryTransformer(nn.Module):
@@ -184,16 +192,34 @@ class ArbitraryTransformer(nn.Module):
 
     def __init__(self, config: ArbitraryConfig):
         super().__init__()
-        c = config
-        self.contract = [ReflectConv(3, c.contract[0], 9), ReflectConv(c.contract[0], c.contract[1], 3, 2),
-                         ReflectConv(c.contract[1], c.contract[2], 3, 2)]
-        width = c.contract[2]
-        self.res = [[ReflectConv(width, width, 3), StyleNorm(c.style_dim, width, c.norm_eps),
-                     ReflectConv(width, width, 3), StyleNorm(c.style_dim, width, c.norm_eps)]
-                    for _ in range(c.num_residual)]
-        self.expand = [ReflectConv(width, c.expand[0], 3, upsample=True),
-                       ReflectConv(c.expand[0], c.expand[1], 3, upsample=True), ReflectConv(c.expand[1], 3, 9)]
+        c, L = config, LAYERS
+        self.contract = [ConvLayer(3, c.contract[0], 9, 1, L), ConvLayer(c.contract[0], c.contract[1], 3, 2, L),
+                         ConvLayer(c.contract[1], c.contract[2], 3, 2, L)]
+        self.res = [StyleResidualBlock(c.contract[2], c) for _ in range(c.num_residual)]
+        self.expand = [UpsampleConvLayer(c.contract[2], c.expand[0], L), UpsampleConvLayer(c.expand[0], c.expand[1], L),
+                       ConvLayer(c.expand[1], 3, 9, 1, L)]
         self.expand_norms = [StyleNorm(c.style_dim, ch, c.norm_eps) for ch in (*c.expand, 3)]
+
+    def stages(self) -> list:
+        """The network in order: ``(conv, style norm or None, relu?)`` tuples and ``StyleResidualBlock``s.
+
+        The one statement of the topology: ``__call__`` and the tiled forward (``nn.tiled``) both walk it.
+        """
+        norms = self.expand_norms
+        return [*((conv, None, True) for conv in self.contract), *self.res,
+                (self.expand[0], norms[0], True), (self.expand[1], norms[1], True), (self.expand[2], norms[2], False)]
+
+    def input_transform(self, x):
+        """0–255 pixels to the 0–1 the network was trained on (MLX arrays: in the dtype it was cast to)."""
+        if isinstance(x, mx.array):
+            return x.astype(self.contract[0].conv2d.weight.dtype) / 255.0
+        return x / np.float32(255.0)
+
+    def output_transform(self, y):
+        """The sigmoid, back to 0–255 (MLX or numpy arrays)."""
+        if isinstance(y, mx.array):
+            return mx.sigmoid(y) * 255.0
+        return np.float32(255.0) / (np.float32(1.0) + np.exp(-y))
 
     def __call__(self, x: mx.array, style: mx.array) -> mx.array:
         B, H, W, C = x.shape
@@ -202,15 +228,18 @@ class ArbitraryTransformer(nn.Module):
         Hp, Wp = padded_size(H), padded_size(W)
         if (Hp, Wp) != (H, W):
             x = mx.pad(x, ((0, 0), (0, Hp - H), (0, Wp - W), (0, 0)), mode="edge")
-        y = x.astype(self.contract[0].weight.dtype) / 255.0  # the dtype the transformer was cast to
-        for conv in self.contract:
-            y = relu(conv(y))
-        for conv1, norm1, conv2, norm2 in self.res:
-            y = y + norm2(conv2(relu(norm1(conv1(y), style))), style)
-        for conv, norm in zip(self.expand[:2], self.expand_norms[:2]):
-            y = relu(norm(conv(y), style))
-        y = mx.sigmoid(self.expand_norms[2](self.expand[2](y), style)) * 255.0
-        return y[:, :H, :W, :]
+
+        def run(stages, y):
+            for conv, norm, act in stages:
+                y = conv(y)
+                y = norm(y, style) if norm is not None else y
+                y = relu(y) if act else y
+            return y
+
+        y = self.input_transform(x)
+        for stage in self.stages():
+            y = y + run(stage.stages(), y) if isinstance(stage, StyleResidualBlock) else run([stage], y)
+        return self.output_transform(y)[:, :H, :W, :]
 
 
 class ArbitraryStyleNet(nn.Module):

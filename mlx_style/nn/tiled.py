@@ -6,7 +6,8 @@ runs tile by tile over the whole image instead: a conv tile reads its input wind
 only where the window meets the image border, so it computes exactly what the whole-image conv computes; instance
 norm then uses the statistics of the complete layer. Activations are kept in host memory (float32).
 
-``run_tiled`` walks the network's own stages (``TransformerNet.stages``), so the topology is written once.
+``run_tiled`` walks the network's own stages (``TransformerNet.stages``, ``ArbitraryTransformer.stages`` with the
+style norms bound to one style vector), so each topology is written once.
 """
 
 from __future__ import annotations
@@ -126,9 +127,11 @@ def _normalize(norm, x: np.ndarray, relu: bool, dtype: mx.Dtype, chunk_rows: int
     return x
 
 
-def _tiled_stage(conv, norm, act: bool, x: np.ndarray, tile: int, dtype: mx.Dtype) -> np.ndarray:
-    """One ``(conv, norm, relu?)`` stage of ``TransformerNet.stages``, tile by tile."""
+def _tiled_stage(conv, norm, act: bool, x: np.ndarray, tile: int, dtype: mx.Dtype, style=None) -> np.ndarray:
+    """One ``(conv, norm, relu?)`` stage of a network's ``stages``, tile by tile (a style norm bound to ``style``)."""
     y = _tiled_conv(conv, x, tile, dtype) if isinstance(conv, ConvLayer) else _tiled_upsample_conv(conv, x, tile, dtype)
+    if norm is not None and hasattr(norm, "bind"):
+        norm = norm.bind(style)
     if norm is not None:
         return _normalize(norm, y, act, dtype)
     if act:
@@ -136,23 +139,26 @@ def _tiled_stage(conv, norm, act: bool, x: np.ndarray, tile: int, dtype: mx.Dtyp
     return y
 
 
-def run_tiled(net: TransformerNet, image: np.ndarray, tile_size: int) -> np.ndarray:
+def run_tiled(net: TransformerNet, image: np.ndarray, tile_size: int, style: mx.array | None = None) -> np.ndarray:
     """The network's forward pass computed stage by stage in tiles of at most ``tile_size``² output pixels.
 
-    Equal to ``net(image)`` up to float rounding (instance norm sees the whole image), with MLX memory bounded by
-    one tile of one layer and host memory of about 200 bytes per pixel.
+    Equal to ``net(image)`` (``net(image, style)`` for an ``ArbitraryTransformer``) up to float rounding
+    (instance norm sees the whole image), with MLX memory bounded by one tile of one layer and host memory of
+    about 200 bytes per pixel.
     """
     dtype = network_dtype(net)
     H, W, _ = image.shape
     Hp, Wp = padded_size(H), padded_size(W)
     x = np.pad(np.asarray(image, dtype=np.float32), ((0, Hp - H), (0, Wp - W), (0, 0)), mode="edge")
+    if hasattr(net, "input_transform"):
+        x = net.input_transform(x)
     for stage in net.stages():
-        if isinstance(stage, ResidualBlock):
+        if isinstance(stage, ResidualBlock) or hasattr(stage, "stages"):
             y = x
             for conv, norm, act in stage.stages():
-                y = _tiled_stage(conv, norm, act, y, tile_size, dtype)
+                y = _tiled_stage(conv, norm, act, y, tile_size, dtype, style)
             x += y
             del y
         else:
-            x = _tiled_stage(*stage, x, tile_size, dtype)
+            x = _tiled_stage(*stage, x, tile_size, dtype, style)
     return net.output_transform(x)[:H, :W]

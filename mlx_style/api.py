@@ -76,6 +76,10 @@ def export(model: Style | TransformerNet | str | Path, path: str | Path, format:
         net = model.net
     else:
         net, metadata = model, {}
+    from mlx_style.nn.multistyle import BlendedStyle
+
+    if isinstance(net, BlendedStyle) and isinstance(net.net, TransformerNet):  # one style (or blend) of several
+        net = net.net.with_style(net.style_weights)
     if format == "coreml":
         from mlx_style.io.coreml_export import export_coreml
 

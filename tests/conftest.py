@@ -111,7 +111,7 @@ def assert_close(actual, expected, tol: float = 1e-4, what: str = "value") -> No
 def config_fields(overrides: dict) -> dict:
     """The TransformerConfig defaults updated with ``overrides`` (kept here so torch needs no MLX)."""
     base = {"norm": "instance", "upsample": "nearest", "padding": "reflect", "conv_bias": True, "norm_eps": 1e-5,
-            "output": "linear", "width": 32, "num_residual": 5, "final_norm": False}
+            "output": "linear", "width": 32, "num_residual": 5, "final_norm": False, "styles": 1}
     unknown = set(overrides) - set(base)
     if unknown:
         raise ValueError(f"unknown config fields {sorted(unknown)}")

@@ -175,7 +175,7 @@ def test_tiled_run_equals_the_whole_image_run(config):
 
 def test_run_any_size_tiles_only_above_the_budget(net, monkeypatch):
     calls = []
-    monkeypatch.setattr(st, "run_tiled", lambda n, image, tile: calls.append(tile) or st.run_network(n, image))
+    monkeypatch.setattr(st, "run_tiled", lambda n, image, tile, style=None: calls.append(tile) or st.run_network(n, image))
     st.run_any_size(net, photo_like(32, 32).astype(np.float32), tile_size=32)
     assert calls == []
     st.run_any_size(net, photo_like(33, 32).astype(np.float32), tile_size=32)

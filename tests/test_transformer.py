@@ -10,7 +10,7 @@ from dataclasses import asdict
 import mlx.core as mx
 import numpy as np
 import pytest
-from mlx.utils import tree_flatten
+from mlx.utils import tree_flatten, tree_map
 
 from mlx_style.io.models import load_transformer, save_transformer
 from mlx_style.nn.transformer import TransformerConfig, TransformerNet, count_parameters, padded_size
@@ -167,3 +167,84 @@ def test_load_transformer_refuses_a_config_that_does_not_fit(tmp_path):
     path = save_weights(tmp_path / "bad.safetensors", arrays, meta)
     with pytest.raises(WeightFileError, match="says width 8, but its first convolution has 4 channels"):
         load_transformer(path)
+
+
+# ---------------------------------------------------------------------------------------------------------------
+# Several styles in one network (conditional instance norm)
+
+
+def _multi(styles: int = 3, seed: int = 0):
+    mx.random.seed(seed)
+    net = TransformerNet(TransformerConfig(width=4, num_residual=1, styles=styles))
+    net.update(tree_map(lambda p: p + 0.3 * mx.random.normal(p.shape), net.parameters()))
+    return net
+
+
+def _single_from_row(net, weights):
+    """A single-style network whose norms are the blend ``weights`` of the multi-style one's rows (numpy)."""
+    single = TransformerNet(TransformerConfig(width=4, num_residual=1))
+    params = {}
+    w = np.asarray(weights, np.float64)
+    for key, value in tree_flatten(net.parameters()):
+        value = np.asarray(value, np.float64)
+        params[key] = mx.array((w @ value).astype(np.float32) if value.ndim == 2 else value.astype(np.float32))
+    single.load_weights(list(params.items()), strict=True)
+    return single
+
+
+@pytest.mark.parametrize("weights", [[0, 1, 0], [0.2, 0.5, 0.3]])
+def test_multi_style_network_is_the_single_style_network_of_its_blend(weights):
+    net = _multi()
+    x = mx.array(np.random.default_rng(0).uniform(0, 255, (2, 20, 28, 3)).astype(np.float32))
+    ours = net(x, mx.array(weights, dtype=mx.float32))
+    expected = _single_from_row(net, weights)(x)
+    np.testing.assert_allclose(np.asarray(ours), np.asarray(expected), rtol=1e-4, atol=1e-3)
+    with pytest.raises(ValueError, match="style blend"):
+        net(x)
+
+
+def test_multi_style_gradient_reaches_only_the_rows_in_use():
+    from mlx.nn import value_and_grad
+
+    net = _multi()
+    x = mx.array(np.random.default_rng(1).uniform(0, 255, (1, 16, 16, 3)).astype(np.float32))
+    style = mx.array([0.0, 1.0, 0.0])
+    loss = lambda: mx.mean(net(x, style) ** 2)  # noqa: E731
+    _, grads = value_and_grad(net, lambda: loss())()
+    g = np.asarray(grads["in1"]["weight"])
+    assert np.all(g[[0, 2]] == 0) and np.any(g[1] != 0)
+    # one entry against a central finite difference
+    eps = 1e-3
+    w = np.asarray(net.in1.weight).copy()
+    for sign in (1, -1):
+        w2 = w.copy()
+        w2[1, 2] += sign * eps
+        net.in1.weight = mx.array(w2)
+        if sign == 1:
+            plus = float(loss())
+        else:
+            minus = float(loss())
+    net.in1.weight = mx.array(w)
+    assert abs((plus - minus) / (2 * eps) - g[1, 2]) <= 2e-2 * max(1.0, abs(g[1, 2]))
+
+
+def test_multi_style_tiled_forward_matches_and_configs_refuse_batch_norm():
+    from mlx_style.nn.multistyle import BlendedStyle
+    from mlx_style.infer.stylize import run_any_size
+
+    net = _multi()
+    bound = BlendedStyle(net, mx.array([0.5, 0.0, 0.5]))
+    photo = np.random.default_rng(2).uniform(0, 255, (60, 44, 3)).astype(np.float32)
+    np.testing.assert_allclose(run_any_size(bound, photo, tile_size=16), run_any_size(bound, photo, tile_size=0),
+                               atol=2e-2)
+    with pytest.raises(ValueError, match="norm 'instance'"):
+        TransformerConfig(norm="batch", styles=2)
+
+
+def test_with_style_bakes_a_blend_into_a_single_style_network():
+    net = _multi()
+    blend = mx.array([0.25, 0.0, 0.75])
+    x = mx.array(np.random.default_rng(3).uniform(0, 255, (1, 24, 24, 3)).astype(np.float32))
+    single = net.with_style(blend)
+    assert single.config.styles == 1
+    np.testing.assert_allclose(np.asarray(single(x)), np.asarray(net(x, blend)), atol=1e-3)

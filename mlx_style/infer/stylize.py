@@ -60,9 +60,6 @@ def load_network(path: str | Path, dtype: str = "float32", style: str | int | No
         net, meta = load_multistyle(path)
         net.set_dtype(DTYPES[dtype])
         return BlendedStyle(net, blend_weights(0 if style is None else style, net.config.styles)), meta
-    if style is not None:
-        raise ValueError(f"--style {style}: {Path(path).name} holds one style (--style picks among the styles of "
-                         "a multi-style network)")
     try:
         net, meta = load_transformer(path)
     except (KeyError, ValueError) as exc:  # a config the network cannot be built from
@@ -70,7 +67,28 @@ def load_network(path: str | Path, dtype: str = "float32", style: str | int | No
             raise
         raise WeightFileError(f"{path} has no usable network config ({exc}); re-create the file") from None
     net.set_dtype(DTYPES[dtype])  # built-in networks are stored in float16; they run in the dtype asked for
+    if net.config.styles > 1:  # several styles in one Table-1 network (train --style A B C)
+        from mlx_style.nn.multistyle import BlendedStyle, blend_weights
+
+        names = style_names(meta)
+        weights = blend_weights(0 if style is None else style, net.config.styles, names)
+        label = names[int(mx.argmax(weights).item())] if names and float(mx.max(weights)) == 1.0 else str(style)
+        return BlendedStyle(net, weights), {**meta, "style": label}
+    if style is not None:
+        raise ValueError(f"--style {style}: {Path(path).name} holds one style (--style picks among the styles of "
+                         "a multi-style network)")
     return net, meta
+
+
+def style_names(meta: dict[str, str]) -> list[str]:
+    """The names of a multi-style network's styles, in order (its ``styles`` metadata), or []."""
+    import json
+
+    try:
+        entries = json.loads(meta.get("styles", "[]"))
+    except ValueError:
+        return []
+    return [e["name"] if isinstance(e, dict) else str(e) for e in entries] if isinstance(entries, list) else []
 
 
 ARBITRARY_HINT = "mlx-style convert-magenta --download"
@@ -166,7 +184,9 @@ def tiled_form(net):
         return net, None
     if isinstance(net, VectorStyle):
         return net.net.transformer, None
-    return None  # the multi-style network has no tiled forward yet
+    if isinstance(getattr(net, "net", None), TransformerNet):  # a multi-style Table-1 network bound to a blend
+        return net.net, net.style_weights
+    return None  # Magenta's 26-style network has no tiled forward yet
 
 
 def run_any_size(net: TransformerNet, image: np.ndarray, tile_size: int = TILE_SIZE) -> np.ndarray:
@@ -178,7 +198,7 @@ def run_any_size(net: TransformerNet, image: np.ndarray, tile_size: int = TILE_S
     if isinstance(net, VectorStyle):  # the style vector (with the photo's own mixed in, below strength 1)
         vector = net.vector_for(mx.array(np.asarray(image, np.float32))[None])
         return run_tiled(form[0], image, tile_size, vector.reshape(-1, vector.shape[-1])[0])
-    return run_tiled(net, image, tile_size)
+    return run_tiled(form[0], image, tile_size, form[1])
 
 
 def to_uint8(image: np.ndarray) -> np.ndarray:

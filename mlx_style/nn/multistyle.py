@@ -123,12 +123,14 @@ class MultiStyleNet(nn.Module):
         return y[:, :H, :W, :]
 
 
-def blend_weights(spec: str | int | dict[int, float], styles: int) -> mx.array:
+def blend_weights(spec: str | int | dict[int, float], styles: int, names: list[str] | None = None) -> mx.array:
     """A style blend from ``7``, ``"7"``, ``"3:0.5,12:0.5"`` or ``{3: 0.5, 12: 0.5}``: a ``(styles,)`` vector.
+    With ``names`` (the styles' names, in order), a name may stand for its index: ``"wave:0.7,udnie:0.3"``.
 
     Raises:
-        ValueError: an index out of range, a negative or non-numeric weight, or weights that sum to 0.
+        ValueError: an index or name out of range, a negative or non-numeric weight, or weights that sum to 0.
     """
+    names = list(names or [])
     if isinstance(spec, int) and not isinstance(spec, bool):
         parts = {spec: 1.0}
     elif isinstance(spec, dict):
@@ -136,11 +138,15 @@ def blend_weights(spec: str | int | dict[int, float], styles: int) -> mx.array:
     else:
         parts = {}
         for item in str(spec).split(","):
-            index, _, weight = item.strip().partition(":")
+            key, _, weight = item.strip().rpartition(":") if ":" in item else (item.strip(), "", "")
+            if key in names:
+                key = str(names.index(key))
             try:
-                parts[int(index)] = parts.get(int(index), 0.0) + (float(weight) if weight else 1.0)
+                parts[int(key)] = parts.get(int(key), 0.0) + (float(weight) if weight else 1.0)
             except ValueError:
-                raise ValueError(f"--style {spec!r}: expected an index like 7, or a blend like 3:0.5,12:0.5") from None
+                known = f" or a name ({', '.join(names)})" if names else ""
+                raise ValueError(f"--style {spec!r}: expected an index like 7{known}, or a blend like "
+                                 "3:0.5,12:0.5") from None
     for index, weight in parts.items():
         if not 0 <= index < styles:
             raise ValueError(f"--style {spec!r}: this network holds styles 0 to {styles - 1}, not {index}")

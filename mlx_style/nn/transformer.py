@@ -6,6 +6,10 @@ five residual blocks (conv–norm–ReLU–conv–norm, plus the identity); ×2 
 pytorch/examples' ``TransformerNet`` (``conv1.conv2d.weight``, ``in1.weight``, ``res1.conv1.conv2d.weight``, …),
 so converting its checkpoints is a layout change only.
 
+With ``styles`` above 1 it is Dumoulin et al.'s multi-style network in Table 1's layout: every instance norm holds
+one scale and shift per style (``(styles, C)``; the convolutions are shared), and the network takes a style blend
+(``(styles,)`` weights: a one-hot picks a style) beside the image.
+
 ``TransformerConfig.fst()`` describes Engstrom's fast-style-transfer network (TF): zero 'SAME' padding, no conv
 bias, transposed convs with TF's alignment, instance-norm eps 1e-3, an instance norm after the output conv too
 (``in6``) and output ``tanh(x)·150 + 127.5``.
@@ -49,6 +53,7 @@ class TransformerConfig:
     width: int = 32  # channels after the first conv; 64 and 128 follow. 16 gives the light network
     num_residual: int = 5  # residual blocks at 1/4 resolution
     final_norm: bool = False  # Engstrom's nets also instance-normalise the output conv ("in6") before the tanh
+    styles: int = 1  # scale-and-shift pairs per instance norm: > 1 is a multi-style network (Dumoulin et al.)
 
     def __post_init__(self):
         # Types first: a weight file's config is untrusted input (a string width, a float residual count).
@@ -67,6 +72,8 @@ class TransformerConfig:
                 raise ValueError(f"[TransformerConfig] {name} must be one of {allowed}, got {getattr(self, name)!r}")
         if self.width < 1 or self.num_residual < 0 or not 0 < self.norm_eps < float("inf"):
             raise ValueError("[TransformerConfig] width ≥ 1, num_residual ≥ 0 and norm_eps > 0 are required")
+        if not 1 <= self.styles <= 4096 or (self.styles > 1 and self.norm != "instance"):
+            raise ValueError("[TransformerConfig] styles must be 1 to 4096, and more than 1 needs norm 'instance'")
 
     @classmethod
     def fst(cls) -> "TransformerConfig":
@@ -91,22 +98,50 @@ class TransformerConfig:
 
 
 class InstanceNorm(nn.Module):
-    """Affine instance normalisation over H and W (torch's ``InstanceNorm2d(affine=True)`` names)."""
+    """Affine instance normalisation over H and W (torch's ``InstanceNorm2d(affine=True)`` names).
 
-    def __init__(self, channels: int, eps: float):
+    With ``styles`` above 1, conditional (Dumoulin et al.): ``weight`` and ``bias`` are ``(styles, C)`` and a
+    call takes the style blend, applied as ``style @ weight`` and ``style @ bias``.
+    """
+
+    def __init__(self, channels: int, eps: float, styles: int = 1):
         super().__init__()
-        self.weight = mx.ones((channels,))
-        self.bias = mx.zeros((channels,))
+        shape = (channels,) if styles == 1 else (styles, channels)
+        self.weight = mx.ones(shape)
+        self.bias = mx.zeros(shape)
         self.eps = eps
 
-    def __call__(self, x: mx.array) -> mx.array:
-        return instance_norm(x, self.weight, self.bias, self.eps)
+    @property
+    def styles(self) -> int:
+        return 1 if self.weight.ndim == 1 else self.weight.shape[0]
+
+    def __call__(self, x: mx.array, style: mx.array | None = None) -> mx.array:
+        if self.weight.ndim == 1:
+            return instance_norm(x, self.weight, self.bias, self.eps)
+        if style is None:
+            raise ValueError(f"[InstanceNorm] a {self.styles}-style norm needs the style blend")
+        style = style.astype(mx.float32)
+        return instance_norm(x, style @ self.weight.astype(mx.float32), style @ self.bias.astype(mx.float32), self.eps)
+
+    def bind(self, style: mx.array | None) -> "InstanceNorm":
+        """The single-style norm this one is for ``style`` (itself when it holds one style; ``nn.tiled``)."""
+        if self.weight.ndim == 1:
+            return self
+        norm = InstanceNorm(self.weight.shape[1], self.eps)
+        norm.weight = style.astype(mx.float32) @ self.weight.astype(mx.float32)
+        norm.bias = style.astype(mx.float32) @ self.bias.astype(mx.float32)
+        return norm
 
 
 def _norm(channels: int, config: TransformerConfig) -> nn.Module:
     if config.norm == "instance":
-        return InstanceNorm(channels, config.norm_eps)
+        return InstanceNorm(channels, config.norm_eps, config.styles)
     return nn.BatchNorm(channels, eps=config.norm_eps)
+
+
+def apply_norm(norm: nn.Module, y: mx.array, style: mx.array | None) -> mx.array:
+    """``norm(y)``, with the style blend for a multi-style instance norm."""
+    return norm(y, style) if isinstance(norm, InstanceNorm) else norm(y)
 
 
 class ConvLayer(nn.Module):
@@ -172,10 +207,10 @@ class ResidualBlock(nn.Module):
         """``(conv, norm, relu?)`` in order; the identity is added to the last one's output."""
         return [(self.conv1, self.in1, True), (self.conv2, self.in2, False)]
 
-    def __call__(self, x: mx.array) -> mx.array:
+    def __call__(self, x: mx.array, style: mx.array | None = None) -> mx.array:
         y = x
         for conv, norm, act in self.stages():
-            y = norm(conv(y))
+            y = apply_norm(norm, conv(y), style)
             y = relu(y) if act else y
         return x + y
 
@@ -210,21 +245,26 @@ class TransformerNet(nn.Module):
         # (gradient checkpointing; ``train_step.make_loss_fn(recompute=True)`` sets it). Same outputs.
         self.recompute_residual = False
 
-    def __call__(self, x: mx.array) -> mx.array:
+    def __call__(self, x: mx.array, style: mx.array | None = None) -> mx.array:
+        """``x`` ``(B, H, W, 3)`` 0–255; ``style``: the ``(styles,)`` blend of a multi-style network."""
         B, H, W, C = x.shape
         if C != 3:
             raise ValueError(f"[TransformerNet] expected NHWC RGB input with 3 channels, got shape {x.shape}")
+        if self.config.styles > 1 and (style is None or style.shape != (self.config.styles,)):
+            raise ValueError(f"[TransformerNet] this network holds {self.config.styles} styles: give a "
+                             f"({self.config.styles},) style blend, got {None if style is None else style.shape}")
         Hp, Wp = padded_size(H), padded_size(W)
         if (Hp, Wp) != (H, W):
             x = mx.pad(x, ((0, 0), (0, Hp - H), (0, Wp - W), (0, 0)), mode="edge")
         y = x
         for stage in self.stages():
             if isinstance(stage, ResidualBlock):
-                y = nn.utils.checkpoint(stage)(y) if self.recompute_residual else stage(y)
+                extra = () if style is None else (style,)
+                y = nn.utils.checkpoint(stage)(y, *extra) if self.recompute_residual else stage(y, *extra)
                 continue
             conv, norm, act = stage
             y = conv(y)
-            y = norm(y) if norm is not None else y
+            y = apply_norm(norm, y, style) if norm is not None else y
             y = relu(y) if act else y
         return self.output_transform(y)[:, :H, :W, :]
 
@@ -237,6 +277,20 @@ class TransformerNet(nn.Module):
         return [(self.conv1, self.in1, True), (self.conv2, self.in2, True), (self.conv3, self.in3, True),
                 *self.res,
                 (self.deconv1, self.in4, True), (self.deconv2, self.in5, True), (self.deconv3, final_norm, False)]
+
+    def with_style(self, style: mx.array) -> "TransformerNet":
+        """A single-style copy of a multi-style network for the blend ``style`` (every norm's rows mixed): what
+        export writes, so an exported file needs no blend input."""
+        from dataclasses import replace
+
+        from mlx.utils import tree_flatten
+
+        single = TransformerNet(replace(self.config, styles=1))
+        weights = style.astype(mx.float32)
+        params = [(k, weights @ v.astype(mx.float32) if v.ndim == 2 else v) for k, v in tree_flatten(self.parameters())]
+        single.load_weights(params, strict=True)
+        single.eval()
+        return single
 
     def output_transform(self, y):
         """The last step, on MLX or numpy arrays: identity, or ``tanh(y)·150 + 127.5`` for ``output="tanh"``."""

@@ -1,8 +1,8 @@
-"""``python -m mlx_style.train``: an alias of ``mlx-style train`` (the command lives in ``mlx_style.cli.train``)."""
+"""``python -m mlx_style.train``: an alias of ``mlx-style train`` (``cli.train``; ``--method adain``: ``cli.train_adain``)."""
 
 import sys
 
-from mlx_style.cli.train import main
+from mlx_style.cli import run_command
 
 if __name__ == "__main__":
-    sys.exit(main())
+    sys.exit(run_command("train", sys.argv[1:]))

@@ -18,7 +18,7 @@ COMMANDS = {  # name -> (module, one line for the listing)
     "layers": ("mlx_style.cli.layers", "style reconstructions per VGG layer, and layer weights for training"),
     "convert-vgg": ("mlx_style.cli.convert_vgg", "convert ImageNet VGG weights for the loss network"),
     "convert-fst": ("mlx_style.cli.convert_fst", "import Engstrom's pretrained style networks"),
-    "convert-magenta": ("mlx_style.cli.convert_magenta", "import Magenta's 26-style network (ONNX)"),
+    "convert-magenta": ("mlx_style.cli.convert_magenta", "import Magenta's any-style and 26-style networks (ONNX)"),
     "export": ("mlx_style.cli.export", "export a style network to ONNX (dynamic size, RGB 0-255 in and out)"),
     "hub": ("mlx_style.cli.hub", "share a style on the Hugging Face Hub (hub push); --model hf:user/name pulls it"),
     "flicker": ("mlx_style.cli.flicker", "how stable a stylised video is: warping error and static flicker"),
@@ -49,5 +49,34 @@ def main(argv: list[str] | None = None) -> int:
     if name not in COMMANDS:
         print(f"error: unknown command {name!r}\n\n{usage()}", file=sys.stderr)
         return 2
-    module = importlib.import_module(COMMANDS[name][0])
-    return module.main(rest)
+    return run_command(name, rest)
+
+
+TRAIN_METHODS = {"johnson": "mlx_style.cli.train", "adain": "mlx_style.cli.train_adain"}
+
+
+def run_command(name: str, argv: list[str]) -> int:
+    """Run command ``name``; ``train --method adain`` is its own module (``cli.train_adain``)."""
+    module = COMMANDS[name][0]
+    if name == "train":
+        method, argv = split_method(argv)
+        if method not in TRAIN_METHODS:
+            print(f"error: train --method must be one of {', '.join(TRAIN_METHODS)}, got {method!r}", file=sys.stderr)
+            return 2
+        module = TRAIN_METHODS[method]
+    return importlib.import_module(module).main(argv)
+
+
+def split_method(argv: list[str]) -> tuple[str, list[str]]:
+    """``(method, the other arguments)`` of a ``train`` command line (``--method X`` or ``--method=X``)."""
+    rest, method, i = [], "johnson", 0
+    while i < len(argv):
+        if argv[i] == "--method" and i + 1 < len(argv):
+            method, i = argv[i + 1], i + 2
+            continue
+        if argv[i].startswith("--method="):
+            method = argv[i].split("=", 1)[1]
+        else:
+            rest.append(argv[i])
+        i += 1
+    return method, rest

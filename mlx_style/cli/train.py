@@ -10,7 +10,7 @@ from mlx_style.cli.common import fail
 from mlx_style.errors import MlxStyleError
 from mlx_style.backend import keep_freed_memory
 from mlx_style.nn.transformer import NORMS, UPSAMPLES
-from mlx_style.training.config import LATEST, TrainConfig
+from mlx_style.training.config import LATEST, STABLE_DEFAULT_WEIGHT, TrainConfig
 from mlx_style.training.launch import launched, run_local
 from mlx_style.training.loop import check_inputs, train
 from mlx_style.training.step import CLIP_MODES
@@ -42,7 +42,9 @@ def _processes(text: str) -> int | None:
 def build_parser() -> argparse.ArgumentParser:
     d = TrainConfig()
     summary = __doc__.splitlines()[0].replace("``", "`")
-    p = argparse.ArgumentParser(prog="mlx-style train", description=summary)
+    p = argparse.ArgumentParser(prog="mlx-style train", description=summary,
+                                epilog="--method adain trains an AdaIN decoder instead (any picture as a style; "
+                                       "mlx-style train --method adain --help)")
     g = p.add_argument_group("data")
     g.add_argument("--style", required=True, help="the style image")
     g.add_argument("--data", default=d.data, help="folder of content photos, searched recursively (COCO: "
@@ -72,6 +74,19 @@ def build_parser() -> argparse.ArgumentParser:
     g.add_argument("--style-layer-weights", type=_floats, default=d.style_layer_weights,
                    help="one per style layer, e.g. 0.7,0.3,0.03,0.03 (default: equal)")
     g.add_argument("--content-layer", default=d.content_layer)
+    g.add_argument("--stable", dest="stable_weight", type=float, nargs="?", const=STABLE_DEFAULT_WEIGHT,
+                   default=d.stable_weight, metavar="WEIGHT",
+                   help="train a steadier network for video: also show each crop moved (random shift, rotation, "
+                        "zoom and noise) and penalise the difference between the moved output and the output of the "
+                        f"moved crop, with this weight (bare --stable: {STABLE_DEFAULT_WEIGHT:g}; default off)")
+    g.add_argument("--stable-shift", type=float, default=d.stable_shift, metavar="PX",
+                   help="--stable: largest shift, in pixels of the crop")
+    g.add_argument("--stable-rotate", type=float, default=d.stable_rotate, metavar="DEGREES",
+                   help="--stable: largest rotation")
+    g.add_argument("--stable-zoom", type=float, default=d.stable_zoom, metavar="FRACTION",
+                   help="--stable: largest change of scale (0.03: ±3%%)")
+    g.add_argument("--stable-noise", type=float, default=d.stable_noise, metavar="SIGMA",
+                   help="--stable: standard deviation of the pixel noise, in 0-255 levels")
     g.add_argument("--dtype", choices=("float32", "bfloat16"), default=d.dtype, help="the loss network's dtype")
     g.add_argument("--low-memory", action="store_const", const=True, default=d.low_memory,
                    help="recompute the style network's residual blocks in the backward pass: the same result with "
@@ -96,6 +111,9 @@ def build_parser() -> argparse.ArgumentParser:
     g.add_argument("--upsample", choices=UPSAMPLES, default=d.upsample)
     g.add_argument("--width", type=int, default=d.width, help="channels of the first layer (16: light network)")
     g.add_argument("--residual-blocks", type=int, default=d.residual_blocks)
+    g.add_argument("--from", dest="init_from", default=d.init_from, metavar="MODEL",
+                   help="fine-tune: start from this trained network (a path, a name in weights/ or a built-in "
+                        "such as wave) instead of random weights, with a fresh optimizer")
     g = p.add_argument_group("output and resuming")
     g.add_argument("--output", default=d.output, help="default: weights/<style stem>.safetensors")
     g.add_argument("--run-dir", default=d.run_dir, help="log, samples, checkpoints (default: runs/<output stem>)")
@@ -106,8 +124,8 @@ def build_parser() -> argparse.ArgumentParser:
     g.add_argument("--resume", nargs="?", const=LATEST, default=d.resume, metavar="PATH",
                    help="continue a run: from PATH, or without one from the latest checkpoint of --output")
     g.add_argument("--allow-change", action="store_true",
-                   help="with --resume: continue although the style image or the loss settings differ from the "
-                        "checkpoint's (without it such a resume is refused)")
+                   help="with --resume: continue although the style image, the loss settings or the --stable "
+                        "settings differ from the checkpoint's (without it such a resume is refused)")
     g.add_argument("--overwrite", action="store_true",
                    help="start again even if --output exists or the run folder has checkpoints (they are replaced)")
     g.add_argument("--sample-every", type=int, default=d.sample_every, help="steps between sample grids (0: none)")

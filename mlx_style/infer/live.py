@@ -271,16 +271,16 @@ def show_and_read_keys(image: np.ndarray, state: CamState, styles) -> CamState:
 def open_styles(config: CamConfig, make_stylizer):
     """The playlist: pictures for the arbitrary-style network (``--style-image``), else style networks."""
     if config.style_images:
-        from mlx_style.infer.stylize import load_arbitrary_network
+        from mlx_style.infer.stylize import load_picture_network
         from mlx_style.io.registry import default_model
 
         try:
             path = resolve_model(config.model, config.weights_dir) if config.model else \
                 default_model(config.weights_dir, arbitrary=True)
-            net, _ = load_arbitrary_network(path, config.dtype)
-        except WeightFileError as exc:
+            net, bind = load_picture_network(path, config.dtype)
+        except (WeightFileError, OSError) as exc:
             raise CamError(str(exc)) from None
-        return PictureStyles(net, config.style_images, config.style_strength, make_stylizer)
+        return PictureStyles(net, config.style_images, config.style_strength, make_stylizer, bind=bind)
     paths, index = resolve_models(config.model, config.weights_dir)
     return Styles(paths, index, config.dtype, make_stylizer)
 
@@ -319,7 +319,8 @@ def run(config: CamConfig, capture=None, info: SourceInfo | None = None, log=pri
         raise CamError(f"unknown --compile {config.compile}: choose one of {', '.join(COMPILE_CHOICES)}")
     compile = use_compile(config.compile)
     try:
-        styles = open_styles(config, lambda net: Stylizer(net, compile))
+        # an AdaIN network reads its style from the module on every call: not traced into a compiled graph
+        styles = open_styles(config, lambda net: Stylizer(net, compile and type(net).__name__ != "AdaINStyle"))
     except PlaylistError as exc:
         raise CamError(str(exc)) from None
     if capture is None:

@@ -1,7 +1,8 @@
 """What the cam's n/p keys step through: style networks, or pictures for the arbitrary-style network.
 
 ``Styles`` cycles through style network files (``weights/*.safetensors`` and the built-ins). ``PictureStyles``
-cycles through the pictures of a folder (or the files given) with one arbitrary-style network (``nn.arbitrary``):
+cycles through the pictures of a folder (or the files given) with one network that takes any picture as its style
+(``nn.arbitrary``, or ``nn.adain``):
 each picture's style vector is computed once and cached (until the file changes), the folder is looked at
 again every ``RESCAN_SECONDS`` so a picture dropped into it joins the playlist without a restart, and ``[``/``]``
 blend the current style with the next one. Both hand the cam a ``Stylizer`` (``infer.live``).
@@ -81,9 +82,11 @@ def style_pictures(sources: list[str]) -> tuple[list[Path], list[Path]]:
 class PictureStyles:
     """Pictures as styles for one arbitrary-style network; vectors cached per picture and modification time."""
 
-    def __init__(self, net, sources: list[str], style_strength: float, make_stylizer, clock=time.monotonic):
+    def __init__(self, net, sources: list[str], style_strength: float, make_stylizer, clock=time.monotonic,
+                 bind=None):
         from mlx_style.nn.arbitrary import VectorStyle
 
+        bind = bind or VectorStyle  # or nn.adain.AdaINStyle: a module stylising with one style vector
         self.net, self.sources, self.clock = net, sources, clock
         self.folders, self.paths = style_pictures(sources)
         self.cache: dict[Path, tuple[float, mx.array]] = {}
@@ -94,7 +97,7 @@ class PictureStyles:
             raise PlaylistError(f"no readable style picture in {where}: give pictures or a folder of them "
                                 f"({', '.join(sorted(IMAGE_EXTENSIONS))})")
         self.index = start
-        self.stylizer = make_stylizer(VectorStyle(net, self.vector(self.paths[start]), style_strength))
+        self.stylizer = make_stylizer(bind(net, self.vector(self.paths[start]), style_strength))
 
     @property
     def name(self) -> str:

@@ -50,6 +50,17 @@ def load_network(path: str | Path, dtype: str = "float32", style: str | int | No
         net, meta = load_arbitrary_network(path, dtype)
         vector = style_vector(net, style_images)
         return VectorStyle(net, vector, style_strength), {**meta, "style": style_name(style_images)}
+    if kind == "adain":  # Huang & Belongie's network (train --method adain): also any picture as a style
+        from mlx_style.io.models import load_adain
+        from mlx_style.nn.adain import AdaINStyle
+
+        if style is not None:
+            raise ValueError(f"--style {style}: {Path(path).name} takes any picture as its style: give "
+                             "--style-image PICTURE instead")
+        net, meta = load_adain(path)
+        net.decoder.set_dtype(DTYPES[dtype])
+        return AdaINStyle(net, style_vector(net, style_images), style_strength), \
+            {**meta, "style": style_name(style_images)}
     if style_images:
         raise ValueError(f"--style-image: {Path(path).name} is a network for one style; any picture as a style "
                          f"needs the arbitrary-style network ({ARBITRARY_HINT})")
@@ -102,6 +113,24 @@ def load_arbitrary_network(path: str | Path, dtype: str = "float32"):
     net, meta = load_arbitrary(path)
     net.transformer.set_dtype(DTYPES[dtype])
     return net, meta
+
+
+def load_picture_network(path: str | Path, dtype: str = "float32"):
+    """``(network, bind)`` for a network that takes any picture as its style (the imported arbitrary pair, or an
+    AdaIN network): ``bind(network, vector, style_strength)`` makes the module that stylises with one style."""
+    from mlx_style.io.models import load_adain
+    from mlx_style.nn.adain import AdaINStyle
+
+    kind = read_metadata(resolve_model(path)).get("kind")
+    if kind == "adain":
+        net, _ = load_adain(resolve_model(path))
+        net.decoder.set_dtype(DTYPES[dtype])
+        return net, AdaINStyle
+    if kind != "arbitrary":
+        raise WeightFileError(f"{Path(path).name} is a network for {'one style' if kind == 'transformer' else kind}: "
+                              f"any picture as a style needs the arbitrary-style network ({ARBITRARY_HINT}) or an "
+                              "AdaIN network (train --method adain)")
+    return load_arbitrary_network(path, dtype)[0], VectorStyle
 
 
 def parse_style_images(specs) -> list[tuple[object, float]]:

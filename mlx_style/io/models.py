@@ -3,7 +3,8 @@
 - VGG: torchvision/timm checkpoints (``features.{i}.weight`` OIHW) → MLX (OHWI), same key names, classifier
   dropped, preprocessing and recommended loss weights written into the metadata.
 - Transformer networks: ``save_transformer`` / ``load_transformer`` keep the network config in the file, so one
-  file rebuilds its network.
+  file rebuilds its network; ``load_multistyle``, ``load_arbitrary`` and ``save_adain`` / ``load_adain`` do the
+  same for the other kinds.
 """
 
 from __future__ import annotations
@@ -172,6 +173,35 @@ def load_arbitrary(path: str | Path):
         raise WeightFileError(f"{path}: the file's metadata does not match its tensors")
     net = ArbitraryStyleNet(config)
     check_and_load(net, arrays, where=f"arbitrary-style network {path}")
+    net.eval()
+    return net, meta
+
+
+def save_adain(path: str | Path, net, extra: dict[str, str] | None = None) -> Path:
+    """Write an AdaIN network (``nn.adain``) standalone: the encoder up to relu4_1 and the decoder, the config,
+    the preprocessing and e.g. the training settings in the metadata (about 28 MB for the VGG16 layout)."""
+    arrays = dict(tree_flatten(net.parameters()))
+    meta = {**(extra or {}), "kind": "adain", "architecture": "huang2017", "config": net.config.to_json(),
+            "preprocess": net.config.preprocess}
+    return save_weights(path, arrays, meta)
+
+
+def load_adain(path: str | Path):
+    """Rebuild an AdaIN network (``nn.adain``) from its file alone; returns ``(net, metadata)`` in eval mode."""
+    from mlx_style.nn.adain import AdaINConfig, AdaINNet, decoder_layout, encoder_depth
+
+    arrays, meta = load_weights(path, kind="adain")
+    try:
+        config = AdaINConfig.from_json(meta.get("config", "{}"))
+    except (TypeError, ValueError) as exc:
+        raise WeightFileError(f"{path} has no usable network config ({exc}); re-create the file") from None
+    decoders = {key.split(".")[2] for key in arrays if key.startswith("decoder.layers.")}
+    encoders = {int(key.split(".")[2]) for key in arrays if key.startswith("encoder.features.")}
+    if (len(decoders) != len(decoder_layout(config.arch, config.decoder_widths))
+            or not encoders or max(encoders) + 2 != encoder_depth(config.arch)):
+        raise WeightFileError(f"{path}: the file's metadata does not match its tensors")
+    net = AdaINNet(config)
+    check_and_load(net, arrays, where=f"AdaIN network {path}")
     net.eval()
     return net, meta
 

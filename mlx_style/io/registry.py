@@ -21,7 +21,7 @@ from mlx_style.io.image import ImageError
 from mlx_style.io.weights import WeightFileError, read_metadata
 
 WEIGHTS_DIR = Path("weights")
-STYLE_KINDS = ("transformer", "multistyle", "arbitrary")  # weight-file kinds that stylise (not VGG, not checkpoints)
+STYLE_KINDS = ("transformer", "multistyle", "arbitrary", "adain")  # weight-file kinds that stylise (not VGG, not checkpoints)
 BUILTIN_DIR = Path(__file__).resolve().parents[1] / "styles"  # networks and pictures shipped with the package
 DEFAULT_STYLE = "wave"  # what `stylize` uses without --model
 ARBITRARY_MODEL = "magenta_arbitrary"  # what `--style-image` uses without --model (convert-magenta writes it)

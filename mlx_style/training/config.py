@@ -13,8 +13,14 @@ from mlx_style.nn.transformer import TransformerConfig
 from mlx_style.nn.vgg import DEFAULT_VGG_PATH
 from mlx_style.backend import backend_name, processes_for_training, recompute_above_pixels
 from mlx_style.training.launch import usable_cores
+from mlx_style.training.motion import StableConfig
 
 LATEST = "latest"  # --resume without a path
+_MOTION = StableConfig()
+# λ_temporal of a bare --stable (provisional, until scripts/bench/stable_compare.py has measured a sweep): the
+# built-in wave's temporal term at 128² is 300–490 levels² against a weighted perceptual loss of 0.8–1.2e6, so 500
+# makes it 15–25% of the total when a fine-tune starts: felt, without swamping the style term.
+STABLE_DEFAULT_WEIGHT = 500.0
 
 
 @dataclass
@@ -36,6 +42,11 @@ class TrainConfig:
     style_layer_weights: tuple[float, ...] | None = None  # None: equal weights (losses.LossConfig)
     style_layers: tuple[str, ...] = STYLE_LAYERS  # relu1_2, relu2_2, relu3_3, relu4_3
     content_layer: str = "relu3_3"
+    stable_weight: float = 0.0  # --stable: λ of the temporal term (training.motion); 0: off (a plain network)
+    stable_shift: float = _MOTION.shift  # px: a hand-held camera moves a few px between frames
+    stable_rotate: float = _MOTION.rotate  # degrees: its slight roll
+    stable_zoom: float = _MOTION.zoom  # ±fraction of scale: a slow push in or out
+    stable_noise: float = _MOTION.noise  # σ in 0–255 levels: webcam sensor noise, what shimmers on a still scene
     style_size: int | None = None  # longer side of the style image; None: image_size (Johnson's choice)
     norm: str = "instance"
     upsample: str = "nearest"
@@ -92,6 +103,11 @@ class TrainConfig:
             if record.get(key) not in (None, LATEST):
                 record[key] = Path(record[key]).name
         return record
+
+    def stable(self) -> StableConfig:
+        """The temporal term's settings (``StableConfig``; raises ``ValueError`` for a negative one)."""
+        return StableConfig(self.stable_weight, self.stable_shift, self.stable_rotate, self.stable_zoom,
+                            self.stable_noise)
 
     def run_path(self) -> Path:
         return Path(self.run_dir) if self.run_dir else Path("runs") / self.output_path().stem

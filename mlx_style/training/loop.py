@@ -41,6 +41,7 @@ from mlx_style.training.config import LATEST, TrainConfig, TrainingError, TrainR
 from mlx_style.training.data import (BatchIterator, DataPlan, plan_data, prepare)
 from mlx_style.training.distributed import agree, broadcast_from_rank0, machine_memory_gb
 from mlx_style.training.launch import local_processes
+from mlx_style.training.motion import StableConfig, random_motion
 from mlx_style.training.progress import JsonlLog, ProgressLine, format_progress, save_loss_curve, save_sample_grid
 from mlx_style.training.step import all_finite, make_train_step, tune_step_convs
 
@@ -107,9 +108,11 @@ def find_resume(config: TrainConfig, folder: Path, say=lambda text: None) -> ckp
 
 
 def check_resumable(found: ckpt.Checkpoint, net_config: TransformerConfig, data: dict, style_sha256: str = "",
-                    losses: LossConfig | None = None, allow_change: bool = False) -> None:
+                    losses: LossConfig | None = None, allow_change: bool = False,
+                    stable: StableConfig | None = None) -> None:
     """Refuse a resume whose network or data order would differ from the checkpoint's (it would not be exact), or
-    whose style image or loss settings differ, unless ``allow_change`` (a deliberate change of recipe)."""
+    whose style image, loss settings or temporal term (``stable``; a checkpoint that records none had it off)
+    differ, unless ``allow_change`` (a deliberate change of recipe)."""
     if not allow_change:
         saved_style = found.metadata.get("style_sha256")
         if style_sha256 and saved_style and saved_style != style_sha256:
@@ -124,6 +127,11 @@ def check_resumable(found: ckpt.Checkpoint, net_config: TransformerConfig, data:
                 what = ", ".join(f"{k} {saved_losses.get(k)!r} → {now.get(k)!r}" for k in changed[:3])
                 raise TrainingError(f"{found.path.name} was trained with other loss settings ({what}): resume "
                                     "with the same loss flags, or pass --allow-change to continue with the new ones")
+        saved_stable = found.json("stable") or StableConfig().record()
+        if stable is not None and stable.record() != saved_stable:
+            raise TrainingError(f"{found.path.name} was trained with another temporal term (--stable "
+                                f"{describe_stable(saved_stable)}, now {describe_stable(stable.record())}): resume "
+                                "with the same --stable flags, or pass --allow-change to continue with the new ones")
     if found.metadata.get("config") != net_config.to_json():
         raise TrainingError(f"{found.path} is of another network ({found.metadata.get('config')}); resume with "
                             "the same --norm/--upsample/--width/--residual-blocks")
@@ -134,8 +142,15 @@ def check_resumable(found: ckpt.Checkpoint, net_config: TransformerConfig, data:
                                 f"{data[key]!r}; use the same --data/--subset/--seed/--batch-size/--image-size")
 
 
+def describe_stable(record: dict) -> str:
+    """``off``, or ``weight 100, shift 3, rotate 2, zoom 0.03, noise 3`` (a ``StableConfig.record()``)."""
+    if not record.get("weight"):
+        return "off"
+    return ", ".join(f"{k} {v:g}" if isinstance(v, (int, float)) else f"{k} {v!r}" for k, v in record.items())
+
+
 def losses_finite(record: dict) -> bool:
-    return all(math.isfinite(record[k]) for k in ("loss", "content", "style", "tv"))
+    return all(math.isfinite(record[k]) for k in ("loss", "content", "style", "tv", "temporal") if k in record)
 
 
 @dataclass
@@ -268,12 +283,17 @@ def check_inputs(config: TrainConfig, processes: int, say, main_rank: bool = Tru
         raise WeightFileError(f"{config.vgg} holds a {vgg_meta.get('kind', 'unknown')!r} network, not VGG weights: "
                               f"{CONVERT_HINT}, or pass --vgg PATH")
     losses = loss_config(config, vgg_meta)
+    try:
+        stable = config.stable()
+    except ValueError as exc:
+        raise TrainingError(f"--stable: {str(exc).removeprefix('[StableConfig] ')}") from None
     style_sha = file_sha256(style_path)
     found = None
     if main_rank:  # only rank 0 (and the launcher's check) reads checkpoints; the others receive its state
         found = find_resume(config, config.run_path() / "checkpoints", say)
         if found:
-            check_resumable(found, config.network_config(), plan.info, style_sha, losses, config.allow_change)
+            check_resumable(found, config.network_config(), plan.info, style_sha, losses, config.allow_change,
+                            stable)
     init = None
     if config.init_from and found is None:
         init = load_init_network(config)
@@ -320,10 +340,12 @@ def train(config: TrainConfig, stream=None) -> TrainResult:
         say(f"convolution strategies tuned for batch {config.batch_size // world} × {config.image_size}² in "
             f"{time.perf_counter() - began:.1f} s (cached for later runs)")
     recompute = config.recomputes(processes=world, local=local)  # what this machine holds of the batch
+    stable = config.stable()
     step_fn = make_train_step(net, vgg, optimizer, grams, losses, config.clip, group, config.compile,
-                              recompute=recompute)
+                              recompute=recompute, stable=stable)
     meta = {"config": config.network_config().to_json(), "train_config": json.dumps(config.shareable()),
-            "loss_config": json.dumps(asdict(losses)), "style": inputs.style_path.name,
+            "loss_config": json.dumps(asdict(losses)), "stable": json.dumps(stable.record()),
+            "style": inputs.style_path.name,
             "style_sha256": inputs.style_sha256, "vgg": vgg_meta.get("source", Path(config.vgg).name),
             "vgg_preprocess": vgg_meta.get("preprocess", "")}
     if inputs.init_from is not None:
@@ -332,7 +354,9 @@ def train(config: TrainConfig, stream=None) -> TrainResult:
     total = plan.total_steps
     say(f"training {config.output_path()} on {len(plan.source.files)} images ({plan.steps_per_epoch} steps/epoch), "
         f"steps {start}→{total}, batch {config.batch_size} × {config.image_size}², {world} process(es); loss "
-        f"weights content {losses.content_weight:g}, style {losses.style_weight:g}, tv {losses.tv_weight:g}; "
+        f"weights content {losses.content_weight:g}, style {losses.style_weight:g}, tv {losses.tv_weight:g}"
+        + (f", temporal {stable.weight:g} (--stable: shift ±{stable.shift:g} px, rotation ±{stable.rotate:g}°, "
+           f"zoom ±{100 * stable.zoom:g}%, noise σ {stable.noise:g})" if stable.on else "") + "; "
         + ("residual blocks recomputed (--low-memory); " if recompute else "")
         + f"run folder {out.run_dir}" + (f"; resumed from {found.path}" if found else ""))
     if config.compile and backend_name() == "cuda":
@@ -340,7 +364,8 @@ def train(config: TrainConfig, stream=None) -> TrainResult:
 
     result = TrainResult("done", start, checkpoint=found.path if found else None)
     try:
-        return _run_steps(config, result, found, out, step_fn, net, optimizer, plan, group, local, line, say)
+        return _run_steps(config, result, found, out, step_fn, net, optimizer, plan, group, local, line, say,
+                          stable)
     except WeightWriteError as exc:  # a full disk or lost permissions: stop cleanly, say how to continue
         line.close()
         last = result.checkpoint or "none yet"
@@ -350,9 +375,11 @@ def train(config: TrainConfig, stream=None) -> TrainResult:
         return result
 
 
-def _run_steps(config, result, found, out, step_fn, net, optimizer, plan, group, local, line, say) -> TrainResult:
+def _run_steps(config, result, found, out, step_fn, net, optimizer, plan, group, local, line, say,
+               stable: StableConfig) -> TrainResult:
     """The steps of ``train`` from ``result.step`` on, with logging, samples and checkpoints."""
     world, start, total = group.size(), result.step, plan.total_steps
+    share = config.batch_size // world
     saved_step = start
     if found is None:
         result.checkpoint = out.checkpoint(0, net, optimizer)  # a good state to fall back on from the start
@@ -361,7 +388,10 @@ def _run_steps(config, result, found, out, step_fn, net, optimizer, plan, group,
                                            group.rank(), world, config.prefetch) as batches:
         for step_index, batch in batches:
             step = step_index + 1
-            total_loss, terms = step_fn(mx.array(batch))  # the step's one host→MLX transfer
+            # With --stable, this rank's images' motions: a function of (seed, step, image), never of the run's past
+            motion = (random_motion(config.seed, step_index, share, config.image_size, config.image_size, stable,
+                                    first=group.rank() * share) if stable.on else None)
+            total_loss, terms = step_fn(mx.array(batch), motion)  # the step's host→MLX transfers
             mx.eval(total_loss, terms, net.parameters(), optimizer.state)
             window_steps += 1
             # Ranks agree on stopping through a collective: every step when all share this machine (a loopback

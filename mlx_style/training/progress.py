@@ -16,7 +16,10 @@ from PIL import Image, ImageDraw, ImageFont
 
 from mlx_style.io.weights import atomic_write
 
-SERIES_COLOURS = {"loss": (0, 0, 0), "content": (31, 119, 180), "style": (214, 39, 40), "tv": (44, 160, 44)}
+SERIES_COLOURS = {"loss": (0, 0, 0), "content": (31, 119, 180), "style": (214, 39, 40), "tv": (44, 160, 44),
+                  "temporal": (148, 103, 189)}
+SERIES = ("loss", "content", "style", "tv")
+OPTIONAL_SERIES = ("temporal",)  # drawn when the log has them (train --stable)
 
 
 def format_duration(seconds: float) -> str:
@@ -30,10 +33,11 @@ def format_duration(seconds: float) -> str:
 
 
 def format_progress(record: dict, total: int, eta_s: float) -> str:
-    """One human line: step/total, throughput, ETA and the losses."""
+    """One human line: step/total, throughput, ETA and the losses (the temporal term when the run has one)."""
+    temporal = f", temporal {record['temporal']:.4g}" if "temporal" in record else ""
     return (f"step {record['step']}/{total}  {record['images_per_s']:.2f} img/s  ETA {format_duration(eta_s)}  "
             f"loss {record['loss']:.4g} (content {record['content']:.4g}, style {record['style']:.4g}, "
-            f"tv {record['tv']:.4g})")
+            f"tv {record['tv']:.4g}{temporal})")
 
 
 class ProgressLine:
@@ -109,10 +113,14 @@ def _nice_log_ticks(lo: float, hi: float) -> list[float]:
     return [10.0 ** k for k in range(math.floor(math.log10(lo)), math.ceil(math.log10(hi)) + 1)]
 
 
-def plot_loss_curve(records: Iterable[dict], keys: tuple[str, ...] = ("loss", "content", "style", "tv"),
+def plot_loss_curve(records: Iterable[dict], keys: tuple[str, ...] | None = None,
                     size: tuple[int, int] = (720, 420)) -> Image.Image:
-    """A log-scale line chart of the logged losses against the step (the terms are unweighted)."""
+    """A log-scale line chart of the logged losses against the step (the terms are unweighted).
+
+    ``keys`` None: ``SERIES``, and those of ``OPTIONAL_SERIES`` that some record has."""
     records = [r for r in records if "step" in r]
+    if keys is None:
+        keys = SERIES + tuple(k for k in OPTIONAL_SERIES if any(k in r for r in records))
     W, H = size
     left, right, top, bottom = 70, 110, 20, 40
     img = Image.new("RGB", size, "white")

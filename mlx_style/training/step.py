@@ -5,6 +5,9 @@ step under ``mx.compile`` with ``[model.state, optimizer.state]`` captured as in
 updates the network and the optimizer in place and the caller runs one ``mx.eval`` per step. The content
 features of the batch are computed inside the step (under ``stop_gradient``); the style Gram matrices are
 computed once, before training, and enter as constants.
+
+With ``stable`` on (``train --stable``), the step also takes the batch's synthetic motion (``training.motion``:
+affine matrices and noise keys, drawn on the host from the seed and the step) and adds the temporal term.
 """
 
 from __future__ import annotations
@@ -16,6 +19,7 @@ from mlx.utils import tree_flatten, tree_map
 
 from mlx_style.nn.losses import LossConfig, perceptual_loss
 from mlx_style.nn.conv import tune_convs
+from mlx_style.training.motion import Motion, StableConfig, temporal_loss
 
 CLIP_MODES = ("tensor", "global", "none")
 
@@ -46,8 +50,11 @@ def all_finite(tree) -> bool:
 
 
 def make_loss_fn(model: nn.Module, vgg: nn.Module, target_grams: dict[str, mx.array], loss_config: LossConfig,
-                 recompute: bool = False):
+                 recompute: bool = False, stable: StableConfig | None = None):
     """``loss_fn(content) -> (total, terms)``: stylise the batch, then the perceptual loss against its content.
+
+    ``stable`` (on): ``loss_fn(content, matrices, keys)`` also adds ``stable.weight × terms["temporal"]``
+    (``motion.temporal_loss``: the network runs a second time, on the moved batch).
 
     ``recompute``: gradient checkpointing of the transformer's residual blocks (``nn.utils.checkpoint``; it sets
     ``model.recompute_residual``): each block keeps only its input, and runs again in the backward pass. Same
@@ -63,12 +70,23 @@ def make_loss_fn(model: nn.Module, vgg: nn.Module, target_grams: dict[str, mx.ar
     if hasattr(model, "recompute_residual"):
         model.recompute_residual = recompute  # either way: an earlier step's setting must not linger
 
-    def loss_fn(content):
-        output = model(content)
+    def perceptual(content, output):
         content_features = mx.stop_gradient(vgg(content, (layer,))[layer])
         return perceptual_loss(vgg, output, content, target_grams, loss_config, content_features)
 
-    return loss_fn
+    def loss_fn(content):
+        return perceptual(content, model(content))
+
+    if stable is None or not stable.on:
+        return loss_fn
+
+    def stable_loss_fn(content, matrices, keys):
+        output = model(content)
+        total, terms = perceptual(content, output)
+        terms["temporal"] = temporal_loss(model, content, output, matrices, keys, stable.noise)
+        return total + stable.weight * terms["temporal"], terms
+
+    return stable_loss_fn
 
 
 def tune_step_convs(model: nn.Module, vgg: nn.Module, target_grams: dict[str, mx.array], loss_config: LossConfig,
@@ -85,8 +103,9 @@ def tune_step_convs(model: nn.Module, vgg: nn.Module, target_grams: dict[str, mx
 
 def make_train_step(model: nn.Module, vgg: nn.Module, optimizer: optim.Optimizer,
                     target_grams: dict[str, mx.array], loss_config: LossConfig, clip: str = "tensor",
-                    group: mx.distributed.Group | None = None, compile: bool = True, recompute: bool = False):
-    """Build ``step(batch) -> (total, {"content", "style", "tv"})`` that trains ``model`` in place.
+                    group: mx.distributed.Group | None = None, compile: bool = True, recompute: bool = False,
+                    stable: StableConfig | None = None):
+    """Build ``step(batch, motion=None) -> (total, {"content", "style", "tv"})`` that trains ``model`` in place.
 
     Args:
         model: the transformer network (its optimizer state must already be initialised or restored).
@@ -102,6 +121,8 @@ def make_train_step(model: nn.Module, vgg: nn.Module, optimizer: optim.Optimizer
         recompute: recompute the transformer's residual blocks in the backward pass instead of keeping their
             activations (``make_loss_fn``): saves memory at the cost of one more forward pass of the blocks
             (docs/benchmarks.md).
+        stable: the temporal term (``training.motion``); when on, every call needs ``motion``, this rank's
+            images' ``Motion`` (``motion.random_motion``), and the terms include ``"temporal"``.
 
     ``batch`` is this rank's ``(B, H, W, 3)`` images, uint8 or float, 0–255. The losses returned are the
     unweighted terms and the weighted total, averaged over the global batch.
@@ -109,19 +130,31 @@ def make_train_step(model: nn.Module, vgg: nn.Module, optimizer: optim.Optimizer
     if clip not in CLIP_MODES:
         raise ValueError(f"[make_train_step] clip must be one of {CLIP_MODES}, got {clip!r}")
     world = group.size() if group is not None else 1
-    loss_and_grad = nn.value_and_grad(model, make_loss_fn(model, vgg, target_grams, loss_config, recompute))
+    stable = stable if stable is not None and stable.on else None
+    loss_and_grad = nn.value_and_grad(model, make_loss_fn(model, vgg, target_grams, loss_config, recompute, stable))
 
     def average(x):
         return mx.distributed.all_sum(x, group=group) / world
 
     state = [model.state, optimizer.state]
 
-    def step(batch):
-        (total, terms), grads = loss_and_grad(batch.astype(mx.float32))
+    def step(batch, *motion):  # motion: (matrices, keys) when stable, else nothing
+        (total, terms), grads = loss_and_grad(batch.astype(mx.float32), *motion)
         if world > 1:
             grads = nn.average_gradients(grads, group)
             total, terms = average(total), {k: average(v) for k, v in terms.items()}
         optimizer.update(model, clip_gradients(grads, clip))
         return total, terms
 
-    return mx.compile(step, inputs=state, outputs=state) if compile else step
+    run = mx.compile(step, inputs=state, outputs=state) if compile else step
+
+    def train_step(batch, motion: Motion | None = None):
+        if stable is None:
+            if motion is not None:
+                raise ValueError("[make_train_step] a motion was given but the step was built without stable")
+            return run(batch)
+        if motion is None:
+            raise ValueError("[make_train_step] the step was built with stable: pass this batch's motion")
+        return run(batch, mx.array(motion.matrices), mx.array(motion.keys))
+
+    return train_step

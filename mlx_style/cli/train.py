@@ -6,7 +6,7 @@ import argparse
 import sys
 
 
-from mlx_style.cli.common import fail
+from mlx_style.cli.common import comma_floats, comma_names, fail
 from mlx_style.errors import MlxStyleError
 from mlx_style.backend import keep_freed_memory
 from mlx_style.nn.transformer import NORMS, UPSAMPLES
@@ -14,17 +14,6 @@ from mlx_style.training.config import LATEST, STABLE_DEFAULT_WEIGHT, TrainConfig
 from mlx_style.training.launch import launched, run_local
 from mlx_style.training.loop import check_inputs, train
 from mlx_style.training.step import CLIP_MODES
-
-
-def _floats(text: str) -> tuple[float, ...]:
-    try:
-        return tuple(float(v) for v in text.split(","))
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"expected comma-separated numbers like 0.7,0.3,0.03,0.03, got {text!r}")
-
-
-def _names(text: str) -> tuple[str, ...]:
-    return tuple(v.strip() for v in text.split(",") if v.strip())
 
 
 def _processes(text: str) -> int | None:
@@ -70,8 +59,8 @@ def build_parser() -> argparse.ArgumentParser:
     g.add_argument("--content-weight", type=float, default=d.content_weight)
     g.add_argument("--style-weight", type=float, default=d.style_weight)
     g.add_argument("--tv-weight", type=float, default=d.tv_weight)
-    g.add_argument("--style-layers", type=_names, default=d.style_layers, help="e.g. relu1_2,relu2_2,relu3_3,relu4_3")
-    g.add_argument("--style-layer-weights", type=_floats, default=d.style_layer_weights,
+    g.add_argument("--style-layers", type=comma_names, default=d.style_layers, help="e.g. relu1_2,relu2_2,relu3_3,relu4_3")
+    g.add_argument("--style-layer-weights", type=comma_floats, default=d.style_layer_weights,
                    help="one per style layer, e.g. 0.7,0.3,0.03,0.03 (default: equal)")
     g.add_argument("--content-layer", default=d.content_layer)
     g.add_argument("--stable", dest="stable_weight", type=float, nargs="?", const=STABLE_DEFAULT_WEIGHT,

@@ -12,28 +12,10 @@ from __future__ import annotations
 import argparse
 import sys
 
-from mlx_style.cli.common import fail
+from mlx_style.cli.common import comma_floats, comma_ints, comma_names, fail
 from mlx_style.errors import MlxStyleError
 from mlx_style.training.adain import AdaINTrainConfig
 from mlx_style.training.config import LATEST
-
-
-def _names(text: str) -> tuple[str, ...]:
-    return tuple(v.strip() for v in text.split(",") if v.strip())
-
-
-def _ints(text: str) -> tuple[int, ...]:
-    try:
-        return tuple(int(v) for v in text.split(","))
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"expected comma-separated integers like 256,128,64, got {text!r}")
-
-
-def _floats(text: str) -> tuple[float, ...]:
-    try:
-        return tuple(float(v) for v in text.split(","))
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"expected comma-separated numbers like 1,1,1,1, got {text!r}")
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -56,12 +38,12 @@ def build_parser() -> argparse.ArgumentParser:
     g.add_argument("--seed", type=int, default=d.seed, help="decoder initialisation, data order and style crops")
     g = p.add_argument_group("network and loss")
     g.add_argument("--vgg", default=d.vgg, help="the encoder: converted VGG weights (scripts/convert_vgg.py)")
-    g.add_argument("--decoder-widths", type=_ints, default=d.decoder_widths, metavar="W3,W2,W1",
+    g.add_argument("--decoder-widths", type=comma_ints, default=d.decoder_widths, metavar="W3,W2,W1",
                    help="decoder channels of blocks 3, 2 and 1 (default: the encoder's, 256,128,64)")
     g.add_argument("--content-weight", type=float, default=d.content_weight)
     g.add_argument("--style-weight", type=float, default=d.style_weight, help="Huang's λ")
-    g.add_argument("--style-layers", type=_names, default=d.style_layers)
-    g.add_argument("--style-layer-weights", type=_floats, default=d.style_layer_weights,
+    g.add_argument("--style-layers", type=comma_names, default=d.style_layers)
+    g.add_argument("--style-layer-weights", type=comma_floats, default=d.style_layer_weights,
                    help="one per style layer (default: equal)")
     g.add_argument("--style-size", type=int, default=d.style_size, metavar="PX",
                    help="shorter side a style picture is resized to at inference (stored in the network)")

@@ -38,6 +38,7 @@ from mlx_style.nn.adain import (STYLE_IMAGE_SIZE, STYLE_LAYERS, AdaINConfig, Ada
 from mlx_style.nn.vgg import CONVERT_HINT, DEFAULT_VGG_PATH, load_vgg
 from mlx_style.training import checkpoint as ckpt
 from mlx_style.training.config import LATEST, TrainingError
+from mlx_style.training.loop import find_resume  # the one rule: --resume, --overwrite, fresh
 from mlx_style.training.data import (BatchIterator, DatasetError, ImageSource, check_dataset, file_list_digest,
                                      find_images, prepare, steps_per_epoch)
 from mlx_style.training.progress import JsonlLog, ProgressLine, format_duration, save_loss_curve, save_sample_grid
@@ -255,22 +256,6 @@ def split_content(config: AdaINTrainConfig) -> tuple[list[Path], list[Path]]:
     if len(files) >= 10 * config.sample_count:
         return files[: -config.sample_count], files[-config.sample_count:]
     return files, files[: config.sample_count]
-
-
-def find_resume(config: AdaINTrainConfig, folder: Path, say) -> ckpt.Checkpoint | None:
-    """The checkpoint to continue from, or None for a fresh run; never silently mixes two runs."""
-    if config.resume is None:
-        existing = ckpt.list_checkpoints(folder)
-        if existing and not config.overwrite:
-            raise TrainingError(f"{folder} already holds checkpoints of an earlier run (latest {existing[-1].name}): "
-                                "pass --resume to continue it, or --overwrite to start again")
-        return None
-    if config.resume == LATEST:
-        found = ckpt.load_newest_readable(folder, say)
-        if found is None:
-            raise TrainingError(f"nothing to resume: no checkpoint in {folder}; run without --resume to start")
-        return found
-    return ckpt.load_checkpoint(config.resume)
 
 
 def check_resumable(found: ckpt.Checkpoint, net_config: AdaINConfig, data: dict, recipe: dict,

@@ -89,7 +89,7 @@ def stylize_samples(net: TransformerNet, samples: np.ndarray) -> list[list[np.nd
     return [list(samples), list(outputs)]
 
 
-def find_resume(config: TrainConfig, folder: Path, say=lambda text: None) -> ckpt.Checkpoint | None:
+def find_resume(config, folder: Path, say=lambda text: None) -> ckpt.Checkpoint | None:
     """The checkpoint to continue from, or None for a fresh run; refuses to silently mix two runs. With
     ``--resume`` alone: the newest readable checkpoint (a damaged newer one is skipped with a warning)."""
     if config.resume is None:

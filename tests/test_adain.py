@@ -28,7 +28,6 @@ from mlx_style.io.weights import WeightFileError, load_weights, read_metadata, s
 from mlx_style.nn.adain import (AdaINConfig, AdaINLossConfig, AdaINNet, AdaINStyle, adain, adain_loss,
                                 channel_stats, decoder_layout, stats_vector)
 from mlx_style.nn.arbitrary import mix_vectors
-from mlx_style.nn.vgg import VGG
 from mlx_style.training.adain import AdaINTrainConfig, make_adain_step, make_optimizer, style_crops, train_adain
 from mlx_style.training.config import LATEST, TrainingError
 
@@ -381,7 +380,7 @@ def test_resume_is_exact(ws, tmp_path):
     straight = train_adain(tiny_train_config(ws, tmp_path / "a", iters=4), quiet)
     first = train_adain(tiny_train_config(ws, tmp_path / "b", iters=2), quiet)
     assert first.step == 2
-    resumed = train_adain(tiny_train_config(ws, tmp_path / "b", iters=4, resume=LATEST, overwrite=True), quiet)
+    resumed = train_adain(tiny_train_config(ws, tmp_path / "b", iters=4, resume=LATEST), quiet)
     assert resumed.status == "done" and resumed.step == 4
     a, b = decoder_weights(straight.output), decoder_weights(resumed.output)
     assert set(a) == set(b)
@@ -397,12 +396,12 @@ def test_resume_with_other_settings_is_refused(ws, tmp_path):
         train_adain(tiny_train_config(ws, tmp_path, iters=2, overwrite=False, output=str(tmp_path / "x.safetensors")),
                     quiet)
     with pytest.raises(TrainingError, match="global_batch"):
-        train_adain(tiny_train_config(ws, tmp_path, iters=2, batch_size=3, resume=LATEST, overwrite=True), quiet)
+        train_adain(tiny_train_config(ws, tmp_path, iters=2, batch_size=3, resume=LATEST), quiet)
     with pytest.raises(TrainingError, match="other settings"):
-        train_adain(tiny_train_config(ws, tmp_path, iters=2, style_weight=3.0, resume=LATEST, overwrite=True), quiet)
+        train_adain(tiny_train_config(ws, tmp_path, iters=2, style_weight=3.0, resume=LATEST), quiet)
     with pytest.raises(TrainingError, match="another AdaIN network"):
-        train_adain(tiny_train_config(ws, tmp_path, iters=2, decoder_widths=(4, 4, 4), resume=LATEST,
-                                      overwrite=True), quiet)
+        train_adain(tiny_train_config(ws, tmp_path, iters=2, decoder_widths=(4, 4, 4), resume=LATEST),
+                    quiet)
 
 
 def test_ctrl_c_writes_a_checkpoint_and_resume_continues_exactly(ws, tmp_path):
@@ -411,10 +410,11 @@ def test_ctrl_c_writes_a_checkpoint_and_resume_continues_exactly(ws, tmp_path):
             os.kill(os.getpid(), signal.SIGINT)
 
     stopped = train_adain(tiny_train_config(ws, tmp_path / "b", iters=4), quiet, on_step=interrupt)
-    # the signal lands after step 2's check: the loop stops at the end of the next step that sees it
-    assert stopped.status == "interrupted" and stopped.output is None
-    assert stopped.checkpoint is not None and stopped.checkpoint.name == f"step_{stopped.step:08d}.safetensors"
-    resumed = train_adain(tiny_train_config(ws, tmp_path / "b", iters=4, resume=LATEST, overwrite=True), quiet)
+    # the signal lands after step 2's check: step 3 finishes, then the checkpoint, and no weight file
+    assert stopped.status == "interrupted" and stopped.step == 3 and stopped.output is None
+    assert stopped.checkpoint.name == "step_00000003.safetensors" and stopped.checkpoint.exists()
+    resumed = train_adain(tiny_train_config(ws, tmp_path / "b", iters=4, resume=LATEST), quiet)
+    assert resumed.status == "done" and resumed.step == 4
     straight = train_adain(tiny_train_config(ws, tmp_path / "a", iters=4), quiet)
     a, b = decoder_weights(straight.output), decoder_weights(resumed.output)
     for key in a:

@@ -449,3 +449,14 @@ def test_tiled_forward_equals_the_whole_image_pass(strength):
     tiled = run_any_size(bound, photo, tile_size=24)
     assert tiled.shape == whole.shape == (70, 90, 3)
     np.testing.assert_allclose(tiled, whole, atol=2e-3)
+
+
+def test_the_cam_network_playlist_leaves_out_networks_that_need_a_picture(tmp_path):
+    from mlx_style.infer import live
+    from mlx_style.io.models import save_transformer
+    from mlx_style.nn.transformer import TransformerConfig, TransformerNet
+
+    save_tiny(tmp_path / "a_arbitrary.safetensors")
+    save_transformer(tmp_path / "b_single.safetensors", TransformerNet(TransformerConfig(width=4, num_residual=1)))
+    models, index = live.resolve_models(None, tmp_path)
+    assert [m.name for m in models] == ["b_single.safetensors"] and index == 0

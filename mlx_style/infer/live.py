@@ -50,7 +50,9 @@ from mlx_style.infer.stylize import DTYPES, load_network, to_uint8
 from mlx_style.infer.video_out import VideoOut, check_output_path, snapshot_path
 from mlx_style.io.paths import check_not_an_input
 from mlx_style.io.registry import NO_MODEL_HINT, available_models, resolve_model
-from mlx_style.io.weights import WeightFileError
+from mlx_style.io.weights import WeightFileError, read_metadata
+
+PICTURE_KINDS = ("arbitrary", "adain")  # weight-file kinds styled by a picture (``infer.playlist.PictureStyles``)
 from mlx_style.nn.arbitrary import VectorStyle
 from mlx_style.nn.tiled import network_dtype
 from mlx_style.nn.transformer import TransformerNet
@@ -102,7 +104,9 @@ def resolve_models(model: str | None, weights_dir: str | Path) -> tuple[list[Pat
 
     Raises ``CamError`` saying how to get a model when there is none.
     """
-    models = [entry.path for entry in available_models(weights_dir)]
+    # networks that take a picture as their style join the cam through --style-image, not n/p
+    models = [entry.path for entry in available_models(weights_dir)
+              if read_metadata(entry.path).get("kind") not in PICTURE_KINDS]
     if model is None:
         if not models:
             raise CamError(f"no style network in {weights_dir}/: {NO_MODEL_HINT}")

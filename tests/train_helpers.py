@@ -71,7 +71,7 @@ def tiny_config(ws: dict[str, Path], out: Path, **overrides) -> TrainConfig:
 
 def cli_args(config: TrainConfig) -> list[str]:
     """The command-line flags that reproduce ``config`` (for subprocess runs)."""
-    args = ["--style", config.style, "--data", config.data, "--vgg", config.vgg, "--image-size",
+    args = ["--style", *config.style_list(), "--data", config.data, "--vgg", config.vgg, "--image-size",
             str(config.image_size), "--batch-size", str(config.batch_size), "--width", str(config.width),
             "--residual-blocks", str(config.residual_blocks), "--log-every", str(config.log_every),
             "--sample-every", str(config.sample_every), "--checkpoint-every", str(config.checkpoint_every),

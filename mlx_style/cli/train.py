@@ -35,7 +35,9 @@ def build_parser() -> argparse.ArgumentParser:
                                 epilog="--method adain trains an AdaIN decoder instead (any picture as a style; "
                                        "mlx-style train --method adain --help)")
     g = p.add_argument_group("data")
-    g.add_argument("--style", required=True, help="the style image")
+    g.add_argument("--style", required=True, nargs="+", metavar="PICTURE",
+                   help="the style image (a path, or a built-in style's name); several train one network that holds "
+                        "them all (a scale and shift per style in every norm), taken in turn, one per step")
     g.add_argument("--data", default=d.data, help="folder of content photos, searched recursively (COCO: "
                    "`python scripts/download_coco.py`)")
     g.add_argument("--image-size", type=int, default=d.image_size, help="side of the square content crops")
@@ -102,7 +104,11 @@ def build_parser() -> argparse.ArgumentParser:
     g.add_argument("--residual-blocks", type=int, default=d.residual_blocks)
     g.add_argument("--from", dest="init_from", default=d.init_from, metavar="MODEL",
                    help="fine-tune: start from this trained network (a path, a name in weights/ or a built-in "
-                        "such as wave) instead of random weights, with a fresh optimizer")
+                        "such as wave) instead of random weights, with a fresh optimizer. From a network of several "
+                        "styles, new pictures are added to it as new styles and only their norms train (minutes)")
+    g.add_argument("--train-all", action="store_true", default=d.train_all,
+                   help="with --from a network of several styles: train every weight for the new styles, not only "
+                        "their norms")
     g = p.add_argument_group("output and resuming")
     g.add_argument("--output", default=d.output, help="default: weights/<style stem>.safetensors")
     g.add_argument("--run-dir", default=d.run_dir, help="log, samples, checkpoints (default: runs/<output stem>)")
@@ -122,7 +128,10 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def config_from_args(args: argparse.Namespace) -> TrainConfig:
-    return TrainConfig(**{k: v for k, v in vars(args).items() if k in TrainConfig.__dataclass_fields__})
+    values = {k: v for k, v in vars(args).items() if k in TrainConfig.__dataclass_fields__}
+    pictures = values.pop("style")
+    pictures = [pictures] if isinstance(pictures, str) else list(pictures)
+    return TrainConfig(style=pictures[0], styles=tuple(pictures) if len(pictures) > 1 else (), **values)
 
 
 def main(argv: list[str] | None = None) -> int:

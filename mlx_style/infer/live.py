@@ -373,7 +373,7 @@ def run(config: CamConfig, capture=None, info: SourceInfo | None = None, log=pri
                 reason = "stopped by the caller"
                 break
             if state.snapshot:
-                path = snapshot_path(config.snapshot_dir, styles.name.split(" ")[0])
+                path = snapshot_path(config.snapshot_dir, styles.name)
                 path.parent.mkdir(parents=True, exist_ok=True)
                 cv2.imwrite(str(path), view)
                 log(f"saved {path}")

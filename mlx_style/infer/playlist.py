@@ -27,23 +27,54 @@ class PlaylistError(MlxStyleError, RuntimeError):
     """No usable style to start with; the message says what to do."""
 
 
+def network_entries(paths: list[Path]) -> list[tuple[Path, str | None, str]]:
+    """``(path, style, name)`` for each style the networks hold: one entry per style of a multi-style network
+    (``train --style A B C``, Magenta's 26), named ``network: style``; ``style`` is None for a single-style one."""
+    import json
+
+    from mlx_style.infer.stylize import style_names
+    from mlx_style.io.weights import read_metadata
+
+    entries = []
+    for path in paths:
+        try:
+            meta = read_metadata(path)
+            count = int(meta["styles"]) if meta.get("kind") == "multistyle" else \
+                json.loads(meta.get("config", "{}")).get("styles", 1)
+        except (OSError, ValueError, KeyError, AttributeError):
+            count = 1  # unreadable here: loading it says why
+        if count <= 1:
+            entries.append((path, None, path.stem))
+            continue
+        names = style_names(meta) if meta.get("kind") != "multistyle" else []
+        for i in range(count):
+            entries.append((path, str(i), f"{path.stem}: {names[i] if i < len(names) else i}"))
+    return entries
+
+
 class Styles:
-    """The style networks n/p cycle through, with the loaded one as a ``Stylizer``."""
+    """The styles n/p cycle through (every style of each network), with the loaded one as a ``Stylizer``."""
 
     blend = 0.0  # networks do not blend live
 
     def __init__(self, paths: list[Path], index: int, dtype: str, make_stylizer):
-        self.paths, self.dtype, self.make_stylizer = paths, dtype, make_stylizer
+        """``index``: the network of ``paths`` to start with (its first style)."""
+        self.entries = network_entries(paths)
+        self.dtype, self.make_stylizer = dtype, make_stylizer
         self.index = -1
         self.stylizer = None
-        self.select(index)
+        self.select([e[0] for e in self.entries].index(paths[index]))
+
+    @property
+    def paths(self) -> list[Path]:
+        return [path for path, _, _ in self.entries]
 
     @property
     def name(self) -> str:
-        return self.paths[self.index].stem
+        return self.entries[self.index][2]
 
     def __len__(self) -> int:
-        return len(self.paths)
+        return len(self.entries)
 
     def refresh(self) -> None:
         """Networks are listed once, at start."""
@@ -54,12 +85,13 @@ class Styles:
 
         if index == self.index:
             return True
+        path, style, _ = self.entries[index]
         try:
-            net, _ = load_network(self.paths[index], self.dtype)
+            net, _ = load_network(path, self.dtype, style)
         except ValueError as exc:  # WeightFileError, or a config this version does not know
             if self.stylizer is None:
                 raise PlaylistError(str(exc)) from None
-            print(f"skipping {self.paths[index].name}: {exc}", file=sys.stderr)
+            print(f"skipping {path.name}: {exc}", file=sys.stderr)
             return False
         self.stylizer, self.index = self.make_stylizer(net), index
         return True

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import re
 import time
 from pathlib import Path
 
@@ -17,7 +18,9 @@ WRITER_CODECS = {".mp4": "mp4v", ".m4v": "mp4v", ".mov": "mp4v", ".avi": "MJPG"}
 
 
 def snapshot_path(folder: str | Path, model: str, now: float | None = None) -> Path:
-    """``folder/mlx_style-<model>-<YYYYmmdd-HHMMSS-mmm>.png``."""
+    """``folder/mlx_style-<model>-<YYYYmmdd-HHMMSS-mmm>.png``; ``model`` is the style's name as the overlay shows
+    it (``wave``, ``multi: udnie``, ``wave → udnie 40%``), kept to letters, digits, ``.``, ``-`` and ``_``."""
+    model = re.sub(r"[^\w.-]+", "_", model.split(" → ")[0]).strip("_") or "style"
     now = time.time() if now is None else now
     stamp = time.strftime("%Y%m%d-%H%M%S", time.localtime(now)) + f"-{int(now * 1000) % 1000:03d}"
     return Path(folder) / f"mlx_style-{model}-{stamp}.png"

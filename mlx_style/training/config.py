@@ -27,7 +27,9 @@ STABLE_DEFAULT_WEIGHT = 500.0
 class TrainConfig:
     """Every setting of a training run; the CLI's defaults come from here."""
 
-    style: str = ""  # the style image
+    style: str = ""  # the style image (the first of ``styles`` when there are several)
+    styles: tuple[str, ...] = ()  # several style images: one multi-style network (Dumoulin et al.); () for one
+    train_all: bool = False  # --from a multi-style network with new styles: train every weight, not only new rows
     data: str | None = None  # folder of content photos (COCO); required
     vgg: str = str(DEFAULT_VGG_PATH)  # converted loss network (scripts/convert_vgg.py)
     image_size: int = 256  # content crops are image_size² (the report's 256)
@@ -75,8 +77,17 @@ class TrainConfig:
     compile: bool = True  # mx.compile the step (False: no start-up kernel compilation, for tiny CPU runs)
     processes: int | None = None  # processes on this machine (the CLI starts them); None: launch.auto_processes
 
+    def style_list(self) -> tuple[str, ...]:
+        """The style images this run trains, in order (one for a single-style network)."""
+        return tuple(self.styles) or (self.style,)
+
     def output_path(self) -> Path:
-        return Path(self.output) if self.output else Path("weights") / f"{Path(self.style).stem}.safetensors"
+        """``--output``, else ``weights/<style>.safetensors`` (several styles: ``a-b-c``, or ``a-and-N-more``)."""
+        if self.output:
+            return Path(self.output)
+        stems = [Path(s).stem for s in self.style_list()]
+        name = "-".join(stems) if len(stems) <= 3 else f"{stems[0]}-and-{len(stems) - 1}-more"
+        return Path("weights") / f"{name}.safetensors"
 
     def recomputes(self, backend: str | None = None, processes: int = 1, local: int = 1) -> bool:
         """Whether the step recomputes the residual blocks (``--low-memory``).
@@ -102,6 +113,7 @@ class TrainConfig:
         for key in ("style", "data", "vgg", "output", "run_dir", "log", "sample_images", "resume", "init_from"):
             if record.get(key) not in (None, LATEST):
                 record[key] = Path(record[key]).name
+        record["styles"] = [Path(s).name for s in self.styles]
         return record
 
     def stable(self) -> StableConfig:
@@ -115,9 +127,11 @@ class TrainConfig:
     def log_path(self) -> Path:
         return Path(self.log) if self.log else self.run_path() / "log.jsonl"
 
-    def network_config(self) -> TransformerConfig:
+    def network_config(self, styles: int | None = None) -> TransformerConfig:
+        """The network trained: one norm row per style of the run, or ``styles`` rows (``--from`` a multi-style
+        network adds its rows)."""
         return TransformerConfig(norm=self.norm, upsample=self.upsample, width=self.width,
-                                 num_residual=self.residual_blocks)
+                                 num_residual=self.residual_blocks, styles=styles or len(self.style_list()))
 
 
 @dataclass

@@ -24,16 +24,15 @@ from pathlib import Path
 
 import mlx.core as mx
 import mlx.optimizers as optim
-from mlx.utils import tree_map
 import numpy as np
 
 from mlx_style.backend import backend_name
-from mlx_style.io.image import ImageError, load_image, resize_max_side, to_batch
+from mlx_style.io.image import ImageError, load_image
 from mlx_style.io.models import load_transformer, save_transformer
 from mlx_style.io.paths import check_not_an_input, check_suffix
-from mlx_style.io.registry import resolve_model, resolve_style_image
-from mlx_style.io.weights import WeightFileError, WeightWriteError, file_sha256, read_metadata, remove_partial_writes
-from mlx_style.nn.losses import LossConfig, style_targets
+from mlx_style.io.registry import resolve_model
+from mlx_style.io.weights import WeightFileError, WeightWriteError, read_metadata, remove_partial_writes
+from mlx_style.nn.losses import LossConfig
 from mlx_style.nn.transformer import TransformerConfig, TransformerNet
 from mlx_style.nn.vgg import CONVERT_HINT, load_vgg
 from mlx_style.training import checkpoint as ckpt
@@ -44,6 +43,7 @@ from mlx_style.training.launch import local_processes
 from mlx_style.training.motion import StableConfig, random_motion
 from mlx_style.training.progress import JsonlLog, ProgressLine, format_progress, save_loss_curve, save_sample_grid
 from mlx_style.training.step import all_finite, make_train_step, tune_step_convs
+from mlx_style.training.styles import StylePlan, freeze_shared, plan_styles, start_from, style_grams
 
 
 class StopFlag:
@@ -80,13 +80,16 @@ def load_sample_batch(paths: list[Path], size: int) -> np.ndarray | None:
     return np.stack(crops) if crops else None
 
 
-def stylize_samples(net: TransformerNet, samples: np.ndarray) -> list[list[np.ndarray]]:
-    """Rows for a sample grid: the contents, then the network's outputs (eval mode, uncompiled)."""
+def stylize_samples(net: TransformerNet, samples: np.ndarray, blends=(None,)) -> list[list[np.ndarray]]:
+    """Rows for a sample grid: the contents, then the network's outputs for each style blend (``None``: a
+    single-style network), in eval mode, uncompiled."""
     net.eval()
-    out = net(mx.array(samples).astype(mx.float32))
-    outputs = np.clip(np.rint(np.asarray(out)), 0, 255).astype(np.uint8)
+    rows = [list(samples)]
+    for blend in blends:
+        out = net(mx.array(samples).astype(mx.float32), *(() if blend is None else (blend,)))
+        rows.append(list(np.clip(np.rint(np.asarray(out)), 0, 255).astype(np.uint8)))
     net.train()
-    return [list(samples), list(outputs)]
+    return rows
 
 
 def find_resume(config, folder: Path, say=lambda text: None) -> ckpt.Checkpoint | None:
@@ -161,8 +164,9 @@ class RunWriter:
     """
 
     def __init__(self, config: TrainConfig, plan: DataPlan, meta: dict[str, str], main_rank: bool,
-                 resumed_step: int | None, line: ProgressLine):
+                 resumed_step: int | None, line: ProgressLine, blends=(None,)):
         self.config, self.plan, self.meta, self.main_rank, self.line = config, plan, meta, main_rank, line
+        self.blends = blends  # one sample row per trained style
         self.run_dir = config.run_path()
         self.folder = self.run_dir / "checkpoints"
         self.log = JsonlLog(config.log_path(), keep_through_step=resumed_step) if main_rank else None
@@ -189,7 +193,8 @@ class RunWriter:
 
     def sample_grid(self, name: str, net: TransformerNet) -> None:
         if self.samples is not None:
-            save_sample_grid(stylize_samples(net, self.samples), self.run_dir / "samples" / f"{name}.png")
+            save_sample_grid(stylize_samples(net, self.samples, self.blends),
+                             self.run_dir / "samples" / f"{name}.png")
 
     def weights(self, net: TransformerNet, step: int) -> Path | None:
         if not self.main_rank:
@@ -200,29 +205,29 @@ class RunWriter:
 
 @dataclass
 class Inputs:
-    """What ``check_inputs`` read and checked: the style image, the data plan, the VGG file's metadata, the losses."""
+    """What ``check_inputs`` read and checked: the styles, the data plan, the VGG file's metadata, the losses."""
 
-    style_image: np.ndarray
-    style_path: Path  # the file --style named: a path, or a built-in picture
+    styles: StylePlan  # the pictures --style named (paths, or built-in pictures) and their network rows
     plan: DataPlan
     vgg_meta: dict[str, str]
     losses: LossConfig
-    style_sha256: str
     resume_from: ckpt.Checkpoint | None  # rank 0's checkpoint to continue from (None: a fresh run)
     init_from: TransformerNet | None = None  # --from: the network a fresh run starts from
+    net_config: TransformerConfig | None = None  # the network trained (its style rows from the plan)
 
 
 def build_networks(config: TrainConfig, inputs: Inputs):
     """The frozen VGG, the style Grams (computed once), a fresh network and its optimizer:
-    ``(vgg, grams, net, optimizer)``."""
+    ``(vgg, grams, net, optimizer)``. Adding styles to a trained network leaves only its norms trainable."""
     vgg, _ = load_vgg(config.vgg, {"float32": mx.float32, "bfloat16": mx.bfloat16}[config.dtype])
-    style_batch = to_batch(resize_max_side(inputs.style_image, config.style_size or config.image_size))
-    grams = style_targets(vgg, style_batch, inputs.losses.style_layers)
+    grams = style_grams(vgg, inputs.styles, config.style_size or config.image_size, inputs.losses.style_layers)
     mx.eval(grams)
     mx.random.seed(config.seed)
-    net = TransformerNet(config.network_config())
+    net = TransformerNet(inputs.net_config or config.network_config())
     if inputs.init_from is not None:  # fine-tune: the trained network's weights, in float32, then a fresh Adam
-        net.update(tree_map(lambda a: a.astype(mx.float32), inputs.init_from.parameters()))
+        start_from(net, inputs.init_from)
+    if inputs.styles.freeze_shared:
+        freeze_shared(net)
     net.train()
     # Bias-corrected Adam, as torch.optim.Adam and Lua's optim.adam that Johnson trained with.
     optimizer = optim.Adam(learning_rate=config.lr, bias_correction=True)
@@ -236,19 +241,19 @@ KERNEL_BUILD_NOTE = ("the first step builds MLX's CUDA kernels: it can take minu
                      "this step before (they are cached on disk for later runs)")
 
 
-def load_init_network(config: TrainConfig) -> TransformerNet:
-    """The network ``--from`` names (a path, a name in weights/ or a built-in), checked to be of the architecture
-    this run trains."""
+def load_init_network(config: TrainConfig) -> tuple[TransformerNet, dict[str, str]]:
+    """The network ``--from`` names (a path, a name in weights/ or a built-in) and its metadata, checked to be of
+    the architecture this run trains (its number of styles aside: ``training.styles``)."""
     try:
-        net, _ = load_transformer(resolve_model(config.init_from))
+        net, meta = load_transformer(resolve_model(config.init_from))
     except WeightFileError as exc:
         raise TrainingError(f"--from: {exc}") from None
-    if net.config != config.network_config():
-        theirs, ours = asdict(net.config), asdict(config.network_config())
+    theirs, ours = asdict(net.config), asdict(config.network_config(styles=net.config.styles))
+    if theirs != ours:
         diff = ", ".join(f"{k} {theirs[k]!r}" for k in theirs if theirs[k] != ours[k])
         raise TrainingError(f"--from {config.init_from} is another network ({diff}); pass the same --norm, "
                             "--upsample, --width and --residual-blocks, or start without --from")
-    return net
+    return net, meta
 
 
 def check_inputs(config: TrainConfig, processes: int, say, main_rank: bool = True) -> Inputs:
@@ -267,8 +272,11 @@ def check_inputs(config: TrainConfig, processes: int, say, main_rank: bool = Tru
     check_suffix(output, (".safetensors",), "--output")
     check_not_an_input(output, [config.style, config.vgg, config.resume if config.resume != LATEST else None],
                        "--output")
-    style_path = resolve_style_image(config.style)
-    style_image = load_image(style_path)
+    if len(config.style_list()) > 1 and config.norm != "instance":
+        raise TrainingError("several styles in one network need --norm instance (a scale and shift per style)")
+    init, init_meta = load_init_network(config) if config.init_from else (None, {})
+    styles = plan_styles(config.style_list(), config.style_size or config.image_size, init, init_meta,
+                         config.train_all)
     if not Path(config.vgg).exists():
         raise WeightFileError(f"no VGG weights at {config.vgg}: {CONVERT_HINT}, or pass --vgg PATH")
     plan = plan_data(config, say)
@@ -287,17 +295,13 @@ def check_inputs(config: TrainConfig, processes: int, say, main_rank: bool = Tru
         stable = config.stable()
     except ValueError as exc:
         raise TrainingError(f"--stable: {str(exc).removeprefix('[StableConfig] ')}") from None
-    style_sha = file_sha256(style_path)
+    net_config = config.network_config(styles.network_styles)
     found = None
     if main_rank:  # only rank 0 (and the launcher's check) reads checkpoints; the others receive its state
         found = find_resume(config, config.run_path() / "checkpoints", say)
         if found:
-            check_resumable(found, config.network_config(), plan.info, style_sha, losses, config.allow_change,
-                            stable)
-    init = None
-    if config.init_from and found is None:
-        init = load_init_network(config)
-    return Inputs(style_image, style_path, plan, vgg_meta, losses, style_sha, found, init)
+            check_resumable(found, net_config, plan.info, styles.sha256(), losses, config.allow_change, stable)
+    return Inputs(styles, plan, vgg_meta, losses, found, init if found is None else None, net_config)
 
 
 def train(config: TrainConfig, stream=None) -> TrainResult:
@@ -334,23 +338,27 @@ def train(config: TrainConfig, stream=None) -> TrainResult:
         began = time.perf_counter()
         if not main_rank:
             agree(False, group)  # a barrier: rank 0 tunes alone (undisturbed timings); the others read its cache
-        tune_step_convs(net, vgg, grams, losses, (config.batch_size // world, config.image_size, config.image_size, 3))
+        tune_step_convs(net, vgg, grams, losses, (config.batch_size // world, config.image_size, config.image_size, 3),
+                        inputs.styles.style_rows())
         if main_rank:
             agree(False, group)
         say(f"convolution strategies tuned for batch {config.batch_size // world} × {config.image_size}² in "
             f"{time.perf_counter() - began:.1f} s (cached for later runs)")
     recompute = config.recomputes(processes=world, local=local)  # what this machine holds of the batch
     stable = config.stable()
+    styles = inputs.styles
     step_fn = make_train_step(net, vgg, optimizer, grams, losses, config.clip, group, config.compile,
-                              recompute=recompute, stable=stable)
-    meta = {"config": config.network_config().to_json(), "train_config": json.dumps(config.shareable()),
+                              recompute=recompute, stable=stable, style_rows=styles.style_rows())
+    meta = {"config": inputs.net_config.to_json(), "train_config": json.dumps(config.shareable()),
             "loss_config": json.dumps(asdict(losses)), "stable": json.dumps(stable.record()),
-            "style": inputs.style_path.name,
-            "style_sha256": inputs.style_sha256, "vgg": vgg_meta.get("source", Path(config.vgg).name),
+            "style": ", ".join(p.name for p in styles.paths),
+            "style_sha256": styles.sha256(), "vgg": vgg_meta.get("source", Path(config.vgg).name),
             "vgg_preprocess": vgg_meta.get("preprocess", "")}
+    if styles.multi:  # what stylize --style NAME and the cam's style keys read
+        meta["styles"] = json.dumps(styles.records)
     if inputs.init_from is not None:
         meta["started_from"] = resolve_model(config.init_from).name
-    out = RunWriter(config, plan, meta, main_rank, start if found else None, line)
+    out = RunWriter(config, plan, meta, main_rank, start if found else None, line, styles.sample_blends())
     total = plan.total_steps
     say(f"training {config.output_path()} on {len(plan.source.files)} images ({plan.steps_per_epoch} steps/epoch), "
         f"steps {start}→{total}, batch {config.batch_size} × {config.image_size}², {world} process(es); loss "
@@ -358,6 +366,9 @@ def train(config: TrainConfig, stream=None) -> TrainResult:
         + (f", temporal {stable.weight:g} (--stable: shift ±{stable.shift:g} px, rotation ±{stable.rotate:g}°, "
            f"zoom ±{100 * stable.zoom:g}%, noise σ {stable.noise:g})" if stable.on else "") + "; "
         + ("residual blocks recomputed (--low-memory); " if recompute else "")
+        + (f"{len(styles.rows)} of its {styles.network_styles} styles in turn ({', '.join(styles.names())})"
+           + ("; only their norms train (--train-all: every weight)" if styles.freeze_shared else "") + "; "
+           if styles.multi else "")
         + f"run folder {out.run_dir}" + (f"; resumed from {found.path}" if found else ""))
     if config.compile and backend_name() == "cuda":
         say(KERNEL_BUILD_NOTE)
@@ -365,7 +376,7 @@ def train(config: TrainConfig, stream=None) -> TrainResult:
     result = TrainResult("done", start, checkpoint=found.path if found else None)
     try:
         return _run_steps(config, result, found, out, step_fn, net, optimizer, plan, group, local, line, say,
-                          stable)
+                          stable, styles)
     except WeightWriteError as exc:  # a full disk or lost permissions: stop cleanly, say how to continue
         line.close()
         last = result.checkpoint or "none yet"
@@ -376,7 +387,7 @@ def train(config: TrainConfig, stream=None) -> TrainResult:
 
 
 def _run_steps(config, result, found, out, step_fn, net, optimizer, plan, group, local, line, say,
-               stable: StableConfig) -> TrainResult:
+               stable: StableConfig, styles: StylePlan) -> TrainResult:
     """The steps of ``train`` from ``result.step`` on, with logging, samples and checkpoints."""
     world, start, total = group.size(), result.step, plan.total_steps
     share = config.batch_size // world
@@ -391,7 +402,8 @@ def _run_steps(config, result, found, out, step_fn, net, optimizer, plan, group,
             # With --stable, this rank's images' motions: a function of (seed, step, image), never of the run's past
             motion = (random_motion(config.seed, step_index, share, config.image_size, config.image_size, stable,
                                     first=group.rank() * share) if stable.on else None)
-            total_loss, terms = step_fn(mx.array(batch), motion)  # the step's host→MLX transfers
+            style = styles.step_style(step_index)  # several styles: in turn, a function of the step
+            total_loss, terms = step_fn(mx.array(batch), motion, style)  # the step's host→MLX transfers
             mx.eval(total_loss, terms, net.parameters(), optimizer.state)
             window_steps += 1
             # Ranks agree on stopping through a collective: every step when all share this machine (a loopback
@@ -404,7 +416,8 @@ def _run_steps(config, result, found, out, step_fn, net, optimizer, plan, group,
                 peak_gb, resident_gb = machine_memory_gb(group, local)
                 record = {"step": step, "loss": total_loss.item(), **{k: v.item() for k, v in terms.items()},
                           "images_per_s": window_steps * config.batch_size / (now - window_start),
-                          "peak_memory_gb": peak_gb, "resident_gb": resident_gb}
+                          "peak_memory_gb": peak_gb, "resident_gb": resident_gb,
+                          **({} if style is None else {"style_index": style})}
                 window_start, window_steps = now, 0
                 if not losses_finite(record) or not all_finite(net.parameters()):
                     line.close()

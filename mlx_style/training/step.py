@@ -50,11 +50,16 @@ def all_finite(tree) -> bool:
 
 
 def make_loss_fn(model: nn.Module, vgg: nn.Module, target_grams: dict[str, mx.array], loss_config: LossConfig,
-                 recompute: bool = False, stable: StableConfig | None = None):
+                 recompute: bool = False, stable: StableConfig | None = None, style_rows: mx.array | None = None):
     """``loss_fn(content) -> (total, terms)``: stylise the batch, then the perceptual loss against its content.
 
     ``stable`` (on): ``loss_fn(content, matrices, keys)`` also adds ``stable.weight × terms["temporal"]``
     (``motion.temporal_loss``: the network runs a second time, on the moved batch).
+
+    ``style_rows`` (a multi-style network, ``train --style A B C``): the ``(T, S)`` one-hot rows of the ``T``
+    styles the run trains among the network's ``S``. ``target_grams`` then hold those styles' Gram matrices
+    stacked ``(T, …)``, and the loss takes ``pick``, the ``(T,)`` one-hot of the batch's style, after ``content``
+    (``loss_fn(content, pick[, matrices, keys])``): an input, so one compiled graph serves every style.
 
     ``recompute``: gradient checkpointing of the transformer's residual blocks (``nn.utils.checkpoint``; it sets
     ``model.recompute_residual``): each block keeps only its input, and runs again in the backward pass. Same
@@ -69,43 +74,52 @@ def make_loss_fn(model: nn.Module, vgg: nn.Module, target_grams: dict[str, mx.ar
         raise ValueError("[make_loss_fn] recompute needs a TransformerNet (its residual blocks are recomputed)")
     if hasattr(model, "recompute_residual"):
         model.recompute_residual = recompute  # either way: an earlier step's setting must not linger
+    stable = stable if stable is not None and stable.on else None
 
-    def perceptual(content, output):
+    def for_style(pick):
+        """The network as a function of the images, and the Gram targets, for the batch's style."""
+        if style_rows is None:
+            return model, target_grams
+        style = pick @ style_rows
+        return (lambda x: model(x, style)), {k: mx.tensordot(pick, v, axes=1) for k, v in target_grams.items()}
+
+    def loss(content, pick, *motion):
+        net, grams = for_style(pick)
+        output = net(content)
         content_features = mx.stop_gradient(vgg(content, (layer,))[layer])
-        return perceptual_loss(vgg, output, content, target_grams, loss_config, content_features)
+        total, terms = perceptual_loss(vgg, output, content, grams, loss_config, content_features)
+        if stable is not None:
+            matrices, keys = motion
+            terms["temporal"] = temporal_loss(net, content, output, matrices, keys, stable.noise)
+            total = total + stable.weight * terms["temporal"]
+        return total, terms
 
-    def loss_fn(content):
-        return perceptual(content, model(content))
-
-    if stable is None or not stable.on:
-        return loss_fn
-
-    def stable_loss_fn(content, matrices, keys):
-        output = model(content)
-        total, terms = perceptual(content, output)
-        terms["temporal"] = temporal_loss(model, content, output, matrices, keys, stable.noise)
-        return total + stable.weight * terms["temporal"], terms
-
-    return stable_loss_fn
+    if style_rows is not None:
+        return loss
+    if stable is not None:
+        return lambda content, matrices, keys: loss(content, None, matrices, keys)
+    return lambda content: loss(content, None)
 
 
 def tune_step_convs(model: nn.Module, vgg: nn.Module, target_grams: dict[str, mx.array], loss_config: LossConfig,
-                    batch_shape: tuple[int, ...]) -> dict[tuple, str]:
+                    batch_shape: tuple[int, ...], style_rows: mx.array | None = None) -> dict[tuple, str]:
     """Autotune (``conv.tune_convs``) every convolution of a training step on batches of ``batch_shape``.
 
     One eager forward records the layer shapes; each is then timed forward and backward (both networks are in
     training mode, so ``conv2d`` uses these choices inside the step). Nothing of the model or optimizer changes.
     Choices are cached on disk per device, so only a new size or batch pays for the timing again.
     """
-    loss_fn = make_loss_fn(model, vgg, target_grams, loss_config)
-    return tune_convs(lambda b: loss_fn(b)[0], mx.zeros(batch_shape, mx.float32))
+    loss_fn = make_loss_fn(model, vgg, target_grams, loss_config, style_rows=style_rows)
+    extra = () if style_rows is None else (mx.eye(style_rows.shape[0])[0],)
+    return tune_convs(lambda b: loss_fn(b, *extra)[0], mx.zeros(batch_shape, mx.float32))
 
 
 def make_train_step(model: nn.Module, vgg: nn.Module, optimizer: optim.Optimizer,
                     target_grams: dict[str, mx.array], loss_config: LossConfig, clip: str = "tensor",
                     group: mx.distributed.Group | None = None, compile: bool = True, recompute: bool = False,
-                    stable: StableConfig | None = None):
-    """Build ``step(batch, motion=None) -> (total, {"content", "style", "tv"})`` that trains ``model`` in place.
+                    stable: StableConfig | None = None, style_rows: mx.array | None = None):
+    """Build ``step(batch, motion=None, style=None) -> (total, {"content", "style", "tv"})`` that trains ``model``
+    in place.
 
     Args:
         model: the transformer network (its optimizer state must already be initialised or restored).
@@ -123,6 +137,9 @@ def make_train_step(model: nn.Module, vgg: nn.Module, optimizer: optim.Optimizer
             (docs/benchmarks.md).
         stable: the temporal term (``training.motion``); when on, every call needs ``motion``, this rank's
             images' ``Motion`` (``motion.random_motion``), and the terms include ``"temporal"``.
+        style_rows: a multi-style network's trained rows (``make_loss_fn``; ``target_grams`` stacked per style);
+            every call then needs ``style``, the index (into those rows) of the batch's style. Only the parameters
+            left trainable are updated: a run that adds styles to a trained network freezes the rest.
 
     ``batch`` is this rank's ``(B, H, W, 3)`` images, uint8 or float, 0–255. The losses returned are the
     unweighted terms and the weighted total, averaged over the global batch.
@@ -131,15 +148,17 @@ def make_train_step(model: nn.Module, vgg: nn.Module, optimizer: optim.Optimizer
         raise ValueError(f"[make_train_step] clip must be one of {CLIP_MODES}, got {clip!r}")
     world = group.size() if group is not None else 1
     stable = stable if stable is not None and stable.on else None
-    loss_and_grad = nn.value_and_grad(model, make_loss_fn(model, vgg, target_grams, loss_config, recompute, stable))
+    loss_and_grad = nn.value_and_grad(model, make_loss_fn(model, vgg, target_grams, loss_config, recompute, stable,
+                                                          style_rows))
+    picks = None if style_rows is None else mx.eye(style_rows.shape[0])
 
     def average(x):
         return mx.distributed.all_sum(x, group=group) / world
 
     state = [model.state, optimizer.state]
 
-    def step(batch, *motion):  # motion: (matrices, keys) when stable, else nothing
-        (total, terms), grads = loss_and_grad(batch.astype(mx.float32), *motion)
+    def step(batch, *extra):  # extra: the style pick of a multi-style network, then (matrices, keys) when stable
+        (total, terms), grads = loss_and_grad(batch.astype(mx.float32), *extra)
         if world > 1:
             grads = nn.average_gradients(grads, group)
             total, terms = average(total), {k: average(v) for k, v in terms.items()}
@@ -148,13 +167,18 @@ def make_train_step(model: nn.Module, vgg: nn.Module, optimizer: optim.Optimizer
 
     run = mx.compile(step, inputs=state, outputs=state) if compile else step
 
-    def train_step(batch, motion: Motion | None = None):
+    def train_step(batch, motion: Motion | None = None, style: int | None = None):
+        if (style is None) != (picks is None):
+            raise ValueError("[make_train_step] " + ("pass the batch's style index: the step trains several styles"
+                                                     if style is None else "a style index was given but the step "
+                                                     "was built for one style"))
+        extra = () if picks is None else (picks[style],)
         if stable is None:
             if motion is not None:
                 raise ValueError("[make_train_step] a motion was given but the step was built without stable")
-            return run(batch)
+            return run(batch, *extra)
         if motion is None:
             raise ValueError("[make_train_step] the step was built with stable: pass this batch's motion")
-        return run(batch, mx.array(motion.matrices), mx.array(motion.keys))
+        return run(batch, *extra, mx.array(motion.matrices), mx.array(motion.keys))
 
     return train_step

@@ -351,7 +351,8 @@ def train(config: TrainConfig, stream=None) -> TrainResult:
                               recompute=recompute, stable=stable, style_rows=styles.style_rows())
     meta = {"config": inputs.net_config.to_json(), "train_config": json.dumps(config.shareable()),
             "loss_config": json.dumps(asdict(losses)), "stable": json.dumps(stable.record()),
-            "style": ", ".join(p.name for p in styles.paths),
+            "style": (f"{styles.network_styles} styles: " + ", ".join(r["name"] for r in styles.records)
+                      if styles.multi else styles.paths[0].name),
             "style_sha256": styles.sha256(), "vgg": vgg_meta.get("source", Path(config.vgg).name),
             "vgg_preprocess": vgg_meta.get("preprocess", "")}
     if styles.multi:  # what stylize --style NAME and the cam's style keys read

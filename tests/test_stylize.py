@@ -311,7 +311,8 @@ def test_output_planning(tmp_path):
         files.plan_jobs([str(tmp_path / "clip.mov")], str(tmp_path / "x.png"))
 
 
-def test_missing_model_flag_and_bad_options(tmp_path, capsys):
+def test_missing_model_flag_and_bad_options(tmp_path, capsys, monkeypatch):
+    monkeypatch.chdir(tmp_path)  # no weights/ folder: the networks a developer has imported must not count
     code, _, err = run_cli([tmp_path], capsys)
     assert code == 2 and err.startswith("error: no style network found: give one with --model")
     code, _, err = run_cli(["--model", "m.safetensors", "--strength", "2", tmp_path], capsys)

@@ -105,12 +105,13 @@ def build_parser() -> argparse.ArgumentParser:
     g.add_argument("--from", dest="init_from", default=d.init_from, metavar="MODEL",
                    help="fine-tune: start from this trained network (a path, a name in weights/ or a built-in "
                         "such as wave) instead of random weights, with a fresh optimizer. From a network of several "
-                        "styles, new pictures are added to it as new styles and only their norms train (minutes)")
+                        "styles, new pictures are added to it as new styles and only their norms train")
     g.add_argument("--train-all", action="store_true", default=d.train_all,
                    help="with --from a network of several styles: train every weight for the new styles, not only "
                         "their norms")
     g = p.add_argument_group("output and resuming")
-    g.add_argument("--output", default=d.output, help="default: weights/<style stem>.safetensors")
+    g.add_argument("--output", default=d.output,
+                   help="default: weights/<style stem>.safetensors (several styles: <a>-<b>-<c>)")
     g.add_argument("--run-dir", default=d.run_dir, help="log, samples, checkpoints (default: runs/<output stem>)")
     g.add_argument("--log", default=d.log, help="JSON-lines log (default: <run dir>/log.jsonl)")
     g.add_argument("--log-every", type=int, default=d.log_every, help="steps between progress lines")

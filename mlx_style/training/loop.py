@@ -270,7 +270,7 @@ def check_inputs(config: TrainConfig, processes: int, say, main_rank: bool = Tru
                             "would update its running statistics twice per step")
     output = config.output_path()
     check_suffix(output, (".safetensors",), "--output")
-    check_not_an_input(output, [config.style, config.vgg, config.resume if config.resume != LATEST else None],
+    check_not_an_input(output, [*config.style_list(), config.vgg, config.resume if config.resume != LATEST else None],
                        "--output")
     if len(config.style_list()) > 1 and config.norm != "instance":
         raise TrainingError("several styles in one network need --norm instance (a scale and shift per style)")

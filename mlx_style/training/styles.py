@@ -93,7 +93,7 @@ def read_styles(sources: tuple[str, ...], size: int) -> tuple[list[Path], list[n
 
 
 def init_records(meta: dict[str, str], styles: int) -> list[dict]:
-    """The style list of a ``--from`` network (its ``styles`` metadata; plain names when that is missing)."""
+    """The style list of a ``--from`` multi-style network (its ``styles`` metadata; ``style 0``… without it)."""
     import json
 
     try:
@@ -101,8 +101,7 @@ def init_records(meta: dict[str, str], styles: int) -> list[dict]:
     except ValueError:
         entries = []
     if not isinstance(entries, list) or len(entries) != styles:
-        entries = [{"name": meta.get("style", "style").rsplit(".", 1)[0]}] if styles == 1 else []
-        entries += [{"name": f"style {i}"} for i in range(len(entries), styles)]
+        entries = [{"name": f"style {i}"} for i in range(styles)]
     return [e if isinstance(e, dict) else {"name": str(e)} for e in entries]
 
 

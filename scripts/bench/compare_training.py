@@ -41,6 +41,12 @@ def loss_config_of(meta: dict[str, str]) -> LossConfig:
     return LossConfig(**data)
 
 
+def network_and_style(spec: str) -> tuple[str, str, str | None]:
+    """``(path, dtype, style)`` for ``PATH`` or ``PATH#STYLE`` (a style of a multi-style network, by name)."""
+    path, _, style = spec.partition("#")
+    return path, "float32", style or None
+
+
 def evaluate(net, vgg, grams, losses: LossConfig, images: list[np.ndarray]) -> list[dict[str, float]]:
     """Per image: the unweighted terms and the weighted total, as the training log reports them."""
     rows = []
@@ -54,7 +60,8 @@ def evaluate(net, vgg, grams, losses: LossConfig, images: list[np.ndarray]) -> l
 
 def build_parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    p.add_argument("nets", nargs="+", help="transformer weight files (the first sets the loss configuration)")
+    p.add_argument("nets", nargs="+", help="transformer weight files (the first sets the loss configuration); "
+                   "PATH#STYLE picks a style of a multi-style network")
     p.add_argument("--labels", help="comma-separated names for the networks (default: file stems)")
     p.add_argument("--style", required=True)
     p.add_argument("--data", required=True, help="folder of held-out photos")
@@ -71,7 +78,7 @@ def build_parser() -> argparse.ArgumentParser:
 def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     keep_freed_memory()
-    loaded = [load_network(path) for path in args.nets]
+    loaded = [load_network(*network_and_style(path)) for path in args.nets]
     labels = args.labels.split(",") if args.labels else [Path(p).stem for p in args.nets]
     if len(labels) != len(loaded):
         raise SystemExit(f"error: {len(labels)} labels for {len(loaded)} networks")

@@ -322,3 +322,23 @@ def test_the_cams_playlist_holds_every_style_of_a_multistyle_network(ws, tmp_pat
     np.testing.assert_allclose(np.asarray(styles.stylizer(x)), np.asarray(net(x, mx.eye(2)[1])), atol=1e-4)
     assert snapshot_path(tmp_path, "net: painting0", 0).name.startswith("mlx_style-net_painting0-")
     assert snapshot_path(tmp_path, "wave → udnie 40%", 0).name.startswith("mlx_style-wave-")
+
+
+def test_a_multistyle_run_with_stable_takes_its_temporal_term(ws, tmp_path):
+    result = train(multi(ws, tmp_path / "s", ("style", "p0"), iters=2, stable_weight=100.0), stream=io.StringIO())
+    assert result.status == "done"
+    assert [r["style_index"] for r in result.records] == [0, 1]
+    assert all(r["temporal"] > 0 for r in result.records)
+
+
+def test_resuming_a_fine_tune_whose_from_network_is_gone_says_how(ws, tmp_path):
+    base = tiny_config(ws, tmp_path / "base", iters=1)
+    train(base, stream=io.StringIO())
+    tuned = tiny_config(ws, tmp_path / "tuned", init_from=base.output, iters=2, checkpoint_every=1)
+    train(tuned, stream=io.StringIO())
+    Path(base.output).unlink()
+    with pytest.raises(TrainingError, match="resumes without --from"):
+        train(tiny_config(ws, tmp_path / "tuned", init_from=base.output, iters=3, resume="latest"),
+              stream=io.StringIO())
+    done = train(tiny_config(ws, tmp_path / "tuned", iters=3, resume="latest"), stream=io.StringIO())
+    assert done.status == "done" and done.step == 3

@@ -274,7 +274,13 @@ def check_inputs(config: TrainConfig, processes: int, say, main_rank: bool = Tru
                        "--output")
     if len(config.style_list()) > 1 and config.norm != "instance":
         raise TrainingError("several styles in one network need --norm instance (a scale and shift per style)")
-    init, init_meta = load_init_network(config) if config.init_from else (None, {})
+    try:  # read even on --resume: the rows of a multi-style network's styles come from it
+        init, init_meta = load_init_network(config) if config.init_from else (None, {})
+    except TrainingError as exc:
+        if config.resume is None:
+            raise
+        raise TrainingError(f"{exc}; resuming a run started with --from needs that network (a fine-tune of a "
+                            "single-style network also resumes without --from)") from None
     styles = plan_styles(config.style_list(), config.style_size or config.image_size, init, init_meta,
                          config.train_all)
     if not Path(config.vgg).exists():

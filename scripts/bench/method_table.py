@@ -107,8 +107,7 @@ def main(argv: list[str] | None = None) -> int:
         nets = networks_for(name, picture, args)
         row_tiles = [label_tile(grid_photo, "photo"), label_tile(prepare(painting, args.grid_size), name)]
         for kind, net in nets:
-            if hasattr(net, "eval"):
-                net.eval()
+            net.eval()
             per_photo = evaluate(net, vgg, grams, losses, crops)
             means = {k: float(np.mean([r[k] for r in per_photo])) for k in ("loss", "content", "style", "tv")}
             results.setdefault(name, {})[kind] = means

@@ -57,8 +57,8 @@ def network_at(found: ckpt.Checkpoint, style_sha: str):
     if net.config.styles == 1:
         return net
     shas = [s.get("sha256") for s in json.loads(found.metadata.get("styles", "[]"))]
-    if not shas:  # checkpoints do not list the styles: the run's own pictures are its last rows
-        raise SystemExit(f"error: {found.path} does not list its styles")
+    if style_sha not in shas:
+        raise SystemExit(f"error: {found.path} holds no style trained on that picture (its styles' sha256 differ)")
     return net.with_style(mx.eye(net.config.styles)[shas.index(style_sha)])
 
 

@@ -268,6 +268,31 @@ def test_calibration_picks_the_largest_size_within_budget():
     assert size == live.SIZE_STEPS[0]  # nothing fits: the smallest step
 
 
+def test_calibration_counts_the_smoothing_that_the_cam_will_run(monkeypatch):
+    clock, made = [0.0], []
+
+    class FakeStylizer:  # 0.6 µs per pixel: 128×96 alone fits the 10 ms budget (7.4 ms), not with smoothing
+        def __call__(self, image, preserve_color=False):
+            clock[0] += image.shape[0] * image.shape[1] * 0.6e-6
+            return image
+
+    class FakeSmoother:  # 0.3 µs per pixel for the flow and the blend
+        def __init__(self, weight):
+            made.append(weight)
+
+        def __call__(self, frame, stylised):
+            assert frame.shape == stylised.shape and stylised.dtype == np.uint8
+            clock[0] += frame.shape[0] * frame.shape[1] * 0.3e-6
+            return stylised
+
+    monkeypatch.setattr(live, "TemporalSmoother", FakeSmoother)
+    plain, _ = live.calibrate_size(FakeStylizer(), 480, 640, target_fps=80.0, clock=lambda: clock[0])
+    smoothed, measured = live.calibrate_size(FakeStylizer(), 480, 640, target_fps=80.0, clock=lambda: clock[0],
+                                             smooth=0.5)
+    assert (plain, smoothed) == (128, 96) and made and set(made) == {0.5}
+    assert measured[128] == pytest.approx(128 * 96 * 0.9e-6)
+
+
 def test_cpu_default_size_is_measured_and_shown(weights_dir, video):
     if backend.on_gpu():
         pytest.skip("the size is calibrated on CPUs only")

@@ -9,7 +9,7 @@ import sys
 
 from mlx_style.cli.common import fail
 from mlx_style.errors import MlxStyleError
-from mlx_style.infer.flicker import STATIC_THRESHOLD, compare
+from mlx_style.infer.flicker import STATIC_THRESHOLD, STILL_FLOW, compare
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -33,7 +33,7 @@ def main(argv: list[str] | None = None) -> int:
     print(f"{'original':<10} {o['warping_error']:>14.5f} {o['static_flicker']:>15.3f}   (the floor)")
     print(f"warping error: mean squared RGB difference (0-1) of the previous frame warped by the original's flow, "
           f"over consistent pixels; static flicker: mean |change| of luma (0-255) where the original changed "
-          f"less than {STATIC_THRESHOLD:g} levels")
+          f"less than {STATIC_THRESHOLD:g} levels and moved less than {STILL_FLOW:g} px")
     if args.json:
         with open(args.json, "w") as f:
             json.dump(result, f, indent=1)

@@ -163,27 +163,37 @@ class Stylizer:
         return to_uint8(keep_colors(stylised, rgb)) if preserve_color else stylised
 
 def calibrate_size(stylizer: Stylizer, height: int, width: int, target_fps: float = TARGET_FPS,
-                   steps: tuple[int, ...] = SIZE_STEPS, clock=time.perf_counter) -> tuple[int, dict[int, float]]:
+                   steps: tuple[int, ...] = SIZE_STEPS, clock=time.perf_counter,
+                   smooth: float = 0.0) -> tuple[int, dict[int, float]]:
     """The largest step whose model time fits ``FRAME_SHARE / target_fps`` for frames of ``height × width``.
 
     Steps are tried smallest first (one untimed call, then the mean of two timed calls) and the search stops at
-    the first that is too slow, so it costs a few frames' time. Returns ``(size, {size: seconds measured})``;
-    the smallest step when none is fast enough.
+    the first that is too slow, so it costs a few frames' time. With ``smooth`` the timed calls include the
+    temporal smoothing (its optical flow), which the cam then runs on every frame. Returns
+    ``(size, {size: seconds measured})``; the smallest step when none is fast enough.
     """
     budget = FRAME_SHARE / target_fps
     chosen, measured = steps[0], {}
     for size in steps:
         H, W = processing_shape(height, width, size)
         image = np.full((H, W, 3), 128, np.uint8)
-        stylizer(image)
+        smoother = TemporalSmoother(smooth) if smooth else None
+
+        def frame():
+            out = stylizer(image)
+            if smoother is not None:
+                smoother(image, np.ascontiguousarray(np.clip(out, 0, 255).astype(np.uint8)))
+
+        frame()
         start = clock()
-        stylizer(image)
-        stylizer(image)
+        frame()
+        frame()
         measured[size] = (clock() - start) / 2
         if measured[size] > budget:
             break
         chosen = size
     return chosen, measured
+
 
 def use_compile(choice: str, device: mx.Device | None = None) -> bool:
     """``auto`` compiles on a GPU only: on the CPU backend ``mx.compile`` builds its fused kernels with the C++
@@ -228,13 +238,15 @@ def choose_size(config: CamConfig, stylizer: Stylizer, info: SourceInfo, log=pri
         return config.size, "--size"
     if cam_default_size():
         return cam_default_size(), "GPU default"
-    size, measured = calibrate_size(stylizer, info.height or 480, info.width or 640, config.target_fps)
+    size, measured = calibrate_size(stylizer, info.height or 480, info.width or 640, config.target_fps,
+                                    smooth=config.smooth)
     timings = ", ".join(f"{s}: {1000 * t:.0f} ms" for s, t in measured.items())
     fits = measured[size] <= FRAME_SHARE / config.target_fps
     why = (f"the largest that reaches {config.target_fps:g} FPS on this CPU" if fits else
            f"the smallest step: none reaches {config.target_fps:g} FPS on this CPU now")
-    log(f"processing size {size}: {why} (model time per frame {timings}; the model may use {FRAME_SHARE:.0%} of "
-        "a frame); --size sets it")
+    what = "model and smoothing" if config.smooth else "model"
+    log(f"processing size {size}: {why} ({what} time per frame {timings}; the {what} may use {FRAME_SHARE:.0%} "
+        "of a frame); --size sets it")
     return size, f"auto {config.target_fps:g} FPS" if fits else "auto, smallest"
 
 

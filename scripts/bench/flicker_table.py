@@ -23,6 +23,7 @@ import cv2
 
 import mlx_style  # noqa: F401  (loads the BLAS before mlx.core)
 
+from mlx_style.backend import keep_freed_memory
 from mlx_style.infer.files import StylizeConfig, VIDEO_EXTENSIONS, Job, stylize_video_file
 from mlx_style.infer.flicker import read_video, stability
 from mlx_style.infer.stylize import load_network
@@ -70,6 +71,7 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--vgg", default=None, help="converted VGG weights: also measure the frames' losses")
     p.add_argument("--json", default=None)
     args = p.parse_args(argv)
+    keep_freed_memory()  # as the stylize and cam commands do: the frame times are theirs
     net, _ = load_network(args.model)
     loss_parts = None
     if args.vgg:

@@ -4,7 +4,7 @@
 
 Every network starts from the built-in ``wave`` (``train --from wave``) and is fine-tuned with the same recipe
 (``--steps`` steps on ``../shared/data/content/train`` at 128², batch 4, the Caffe VGG16, seed 0): once plain and
-once per weight ``W`` with ``--stable W``. Each network (and the built-in it started from) is then measured
+once per weight ``W`` with ``--stable W`` (and, with ``--noise``, at each ``--stable-noise``). Each network (and the built-in it started from) is then measured
 
 - on the clips, with ``scripts/bench/flicker_table.py``: warping error and static flicker of the stylised clip,
   plain and with ``--smooth``, and the style loss of its frames. Clips: ``../shared/data/video/fox.mp4`` and the
@@ -52,6 +52,9 @@ def build_parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(prog="python -m scripts.bench.stable_compare", description=__doc__.splitlines()[0])
     p.add_argument("--steps", type=int, default=400, help="fine-tuning steps of every network")
     p.add_argument("--weights", default="100,300,1000,3000", help="comma-separated --stable weights to compare")
+    p.add_argument("--noise", default=f"{StableConfig().noise:g}",
+                   help="comma-separated --stable-noise values: every weight is trained with each (a network "
+                        "with another than the default is labelled 'stable W noise S')")
     p.add_argument("--frames", type=int, default=90, help="frames of each clip measured")
     p.add_argument("--size", type=int, default=256, help="stylising size of the clips (flicker_table --size)")
     p.add_argument("--image-size", type=int, default=128, help="training crop size")
@@ -93,22 +96,35 @@ def clip_paths(args, out: Path, log) -> list[Path]:
     return [SHARED / "video" / "fox.mp4", folder / "pan.avi", folder / "still_noise.avi"]
 
 
-def matches(path: Path, args, weight: float) -> bool:
+def matches(path: Path, args, weight: float, noise: float) -> bool:
     """Whether ``path`` is a network this recipe already trained (so a rerun can skip it)."""
     try:
         meta = read_metadata(path)
         config = json.loads(meta["train_config"])
-        recorded = json.loads(meta.get("stable", '{"weight": 0.0}'))["weight"]
+        recorded = json.loads(meta.get("stable", '{"weight": 0.0}'))
     except (OSError, ValueError, KeyError):
         return False
-    return (meta.get("steps") == str(args.steps) and recorded == weight and config.get("seed") == args.seed
+    return (meta.get("steps") == str(args.steps) and recorded["weight"] == weight
+            and (weight == 0 or recorded.get("noise") == noise) and config.get("seed") == args.seed
             and config.get("image_size") == args.image_size and config.get("batch_size") == args.batch_size)
 
 
-def train_network(label: str, weight: float, args, vgg: Path, out: Path) -> dict:
+def variants(args) -> list[tuple[str, float, float]]:
+    """(label, weight, noise) of every network to train: the plain one, then each weight at each noise."""
+    weights = [float(w) for w in args.weights.split(",") if w.strip()]
+    noises = [float(n) for n in args.noise.split(",") if n.strip()]
+    if any(w <= 0 for w in weights) or any(n < 0 for n in noises) or not noises or args.steps < 1:
+        raise SystemExit("error: --weights must be positive numbers, --noise numbers ≥ 0 and --steps at least 1")
+    default = StableConfig().noise
+    return [("plain", 0.0, default)] + [(f"stable {w:g}" + ("" if n == default else f" noise {n:g}"), w, n)
+                                        for w in weights for n in noises]
+
+
+def train_network(label: str, weight: float, args, vgg: Path, out: Path, noise: float | None = None) -> dict:
     """Fine-tune one network (``train`` with ``--stable weight`` when > 0); its path and the time it took."""
     path = out / "nets" / f"{label.replace(' ', '_')}.safetensors"
-    if not args.retrain and matches(path, args, weight):
+    noise = StableConfig().noise if noise is None else noise
+    if not args.retrain and matches(path, args, weight, noise):
         say(f"{label}: reusing {path}")
         return {"path": str(path), "train_seconds": None}
     argv = ["--style", args.style, "--data", args.data, "--image-size", str(args.image_size),
@@ -116,7 +132,7 @@ def train_network(label: str, weight: float, args, vgg: Path, out: Path) -> dict
             "--from", args.init_from, "--vgg", str(vgg), "--output", str(path),
             "--run-dir", str(out / "runs" / path.stem), "--sample-every", "0", "--checkpoint-every", "0",
             "--log-every", str(max(1, min(10, args.steps))), "--overwrite"]
-    argv += ["--stable", f"{weight:g}"] if weight > 0 else []
+    argv += ["--stable", f"{weight:g}", "--stable-noise", f"{noise:g}"] if weight > 0 else []
     argv += ["--processes", args.processes] if args.processes else []
     argv += ["--no-compile"] if args.no_compile else []
     say(f"{label}: mlx-style train {' '.join(argv)}")
@@ -182,17 +198,16 @@ def say(text: str) -> None:
 
 def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
-    weights = [float(w) for w in args.weights.split(",") if w.strip()]
-    if any(w <= 0 for w in weights) or args.steps < 1:
-        raise SystemExit("error: --weights must be positive numbers and --steps at least 1")
+    todo = variants(args)
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
     began = time.perf_counter()
     vgg = vgg_path(args, out)
     networks = [{"label": "built-in", "weight": None, "path": str(resolve_model(args.init_from)),
                  "train_seconds": 0.0}]
-    for label, weight in [("plain", 0.0)] + [(f"stable {w:g}", w) for w in weights]:
-        networks.append({"label": label, "weight": weight, **train_network(label, weight, args, vgg, out)})
+    for label, weight, noise in todo:
+        networks.append({"label": label, "weight": weight, "noise": noise,
+                         **train_network(label, weight, args, vgg, out, noise)})
 
     with open(out / "details.log", "w") as log:  # the helpers' own tables, kept for reference
         clips = clip_paths(args, out, log)

@@ -194,7 +194,9 @@ def test_the_mlx_pair_matches_onnxruntime_on_held_out_photos(magenta_dir, conver
 
 def test_against_the_int8_graph_as_it_ships(magenta_dir, converted):
     """The shipped graph rounds every activation to int8, so it differs from the float network it was made from;
-    the figure is reported in docs/benchmarks.md. Here: close to it, and far closer than to another style."""
+    the figure is reported in docs/benchmarks.md. onnxruntime's int8 kernels also differ by CPU: without VNNI,
+    AVX2's u8×s8 multiply-add can saturate its 16-bit pair sums (19.7 dB on an AVX2-only EPYC, 25.2 dB on the CPU
+    of the first measurement). Here: near it on any CPU, and far closer than another style is."""
     predict, transform = sessions(magenta_dir, quantised=True)
     net, _ = load_network(converted, style_images=[str(shared_data("styles", "starry_night.jpg"))])
     content = resize(load_image(shared_data("content", "holdout", "kodak_kodim03.png")), 384, 384)
@@ -205,7 +207,7 @@ def test_against_the_int8_graph_as_it_ships(magenta_dir, converted):
     ours = np.asarray(net.net(mx.array(content.astype(np.float32))[None], net.net.style_vector(painting, None))[0])
     other = np.asarray(net.net(mx.array(content.astype(np.float32))[None],
                                net.net.style_vector(load_image(shared_data("styles", "wave.jpg"))))[0])
-    assert psnr(ours, ref) >= 20 and psnr(ours, ref) > psnr(other, ref) + 5
+    assert psnr(ours, ref) >= 17 and psnr(ours, ref) > psnr(other, ref) + 5, (psnr(ours, ref), psnr(other, ref))
 
 
 def test_the_importer_refuses_what_is_not_the_pair(magenta_dir, tmp_path):

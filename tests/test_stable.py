@@ -37,7 +37,7 @@ from mlx_style.nn.transformer import TransformerNet
 from mlx_style.training import checkpoint as ckpt
 from mlx_style.training.config import STABLE_DEFAULT_WEIGHT, TrainingError
 from mlx_style.training.data import prepare
-from mlx_style.training.loop import train
+from mlx_style.training.loop import describe_stable, train
 from mlx_style.training.motion import (StableConfig, masked_mean_square, motion_noise, random_motion,
                                        similarity_matrix, temporal_loss, warp)
 from mlx_style.training.progress import format_progress, read_log
@@ -237,6 +237,10 @@ def test_temporal_gradient_flows_through_both_branches_and_matches_finite_differ
     only_moved = dict(tree_flatten(nn.value_and_grad(
         net, lambda: temporal_loss(net, x, mx.stop_gradient(net(x)), matrices, keys, 3.0))()[1]))
     assert not np.allclose(np.asarray(grads["conv.weight"]), np.asarray(only_moved["conv.weight"]))  # T(f(x)) too
+    fixed = dict(tree_flatten(nn.value_and_grad(
+        net, lambda: temporal_loss(net, x, net(x), matrices, keys, 3.0, fixed_target=True))()[1]))
+    for name in only_moved:  # --stable-fixed-target: the moved crop's branch alone
+        assert np.array_equal(np.asarray(fixed[name]), np.asarray(only_moved[name])), name
     params = dict(tree_flatten(net.parameters()))
     h = 0.05  # the term is quadratic in this network's weights: central differences are exact but for rounding
     for name, index in (("conv.weight", (1, 2, 0, 2)), ("conv.weight", (0, 1, 1, 0)), ("conv.weight", (2, 0, 2, 1)),
@@ -283,6 +287,14 @@ def _steps(compile_step: bool, stable: StableConfig | None, steps: int = 3):
     return records
 
 
+def test_a_fixed_target_is_recorded_only_when_set():
+    on = StableConfig(100.0)
+    assert "fixed_target" not in on.record()  # records written before the setting existed still compare equal
+    assert StableConfig(100.0, fixed_target=True).record() == {**on.record(), "fixed_target": True}
+    assert StableConfig(0.0, fixed_target=True).record() == {"weight": 0.0}
+    assert describe_stable(StableConfig(100.0, fixed_target=True).record()).endswith(", fixed target")
+
+
 def test_the_compiled_stable_step_matches_the_uncompiled_one():
     stable = StableConfig(2.0)
     eager, compiled = _steps(False, stable), _steps(True, stable)
@@ -294,6 +306,12 @@ def test_the_compiled_stable_step_matches_the_uncompiled_one():
     assert "temporal" not in plain[0]
     assert plain[0]["loss"] == pytest.approx(eager[0]["loss"] - 2.0 * eager[0]["temporal"], abs=1e-5 * eager[0]["loss"])
     assert _steps(False, StableConfig(0.0))[0] == plain[0]  # weight 0 is off
+    fixed = StableConfig(2.0, fixed_target=True)
+    eager_fixed, compiled_fixed = _steps(False, fixed), _steps(True, fixed)
+    for a, b in zip(eager_fixed, compiled_fixed):
+        assert b["loss"] == pytest.approx(a["loss"], rel=1e-5)
+    assert eager_fixed[0]["loss"] == eager[0]["loss"]  # the same value; only the gradient differs
+    assert eager_fixed[-1]["loss"] != pytest.approx(eager[-1]["loss"], rel=1e-6)
 
 
 def test_a_stable_step_needs_its_motion_and_a_plain_one_refuses_one():
@@ -444,6 +462,9 @@ def test_cli_stable_flag(ws, tmp_path, capsys):
     assert json.loads(meta["stable"])["weight"] == STABLE_DEFAULT_WEIGHT
     assert main(base + ["--stable", "25", "--stable-zoom", "0.01", "--overwrite"]) == 0
     assert json.loads(read_metadata(tmp_path / "net.safetensors")["stable"])["zoom"] == 0.01
+    assert "fixed_target" not in json.loads(read_metadata(tmp_path / "net.safetensors")["stable"])
+    assert main(base + ["--stable", "25", "--stable-fixed-target", "--overwrite"]) == 0
+    assert json.loads(read_metadata(tmp_path / "net.safetensors")["stable"])["fixed_target"] is True
     capsys.readouterr()
     assert main(base + ["--stable", "-1", "--overwrite"]) == 2
     err = capsys.readouterr().err

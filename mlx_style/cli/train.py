@@ -78,6 +78,9 @@ def build_parser() -> argparse.ArgumentParser:
                    help="--stable: largest change of scale (0.03: ±3%%)")
     g.add_argument("--stable-noise", type=float, default=d.stable_noise, metavar="SIGMA",
                    help="--stable: standard deviation of the pixel noise, in 0-255 levels")
+    g.add_argument("--stable-fixed-target", action="store_true", default=d.stable_fixed_target,
+                   help="--stable: hold the unmoved crop's output fixed, so the term moves only the moved crop's "
+                        "output towards it instead of also flattening the first")
     g.add_argument("--dtype", choices=("float32", "bfloat16"), default=d.dtype, help="the loss network's dtype")
     g.add_argument("--low-memory", action="store_const", const=True, default=d.low_memory,
                    help="recompute the style network's residual blocks in the backward pass: the same result with "

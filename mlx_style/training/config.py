@@ -49,6 +49,7 @@ class TrainConfig:
     stable_rotate: float = _MOTION.rotate  # degrees: its slight roll
     stable_zoom: float = _MOTION.zoom  # ±fraction of scale: a slow push in or out
     stable_noise: float = _MOTION.noise  # σ in 0–255 levels: webcam sensor noise, what shimmers on a still scene
+    stable_fixed_target: bool = False  # the unmoved output is a constant target (training.motion.StableConfig)
     style_size: int | None = None  # longer side of the style image; None: image_size (Johnson's choice)
     norm: str = "instance"
     upsample: str = "nearest"
@@ -119,7 +120,7 @@ class TrainConfig:
     def stable(self) -> StableConfig:
         """The temporal term's settings (``StableConfig``; raises ``ValueError`` for a negative one)."""
         return StableConfig(self.stable_weight, self.stable_shift, self.stable_rotate, self.stable_zoom,
-                            self.stable_noise)
+                            self.stable_noise, self.stable_fixed_target)
 
     def run_path(self) -> Path:
         return Path(self.run_dir) if self.run_dir else Path("runs") / self.output_path().stem

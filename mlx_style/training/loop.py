@@ -149,7 +149,8 @@ def describe_stable(record: dict) -> str:
     """``off``, or ``weight 100, shift 3, rotate 2, zoom 0.03, noise 3`` (a ``StableConfig.record()``)."""
     if not record.get("weight"):
         return "off"
-    return ", ".join(f"{k} {v:g}" if isinstance(v, (int, float)) else f"{k} {v!r}" for k, v in record.items())
+    return ", ".join(k.replace("_", " ") if v is True else f"{k} {v:g}" if isinstance(v, (int, float))
+                     else f"{k} {v!r}" for k, v in record.items())
 
 
 def losses_finite(record: dict) -> bool:

@@ -42,6 +42,9 @@ class StableConfig:
     rotate: float = 2.0  # degrees: the slight roll of a hand-held camera
     zoom: float = 0.03  # ±3% scale: a slow push in or out, and a face moving towards the camera
     noise: float = 3.0  # σ in 0–255 levels: webcam sensor noise in indoor light (what shimmers on a still scene)
+    # True: T(f(x)) is a constant target, so the term moves only f(T(x) + n) towards it; False: both branches
+    # (the term may then also flatten f(x) itself, the texture included)
+    fixed_target: bool = False
 
     def __post_init__(self):
         for name, value in asdict(self).items():
@@ -53,8 +56,14 @@ class StableConfig:
         return self.weight > 0
 
     def record(self) -> dict:
-        """What weight files and checkpoints record, and what a resume compares: the magnitudes only when on."""
-        return asdict(self) if self.on else {"weight": 0.0}
+        """What weight files and checkpoints record, and what a resume compares: the magnitudes only when on
+        (``fixed_target`` only when set, so records written before it existed still compare equal)."""
+        if not self.on:
+            return {"weight": 0.0}
+        record = asdict(self)
+        if not self.fixed_target:
+            del record["fixed_target"]
+        return record
 
 
 @dataclass
@@ -153,9 +162,9 @@ def moved_input(content: mx.array, matrices: mx.array, keys: mx.array, noise: fl
 
 
 def temporal_loss(model, content: mx.array, output: mx.array, matrices: mx.array, keys: mx.array,
-                  noise: float) -> mx.array:
+                  noise: float, fixed_target: bool = False) -> mx.array:
     """``ℓ_temporal`` of the module docstring, for ``output = model(content)``; gradients flow through both
-    branches (``T(f(x))`` and ``f(T(x) + n)``)."""
+    branches (``T(f(x))`` and ``f(T(x) + n)``), or with ``fixed_target`` through the moved crop's only."""
     moved, mask = moved_input(content, matrices, keys, noise)
-    target, _ = warp(output, matrices)
+    target, _ = warp(mx.stop_gradient(output) if fixed_target else output, matrices)
     return masked_mean_square(target - model(moved), mask)

@@ -90,7 +90,8 @@ def make_loss_fn(model: nn.Module, vgg: nn.Module, target_grams: dict[str, mx.ar
         total, terms = perceptual_loss(vgg, output, content, grams, loss_config, content_features)
         if stable is not None:
             matrices, keys = motion
-            terms["temporal"] = temporal_loss(net, content, output, matrices, keys, stable.noise)
+            terms["temporal"] = temporal_loss(net, content, output, matrices, keys, stable.noise,
+                                              stable.fixed_target)
             total = total + stable.weight * terms["temporal"]
         return total, terms
 

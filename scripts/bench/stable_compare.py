@@ -55,8 +55,11 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--noise", default=f"{StableConfig().noise:g}",
                    help="comma-separated --stable-noise values: every weight is trained with each (a network "
                         "with another than the default is labelled 'stable W noise S')")
+    p.add_argument("--fixed-target", action="store_true",
+                   help="train the --stable networks with --stable-fixed-target (labelled '... fixed')")
     p.add_argument("--frames", type=int, default=90, help="frames of each clip measured")
     p.add_argument("--size", type=int, default=256, help="stylising size of the clips (flicker_table --size)")
+    p.add_argument("--smooth", type=float, default=0.5, help="the --smooth weight measured beside each network")
     p.add_argument("--image-size", type=int, default=128, help="training crop size")
     p.add_argument("--batch-size", type=int, default=4)
     p.add_argument("--seed", type=int, default=0)
@@ -105,7 +108,9 @@ def matches(path: Path, args, weight: float, noise: float) -> bool:
     except (OSError, ValueError, KeyError):
         return False
     return (meta.get("steps") == str(args.steps) and recorded["weight"] == weight
-            and (weight == 0 or recorded.get("noise") == noise) and config.get("seed") == args.seed
+            and (weight == 0 or (recorded.get("noise") == noise
+                                 and recorded.get("fixed_target", False) == args.fixed_target))
+            and config.get("seed") == args.seed
             and config.get("image_size") == args.image_size and config.get("batch_size") == args.batch_size)
 
 
@@ -116,7 +121,8 @@ def variants(args) -> list[tuple[str, float, float]]:
     if any(w <= 0 for w in weights) or any(n < 0 for n in noises) or not noises or args.steps < 1:
         raise SystemExit("error: --weights must be positive numbers, --noise numbers ≥ 0 and --steps at least 1")
     default = StableConfig().noise
-    return [("plain", 0.0, default)] + [(f"stable {w:g}" + ("" if n == default else f" noise {n:g}"), w, n)
+    fixed = " fixed" if args.fixed_target else ""
+    return [("plain", 0.0, default)] + [(f"stable {w:g}" + ("" if n == default else f" noise {n:g}") + fixed, w, n)
                                         for w in weights for n in noises]
 
 
@@ -133,6 +139,7 @@ def train_network(label: str, weight: float, args, vgg: Path, out: Path, noise: 
             "--run-dir", str(out / "runs" / path.stem), "--sample-every", "0", "--checkpoint-every", "0",
             "--log-every", str(max(1, min(10, args.steps))), "--overwrite"]
     argv += ["--stable", f"{weight:g}", "--stable-noise", f"{noise:g}"] if weight > 0 else []
+    argv += ["--stable-fixed-target"] if weight > 0 and args.fixed_target else []
     argv += ["--processes", args.processes] if args.processes else []
     argv += ["--no-compile"] if args.no_compile else []
     say(f"{label}: mlx-style train {' '.join(argv)}")
@@ -153,6 +160,21 @@ def holdout_temporal(path: str, crops: np.ndarray, noise: float, batch: int = 8)
                               mx.array(motion.keys[i:i + batch]), noise)
         values.append(value.item() * len(x))
     return sum(values) / len(crops)
+
+
+def measured(target: Path, network: str, clips: list[Path], args) -> bool:
+    """Whether ``target`` holds flicker_table's numbers for this network file (written after it), clips, size and
+    smoothing: a rerun that adds a network then measures only the new one."""
+    try:
+        data = json.loads(target.read_text())
+        fresh = target.stat().st_mtime > Path(network).stat().st_mtime
+    except (OSError, ValueError):
+        return False
+    rows = data.get("rows", [])
+    return (fresh and data.get("model") == network and data.get("size") == args.size
+            and {r["clip"] for r in rows} == {c.name for c in clips}
+            and all(r["frames"] == args.frames for r in rows)
+            and {r["setting"] for r in rows} == {"plain", f"--smooth {args.smooth:g}"})
 
 
 def ratio(base: float, value: float) -> float:
@@ -228,9 +250,13 @@ def main(argv: list[str] | None = None) -> int:
         for n in networks:
             say(f"measuring {n['label']} on {len(clips)} clips ({args.frames} frames at {args.size} px)")
             target = out / f"flicker_{n['label'].replace(' ', '_')}.json"
-            with contextlib.redirect_stdout(log):
-                flicker_table.main(["--model", n["path"], "--clips", *map(str, clips), "--size", str(args.size),
-                                    "--frames", str(args.frames), "--vgg", str(vgg), "--json", str(target)])
+            if not args.retrain and measured(target, n["path"], clips, args):
+                say(f"{n['label']}: reusing {target}")
+            else:
+                with contextlib.redirect_stdout(log):
+                    flicker_table.main(["--model", n["path"], "--clips", *map(str, clips), "--size",
+                                        str(args.size), "--frames", str(args.frames), "--vgg", str(vgg),
+                                        "--json", str(target), "--smooth", f"{args.smooth:g}"])
             rows += [{"network": n["label"], **r} for r in json.loads(target.read_text())["rows"]]
 
     table = tables(networks, rows, args)

@@ -348,6 +348,10 @@ def test_a_stable_run_logs_the_term_and_records_its_settings(ws, tmp_path):
     plain_result = train(plain, stream=said)
     assert "temporal" not in plain_result.records[0]
     assert json.loads(read_metadata(plain.output)["stable"]) == {"weight": 0.0}
+    fixed = tiny_config(ws, tmp_path / "f", iters=1, stable_weight=STABLE, stable_fixed_target=True)
+    train(fixed, stream=said)
+    assert "noise σ 3, fixed target); " in said.getvalue()
+    assert json.loads(read_metadata(fixed.output)["stable"])["fixed_target"] is True
     assert plain_result.records[0]["style"] == result.records[0]["style"]  # same first batch, same network
     assert "temporal" in format_progress({**result.records[0], "images_per_s": 1.0}, 2, 1.0)
 

@@ -372,7 +372,8 @@ def train(config: TrainConfig, stream=None) -> TrainResult:
         f"steps {start}→{total}, batch {config.batch_size} × {config.image_size}², {world} process(es); loss "
         f"weights content {losses.content_weight:g}, style {losses.style_weight:g}, tv {losses.tv_weight:g}"
         + (f", temporal {stable.weight:g} (--stable: shift ±{stable.shift:g} px, rotation ±{stable.rotate:g}°, "
-           f"zoom ±{100 * stable.zoom:g}%, noise σ {stable.noise:g})" if stable.on else "") + "; "
+           f"zoom ±{100 * stable.zoom:g}%, noise σ {stable.noise:g}"
+           + (", fixed target" if stable.fixed_target else "") + ")" if stable.on else "") + "; "
         + ("residual blocks recomputed (--low-memory); " if recompute else "")
         + (f"{len(styles.rows)} of its {styles.network_styles} styles in turn ({', '.join(styles.names())})"
            + ("; only their norms train (--train-all: every weight)" if styles.freeze_shared else "") + "; "

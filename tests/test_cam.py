@@ -182,6 +182,8 @@ def test_handle_key_state_machine():
     assert cam_controls.handle_key(state, ord("=")).size == 160
     assert cam_controls.handle_key(state, ord("-")).size == 96
     assert cam_controls.handle_key(state, ord("c")).preserve_color
+    assert cam_controls.handle_key(state, ord("t")).smooth and not cam_controls.handle_key(
+        cam_controls.handle_key(state, ord("t")), ord("t")).smooth
     assert cam_controls.handle_key(state, ord("q")).quit and cam_controls.handle_key(state, 27).quit
     assert cam_controls.handle_key(state, ord("Q")).quit
     assert cam_controls.handle_key(state, ord("x")) == state
@@ -220,7 +222,9 @@ def test_overlay_and_side_by_side_do_not_touch_their_inputs():
     lines = status_lines(fps=9.5, latency_ms=80.0, processing=(96, 128), size_note="cpu default", model="wave",
                          dtype="float32", preserve_color=True, dropped=3)
     assert "9.5 FPS" in lines[0] and "80.0 ms" in lines[0] and "128x96" in lines[1] and "cpu default" in lines[1]
-    assert "wave" in lines[2] and "colour" in lines[2] and "3" in lines[3]
+    assert "wave" in lines[2] and "colour" in lines[2] and "3" in lines[3] and "smooth off" in lines[1]
+    assert "smooth 0.5" in status_lines(fps=9.5, latency_ms=80.0, processing=(96, 128), size_note="", model="wave",
+                                        dtype="float32", preserve_color=False, dropped=0, smooth=0.5)[1]
     big = np.full((200, 400, 3), 200, np.uint8)
     drawn = draw_overlay(big, lines)
     assert big.min() == 200  # the input is unchanged

@@ -123,6 +123,16 @@ def test_cam_and_stylize_take_smooth_and_refuse_a_bad_weight(tmp_path, capsys):
     from mlx_style.infer.flicker import read_video
 
     assert len(read_video(tmp_path / "cam.avi")) == 6
+    # the cam smooths by default; --smooth 0 turns it off
+    assert cam_cli.main(["--headless", "--source", str(clip), "--model", str(model), "--size", "32",
+                         "--output", str(tmp_path / "cam_default.avi")]) == 0
+    assert "smoothing 0.5" in capsys.readouterr().out
+    assert cam_cli.main(["--headless", "--source", str(clip), "--model", str(model), "--size", "32", "--smooth", "0",
+                         "--output", str(tmp_path / "cam_off.avi")]) == 0
+    assert "smoothing off" in capsys.readouterr().out
+    default, off = read_video(tmp_path / "cam_default.avi"), read_video(tmp_path / "cam_off.avi")
+    assert np.array_equal(default[0], off[0]) and not np.array_equal(default[3], off[3])
+    assert np.array_equal(default[3], read_video(tmp_path / "cam.avi")[3])  # the default is --smooth's weight
     assert stylize_cli.main(["-m", str(model), str(clip), "-o", str(tmp_path / "s.avi"), "--smooth", "0.5"]) == 0
     smoothed = read_video(tmp_path / "s.avi")
     assert len(smoothed) == 6 and smoothed[0].shape == (64, 96, 3)

@@ -50,8 +50,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--output", default=d.output, help="write the stylised video (.mp4 or .avi, no overlay)")
     p.add_argument("--snapshot-dir", default=d.snapshot_dir, help="where s saves PNG snapshots")
     p.add_argument("--smooth", type=float, nargs="?", const=DEFAULT_WEIGHT, default=d.smooth, metavar="WEIGHT",
-                   help="blend each stylised frame with the previous one along the motion (steadier texture); "
-                        f"WEIGHT in [0, 1), {DEFAULT_WEIGHT} when given alone; steadier, with somewhat less style")
+                   help="blend each stylised frame with the previous one along the motion (steadier texture, "
+                        f"somewhat less style where things move); WEIGHT in [0, 1), default %(default)s; 0 starts "
+                        "with it off (key t toggles it)")
     p.add_argument("--loop", action="store_true",
                    help="video files: start again at the end, until q, Ctrl-C or --frames (long runs, soak tests)")
     p.add_argument("--pacing", choices=PACINGS, default=d.pacing,

@@ -1,7 +1,8 @@
 """What the cam's keys control and how its frame rate is counted: pure functions, tested without a window.
 
 Keys: ``q``/Esc quit; ``n``/``p`` next/previous style; ``]``/``[`` blend more/less of the next style (style
-pictures); space side by side; ``s`` snapshot; ``+``/``-`` processing size; ``c`` colour preservation.
+pictures); space side by side; ``s`` snapshot; ``+``/``-`` processing size; ``c`` colour preservation; ``t``
+temporal smoothing on or off.
 """
 
 from __future__ import annotations
@@ -36,6 +37,7 @@ class CamState:
     side_by_side: bool = False
     preserve_color: bool = False
     blend: float = 0.0  # of the next style mixed into the current one (style pictures only)
+    smooth: bool = False  # temporal smoothing (its weight is the cam's --smooth, or the default when that is 0)
     snapshot: bool = False
     quit: bool = False
 
@@ -63,6 +65,8 @@ def handle_key(state: CamState, key: int) -> CamState:
         return replace(state, size=step_size(state.size, -1))
     if char == "c":
         return replace(state, preserve_color=not state.preserve_color)
+    if char == "t":
+        return replace(state, smooth=not state.smooth)
     return state
 
 

@@ -45,7 +45,7 @@ from mlx_style.infer.capture import CaptureThread, FrameSlot, SourceInfo, open_s
 from mlx_style.infer.color import keep_colors
 from mlx_style.infer.playlist import PictureStyles, PlaylistError, Styles
 from mlx_style.infer.overlay import compose_view, draw_overlay, status_lines
-from mlx_style.infer.smoothing import TemporalSmoother
+from mlx_style.infer.smoothing import DEFAULT_WEIGHT, TemporalSmoother
 from mlx_style.infer.stylize import DTYPES, load_network, to_uint8
 from mlx_style.infer.video_out import VideoOut, check_output_path, snapshot_path
 from mlx_style.io.paths import check_not_an_input
@@ -90,9 +90,10 @@ class CamConfig:
     output: str | None = None  # write the shown frames (without the overlay) to a video file
     snapshot_dir: str = "."  # where s saves PNGs
     loop: bool = False  # files: start again at the end (until q, Ctrl-C or --frames)
-    # Temporal smoothing weight (infer.smoothing); 0: off. Off by default: it steadies the texture but costs style
-    # where things move (docs/benchmarks.md, "Stability of stylised video"), so it is the user's choice.
-    smooth: float = 0.0
+    # Temporal smoothing weight (infer.smoothing); 0: start with it off (key t turns it on at DEFAULT_WEIGHT). On by
+    # default: the steadiest setting, and the size calibration counts its cost (docs/benchmarks.md, "Stability of
+    # stylised video"); it costs some style where things move.
+    smooth: float = DEFAULT_WEIGHT
     style_images: list[str] | None = None  # pictures or folders of them: any picture as a style (arbitrary network)
     style_strength: float = 1.0  # with style_images: 1 the picture's style, lower mixes in the frame's own
     pacing: str = "auto"  # files: every-frame (headless default) or realtime (window default)
@@ -344,7 +345,8 @@ def run(config: CamConfig, capture=None, info: SourceInfo | None = None, log=pri
     info = info or SourceInfo("camera", str(config.source), 0, 0, 0.0)
     size, size_note = choose_size(config, styles.stylizer, info, log)
     state = CamState(model_index=styles.index, model_count=len(styles), size=size,
-                     side_by_side=config.side_by_side, preserve_color=config.preserve_color)
+                     side_by_side=config.side_by_side, preserve_color=config.preserve_color,
+                     smooth=config.smooth > 0)
 
     slot = FrameSlot()
     every_frame, pace = _pacing(config, info)
@@ -352,12 +354,13 @@ def run(config: CamConfig, capture=None, info: SourceInfo | None = None, log=pri
                            lost_timeout=config.lost_timeout, pace=pace, label=info.name,
                            loop=config.loop and info.kind == "file", expected_frames=info.frames or None)
     stats, reason, failed = FrameStats(), "", False
-    smoother = TemporalSmoother(config.smooth) if config.smooth else None
+    smoother = TemporalSmoother(config.smooth or DEFAULT_WEIGHT)  # used while state.smooth (key t)
     smoothing_for = None
     video = VideoOut(config.output, info.fps if info.fps > 0 else 30.0) if config.output else None
     compiled = " compiled" if compile else ""
     log(f"{info.name}: {info.width}x{info.height} at {info.fps:g} FPS; style {styles.name}, "
-        f"{config.dtype}{compiled} on {mx.default_device()}, processing size {size} ({size_note})")
+        f"{config.dtype}{compiled} on {mx.default_device()}, processing size {size} ({size_note}), "
+        + (f"smoothing {config.smooth:g}" if config.smooth else "smoothing off"))
     if not config.headless:
         # GUI_NORMAL: no Qt toolbar (its zoom/pan buttons do nothing useful here); AUTOSIZE: follows side by side
         cv2.namedWindow(WINDOW, cv2.WINDOW_AUTOSIZE | cv2.WINDOW_GUI_NORMAL)
@@ -374,10 +377,10 @@ def run(config: CamConfig, capture=None, info: SourceInfo | None = None, log=pri
             image = cv2.flip(frame.image, 1) if config.mirror else frame.image
             styles.refresh()  # a style folder: pictures added or removed since
             state = replace(state, model_index=styles.index, model_count=len(styles))
-            if smoother is not None and (styles.name, state.size) != smoothing_for:
-                smoother.reset()  # another style or size: nothing to blend with
-                smoothing_for = (styles.name, state.size)
-            view, latency, shape = stylise_frame(image, styles.stylizer, state, smoother)
+            if (styles.name, state.size, state.smooth) != smoothing_for:
+                smoother.reset()  # another style or size, or smoothing just turned on: nothing to blend with
+                smoothing_for = (styles.name, state.size, state.smooth)
+            view, latency, shape = stylise_frame(image, styles.stylizer, state, smoother if state.smooth else None)
             if video:
                 video.write(view)
             stats.add(time.perf_counter(), latency)
@@ -394,7 +397,7 @@ def run(config: CamConfig, capture=None, info: SourceInfo | None = None, log=pri
                 lines = status_lines(fps=stats.recent_fps(), latency_ms=1000 * latency, processing=shape,
                                      size_note=size_note if state.size == size else "+/-", model=styles.name,
                                      dtype=config.dtype, preserve_color=state.preserve_color,
-                                     dropped=slot.dropped)
+                                     dropped=slot.dropped, smooth=smoother.weight if state.smooth else 0.0)
                 state = show_and_read_keys(draw_overlay(view, lines), state, styles)
                 if state.quit:
                     reason = "quit"

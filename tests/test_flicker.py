@@ -136,10 +136,12 @@ def test_cam_and_stylize_take_smooth_and_refuse_a_bad_weight(tmp_path, capsys):
     assert stylize_cli.main(["-m", str(model), str(clip), "-o", str(tmp_path / "s.avi"), "--smooth", "0.5"]) == 0
     smoothed = read_video(tmp_path / "s.avi")
     assert len(smoothed) == 6 and smoothed[0].shape == (64, 96, 3)
-    assert stylize_cli.main(["-m", str(model), str(clip), "-o", str(tmp_path / "p.avi")]) == 0
+    assert stylize_cli.main(["-m", str(model), str(clip), "-o", str(tmp_path / "p.avi"), "--smooth", "0"]) == 0
     plain = read_video(tmp_path / "p.avi")
     assert np.array_equal(plain[0], smoothed[0])  # nothing to blend with in the first frame
     assert not np.array_equal(plain[3], smoothed[3])  # later frames are blended
+    assert stylize_cli.main(["-m", str(model), str(clip), "-o", str(tmp_path / "d.avi")]) == 0
+    assert np.array_equal(read_video(tmp_path / "d.avi")[3], smoothed[3])  # stylize smooths by default, as the cam
     assert cam_cli.main(["--headless", "--source", str(clip), "--model", str(model), "--smooth", "1.5"]) == 2
     assert stylize_cli.main(["-m", str(model), str(clip), "-o", str(tmp_path / "t.avi"), "--smooth", "2"]) == 2
     capsys.readouterr()

@@ -257,6 +257,27 @@ def test_video_round_trip(model_path, tmp_path, capsys):
     assert len(frames) == 6 and abs(fps - 12.0) < 0.01
     assert frames[0].shape == (32, 40, 3)
     assert np.abs(frames[0].astype(int)[..., ::-1] - photo_like(32, 40, seed=0)).mean() > 10  # stylised
+    assert "videos: temporal smoothing 0.5" in out  # on by default, as in the cam
+
+
+def test_videos_are_smoothed_by_default_and_smooth_0_turns_it_off(model_path, tmp_path, capsys):
+    """A still scene with fresh noise in every frame (a webcam on a still subject): the default output changes less
+    from frame to frame than ``--smooth 0``'s, whose frames are the network's alone."""
+    cv2 = pytest.importorskip("cv2")
+    src = tmp_path / "still.avi"
+    writer = cv2.VideoWriter(str(src), cv2.VideoWriter_fourcc(*"MJPG"), 10.0, (48, 40))
+    for i in range(8):
+        writer.write(np.ascontiguousarray(photo_like(40, 48, seed=i)[..., ::-1]))  # same scene, new noise
+    writer.release()
+    assert run_cli(["--model", model_path, src, "-o", tmp_path / "default.avi"], capsys)[0] == 0
+    code, out, _ = run_cli(["--model", model_path, src, "-o", tmp_path / "off.avi", "--smooth", "0"], capsys)
+    assert code == 0 and "videos: temporal smoothing off" in out
+
+    def change(path):
+        frames = np.stack(read_video(path)[0]).astype(float)
+        return np.abs(np.diff(frames, axis=0)).mean()
+
+    assert change(tmp_path / "default.avi") < 0.8 * change(tmp_path / "off.avi")
 
 
 def make_bad_models(tmp_path: Path) -> dict[str, tuple[Path, str]]:

@@ -44,7 +44,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--dtype", choices=tuple(DTYPES), default=d.dtype, help="network precision (default float32)")
     p.add_argument("--smooth", type=float, nargs="?", const=DEFAULT_WEIGHT, default=d.smooth, metavar="WEIGHT",
                    help="videos: blend each stylised frame with the previous one along the motion (steadier "
-                        f"texture); WEIGHT in [0, 1), {DEFAULT_WEIGHT} when given alone")
+                        f"texture); WEIGHT in [0, 1), default {DEFAULT_WEIGHT} as in the cam; 0: off")
     p.add_argument("--tile-size", type=int, default=d.tile_size,
                    help="images above TILE² pixels (at the network's resolution) run layer by layer in tiles: "
                         "the same result with bounded memory (0: never; default %(default)s)")

@@ -19,7 +19,7 @@ from PIL import Image
 
 from mlx_style import backend
 from mlx_style.errors import MlxStyleError
-from mlx_style.infer.smoothing import TemporalSmoother
+from mlx_style.infer.smoothing import DEFAULT_WEIGHT, TemporalSmoother
 from mlx_style.infer.stylize import (DTYPES, TILE_SIZE, largest_size_within, load_network, memory_needed,
                                      network_shape, stylize_array)
 from mlx_style.io.image import IMAGE_EXTENSIONS, ImageError, list_images, load_image, save_image
@@ -48,7 +48,7 @@ class StylizeConfig:
     strength: float = 1.0  # 1: the stylised image; 0: the input; between: a linear blend
     dtype: str = "float32"  # float16/bfloat16 halve memory on GPUs; on the CPU they are slower
     tile_size: int = TILE_SIZE  # images above tile_size² px (at the network's size) run in tiles
-    smooth: float = 0.0  # videos: temporal smoothing weight (infer.smoothing); 0: off
+    smooth: float = DEFAULT_WEIGHT  # videos: temporal smoothing weight (infer.smoothing), as in the cam; 0: off
     style: str | None = None  # a multi-style network's style: an index (7) or a blend (3:0.5,12:0.5)
     style_images: list[str] | None = None  # an arbitrary-style network's style: pictures, PATH[:WEIGHT] each
     style_strength: float = 1.0  # with style_images: 1 the pictures' style, 0 the photo's own (Ghiasi)
@@ -246,6 +246,7 @@ def stylize_files(net: TransformerNet, jobs: list[Job], config: StylizeConfig, l
     summary = RunSummary()
     if any(job.kind == "video" for job in jobs):
         log(f"note: {AUDIO_NOTE}")
+        log(f"videos: temporal smoothing {config.smooth:g}" if config.smooth else "videos: temporal smoothing off")
     for index, job in enumerate(jobs, 1):
         start = time.perf_counter()
         try:

@@ -15,19 +15,22 @@ from pathlib import Path
 
 import numpy as np
 
-from mlx_style.infer.stylize import TILE_SIZE, load_network, stylize_array
-from mlx_style.nn.transformer import TransformerNet
-from mlx_style.training.config import TrainConfig, TrainResult  # noqa: F401  (re-exported)
-from mlx_style.training.loop import train  # noqa: F401  (re-exported)
+from mlx_style.infer.stylize import TILE_SIZE, bind_style, stylize_array
+from mlx_style.io.style_models import ARBITRARY_HINT, StyleModel, load_style_model
+from mlx_style.nn.style import FrameFunction
+from mlx_style.training import train  # noqa: F401  (re-exported: TrainConfig or AdaINTrainConfig)
+from mlx_style.training.config import AdaINTrainConfig, TrainConfig, TrainResult  # noqa: F401  (re-exported)
 
 
 @dataclass
 class Style:
-    """A loaded style network and its file's metadata (``metadata["style"]`` names the painting)."""
+    """A style network bound to one style (``net``: a frame function, ``nn.style``), the file's metadata
+    (``metadata["style"]`` names the painting) and the loaded network of any kind (``model``)."""
 
-    net: TransformerNet
+    net: FrameFunction
     metadata: dict[str, str]
     path: Path
+    model: StyleModel | None = None
 
     @property
     def name(self) -> str:
@@ -49,8 +52,9 @@ def load_style(model: str | Path | None = None, dtype: str = "float32", *, style
     from mlx_style.io.registry import default_model, resolve_model
 
     path = resolve_model(model) if model is not None else default_model(arbitrary=style_image is not None)
-    net, meta = load_network(path, dtype, style, style_image, style_strength)
-    return Style(net, meta, path)
+    loaded = load_style_model(path, dtype)
+    net, meta = bind_style(loaded, style, style_image, style_strength)
+    return Style(net, meta, path, loaded)
 
 
 EXPORTED_METADATA = ("style", "style_sha256", "config", "source", "sha256", "training_command", "style_licence",
@@ -58,7 +62,7 @@ EXPORTED_METADATA = ("style", "style_sha256", "config", "source", "sha256", "tra
 EXPORT_SUFFIXES = {"onnx": (".onnx",), "coreml": (".mlpackage",)}
 
 
-def export(model: Style | TransformerNet | str | Path, path: str | Path, format: str = "onnx",
+def export(model: Style | FrameFunction | str | Path, path: str | Path, format: str = "onnx",
            dtype: str = "float32") -> Path:
     """Write a style network as ONNX (``format="onnx"``, float32 or float16 weights) or Core ML
     (``"coreml"``, a ``.mlpackage``), with its weight file's provenance; see ``io.onnx_export`` and
@@ -68,6 +72,10 @@ def export(model: Style | TransformerNet | str | Path, path: str | Path, format:
     if format not in EXPORT_SUFFIXES:
         raise ValueError(f"format must be one of {tuple(EXPORT_SUFFIXES)}, got {format!r}")
     check_suffix(path, EXPORT_SUFFIXES[format], "-o")
+    if format == "coreml":
+        from mlx_style.io.coreml_export import check_package_target
+
+        check_package_target(path)
     if isinstance(model, (str, Path)):
         model = load_style(model)
     if isinstance(model, Style):
@@ -76,10 +84,7 @@ def export(model: Style | TransformerNet | str | Path, path: str | Path, format:
         net = model.net
     else:
         net, metadata = model, {}
-    from mlx_style.nn.multistyle import BlendedStyle
-
-    if isinstance(net, BlendedStyle) and isinstance(net.net, TransformerNet):  # one style (or blend) of several
-        net = net.net.with_style(net.style_weights)
+    net = net.baked() if hasattr(net, "baked") else net  # a blend of several styles: no style input
     if format == "coreml":
         from mlx_style.io.coreml_export import export_coreml
 
@@ -89,27 +94,24 @@ def export(model: Style | TransformerNet | str | Path, path: str | Path, format:
     return export_onnx(net, path, dtype, metadata)
 
 
-def stylize(model: Style | TransformerNet | str | Path | None, image: np.ndarray, *, size: int | None = None,
+def stylize(model: Style | FrameFunction | str | Path | None, image: np.ndarray, *, size: int | None = None,
             scale: float | None = None, preserve_color: bool = False, strength: float = 1.0,
             tile_size: int = TILE_SIZE, style: str | int | None = None, style_image=None,
             style_strength: float = 1.0) -> np.ndarray:
     """Stylise a uint8 RGB ``(H, W, 3)`` image; returns uint8 RGB of exactly the same size.
 
-    ``model`` is a ``load_style`` result, a ``TransformerNet``, or a path or name to load (with ``style``,
+    ``model`` is a ``load_style`` result, a frame function (``nn.style``), or a path or name to load (with ``style``,
     ``style_image`` and ``style_strength`` as ``load_style`` takes them; a loaded arbitrary-style network takes
     a new ``style_image`` too). ``size``/``scale`` set the resolution the network runs at (smaller: bigger
     strokes); ``preserve_color`` keeps the photo's colours; ``strength`` blends with it; images above
     ``tile_size``² pixels run in tiles (same result).
     """
-    from mlx_style.infer.stylize import style_vector
-    from mlx_style.nn.arbitrary import VectorStyle
-
     if model is None or isinstance(model, (str, Path)):
         model = load_style(model, style=style, style_image=style_image, style_strength=style_strength)
     elif style_image is not None:
-        bound = model.net if isinstance(model, Style) else model
-        if not isinstance(bound, VectorStyle):
-            raise ValueError("style_image needs the arbitrary-style network (mlx-style convert-magenta --download)")
-        model = VectorStyle(bound.net, style_vector(bound.net, style_image), style_strength)
+        if not isinstance(model, Style) or model.model is None or not model.model.takes_picture:
+            raise ValueError(f"style_image needs the arbitrary-style network ({ARBITRARY_HINT})")
+        model = Style(bind_style(model.model, None, style_image, style_strength)[0], model.metadata, model.path,
+                      model.model)
     net = model.net if isinstance(model, Style) else model
     return stylize_array(net, image, size, scale, preserve_color, strength, tile_size)

@@ -11,7 +11,7 @@ Callers ask here instead of testing devices themselves:
 - ``cam_default_size()``: the cam's processing size on a GPU (a CPU measures it at start-up instead).
 - ``processes_for_training()``: how many local processes ``train --processes auto`` starts.
 
-The numbers behind these choices are in docs/benchmarks.md. Memory (below) is the CPU allocator's policy.
+The numbers behind these choices are in docs/benchmarks.md and docs/notes/performance_details.md. Memory (below) is the CPU allocator's policy.
 
 Where freed memory goes between steps on the CPU backend: kept for reuse, without growing the process.
 
@@ -19,7 +19,7 @@ MLX's CPU allocator takes memory with ``malloc`` and, below its cache limit, kee
 request of (almost) the same size. Its Linux default keeps 32 MB: every large temporary then goes back to the
 OS and is faulted in again on the next call, which makes large elementwise ops much slower. A cache of
 half the memory limit fixed the speed but not the size: buffers of one size cannot serve another, so a training
-step held far more resident than it had in use (docs/benchmarks.md).
+step held far more resident than it had in use (docs/notes/tried_and_not_kept.md).
 
 On Linux with glibc, ``keep_freed_memory`` instead asks ``malloc`` itself to keep freed memory: no ``mmap`` for
 large blocks (they come from the heap, where freed neighbours merge and are split again for any size), no
@@ -44,7 +44,7 @@ import mlx.core as mx
 
 # Batch pixels on one machine above which training recomputes the residual blocks by default (None: never).
 # CPU: recomputing costs one more forward pass of the blocks per step, so only where memory would otherwise
-# pass PyTorch's (docs/benchmarks.md); CUDA: the activations fit, speed wins; Metal: always, since a Mac's GPU
+# pass PyTorch's (docs/notes/performance_details.md); CUDA: the activations fit, speed wins; Metal: always, since a Mac's GPU
 # shares the machine's memory.
 RECOMPUTE_ABOVE_PIXELS = {"cpu": 2 * 256 * 256, "metal": 0, "cuda": None}
 GPU_CAM_SIZE = 512  # the cam's processing size on a GPU (longer side); a CPU measures its own at start-up

@@ -1,4 +1,4 @@
-"""``python -m mlx_style.train``: an alias of ``mlx-style train`` (``cli.train``; ``--method adain``: ``cli.train_adain``)."""
+"""``python -m mlx_style.train``: an alias of ``mlx-style train`` (``cli.train``, every ``--method``)."""
 
 import sys
 

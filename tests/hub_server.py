@@ -1,4 +1,4 @@
-"""A local stand-in for the Hugging Face Hub (no internet here): the endpoints ``hf_hub_download`` and
+"""A local stand-in for the Hugging Face Hub (no internet here): the endpoints a pull (``io.hub``) and
 ``HfApi.upload_folder`` use, on 127.0.0.1, in a thread. Only what the tests need; bounded and stopped by them."""
 
 from __future__ import annotations
@@ -6,17 +6,25 @@ from __future__ import annotations
 import base64
 import hashlib
 import json
+import socket
 import threading
+import time
+from contextlib import contextmanager
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
 
 class FakeHub:
     """``repos[repo_id] = {"main": commit, commit: {path: bytes}}``; ``cut_next_download`` bytes: the next file
-    GET sends only that many bytes, then closes (an interrupted download)."""
+    GET sends only that many bytes, then closes (an interrupted download); ``corrupt_next_download``: the next
+    file GET changes one byte; ``trickle`` seconds: file GETs send a byte at a time, that far apart; ``headers``:
+    sent with every answer, over the honest ones (a hostile server's ``X-Repo-Commit`` or ``ETag``)."""
 
     def __init__(self):
         self.repos: dict[str, dict] = {}
         self.cut_next_download: int | None = None
+        self.corrupt_next_download = False
+        self.trickle: float | None = None
+        self.headers: dict[str, str] = {}
         self.requests: list[str] = []
         hub = self
 
@@ -28,7 +36,7 @@ class FakeHub:
 
             def _send(self, code, body=b"", headers=None):
                 self.send_response(code)
-                for k, v in (headers or {}).items():
+                for k, v in {**(headers or {}), **hub.headers}.items():
                     self.send_header(k, v)
                 self.send_header("Content-Length", str(len(body)))
                 self.end_headers()
@@ -64,11 +72,9 @@ class FakeHub:
 
             def _send_file_headers(self, commit, data, length, code=200, extra=None):
                 self.send_response(code)
-                self.send_header("X-Repo-Commit", commit)
-                self.send_header("ETag", '"' + hashlib.sha256(data).hexdigest() + '"')
-                self.send_header("Content-Length", str(length))
-                self.send_header("Accept-Ranges", "bytes")
-                for k, v in (extra or {}).items():
+                honest = {"X-Repo-Commit": commit, "ETag": '"' + hashlib.sha256(data).hexdigest() + '"',
+                          "Content-Length": str(length), "Accept-Ranges": "bytes"}
+                for k, v in {**honest, **(extra or {}), **hub.headers}.items():
                     self.send_header(k, v)
                 self.end_headers()
 
@@ -89,6 +95,14 @@ class FakeHub:
                                             {"Content-Range": f"bytes {start}-{len(data) - 1}/{len(data)}"})
                 else:
                     self._send_file_headers(commit, data, len(body))
+                if hub.corrupt_next_download:
+                    body, hub.corrupt_next_download = body[:-10] + bytes([body[-10] ^ 0xFF]) + body[-9:], False
+                if hub.trickle:
+                    for i in range(len(body)):
+                        self.wfile.write(body[i:i + 1])
+                        self.wfile.flush()
+                        time.sleep(hub.trickle)
+                    return
                 if hub.cut_next_download is not None:
                     body, hub.cut_next_download = body[: hub.cut_next_download], None
                     self.wfile.write(body)
@@ -134,6 +148,7 @@ class FakeHub:
                 self._send(404, b"{}")
 
         self.server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+        self.server.handle_error = lambda request, address: None  # a client that gave up (the tests' point) is no news
         self.endpoint = f"http://127.0.0.1:{self.server.server_address[1]}"
         self.thread = threading.Thread(target=self.server.serve_forever, daemon=True)
 
@@ -150,3 +165,16 @@ class FakeHub:
     def __exit__(self, *exc) -> None:
         self.server.shutdown()
         self.server.server_close()
+
+
+@contextmanager
+def silent_server():
+    """The address of a server that accepts connections and never answers (a hung Hub): the kernel completes the
+    connection, nobody reads or writes."""
+    sock = socket.socket()
+    sock.bind(("127.0.0.1", 0))
+    sock.listen(64)
+    try:
+        yield f"http://127.0.0.1:{sock.getsockname()[1]}"
+    finally:
+        sock.close()

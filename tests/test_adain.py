@@ -21,7 +21,7 @@ import mlx.core as mx
 import mlx.nn as nn
 from mlx.utils import tree_flatten
 
-from mlx_style.cli.train_adain import build_parser, config_from_args, main
+from mlx_style.cli.train import build_parser, config_from_args, main
 from mlx_style.infer.stylize import memory_needed, stylize_array
 from mlx_style.io.models import load_adain, save_adain, save_vgg
 from mlx_style.io.weights import WeightFileError, load_weights, read_metadata, save_weights
@@ -458,20 +458,20 @@ def test_inputs_are_checked_before_any_work(ws, tmp_path):
 
 
 def test_parser_defaults_are_the_configs():
-    args = build_parser().parse_args(["--styles", "s", "--data", "d"])
+    args = build_parser("adain").parse_args(["--method", "adain", "--styles", "s", "--data", "d"])
     config = config_from_args(args)
     assert config == AdaINTrainConfig(styles="s", data="d")
 
 
 def test_command_trains_and_reports(ws, tmp_path, capsys):
     out = tmp_path / "cmd.safetensors"
-    code = main(["--styles", str(ws["styles"]), "--data", str(ws["data"]), "--vgg", str(ws["vgg"]),
+    code = main(["--method", "adain", "--styles", str(ws["styles"]), "--data", str(ws["data"]), "--vgg", str(ws["vgg"]),
                  "--image-size", "32", "--batch-size", "2", "--iters", "2", "--decoder-widths", "8,8,4",
                  "--output", str(out), "--run-dir", str(tmp_path / "run"), "--sample-every", "0",
                  "--no-compile", "--no-tune", "--lr", "1e-3"])
     assert code == 0 and out.exists()
     assert f"wrote {out} after 2 steps" in capsys.readouterr().out
-    code = main(["--styles", str(ws["styles"]), "--data", str(ws["data"]), "--image-size", "20"])
+    code = main(["--method=adain", "--styles", str(ws["styles"]), "--data", str(ws["data"]), "--image-size", "20"])
     assert code == 2 and "multiple of 8" in capsys.readouterr().err
 
 

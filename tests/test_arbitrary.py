@@ -372,6 +372,7 @@ def test_api_stylize_with_a_style_image(tmp_path, monkeypatch):
 
 def test_cam_playlist_of_pictures_caches_vectors_rescans_and_blends(tmp_path, monkeypatch):
     from mlx_style.infer import playlist
+    from mlx_style.io.style_models import StyleModel
 
     net = tiny_network()
     calls = []
@@ -384,7 +385,8 @@ def test_cam_playlist_of_pictures_caches_vectors_rescans_and_blends(tmp_path, mo
         save_image(folder / name, rng.integers(0, 256, (20, 20, 3), dtype=np.uint8))
     (folder / "broken.png").write_bytes(b"not a picture")
     now = [0.0]
-    styles = playlist.PictureStyles(net, [str(folder)], 1.0, lambda n: type("S", (), {"net": n})(),
+    model = StyleModel("arbitrary", net, {}, tmp_path / "arbitrary.safetensors")
+    styles = playlist.PictureStyles(model, [str(folder)], 1.0, lambda n: type("S", (), {"net": n})(),
                                     clock=lambda: now[0])
     assert styles.name == "a" and len(styles) == 3
     first = np.asarray(styles.stylizer.net.vector)

@@ -11,8 +11,8 @@ import numpy as np
 import pytest
 
 from mlx_style.cli import bench as bench_cli
-from mlx_style.infer import benchmark as bench
-from mlx_style.training import benchmark as train_bench
+from mlx_style.bench import inference as bench
+from mlx_style.bench import training as train_bench
 from mlx_style.io.models import save_transformer
 from mlx_style.nn.transformer import TransformerConfig, TransformerNet
 
@@ -120,7 +120,7 @@ def test_random_vgg_for_timing_loads_to_relu4_3_and_keeps_activation_size(tmp_pa
     activations neither vanish nor blow up by relu4_3, so a timed step computes on ordinary numbers."""
     from scripts.bench import bench_train
 
-    from mlx_style.nn.vgg import load_vgg
+    from mlx_style.io.vgg_weights import load_vgg
 
     vgg, meta = load_vgg(bench_train.write_random_vgg(tmp_path / "vgg.safetensors", seed=3))
     assert meta["preprocess"] == "caffe" and "recommended_loss_weights" in meta

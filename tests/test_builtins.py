@@ -41,7 +41,7 @@ def test_every_built_in_is_a_float16_network_with_its_picture_and_recipe():
 def test_the_installed_package_stays_small():
     total = sum(p.stat().st_size for p in Path(mlx_style.__file__).parent.rglob("*") if p.is_file()
                 and "__pycache__" not in p.parts)
-    assert total <= 20e6, f"the package is {total / 1e6:.1f} MB"
+    assert total <= 40e6, f"the package is {total / 1e6:.1f} MB"  # the budget: everything it ships
 
 
 @needs_builtins
@@ -98,7 +98,7 @@ def test_a_style_picture_resolves_to_the_built_in_when_no_such_file(tmp_path, mo
 
 @needs_builtins
 def test_train_finds_the_built_in_picture_by_name(tmp_path, monkeypatch):
-    from mlx_style.training.loop import train
+    from mlx_style.training import train
     from train_helpers import make_workspace, tiny_config
 
     ws = make_workspace(tmp_path / "ws")

@@ -18,6 +18,8 @@ import numpy as np
 import pytest
 
 from conftest import REPO_ROOT, read_video
+from mlx_style.infer import stylizer as stylizer_module
+from mlx_style.nn.style import FrameFunction
 from mlx_style.cli import cam as cam_cli
 from mlx_style.infer import live
 from mlx_style import backend
@@ -233,9 +235,19 @@ def test_overlay_and_side_by_side_do_not_touch_their_inputs():
     assert np.array_equal(drawn[-50:, -50:], big[-50:, -50:])  # the rest of the picture is untouched
 
 
+class Frames(FrameFunction):
+    """Any NHWC → NHWC function as a frame function (``nn.style``)."""
+
+    def __init__(self, function):
+        super().__init__()
+        self.function = function
+
+    def __call__(self, x):
+        return self.function(x)
+
+
 def test_stylizer_compiles_once_per_size():
-    net = lambda x: x * 0.5 + 10.0  # noqa: E731  (any NHWC → NHWC function; compiling it is quick)
-    stylizer = live.Stylizer(net, compile=True)
+    stylizer = live.Stylizer(Frames(lambda x: x * 0.5 + 10.0), compile=True)  # compiling it is quick
     image = np.full((8, 12, 3), 100, np.uint8)
     for _ in range(3):
         out = stylizer(image)
@@ -248,8 +260,7 @@ def test_stylizer_compiles_once_per_size():
 
 
 def test_stylizer_colour_preservation_keeps_the_input_chroma():
-    red = lambda x: x * mx.array([1.0, 0.2, 0.2])  # noqa: E731  (a "style" that turns everything red)
-    stylizer = live.Stylizer(red, compile=False)
+    stylizer = live.Stylizer(Frames(lambda x: x * mx.array([1.0, 0.2, 0.2])), compile=False)  # turns all red
     image = np.full((8, 8, 3), 150, np.uint8)
     assert np.ptp(stylizer(image).astype(int), axis=2).max() > 100  # red
     kept = stylizer(image, preserve_color=True).astype(int)
@@ -269,7 +280,7 @@ def test_calibration_picks_the_largest_size_within_budget():
     assert size == 96 and set(measured) == {64, 96, 128}  # stops at the first step that is too slow
     assert measured[128] == pytest.approx(128 * 96 * 1e-6)
     size, _ = live.calibrate_size(FakeStylizer(), 480, 640, target_fps=1e6, clock=lambda: clock[0])
-    assert size == live.SIZE_STEPS[0]  # nothing fits: the smallest step
+    assert size == stylizer_module.SIZE_STEPS[0]  # nothing fits: the smallest step
 
 
 def test_calibration_counts_the_smoothing_that_the_cam_will_run(monkeypatch):
@@ -289,7 +300,7 @@ def test_calibration_counts_the_smoothing_that_the_cam_will_run(monkeypatch):
             clock[0] += frame.shape[0] * frame.shape[1] * 0.3e-6
             return stylised
 
-    monkeypatch.setattr(live, "TemporalSmoother", FakeSmoother)
+    monkeypatch.setattr(stylizer_module, "TemporalSmoother", FakeSmoother)
     plain, _ = live.calibrate_size(FakeStylizer(), 480, 640, target_fps=80.0, clock=lambda: clock[0])
     smoothed, measured = live.calibrate_size(FakeStylizer(), 480, 640, target_fps=80.0, clock=lambda: clock[0],
                                              smooth=0.5)

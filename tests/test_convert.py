@@ -210,7 +210,7 @@ def test_cli_error_is_one_line(tmp_path, capsys):
 def test_offline_without_from_fails_fast(tmp_path, monkeypatch, capsys):
     import huggingface_hub
 
-    monkeypatch.setattr("mlx_style.io.download.reachable", lambda url, timeout=3.0: False)
+    monkeypatch.setattr("mlx_style.io.hub.reachable", lambda url, timeout=3.0: False)
     monkeypatch.setattr(huggingface_hub, "try_to_load_from_cache", lambda *a, **k: None)  # not cached here
 
     def no_network(*args, **kwargs):
@@ -227,3 +227,31 @@ def test_offline_without_from_fails_fast(tmp_path, monkeypatch, capsys):
     assert elapsed < 5.0 and not out.exists()
     with pytest.raises(DownloadError):
         convert_module.convert(ConvertConfig(out=str(out)))
+
+
+def test_devices_pipes_and_oversized_sources_are_one_line(tmp_path, monkeypatch, capsys):
+    from mlx_style.cli import convert_fst as fst_cli
+
+    monkeypatch.setattr(convert_module, "MAX_SOURCE_BYTES", 1000)
+    (tmp_path / "big.safetensors").write_bytes(bytes(2000))
+    out = tmp_path / "o.safetensors"
+
+    def one_line() -> str:
+        lines = capsys.readouterr().err.strip().splitlines()
+        assert len(lines) == 1 and lines[0].startswith("error: "), lines
+        return lines[0]
+
+    for source, words in ((tmp_path / "big.safetensors", "more than the"), ("/dev/zero", "not a regular file")):
+        assert main(["--from", str(source), "--out", str(out)]) == 2
+        assert words in one_line()
+    style = tmp_path / "style"
+    style.mkdir()
+    (style / "manifest.json").symlink_to("/dev/zero")
+    assert fst_cli.main([str(style), "--out", str(out)]) == 2
+    assert "the manifest" in (line := one_line()) and "not a regular file" in line
+    (style / "manifest.json").unlink()
+    (style / "manifest.json").write_text(json.dumps({"Variable": {"filename": "Variable", "shape": [0]}}))
+    (style / "Variable").symlink_to("/dev/zero")
+    assert fst_cli.main([str(style), "--out", str(out)]) == 2
+    assert "Variable at" in (line := one_line()) and "not a regular file" in line
+    assert not out.exists()

@@ -28,7 +28,7 @@ import mlx.core as mx
 
 from mlx_style.io.models import load_transformer
 from mlx_style.training.progress import read_log
-from mlx_style.training.loop import train
+from mlx_style.training import train
 from mlx_style.nn.transformer import TransformerNet
 
 REPO = Path(__file__).resolve().parents[1]

@@ -94,6 +94,10 @@ def test_core_ml_packages_build_and_validate_with_image_input_and_output(variant
     assert image_in.type.WhichOneof("Type") == image_out.type.WhichOneof("Type") == "imageType"
     sizes = {(s.height, s.width) for s in image_in.type.imageType.enumeratedSizes.sizes}
     assert sizes == set(SHAPES) and all(h % 4 == 0 and w % 4 == 0 for h, w in sizes)
+    # the output follows the input at every size, not fixed at the default (cropped or blank otherwise)
+    out_sizes = [(s.height, s.width) for s in image_out.type.imageType.enumeratedSizes.sizes]
+    assert out_sizes == [(s.height, s.width) for s in image_in.type.imageType.enumeratedSizes.sizes]
+    assert (image_out.type.imageType.height, image_out.type.imageType.width) == SHAPES[0]
 
 
 @pytest.mark.skipif(__import__("sys").platform != "darwin", reason="Core ML runs models on macOS only")

@@ -29,7 +29,7 @@ from mlx_style.io.weights import WeightFileError
 from mlx_style.nn.transformer import TransformerConfig, TransformerNet
 from mlx_style.training import checkpoint as ckpt
 from mlx_style.training import launch
-from mlx_style.training.loop import train
+from mlx_style.training import train
 from train_helpers import make_workspace, tiny_config
 
 TINY = TransformerConfig(width=4, num_residual=1)

@@ -1,6 +1,6 @@
 """Sharing styles on the Hugging Face Hub, against a local stand-in for it (tests/hub_server.py): ``--model
-hf:user/name[@revision]`` downloads once, resumes an interrupted download, works offline from the cache, and says
-so in one line when it cannot."""
+hf:user/name[@revision]`` downloads once, fetches an interrupted download again (nothing partial is kept), works
+offline from the cache, and says so in one line when it cannot. Hostile servers: tests/test_hub_security.py."""
 
 from __future__ import annotations
 
@@ -11,7 +11,7 @@ import mlx_style  # noqa: F401  (fast BLAS before mlx.core)
 import mlx.core as mx
 
 from hub_server import FakeHub
-from mlx_style.io import download
+from mlx_style.io import hub as hub_io
 from mlx_style.io.models import save_transformer
 from mlx_style.io.registry import resolve_model
 from mlx_style.io.weights import WeightFileError
@@ -40,11 +40,11 @@ def network_bytes(tmp_path, seed=0) -> bytes:
 
 
 def test_parse_hub_names():
-    assert download.parse_hf_name("hf:alice/wave") == ("alice/wave", None)
-    assert download.parse_hf_name("hf:alice/wave@v2") == ("alice/wave", "v2")
+    assert hub_io.parse_hf_name("hf:alice/wave") == ("alice/wave", None)
+    assert hub_io.parse_hf_name("hf:alice/wave@v2") == ("alice/wave", "v2")
     for bad in ("hf:alice", "hf:/wave", "hf:a/b/c"):
         with pytest.raises(WeightFileError, match="expected hf:USER/NAME"):
-            download.parse_hf_name(bad)
+            hub_io.parse_hf_name(bad)
 
 
 def test_a_hub_model_downloads_once_and_then_works_offline(hub, tmp_path, monkeypatch):
@@ -59,17 +59,17 @@ def test_a_hub_model_downloads_once_and_then_works_offline(hub, tmp_path, monkey
     hub.server.shutdown()  # offline now
     hub.server.server_close()
     assert resolve_model("hf:alice/wave").read_bytes() == data
-    with pytest.raises(download.DownloadError, match="could not fetch hf:alice/other .* no copy is cached"):
+    with pytest.raises(hub_io.DownloadError, match="could not fetch hf:alice/other .* no copy is cached"):
         resolve_model("hf:alice/other")
 
 
-def test_an_interrupted_download_resumes(hub, tmp_path):
+def test_an_interrupted_download_is_fetched_again(hub, tmp_path):
     data = network_bytes(tmp_path)
     hub.add("bob/scream", {"model.safetensors": data})
     hub.cut_next_download = len(data) // 3
     try:
         path = resolve_model("hf:bob/scream")
-    except download.DownloadError:
+    except hub_io.DownloadError:
         path = resolve_model("hf:bob/scream")  # the user runs the command again
     assert path.read_bytes() == data  # complete and intact (its checksums are checked again when loaded)
     assert len([r for r in hub.requests if r.startswith("GET") and "/resolve/" in r]) == 2  # cut, then again

@@ -48,9 +48,10 @@ def test_report_lines(tmp_path):
     assert lines[1] == f"MLX {mx.__version__}, default device: {mx.default_device()}"
     assert lines[2].startswith("BLAS: ")
     assert lines[3].startswith("freed memory: kept by ")
+    assert lines[-3].startswith(f"loss network: {tmp_path}/vgg16.safetensors (unreadable")  # yours shadows ours
     assert lines[-2] == f"weights in {tmp_path}/: vgg16.safetensors"
     assert lines[-1] == "styles: none"  # no style network there, and the built-ins are hidden in tests
-    assert len(lines) == 6
+    assert len(lines) == 7
 
 
 def test_report_measures_matmul(tmp_path):
@@ -58,6 +59,7 @@ def test_report_measures_matmul(tmp_path):
     rate = [line for line in lines if line.startswith("matmul 1024³ float32: ")]
     assert len(rate) == 1 and float(rate[0].split(": ")[1].split()[0]) > 0
     assert lines[-2].endswith(": none")
+    assert lines[-3].startswith("loss network: ") and "shipped with the package" in lines[-3] and "13" not in lines[-3]
 
 
 def test_main_prints_report(tmp_path, capsys):

@@ -14,7 +14,7 @@ from mlx_style.optim.layers import (FIGURE3_LAYERS, LABEL_HEIGHT, LayersConfig, 
                               loss_plot, make_grid, reconstruct_style, run, train_command)
 from mlx_style.nn.losses import STYLE_LAYERS
 from mlx_style.optim.gatys import noise_image, parse_layers, parse_weights
-from mlx_style.nn.vgg import load_vgg
+from mlx_style.io.vgg_weights import load_vgg
 from test_optimize import smooth_image, write_random_vgg
 
 LAYERS = ("relu1_1", "relu1_2", "relu2_1")

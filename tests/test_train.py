@@ -33,7 +33,7 @@ from mlx_style.training.progress import (JsonlLog, ProgressLine, format_duration
                                 sample_grid)
 from mlx_style.cli.train import main
 from mlx_style.training.config import TrainConfig, TrainingError, loss_config
-from mlx_style.training.loop import train
+from mlx_style.training import train
 from mlx_style.training.step import clip_gradients, clip_per_tensor, make_train_step
 from mlx_style.io.weights import file_sha256
 
@@ -363,7 +363,7 @@ def test_sample_grid_layout():
 
 def test_a_vgg_file_cut_after_a_conv_still_gives_that_convs_relu(ws):
     """The tiny VGG ends at conv2_2; relu2_2 (no parameters) must still be available to the loss."""
-    from mlx_style.nn.vgg import load_vgg
+    from mlx_style.io.vgg_weights import load_vgg
 
     vgg, meta = load_vgg(ws["vgg"])
     out = vgg(mx.zeros((1, 8, 8, 3)), (*TINY_LAYERS["style_layers"], TINY_LAYERS["content_layer"]))
@@ -473,7 +473,7 @@ def test_recompute_setting_follows_the_latest_loss_function():
 def test_a_compiled_cuda_run_says_its_first_step_builds_kernels(ws, tmp_path, monkeypatch):
     """On MLX's CUDA backend the compiled step's first run can take minutes (NVRTC builds): the run says so
     before it, and says nothing of the kind on other backends or uncompiled."""
-    from mlx_style.training import loop as train_module
+    from mlx_style.training import runner as train_module
 
     for backend, compiled, expected in (("cuda", True, True), ("cuda", False, False), ("cpu", True, False)):
         monkeypatch.setattr(train_module, "backend_name", lambda: backend)

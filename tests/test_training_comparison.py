@@ -17,7 +17,7 @@ from train_helpers import make_workspace, tiny_config
 
 import mlx_style  # noqa: F401
 from mlx_style.training.progress import read_log
-from mlx_style.training.loop import train
+from mlx_style.training import train
 
 REPO = Path(__file__).resolve().parents[1]
 
@@ -98,7 +98,7 @@ def test_torch_reference_trains_the_same_recipe_step_for_step(ws, trained, tmp_p
 @pytest.mark.parametrize("upsample", ["nearest", "deconv"])
 def test_torch_twin_weights_round_trip_and_compute_the_same_network(upsample):
     torch = pytest.importorskip("torch")
-    from scripts.bench import torch_twin
+    from mlx_style.bench import torch_twin
     import mlx.core as mx
     from mlx.utils import tree_flatten
 

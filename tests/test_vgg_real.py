@@ -28,7 +28,8 @@ from conftest import golden_vgg_state, shared_data
 from mlx_style.io.vgg_convert import ConvertConfig, convert
 from mlx_style.io.image import center_crop, list_images, load_image, resize_shorter
 from mlx_style.io.models import convert_vgg_state
-from mlx_style.nn.vgg import VGG, load_vgg
+from mlx_style.nn.vgg import VGG
+from mlx_style.io.vgg_weights import load_vgg
 
 LAYERS = ("relu1_2", "relu3_3", "relu5_3")
 SIZE = 64

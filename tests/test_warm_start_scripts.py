@@ -16,7 +16,7 @@ from PIL import Image
 from train_helpers import make_workspace, photo, tiny_config
 
 import mlx_style  # noqa: F401
-from mlx_style.training.loop import train
+from mlx_style.training import train
 
 REPO = Path(__file__).resolve().parents[1]
 

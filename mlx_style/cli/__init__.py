@@ -52,31 +52,6 @@ def main(argv: list[str] | None = None) -> int:
     return run_command(name, rest)
 
 
-TRAIN_METHODS = {"johnson": "mlx_style.cli.train", "adain": "mlx_style.cli.train_adain"}
-
-
 def run_command(name: str, argv: list[str]) -> int:
-    """Run command ``name``; ``train --method adain`` is its own module (``cli.train_adain``)."""
-    module = COMMANDS[name][0]
-    if name == "train":
-        method, argv = split_method(argv)
-        if method not in TRAIN_METHODS:
-            print(f"error: train --method must be one of {', '.join(TRAIN_METHODS)}, got {method!r}", file=sys.stderr)
-            return 2
-        module = TRAIN_METHODS[method]
-    return importlib.import_module(module).main(argv)
-
-
-def split_method(argv: list[str]) -> tuple[str, list[str]]:
-    """``(method, the other arguments)`` of a ``train`` command line (``--method X`` or ``--method=X``)."""
-    rest, method, i = [], "johnson", 0
-    while i < len(argv):
-        if argv[i] == "--method" and i + 1 < len(argv):
-            method, i = argv[i + 1], i + 2
-            continue
-        if argv[i].startswith("--method="):
-            method = argv[i].split("=", 1)[1]
-        else:
-            rest.append(argv[i])
-        i += 1
-    return method, rest
+    """Run command ``name`` (``train --method adain`` too: the train command reads its method itself)."""
+    return importlib.import_module(COMMANDS[name][0]).main(argv)

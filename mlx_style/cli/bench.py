@@ -1,4 +1,4 @@
-"""``mlx-style bench``: time the style network (and PyTorch's twin); see ``infer.benchmark``."""
+"""``mlx-style bench``: time the style network (and PyTorch's twin); see ``bench.inference``."""
 
 from __future__ import annotations
 
@@ -7,7 +7,7 @@ import sys
 from mlx_style.backend import keep_freed_memory
 from mlx_style.cli.common import fail
 from mlx_style.errors import MlxStyleError
-from mlx_style.infer.benchmark import BenchConfig, COMPILE_CHOICES, FULL, QUICK, run
+from mlx_style.bench.inference import BenchConfig, COMPILE_CHOICES, FULL, QUICK, run
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -20,7 +20,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--warmup", type=int, help=f"untimed calls per row (default {FULL['warmup']})")
     p.add_argument("--repeats", type=int, help=f"timed calls per row (default {FULL['repeats']})")
     p.add_argument("--tune", action="store_true",
-                   help="autotune the convolution strategy per layer shape first (mlx_style.conv; cached)")
+                   help="autotune the convolution strategy per layer shape first (mlx_style.nn.conv; cached)")
     p.add_argument("--quick", action="store_true", help="256x256, float32, 1 warm-up, 3 repeats (for CPUs)")
     p.add_argument("--torch", action="store_true", help="also time PyTorch with the same weights (needs torch)")
     p.add_argument("--train", action="store_true", help="also time training steps (needs VGG weights)")

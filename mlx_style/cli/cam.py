@@ -8,10 +8,12 @@ import sys
 from mlx_style.backend import GPU_CAM_SIZE, keep_freed_memory
 from mlx_style.cli.common import fail
 from mlx_style.errors import MlxStyleError
+from mlx_style.infer.capture import parse_source
 from mlx_style.infer.live import COMPILE_CHOICES, PACINGS, CamConfig, format_summary, run
 from mlx_style.infer.signals import interrupt_on_termination
 from mlx_style.infer.smoothing import DEFAULT_WEIGHT
 from mlx_style.infer.stylize import DTYPES
+from mlx_style.infer.video_out import add_source_audio
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -47,11 +49,13 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--side-by-side", action="store_true", help="start side by side with the original (space)")
     p.add_argument("--headless", action="store_true", help="no window (servers, tests); use with --output")
     p.add_argument("--frames", type=int, default=d.frames, help="stop after this many frames")
-    p.add_argument("--output", default=d.output, help="write the stylised video (.mp4 or .avi, no overlay)")
+    p.add_argument("--output", default=d.output,
+                   help="write the stylised video, no overlay: H.264 in .mp4/.mov/.mkv, VP9 in .webm, MJPEG in .avi; "
+                        "a file source's sound is added when every frame was processed")
     p.add_argument("--snapshot-dir", default=d.snapshot_dir, help="where s saves PNG snapshots")
     p.add_argument("--smooth", type=float, nargs="?", const=DEFAULT_WEIGHT, default=d.smooth, metavar="WEIGHT",
                    help="blend each stylised frame with the previous one along the motion (steadier texture, "
-                        f"somewhat less style where things move); WEIGHT in [0, 1), default %(default)s; 0 starts "
+                        "somewhat less style where things move); WEIGHT in [0, 1), default %(default)s; 0 starts "
                         "with it off (key t toggles it)")
     p.add_argument("--loop", action="store_true",
                    help="video files: start again at the end, until q, Ctrl-C or --frames (long runs, soak tests)")
@@ -104,6 +108,11 @@ def main(argv: list[str] | None = None) -> int:
     print(f"stopped: {result.reason}")
     print(format_summary(result))
     if config.output and result.output_frames:
+        if parse_source(config.source)[0] == "file" and not config.loop and not result.dropped:
+            try:
+                print(add_source_audio(config.output, config.source, result.output_frames))
+            except MlxStyleError as exc:
+                return fail(exc)
         print(f"wrote {config.output} ({result.output_frames} frames)")
     if result.failed:
         print(f"error: {result.reason}", file=sys.stderr)

@@ -6,10 +6,13 @@ from __future__ import annotations
 import argparse
 import json
 import sys
+from pathlib import Path
 
 from mlx_style.cli.common import fail
 from mlx_style.errors import MlxStyleError
 from mlx_style.infer.flicker import STATIC_THRESHOLD, STILL_FLOW, compare
+from mlx_style.io.paths import check_placeable
+from mlx_style.io.weights import atomic_write
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -24,6 +27,8 @@ def build_parser() -> argparse.ArgumentParser:
 def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     try:
+        if args.json:
+            check_placeable(args.json, "--json")  # before minutes of optical flow, not after
         result = compare(args.original, args.stylised, args.frames)
     except (MlxStyleError, ValueError) as exc:
         return fail(exc)
@@ -35,8 +40,10 @@ def main(argv: list[str] | None = None) -> int:
           f"over consistent pixels; static flicker: mean |change| of luma (0-255) where the original changed "
           f"less than {STATIC_THRESHOLD:g} levels and moved less than {STILL_FLOW:g} px")
     if args.json:
-        with open(args.json, "w") as f:
-            json.dump(result, f, indent=1)
+        try:
+            atomic_write(args.json, lambda tmp: Path(tmp).write_text(json.dumps(result, indent=1)))
+        except MlxStyleError as exc:
+            return fail(exc)
     return 0
 
 

@@ -1,7 +1,7 @@
 """Show what mlx_style runs on: ``python -m mlx_style.info``.
 
 Prints the MLX version, the default device, the BLAS in use (and a measured matmul rate, so a slow reference
-BLAS is obvious), where freed memory is kept (``mlx_style.memory``), and the converted weights found under
+BLAS is obvious), where freed memory is kept (``mlx_style.backend``), and the converted weights found under
 ``weights/``.
 """
 
@@ -48,12 +48,32 @@ def report(weights_dir: str | Path = "weights", measure: bool = True) -> list[st
                                      else "kept in MLX's buffer cache"))
     if measure:
         lines.append(f"matmul 1024³ float32: {matmul_gflops():.0f} GFLOP/s")
+    lines.append("loss network: " + loss_network(weights_dir))
     found = sorted(Path(weights_dir).glob("*.safetensors"))
     lines.append(f"weights in {weights_dir}/: " + (", ".join(p.name for p in found) if found else "none"))
     styles = style_listing(weights_dir)
     lines.append("styles (name, from, painting, file):" if styles else "styles: none")
     lines += ["  " + line for line in styles]
     return lines
+
+
+def loss_network(weights_dir: str | Path) -> str:
+    """Which VGG ``train`` and ``optimize`` use without ``--vgg`` (``io.vgg_weights.default_vgg``'s rule)."""
+    from mlx_style.io.vgg_weights import SHIPPED_VGG
+    from mlx_style.io.weights import read_header
+
+    yours = Path(weights_dir) / "vgg16.safetensors"
+    path = yours if yours.exists() or not SHIPPED_VGG.exists() else SHIPPED_VGG
+    if not path.exists():
+        return "none (python scripts/convert_vgg.py makes one)"
+    try:
+        header = read_header(path)
+    except (OSError, ValueError) as exc:
+        return f"{path} (unreadable: {exc})"
+    meta = header.get("__metadata__") or {}
+    convs = sum(1 for name in header if name.endswith(".weight"))
+    where = "yours" if path == yours else "shipped with the package (Caffe VGG16, CC BY 4.0)"
+    return f"{path}, {where}: {convs} convolutions, {meta.get('preprocess', '?')} preprocessing"
 
 
 def build_parser() -> argparse.ArgumentParser:

@@ -8,7 +8,7 @@ import sys
 from mlx_style.backend import keep_freed_memory
 from mlx_style.cli.common import fail
 from mlx_style.errors import MlxStyleError
-from mlx_style.infer.files import AUDIO_NOTE, StylizeConfig, run
+from mlx_style.infer.files import StylizeConfig, run
 from mlx_style.infer.signals import interrupt_on_termination
 from mlx_style.infer.smoothing import DEFAULT_WEIGHT
 from mlx_style.infer.stylize import DTYPES
@@ -19,8 +19,9 @@ def build_parser() -> argparse.ArgumentParser:
     d = StylizeConfig()
     p = argparse.ArgumentParser(
         prog="mlx-style stylize", description=__doc__.splitlines()[0],
-        epilog=f"Videos: written with OpenCV (mp4v for .mp4, MJPG for .avi); {AUDIO_NOTE}. "
-               "Exit status: 0 all done, 1 some inputs failed (the rest written), 2 nothing done.")
+        epilog="Videos: H.264 (yuv420p, BT.709) in .mp4/.m4v/.mov/.mkv, VP9 in .webm, MJPEG in .avi, each frame at "
+               "its source time, upright, with the source's sound. Exit status: 0 all done, 1 some inputs failed "
+               "(the rest written) or a video was cut short or could not be written, 2 nothing done.")
     p.add_argument("inputs", nargs="*", metavar="INPUT", help="images, folders of images (recursive), videos")
     p.add_argument("--model", "-m", default=d.model,
                    help="style network: a .safetensors file, a name in weights/, or a built-in style (default: "
@@ -45,6 +46,14 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--smooth", type=float, nargs="?", const=DEFAULT_WEIGHT, default=d.smooth, metavar="WEIGHT",
                    help="videos: blend each stylised frame with the previous one along the motion (steadier "
                         f"texture); WEIGHT in [0, 1), default {DEFAULT_WEIGHT} as in the cam; 0: off")
+    p.add_argument("--quality", type=int, default=d.quality, metavar="CRF",
+                   help="videos: CRF-like quality on x264's scale, lower is better and larger (default "
+                        "%(default)s, which looks like the source; +6 about halves the file)")
+    p.add_argument("--no-audio", dest="audio", action="store_false",
+                   help="videos: leave the sound out (default: every audio stream of the source, copied)")
+    p.add_argument("--resume", action="store_true",
+                   help="videos: continue from the finished part an interrupted run left next to the output "
+                        "(.NAME.partial/) instead of starting over; the result equals an uninterrupted run's")
     p.add_argument("--tile-size", type=int, default=d.tile_size,
                    help="images above TILE² pixels (at the network's resolution) run layer by layer in tiles: "
                         "the same result with bounded memory (0: never; default %(default)s)")
@@ -63,14 +72,16 @@ def main(argv: list[str] | None = None) -> int:
     config = StylizeConfig(model=args.model, inputs=args.inputs, output=args.output, size=args.size,
                            scale=args.scale, preserve_color=args.preserve_color, strength=args.strength,
                            dtype=args.dtype, tile_size=args.tile_size, smooth=args.smooth,
-                           style=args.style, style_images=args.style_image, style_strength=args.style_strength)
+                           style=args.style, style_images=args.style_image, style_strength=args.style_strength,
+                           quality=args.quality, audio=args.audio, resume=args.resume)
     try:
         with interrupt_on_termination():  # kill/timeout/closed terminal: unfinished outputs removed, as Ctrl-C
             summary = run(config)
     except (MlxStyleError, ValueError) as exc:
         return fail(exc)
     except KeyboardInterrupt:
-        print("interrupted: the files listed above are complete", file=sys.stderr)
+        print("interrupted: the files listed above are complete; an unfinished video goes on with --resume",
+              file=sys.stderr)
         return 130
     return summary.exit_code
 

@@ -6,11 +6,10 @@ written and the failures listed); 2 when nothing could be stylised.
 
 from __future__ import annotations
 
-import math
 import os
 import sys
 import time
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 
 import numpy as np
@@ -20,15 +19,20 @@ from PIL import Image
 from mlx_style import backend
 from mlx_style.errors import MlxStyleError
 from mlx_style.infer.smoothing import DEFAULT_WEIGHT, TemporalSmoother
+from mlx_style.infer.video_out import PartialVideo
 from mlx_style.infer.stylize import (DTYPES, TILE_SIZE, largest_size_within, load_network, memory_needed,
                                      network_shape, stylize_array)
+from mlx_style.io import video
 from mlx_style.io.image import IMAGE_EXTENSIONS, ImageError, list_images, load_image, save_image
 from mlx_style.io.registry import default_model
 from mlx_style.nn.transformer import TransformerNet
+from mlx_style.timing import format_duration
 
-VIDEO_EXTENSIONS = (".mp4", ".m4v", ".mov", ".avi", ".mkv", ".webm")
-AUDIO_NOTE = ("audio is not carried over (OpenCV writes video only); to copy it back: "
-              "ffmpeg -i STYLISED.mp4 -i ORIGINAL -map 0:v -map 1:a? -c:v copy OUT.mp4")
+VIDEO_EXTENSIONS = tuple(video.VIDEO_CODECS)
+# Of video per segment (io.video): what a kill can lose, and the longest keyframe interval (x264's own is 250 frames,
+# 8–10 s; a keyframe every 4 s costs a few per cent of the file).
+SEGMENT_SECONDS = 4.0
+PROGRESS_SECONDS = 5.0  # between the progress lines of a video
 
 
 class StylizeError(MlxStyleError, RuntimeError):
@@ -52,6 +56,9 @@ class StylizeConfig:
     style: str | None = None  # a multi-style network's style: an index (7) or a blend (3:0.5,12:0.5)
     style_images: list[str] | None = None  # an arbitrary-style network's style: pictures, PATH[:WEIGHT] each
     style_strength: float = 1.0  # with style_images: 1 the pictures' style, 0 the photo's own (Ghiasi)
+    quality: int = video.DEFAULT_QUALITY  # videos: CRF-like, x264's scale: lower is better and larger
+    audio: bool = True  # videos: every audio stream of the source, copied where the container takes it
+    resume: bool = False  # videos: continue the finished segments an interrupted run left (.NAME.partial/)
 
 
 @dataclass(frozen=True)
@@ -78,9 +85,9 @@ def plan_jobs(inputs: list[str], output: str | None) -> tuple[list[Job], list[tu
     for item in inputs:
         path = Path(item)
         if path.is_dir():
-            found = list_images(path)
+            found = sorted(list_images(path) + list_videos(path))
             if not found:
-                problems.append((path, "folder holds no images (videos must be named one by one)"))
+                problems.append((path, "folder holds no images or videos"))
             sources += [(p, p.relative_to(path)) for p in found]
         elif path.is_file():
             sources.append((path, Path(path.name)))
@@ -112,6 +119,12 @@ def plan_jobs(inputs: list[str], output: str | None) -> tuple[list[Job], list[tu
         seen[target.resolve()] = src
         jobs.append(Job(src, target, media_kind(src)))
     return jobs, problems
+
+
+def list_videos(folder: Path) -> list[Path]:
+    """Videos under ``folder``, recursively, outside hidden folders (an unfinished video's segments live in one)."""
+    return [p for p in folder.rglob("*") if p.is_file() and p.suffix.lower() in VIDEO_EXTENSIONS
+            and not any(part.startswith(".") for part in p.relative_to(folder).parts)]
 
 
 def _atomic_target(target: Path) -> Path:
@@ -158,6 +171,11 @@ def check_memory(net: TransformerNet, path: Path, config: StylizeConfig, availab
             W, H = img.size
     except Exception:  # noqa: BLE001  (any header Pillow cannot read: left to load_image's clear message)
         return
+    check_frame_memory(net, H, W, config, available)
+
+
+def check_frame_memory(net: TransformerNet, H: int, W: int, config: StylizeConfig, available: int | None = None):
+    """``check_memory`` for an ``H × W`` picture: an image, or every frame of a video (checked from its header)."""
     available = backend.available_memory_bytes() if available is None else available
     if not available:
         return
@@ -172,59 +190,129 @@ def check_memory(net: TransformerNet, path: Path, config: StylizeConfig, availab
                        f"{available / 1e9:.1f} GB is available: {advice}")
 
 
-def _fourcc(path: Path) -> str:
-    return "MJPG" if path.suffix.lower() == ".avi" else "mp4v"  # both write and read back with this OpenCV
+def resume_settings(job: Job, config: StylizeConfig) -> dict:
+    """What must not change between an interrupted run and its ``--resume``: the source and the network (as files)
+    and every option that changes a frame."""
+    def identity(path) -> list:
+        stat = Path(path).stat()
+        return [str(Path(path).resolve()), stat.st_size, stat.st_mtime_ns]
+
+    model = identity(config.model) if config.model and Path(config.model).is_file() else config.model
+    options = ("size", "scale", "preserve_color", "strength", "dtype", "tile_size", "smooth", "style",
+               "style_images", "style_strength")
+    return {"source": identity(job.source), "model": model, **{k: getattr(config, k) for k in options}}
+
+
+class Progress:
+    """A line every ``PROGRESS_SECONDS``: frames done, frames per second and the time left."""
+
+    def __init__(self, total: int, done: int, log, clock=time.perf_counter):
+        self.total, self.done, self.log, self.clock = total, done, log, clock
+        self.start = self.last = clock()
+        self.counted = 0
+
+    def tick(self) -> None:
+        self.done, self.counted = self.done + 1, self.counted + 1
+        now = self.clock()
+        if now - self.last < PROGRESS_SECONDS:
+            return
+        self.last, rate = now, self.counted / (now - self.start)
+        left = self.total - self.done
+        where = f"/{self.total} ({self.done / self.total:.0%})" if left > 0 else ""
+        eta = f", {format_duration(left / rate)} left" if left > 0 else ""
+        self.log(f"  frame {self.done}{where}: {rate:.2f} frames/s{eta}")
 
 
 def stylize_video_file(net: TransformerNet, job: Job, config: StylizeConfig, log=print) -> str:
-    """Stylise a video frame by frame at its own frame rate and size; returns a short description."""
-    import cv2
+    """Stylise a video into ``job.target``: every frame upright at its source timestamp, with the source's sound
+    (``io.video``); written in segments that ``--resume`` continues after an interruption. Returns a description.
 
-    capture = cv2.VideoCapture(str(job.source))
-    if not capture.isOpened():
-        raise StylizeError("OpenCV cannot open it as a video")
-    fps = capture.get(cv2.CAP_PROP_FPS)
-    expected = int(capture.get(cv2.CAP_PROP_FRAME_COUNT)) or None
-    if not fps or not math.isfinite(fps) or fps <= 0:
-        log(f"  {job.source}: no frame rate in the file; writing 30 fps")
-        fps = 30.0
-    partial = _atomic_target(job.target)
-    partial.parent.mkdir(parents=True, exist_ok=True)
-    writer, frames, start, last_report = None, 0, time.perf_counter(), time.perf_counter()
-    smoother = TemporalSmoother(config.smooth) if config.smooth else None
+    Raises ``VideoError`` (not a readable video; before any work), ``StylizeError`` (too large for memory),
+    ``VideoCutShort`` (the file ended early), ``VideoWriteError`` (a full disk; ends the batch) and
+    ``KeyboardInterrupt`` (the finished segments kept, the way to resume printed).
+    """
+    info = video.probe(job.source)
+    check_frame_memory(net, info.height, info.width, config)
+    encoder = video.video_encoder(job.target.suffix)
+    sound = ("sound dropped (--no-audio)" if not config.audio else
+             f"sound kept ({info.audio} stream{'s' if info.audio > 1 else ''})" if info.audio else "no sound")
+    log(f"  {job.source}: {info.width}×{info.height}, {info.frames} frames at {info.fps:.3g} fps → {encoder} "
+        f"quality {config.quality}, {sound}")
+    partial, start = None, time.perf_counter()
     try:
-        while True:
-            ok, frame = capture.read()
-            if not ok:
-                break
-            if writer is None:
-                H, W = frame.shape[:2]
-                writer = cv2.VideoWriter(str(partial), cv2.VideoWriter_fourcc(*_fourcc(job.target)), fps, (W, H))
-                if not writer.isOpened():
-                    raise StylizeError(f"OpenCV cannot write {job.target} ({_fourcc(job.target)})")
-            rgb = np.ascontiguousarray(frame[..., ::-1])
-            out = stylize_array(net, rgb, config.size, config.scale, config.preserve_color, config.strength,
-                                config.tile_size)
-            out = np.ascontiguousarray(out[..., ::-1])
-            writer.write(smoother(frame, out) if smoother else out)
-            frames += 1
-            if time.perf_counter() - last_report > 5.0:
-                rate = frames / (time.perf_counter() - start)
-                left = f", about {(expected - frames) / rate:.0f} s left" if expected and expected > frames else ""
-                log(f"  frame {frames}{'/' + str(expected) if expected else ''}: {rate:.2f} frames/s{left}")
-                last_report = time.perf_counter()
-        if writer is None:
-            raise StylizeError("the video has no readable frames")
-        writer.release()
-        writer = None
-        os.replace(partial, job.target)
-    finally:
-        capture.release()
-        if writer is not None:
-            writer.release()
-        partial.unlink(missing_ok=True)
-    elapsed = time.perf_counter() - start
-    return f"{W}×{H}, {frames} frames at {fps:.2f} fps ({frames / elapsed:.2f} frames/s, no audio)"
+        job.target.parent.mkdir(parents=True, exist_ok=True)
+        partial = PartialVideo(job.target, resume_settings(job, config), max(1, round(SEGMENT_SECONDS * info.fps)),
+                               encoder, config.quality, info.rate, info.time_base, config.resume, log)
+        done_before = partial.done
+        shape, damage = _stylize_frames(net, job, config, info, partial, log)
+        _check_complete(partial.done, info, damage, config.resume)
+        frames = partial.finish(job.source if config.audio else None)
+    except BaseException as exc:  # the finished segments stay for --resume, and after Ctrl-C or a kill
+        keep = config.resume or isinstance(exc, KeyboardInterrupt)
+        if partial is not None:
+            partial.stop(keep)
+        kept = f"{partial.kept} finished frames kept in {partial.folder}" if partial and keep and partial.kept else ""
+        if isinstance(exc, KeyboardInterrupt) and kept:
+            log(f"  interrupted: {kept}; the same command with --resume continues from there")
+        if isinstance(exc, OSError):  # a write (PyAV's errors are OSErrors too): a full disk, a read-only folder
+            raise video.write_failure(job.target, exc, f" ({kept} for --resume)" if kept else "") from None
+        raise
+    rate = (frames - done_before) / (time.perf_counter() - start)
+    resumed = f", {done_before} of them from the interrupted run" if done_before else ""
+    return f"{shape[1]}×{shape[0]}, {frames} frames at {info.fps:.2f} fps ({rate:.2f} frames/s{resumed}), {sound}"
+
+
+def _stylize_one(net: TransformerNet, rgb: np.ndarray, config: StylizeConfig, smoother) -> np.ndarray:
+    out = stylize_array(net, rgb, config.size, config.scale, config.preserve_color, config.strength,
+                        config.tile_size)
+    if smoother is None:
+        return out
+    # BGR, as the cam hands it over: the smoother's luma and flow were tuned on OpenCV's channel order
+    smoothed = smoother(np.ascontiguousarray(rgb[..., ::-1]), np.ascontiguousarray(out[..., ::-1]))
+    return smoothed[..., ::-1]
+
+
+def _stylize_frames(net, job: Job, config: StylizeConfig, info, partial: PartialVideo, log):
+    """Every frame after ``partial.done``, into ``partial``; returns ``(frame shape, the reader's damage)``.
+
+    A resumed run decodes from the last finished frame: stylised again, it gives the temporal smoother the state an
+    uninterrupted run had there (the smoother keeps the previous input and network output, nothing older).
+    """
+    smoother = TemporalSmoother(config.smooth) if config.smooth else None
+    reader = video.VideoReader(job.source, partial.last_pts)
+    progress, shape = Progress(info.frames, partial.done, log), None
+    for frame in reader:
+        if partial.last_pts is not None and frame.pts <= partial.last_pts:
+            if smoother is not None:
+                _stylize_one(net, frame.image, config, smoother)
+            continue
+        if shape is None:
+            shape = frame.image.shape
+            _say_size(shape, partial.encoder, log)
+        partial.write(_stylize_one(net, frame.image, config, smoother), frame.pts, frame.duration)
+        progress.tick()
+    return shape or (info.height, info.width), reader.damage
+
+
+def _say_size(shape: tuple, encoder: str, log) -> None:
+    H, W = shape[:2]
+    w, h = video.writable_size(encoder, W, H)
+    if (w, h) != (W, H):
+        log(f"  {W}×{H} has an odd side and H.264 in yuv420p (what browsers play) needs even ones: the video is "
+            f"{w}×{h}, its last {'column' if w != W else 'row'}{' and row' if w != W and h != H else ''} repeated")
+
+
+def _check_complete(frames: int, info, damage: str | None, resume: bool) -> None:
+    """Refuse a video that ended before its header's frame count (one frame of slack: containers' counts can
+    include a frame an edit list hides)."""
+    if frames == 0 and not damage and info.frames <= 1:
+        raise video.VideoError("the video has no frames")
+    short = frames < info.frames - 1 if info.exact else (damage is not None or frames < 0.9 * info.frames - 1)
+    if short:
+        of = f" of its {info.frames}" if info.exact else f" of about {info.frames}"
+        kept = "; the finished segments are kept for --resume" if resume else "; nothing written"
+        raise video.VideoCutShort(f"end of video after {frames}{of} frames (the file is cut short or damaged"
+                                  f"{': ' + damage if damage else ''}){kept}")
 
 
 @dataclass
@@ -232,12 +320,13 @@ class RunSummary:
     done: list[Path] = field(default_factory=list)
     failed: list[tuple[Path, str]] = field(default_factory=list)
     image_seconds: list[float] = field(default_factory=list)
+    mid_run: bool = False  # a failure after the work started (a video cut short): 1, as in every command
 
     @property
     def exit_code(self) -> int:
         if not self.failed:
             return 0
-        return 1 if self.done else 2
+        return 1 if self.done or self.mid_run else 2
 
 
 def stylize_files(net: TransformerNet, jobs: list[Job], config: StylizeConfig, log=print, warn=None) -> RunSummary:
@@ -245,7 +334,6 @@ def stylize_files(net: TransformerNet, jobs: list[Job], config: StylizeConfig, l
     warn = warn or (lambda line: print(line, file=sys.stderr))
     summary = RunSummary()
     if any(job.kind == "video" for job in jobs):
-        log(f"note: {AUDIO_NOTE}")
         log(f"videos: temporal smoothing {config.smooth:g}" if config.smooth else "videos: temporal smoothing off")
     for index, job in enumerate(jobs, 1):
         start = time.perf_counter()
@@ -254,8 +342,9 @@ def stylize_files(net: TransformerNet, jobs: list[Job], config: StylizeConfig, l
                 what = stylize_video_file(net, job, config, log)
             else:
                 what = stylize_image_file(net, job, config)
-        except (RuntimeError, ValueError, OSError) as exc:  # StylizeError, MLX and OpenCV failures
+        except (RuntimeError, ValueError, OSError, video.VideoCutShort) as exc:  # StylizeError, MLX, OpenCV, PyAV
             summary.failed.append((job.source, str(exc)))
+            summary.mid_run |= isinstance(exc, video.VideoCutShort)
             warn(f"[{index}/{len(jobs)}] {job.source}: skipped: {exc}")
             continue
         seconds = time.perf_counter() - start
@@ -277,6 +366,8 @@ def check_config(config: StylizeConfig) -> None:
         raise ValueError(f"--smooth must be in [0, 1) (0: off), got {config.smooth}")
     if config.tile_size and config.tile_size < 64:
         raise ValueError(f"--tile-size must be 0 (never tile) or at least 64, got {config.tile_size}")
+    if not 0 <= config.quality <= 51:
+        raise ValueError(f"--quality must be in 0..51 (x264's CRF scale; lower is better), got {config.quality}")
 
 
 def run(config: StylizeConfig, log=print, warn=None) -> RunSummary:
@@ -289,6 +380,7 @@ def run(config: StylizeConfig, log=print, warn=None) -> RunSummary:
     jobs, problems = plan_jobs(config.inputs, config.output)
     model = config.model or default_model(arbitrary=bool(config.style_images))
     net, meta = load_network(model, config.dtype, config.style, config.style_images, config.style_strength)
+    config = replace(config, model=str(model))  # a --resume checks that the network is the same file
     log(f"model {model} (style: {meta.get('style', 'unknown')}, {config.dtype})")
     start = time.perf_counter()
     summary = stylize_files(net, jobs, config, log, warn)

@@ -21,6 +21,7 @@ import cv2
 import numpy as np
 
 from mlx_style.errors import MlxStyleError
+from mlx_style.io.video import VideoError, VideoReader
 
 STATIC_THRESHOLD = 2.0  # luma levels: a pixel the original changed less than this counts as still...
 STILL_FLOW = 0.5  # px: ...if its flow also moved it less than this (DIS reads 0.03 px on a still, noisy scene)
@@ -40,19 +41,17 @@ class Stability:
 
 
 def read_video(path: str | Path, limit: int | None = None) -> list[np.ndarray]:
-    """The frames of a video as BGR uint8 arrays; ``FlickerError`` when it has none."""
-    capture = cv2.VideoCapture(str(path))
+    """The frames of a video (upright, through ``io.video``) as BGR uint8 arrays; ``FlickerError`` when it has none."""
     frames = []
     try:
-        while limit is None or len(frames) < limit:
-            ok, frame = capture.read()
-            if not ok:
+        for frame in VideoReader(path):
+            if limit is not None and len(frames) >= limit:
                 break
-            frames.append(frame)
-    finally:
-        capture.release()
+            frames.append(np.ascontiguousarray(frame.image[..., ::-1]))
+    except VideoError as exc:
+        raise FlickerError(f"{path}: {exc}") from None
     if not frames:
-        raise FlickerError(f"{path}: no readable frames (not a video OpenCV can decode?)")
+        raise FlickerError(f"{path}: no readable frames")
     return frames
 
 

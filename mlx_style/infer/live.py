@@ -2,7 +2,7 @@
 
 Johnson et al. 2016's feed-forward network runs once per frame on the MLX default device (the GPU on a Mac),
 through one forward per processing size, compiled with ``mx.compile`` on a GPU. Capture runs in its own thread
-and hands over only the latest frame (``mlx_style.capture``), so a slow model drops stale frames instead of
+and hands over only the latest frame (``mlx_style.infer.capture``), so a slow model drops stale frames instead of
 building lag.
 
 With ``--style-image PICTURE|FOLDER`` the arbitrary-style network takes any picture as the style, and n/p step
@@ -38,30 +38,24 @@ import cv2
 import mlx.core as mx
 import numpy as np
 
-from mlx_style.backend import cam_default_size, compile_inference
+from mlx_style.backend import cam_default_size
 from mlx_style.errors import MlxStyleError
-from mlx_style.infer.cam_controls import SIZE_STEPS, CamState, FrameStats, handle_key
+from mlx_style.infer.cam_controls import CamState, FrameStats, handle_key
 from mlx_style.infer.capture import CaptureThread, FrameSlot, SourceInfo, open_source
-from mlx_style.infer.color import keep_colors
 from mlx_style.infer.playlist import PictureStyles, PlaylistError, Styles
 from mlx_style.infer.overlay import compose_view, draw_overlay, status_lines
 from mlx_style.infer.smoothing import DEFAULT_WEIGHT, TemporalSmoother
-from mlx_style.infer.stylize import DTYPES, load_network, to_uint8
+from mlx_style.infer.stylize import DTYPES
+from mlx_style.infer.stylizer import (COMPILE_CHOICES, FRAME_SHARE, TARGET_FPS, Stylizer,  # noqa: F401
+                                      calibrate_size, processing_shape, use_compile)
 from mlx_style.infer.video_out import VideoOut, check_output_path, snapshot_path
 from mlx_style.io.paths import check_not_an_input
-from mlx_style.io.registry import NO_MODEL_HINT, available_models, resolve_model
-from mlx_style.io.weights import WeightFileError, read_metadata
-
-PICTURE_KINDS = ("arbitrary", "adain")  # weight-file kinds styled by a picture (``infer.playlist.PictureStyles``)
-from mlx_style.nn.arbitrary import VectorStyle
-from mlx_style.nn.tiled import network_dtype
-from mlx_style.nn.transformer import TransformerNet
+from mlx_style.io.registry import NO_MODEL_HINT, available_models, default_model, resolve_model
+from mlx_style.io.style_models import ARBITRARY_HINT, PICTURE_KINDS, load_style_model, model_kind
+from mlx_style.io.weights import WeightFileError
 
 # On a CPU the processing size is measured at start-up (calibrate_size): CPUs differ by more than 10× in speed.
-TARGET_FPS = 10.0  # what the CPU calibration aims for
-FRAME_SHARE = 0.8  # of each frame's time the model may use; capture, resizing and display take the rest
 PACINGS = ("auto", "every-frame", "realtime")
-COMPILE_CHOICES = ("auto", "yes", "no")
 WINDOW = "mlx_style"
 
 
@@ -106,12 +100,12 @@ def resolve_models(model: str | None, weights_dir: str | Path) -> tuple[list[Pat
     Raises ``CamError`` saying how to get a model when there is none.
     """
     # networks that take a picture as their style join the cam through --style-image, not n/p
-    models = [entry.path for entry in available_models(weights_dir)
-              if read_metadata(entry.path).get("kind") not in PICTURE_KINDS]
+    models = [entry.path for entry in available_models(weights_dir) if model_kind(entry.path) not in PICTURE_KINDS]
     if model is None:
         if not models:
             raise CamError(f"no style network in {weights_dir}/: {NO_MODEL_HINT}")
-        return models, 0
+        first = default_model(weights_dir).resolve()  # the style `stylize` uses without --model
+        return models, next((i for i, p in enumerate(models) if p.resolve() == first), 0)
     try:
         path = resolve_model(model, weights_dir)
     except WeightFileError as exc:
@@ -120,95 +114,6 @@ def resolve_models(model: str | None, weights_dir: str | Path) -> tuple[list[Pat
     if path.resolve() in resolved:
         return models, resolved.index(path.resolve())
     return [path] + models, 0
-
-
-class Stylizer:
-    """A style network with one forward per ``(H, W, dtype)``, compiled with ``mx.compile`` if asked.
-
-    A compiled forward is traced once per input shape; later frames of that size reuse the graph. ``traces``
-    counts the traces (the Python body of the forward runs only while tracing, or on every call uncompiled).
-    """
-
-    def __init__(self, net: TransformerNet, compile: bool = True):
-        self.net, self.compile = net, compile
-        self.dtype = network_dtype(net) if isinstance(net, TransformerNet) else mx.float32
-        self.traces = 0
-        self._forwards: dict[tuple, object] = {}
-
-    def _forward(self, image: mx.array, *vector: mx.array) -> mx.array:
-        self.traces += 1
-        image = image.astype(self.dtype)
-        # an arbitrary-style network's vector is an input, so a compiled forward follows the style as it changes
-        stylised = (self.net.net(image, vector[0]) if vector else self.net(image)).astype(mx.float32)
-        # round and convert on the device: a quarter of the bytes to copy back, and no work left for numpy
-        return mx.clip(mx.round(stylised), 0, 255).astype(mx.uint8)
-
-    def forward(self, height: int, width: int):
-        """The function that stylises a ``(1, height, width, 3)`` uint8 batch (cached per size and dtype)."""
-        key = (height, width, self.dtype)
-        if key not in self._forwards:
-            self._forwards[key] = mx.compile(self._forward) if self.compile else self._forward
-        return self._forwards[key]
-
-    def __call__(self, rgb: np.ndarray, preserve_color: bool = False) -> np.ndarray:
-        """Stylise one uint8 RGB ``(H, W, 3)`` image; returns uint8 RGB of the same size.
-
-        ``preserve_color`` keeps the input's chroma and stylises the luminance only (``stylize.keep_colors``).
-        """
-        H, W, _ = rgb.shape
-        image = mx.array(np.ascontiguousarray(rgb))[None]
-        vector = (self.net.vector_for(image),) if isinstance(self.net, VectorStyle) else ()
-        out = self.forward(H, W)(image, *vector)
-        mx.eval(out)
-        stylised = np.asarray(out[0])
-        return to_uint8(keep_colors(stylised, rgb)) if preserve_color else stylised
-
-def calibrate_size(stylizer: Stylizer, height: int, width: int, target_fps: float = TARGET_FPS,
-                   steps: tuple[int, ...] = SIZE_STEPS, clock=time.perf_counter,
-                   smooth: float = 0.0) -> tuple[int, dict[int, float]]:
-    """The largest step whose model time fits ``FRAME_SHARE / target_fps`` for frames of ``height × width``.
-
-    Steps are tried smallest first (one untimed call, then the mean of two timed calls) and the search stops at
-    the first that is too slow, so it costs a few frames' time. With ``smooth`` the timed calls include the
-    temporal smoothing (its optical flow), which the cam then runs on every frame. Returns
-    ``(size, {size: seconds measured})``; the smallest step when none is fast enough.
-    """
-    budget = FRAME_SHARE / target_fps
-    chosen, measured = steps[0], {}
-    for size in steps:
-        H, W = processing_shape(height, width, size)
-        image = np.full((H, W, 3), 128, np.uint8)
-        smoother = TemporalSmoother(smooth) if smooth else None
-
-        def frame():
-            out = stylizer(image)
-            if smoother is not None:
-                smoother(image, np.ascontiguousarray(np.clip(out, 0, 255).astype(np.uint8)))
-
-        frame()
-        start = clock()
-        frame()
-        frame()
-        measured[size] = (clock() - start) / 2
-        if measured[size] > budget:
-            break
-        chosen = size
-    return chosen, measured
-
-
-def use_compile(choice: str, device: mx.Device | None = None) -> bool:
-    """``auto`` compiles on a GPU only: on the CPU backend ``mx.compile`` builds its fused kernels with the C++
-    compiler at the first frame of every size (seconds to a minute) and then ran no faster than the plain forward."""
-    if choice not in COMPILE_CHOICES:
-        raise ValueError(f"[use_compile] choice must be one of {COMPILE_CHOICES}, got {choice!r}")
-    return choice == "yes" or (choice == "auto" and compile_inference(device))
-
-
-def processing_shape(height: int, width: int, size: int) -> tuple[int, int]:
-    """``(H, W)`` with the longer side ``size``, the aspect ratio kept and both multiples of 4 (the network's
-    stride) and at least 8, so no padding is spent inside the network."""
-    scale = size / max(height, width)
-    return (max(8, round(height * scale / 4) * 4), max(8, round(width * scale / 4) * 4))
 
 
 def check_display() -> None:
@@ -288,16 +193,16 @@ def show_and_read_keys(image: np.ndarray, state: CamState, styles) -> CamState:
 def open_styles(config: CamConfig, make_stylizer):
     """The playlist: pictures for the arbitrary-style network (``--style-image``), else style networks."""
     if config.style_images:
-        from mlx_style.infer.stylize import load_picture_network
-        from mlx_style.io.registry import default_model
-
         try:
             path = resolve_model(config.model, config.weights_dir) if config.model else \
                 default_model(config.weights_dir, arbitrary=True)
-            net, bind = load_picture_network(path, config.dtype)
+            model = load_style_model(path, config.dtype)
         except (WeightFileError, OSError) as exc:
             raise CamError(str(exc)) from None
-        return PictureStyles(net, config.style_images, config.style_strength, make_stylizer, bind=bind)
+        if not model.takes_picture:
+            raise CamError(f"{path.name} is a network for {model.describe()}: any picture as a style needs the "
+                           f"arbitrary-style network ({ARBITRARY_HINT}) or an AdaIN network (train --method adain)")
+        return PictureStyles(model, config.style_images, config.style_strength, make_stylizer)
     paths, index = resolve_models(config.model, config.weights_dir)
     return Styles(paths, index, config.dtype, make_stylizer)
 
@@ -336,8 +241,7 @@ def run(config: CamConfig, capture=None, info: SourceInfo | None = None, log=pri
         raise CamError(f"unknown --compile {config.compile}: choose one of {', '.join(COMPILE_CHOICES)}")
     compile = use_compile(config.compile)
     try:
-        # an AdaIN network reads its style from the module on every call: not traced into a compiled graph
-        styles = open_styles(config, lambda net: Stylizer(net, compile and type(net).__name__ != "AdaINStyle"))
+        styles = open_styles(config, lambda net: Stylizer(net, compile))
     except PlaylistError as exc:
         raise CamError(str(exc)) from None
     if capture is None:

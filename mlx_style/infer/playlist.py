@@ -29,26 +29,19 @@ class PlaylistError(MlxStyleError, RuntimeError):
 
 def network_entries(paths: list[Path]) -> list[tuple[Path, str | None, str]]:
     """``(path, style, name)`` for each style the networks hold: one entry per style of a multi-style network
-    (``train --style A B C``, Magenta's 26), named ``network: style``; ``style`` is None for a single-style one."""
-    import json
-
-    from mlx_style.infer.stylize import style_names
-    from mlx_style.io.weights import read_metadata
+    (``train --style A B C``, Magenta's 26), named ``network: style``; ``style`` is None for a single-style one.
+    The styles are read as loading checks them (``io.registry.network_styles``), never from a header's claim."""
+    from mlx_style.io.registry import network_styles
 
     entries = []
     for path in paths:
         try:
-            meta = read_metadata(path)
-            count = int(meta["styles"]) if meta.get("kind") == "multistyle" else \
-                json.loads(meta.get("config", "{}")).get("styles", 1)
-        except (OSError, ValueError, KeyError, AttributeError):
-            count = 1  # unreadable here: loading it says why
-        if count <= 1:
+            names = network_styles(path)
+        except ValueError:
+            names = []  # unreadable here: loading it says why
+        if not names:
             entries.append((path, None, path.stem))
-            continue
-        names = style_names(meta) if meta.get("kind") != "multistyle" else []
-        for i in range(count):
-            entries.append((path, str(i), f"{path.stem}: {names[i] if i < len(names) else i}"))
+        entries += [(path, str(i), f"{path.stem}: {name}") for i, name in enumerate(names)]
     return entries
 
 
@@ -114,12 +107,9 @@ def style_pictures(sources: list[str]) -> tuple[list[Path], list[Path]]:
 class PictureStyles:
     """Pictures as styles for one arbitrary-style network; vectors cached per picture and modification time."""
 
-    def __init__(self, net, sources: list[str], style_strength: float, make_stylizer, clock=time.monotonic,
-                 bind=None):
-        from mlx_style.nn.arbitrary import VectorStyle
-
-        bind = bind or VectorStyle  # or nn.adain.AdaINStyle: a module stylising with one style vector
-        self.net, self.sources, self.clock = net, sources, clock
+    def __init__(self, model, sources: list[str], style_strength: float, make_stylizer, clock=time.monotonic):
+        """``model``: an ``io.style_models.StyleModel`` that takes a picture as its style."""
+        self.model, self.sources, self.clock = model, sources, clock
         self.folders, self.paths = style_pictures(sources)
         self.cache: dict[Path, tuple[float, mx.array]] = {}
         self.index, self.blend, self._scanned = 0, 0.0, clock()
@@ -129,7 +119,7 @@ class PictureStyles:
             raise PlaylistError(f"no readable style picture in {where}: give pictures or a folder of them "
                                 f"({', '.join(sorted(IMAGE_EXTENSIONS))})")
         self.index = start
-        self.stylizer = make_stylizer(bind(net, self.vector(self.paths[start]), style_strength))
+        self.stylizer = make_stylizer(model.bind(vector=self.vector(self.paths[start]), style_strength=style_strength))
 
     @property
     def name(self) -> str:
@@ -151,7 +141,7 @@ class PictureStyles:
         if cached is not None and cached[0] == mtime:
             return cached[1]
         try:
-            vector = self.net.style_vector(load_image(path))
+            vector = self.model.style_vector(load_image(path))
             mx.eval(vector)
         except (ImageError, OSError, ValueError) as exc:
             print(f"skipping style picture {path.name}: {exc}", file=sys.stderr)

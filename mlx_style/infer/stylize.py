@@ -15,129 +15,42 @@ import numpy as np
 
 from mlx_style.infer.color import blend, keep_colors
 from mlx_style.io.image import resize
-from mlx_style.io.models import load_transformer
 from mlx_style.io.registry import resolve_model
-from mlx_style.io.weights import WeightFileError, read_metadata
-from mlx_style.nn.arbitrary import VectorStyle
-from mlx_style.nn.tiled import network_dtype, run_tiled
-from mlx_style.nn.transformer import TransformerNet
-
-DTYPES = {"float32": mx.float32, "float16": mx.float16, "bfloat16": mx.bfloat16}
+from mlx_style.io.style_models import DTYPES, load_style_model, style_names  # noqa: F401  (DTYPES re-exported)
+from mlx_style.nn.tiled import run_tiled
+MAX_SCALE = 64.0  # --scale above this is a typo (and inf would overflow the size)
 TILE_SIZE = 512  # tile above 512² px: exact, and a whole-image MLX pass needs far more memory per pixel
 
 
 def load_network(path: str | Path, dtype: str = "float32", style: str | int | None = None,
                  style_images=None, style_strength: float = 1.0):
-    """Load a style network file and cast it to ``dtype`` (``float32``, ``float16`` or ``bfloat16``).
-
-    ``path`` may be a name (see ``io.registry``). A multi-style network comes back bound to the blend ``style``
-    (``7``, ``"3:0.5,12:0.5"``; default: style 0), an arbitrary-style network bound to the style of
-    ``style_images`` (see ``style_vector``) at ``style_strength``, so either is called like a single-style one.
-    Raises ``WeightFileError`` with a one-line reason (missing, not safetensors, not mlx_style, another kind),
-    ``ImageError`` for an unreadable style image, and ``ValueError`` for a ``style`` the network does not hold.
+    """Load a style network file of any kind (``io.style_models``) bound to one style, in ``dtype``; returns
+    ``(frame function, metadata)``. ``path`` may be a name (see ``io.registry``); see ``bind_style``.
+    Raises ``WeightFileError`` with a one-line reason, ``ImageError`` for an unreadable style image, and
+    ``ValueError`` for a ``style`` the network does not hold.
     """
-    if dtype not in DTYPES:
-        raise ValueError(f"[load_network] dtype must be one of {tuple(DTYPES)}, got {dtype!r}")
-    path = resolve_model(path)
-    try:
-        kind = read_metadata(path).get("kind")
-    except (OSError, ValueError):
-        kind = None  # not a readable safetensors file: load_transformer says why, in its words
-    if kind == "arbitrary":
-        if style is not None:
-            raise ValueError(f"--style {style}: {Path(path).name} takes any picture as its style: give "
-                             "--style-image PICTURE instead")
-        net, meta = load_arbitrary_network(path, dtype)
-        vector = style_vector(net, style_images)
-        return VectorStyle(net, vector, style_strength), {**meta, "style": style_name(style_images)}
-    if kind == "adain":  # Huang & Belongie's network (train --method adain): also any picture as a style
-        from mlx_style.io.models import load_adain
-        from mlx_style.nn.adain import AdaINStyle
-
-        if style is not None:
-            raise ValueError(f"--style {style}: {Path(path).name} takes any picture as its style: give "
-                             "--style-image PICTURE instead")
-        net, meta = load_adain(path)
-        net.decoder.set_dtype(DTYPES[dtype])
-        return AdaINStyle(net, style_vector(net, style_images), style_strength), \
-            {**meta, "style": style_name(style_images)}
-    if style_images:
-        raise ValueError(f"--style-image: {Path(path).name} is a network for one style; any picture as a style "
-                         f"needs the arbitrary-style network ({ARBITRARY_HINT})")
-    if kind == "multistyle":
-        from mlx_style.io.models import load_multistyle
-        from mlx_style.nn.multistyle import BlendedStyle, blend_weights
-
-        net, meta = load_multistyle(path)
-        net.set_dtype(DTYPES[dtype])
-        return BlendedStyle(net, blend_weights(0 if style is None else style, net.config.styles)), meta
-    try:
-        net, meta = load_transformer(path)
-    except (KeyError, ValueError) as exc:  # a config the network cannot be built from
-        if isinstance(exc, WeightFileError):
-            raise
-        raise WeightFileError(f"{path} has no usable network config ({exc}); re-create the file") from None
-    net.set_dtype(DTYPES[dtype])  # built-in networks are stored in float16; they run in the dtype asked for
-    if net.config.styles > 1:  # several styles in one Table-1 network (train --style A B C)
-        from mlx_style.nn.multistyle import BlendedStyle, blend_weights
-
-        names = style_names(meta)
-        weights = blend_weights(0 if style is None else style, net.config.styles, names)
-        label = names[int(mx.argmax(weights).item())] if names and float(mx.max(weights)) == 1.0 else str(style)
-        return BlendedStyle(net, weights), {**meta, "style": label}
-    if style is not None:
-        raise ValueError(f"--style {style}: {Path(path).name} holds one style (--style picks among the styles of "
-                         "a multi-style network)")
-    return net, meta
+    return bind_style(load_style_model(resolve_model(path), dtype), style, style_images, style_strength)
 
 
-def style_names(meta: dict[str, str]) -> list[str]:
-    """The names of a multi-style network's styles, in order (its ``styles`` metadata), or []."""
-    import json
-
-    try:
-        entries = json.loads(meta.get("styles", "[]"))
-    except ValueError:
-        return []
-    return [e["name"] if isinstance(e, dict) else str(e) for e in entries] if isinstance(entries, list) else []
-
-
-ARBITRARY_HINT = "mlx-style convert-magenta --download"
-
-
-def load_arbitrary_network(path: str | Path, dtype: str = "float32"):
-    """The arbitrary-style pair (``nn.arbitrary``) of ``path``, unbound; its predictor stays in float32 (it
-    runs once per style image), its transformer in ``dtype``."""
-    from mlx_style.io.models import load_arbitrary
-
-    net, meta = load_arbitrary(path)
-    net.transformer.set_dtype(DTYPES[dtype])
-    return net, meta
-
-
-def load_picture_network(path: str | Path, dtype: str = "float32"):
-    """``(network, bind)`` for a network that takes any picture as its style (the imported arbitrary pair, or an
-    AdaIN network): ``bind(network, vector, style_strength)`` makes the module that stylises with one style."""
-    from mlx_style.io.models import load_adain
-    from mlx_style.nn.adain import AdaINStyle
-
-    kind = read_metadata(resolve_model(path)).get("kind")
-    if kind == "adain":
-        net, _ = load_adain(resolve_model(path))
-        net.decoder.set_dtype(DTYPES[dtype])
-        return net, AdaINStyle
-    if kind != "arbitrary":
-        raise WeightFileError(f"{Path(path).name} is a network for {'one style' if kind == 'transformer' else kind}: "
-                              f"any picture as a style needs the arbitrary-style network ({ARBITRARY_HINT}) or an "
-                              "AdaIN network (train --method adain)")
-    return load_arbitrary_network(path, dtype)[0], VectorStyle
+def bind_style(model, style: str | int | None = None, style_images=None, style_strength: float = 1.0):
+    """``(frame function, metadata)`` of a ``StyleModel`` for one style: a network of several styles is bound to
+    the blend ``style`` (``7``, ``"3:0.5,12:0.5"``; default: its first), a network that takes any picture to the
+    style of ``style_images`` (see ``style_vector``) at ``style_strength``; each is then called like a
+    single-style one."""
+    given = style_images is not None and not (isinstance(style_images, (list, tuple, dict)) and not style_images)
+    if given and not model.takes_picture:
+        model.bind(vector=mx.zeros((1,)))  # raises: this network takes no picture, saying what does
+    vector = style_vector(model.net, style_images) if model.takes_picture else None
+    bound = model.bind(style, vector, style_strength)
+    label = style_name(style_images) if model.takes_picture else model.style_label(bound, style)
+    return bound, {**model.metadata, "style": label}
 
 
 def parse_style_images(specs) -> list[tuple[object, float]]:
     """``[(image or path, weight)]`` from ``PATH``, ``PATH:WEIGHT`` strings, paths or uint8 arrays, or a
     ``{path: weight}`` dict. A string is a path as a whole when that file exists (a colon may be in a name)."""
     if specs is None or (isinstance(specs, (list, tuple)) and not specs):
-        raise ValueError(f"an arbitrary-style network needs a style: give --style-image PICTURE (any painting)")
+        raise ValueError("an arbitrary-style network needs a style: give --style-image PICTURE (any painting)")
     if isinstance(specs, dict):
         return [(k, float(v)) for k, v in specs.items()]
     if isinstance(specs, (str, Path, np.ndarray)):
@@ -170,7 +83,7 @@ def style_vector(net, style_images) -> mx.array:
     try:
         return mix_vectors(vectors, [w for _, w in parsed])
     except ValueError:
-        raise ValueError("--style-image weights must be ≥ 0 and not all 0 (PICTURE:WEIGHT)") from None
+        raise ValueError("--style-image weights must be finite numbers ≥ 0, not all 0 (PICTURE:WEIGHT)") from None
 
 
 def style_name(style_images) -> str:
@@ -183,9 +96,9 @@ def style_name(style_images) -> str:
     return " + ".join(f"{n} {w / total:.0%}" for n, (_, w) in zip(names, parsed))
 
 
-def run_network(net: TransformerNet, image: np.ndarray) -> np.ndarray:
+def run_network(net, image: np.ndarray) -> np.ndarray:
     """One forward pass on an RGB image ``(H, W, 3)`` in 0–255; float32 ``(H, W, 3)``, not clipped."""
-    x = mx.array(np.asarray(image, dtype=np.float32))[None].astype(network_dtype(net))
+    x = mx.array(np.asarray(image, dtype=np.float32))[None].astype(net.compute_dtype)
     y = net(x).astype(mx.float32)
     return np.asarray(y[0])
 
@@ -199,48 +112,34 @@ def network_shape(height: int, width: int, size: int | None = None, scale: float
             raise ValueError(f"--size must be a positive number of pixels, got {size}")
         factor = size / max(height, width)
     elif scale is not None:
-        if not scale > 0:
-            raise ValueError(f"--scale must be positive, got {scale}")
+        if not 0 < scale <= MAX_SCALE:
+            raise ValueError(f"--scale must be positive and at most {MAX_SCALE}, got {scale}")
         factor = scale
     else:
         return height, width
     return max(1, round(height * factor)), max(1, round(width * factor))
 
 
-def tiled_form(net):
-    """``(network with stages, style vector or None)`` that ``nn.tiled`` computes for ``net``, or None."""
-    if isinstance(net, TransformerNet):
-        return net, None
-    if isinstance(net, VectorStyle):
-        return net.net.transformer, None
-    if isinstance(getattr(net, "net", None), TransformerNet):  # a multi-style Table-1 network bound to a blend
-        return net.net, net.style_weights
-    return None  # Magenta's 26-style network has no tiled forward yet
-
-
-def run_any_size(net: TransformerNet, image: np.ndarray, tile_size: int = TILE_SIZE) -> np.ndarray:
+def run_any_size(net, image: np.ndarray, tile_size: int = TILE_SIZE) -> np.ndarray:
     """The whole image in one pass when it fits ``tile_size``² pixels (or ``tile_size`` is 0), else tiled."""
     H, W, _ = image.shape
-    form = tiled_form(net)
-    if tile_size <= 0 or H * W <= tile_size * tile_size or form is None:
+    stages = net.tiled_stages()
+    if tile_size <= 0 or H * W <= tile_size * tile_size or stages is None:
         return run_network(net, image)
-    if isinstance(net, VectorStyle):  # the style vector (with the photo's own mixed in, below strength 1)
-        vector = net.vector_for(mx.array(np.asarray(image, np.float32))[None])
-        return run_tiled(form[0], image, tile_size, vector.reshape(-1, vector.shape[-1])[0])
-    return run_tiled(form[0], image, tile_size, form[1])
+    return run_tiled(stages, image, tile_size, net.tiled_style(mx.array(np.asarray(image, np.float32))[None]))
 
 
 def to_uint8(image: np.ndarray) -> np.ndarray:
     return np.clip(np.rint(image), 0, 255).astype(np.uint8)
 
 
-def stylize_array(net: TransformerNet, image: np.ndarray, size: int | None = None, scale: float | None = None,
+def stylize_array(net, image: np.ndarray, size: int | None = None, scale: float | None = None,
                   preserve_color: bool = False, strength: float = 1.0,
                   tile_size: int = TILE_SIZE) -> np.ndarray:
     """Stylise one uint8 RGB image ``(H, W, 3)``; returns uint8 RGB of exactly the same size.
 
     Args:
-        net: a loaded ``TransformerNet`` (see ``load_network``).
+        net: a frame function (``nn.style``; see ``load_network``).
         image: uint8 RGB ``(H, W, 3)``.
         size, scale: the network's resolution (longer side, or a fraction); None runs at the input's size.
         preserve_color: keep the input's chroma, stylise the luminance only.
@@ -266,10 +165,10 @@ def stylize_array(net: TransformerNet, image: np.ndarray, size: int | None = Non
     return to_uint8(styled)
 
 
-WHOLE_BYTES_PER_PIXEL = 12_000  # one MLX pass over the whole image peaks near this on the CPU (docs/benchmarks.md)
+WHOLE_BYTES_PER_PIXEL = 12_000  # one MLX pass over the whole image peaks near this on the CPU (docs/notes/performance_details.md)
 
 
-def tiled_bytes_per_pixel(net: TransformerNet) -> float:
+def tiled_bytes_per_pixel(net) -> float:
     """Host memory of ``nn.tiled.run_tiled`` per network pixel, from the largest input + output activations of
     any stage (float32), walking the network's own stages; a residual block holds its input and two temporaries."""
     from mlx_style.nn.transformer import ResidualBlock, UpsampleConvLayer
@@ -291,19 +190,19 @@ def tiled_bytes_per_pixel(net: TransformerNet) -> float:
     return 1.6 * peak + 4 * 3 * 2
 
 
-def memory_needed(net: TransformerNet, height: int, width: int, net_height: int, net_width: int,
+def memory_needed(net, height: int, width: int, net_height: int, net_width: int,
                   tile_size: int = TILE_SIZE) -> int:
     """Bytes that stylising one ``height × width`` image at ``net_height × net_width`` takes at its peak: the
     decoded, resized and blended images, and the network's activations (tiled or not)."""
     images = 24 * height * width  # uint8 decode, float32 result at full size, uint8 copies
     pixels = net_height * net_width
-    form = tiled_form(net)
-    tiled = tile_size > 0 and pixels > tile_size * tile_size and form is not None
-    per_pixel = tiled_bytes_per_pixel(form[0]) if tiled else WHOLE_BYTES_PER_PIXEL
+    stages = net.tiled_stages()
+    tiled = tile_size > 0 and pixels > tile_size * tile_size and stages is not None
+    per_pixel = tiled_bytes_per_pixel(stages) if tiled else WHOLE_BYTES_PER_PIXEL
     return int(images + per_pixel * pixels)
 
 
-def largest_size_within(net: TransformerNet, height: int, width: int, budget: int,
+def largest_size_within(net, height: int, width: int, budget: int,
                         tile_size: int = TILE_SIZE) -> int | None:
     """The largest ``--size`` (longer side) whose ``memory_needed`` fits ``budget`` bytes, or None."""
     low, high = 8, max(height, width)

@@ -9,6 +9,9 @@ Input ``image`` and output ``stylized`` are Core ML images (RGB, 0–255), so an
 
 from __future__ import annotations
 
+import errno
+import os
+import tempfile
 from pathlib import Path
 
 import mlx.core as mx
@@ -112,31 +115,60 @@ def build_coreml(net: TransformerNet, shapes=SHAPES):
 
 
 def _image_output(ct, model, default):
-    """Declare the ``(1, 3, H, W)`` float output an RGB image (Core ML converts it to a pixel buffer), when the
-    converter left it a multi-array (it does for MIL programs)."""
+    """Declare the ``(1, 3, H, W)`` float output an RGB image (Core ML converts it to a pixel buffer) whose size
+    follows the input's: the same enumerated sizes. coremltools applies only ``inputs`` to an ML Program, and an
+    output image left fixed at the default size comes back cropped or blank at every other size
+    (apple/coremltools#1244)."""
     spec = model.get_spec()
-    output = spec.description.output[0]
-    if output.type.WhichOneof("Type") == "imageType":
-        return model
+    image_in, output = spec.description.input[0].type.imageType, spec.description.output[0]
     output.type.imageType.colorSpace = ct.proto.FeatureTypes_pb2.ImageFeatureType.RGB
     output.type.imageType.height, output.type.imageType.width = default
+    del output.type.imageType.enumeratedSizes.sizes[:]
+    output.type.imageType.enumeratedSizes.sizes.extend(image_in.enumeratedSizes.sizes)
     return ct.models.MLModel(spec, weights_dir=model.weights_dir, skip_model_load=True)
 
 
-def export_coreml(net: TransformerNet, path: str | Path, metadata: dict[str, str] | None = None) -> Path:
-    """Write ``net`` as a ``.mlpackage`` (a folder), with the weight file's metadata as user-defined metadata."""
-    import shutil
-    import tempfile
+def check_package_target(path: str | Path) -> None:
+    """Refuse an ``-o`` that is not ours to replace: an existing file or link, or a folder that holds anything but a
+    Core ML package (``Manifest.json`` and ``Data/``), since replacing the package deletes the folder.
 
+    Raises:
+        ExportError: one line naming what is there.
+    """
+    path = Path(path)
+    if path.is_symlink() or (path.exists() and not path.is_dir()):
+        raise ExportError(f"-o {path} exists and is not a .mlpackage folder: choose another name")
+    if path.is_dir():
+        entries = {entry.name for entry in path.iterdir()}
+        if "Manifest.json" not in entries or not entries <= {"Manifest.json", "Data"}:
+            raise ExportError(f"-o {path} is a folder holding other files, not a Core ML package: it would be "
+                              "deleted; choose another name")
+    parent = path.parent
+    if parent.exists() and not os.access(parent, os.W_OK | os.X_OK):
+        raise ExportError(f"-o {path}: no permission to write in {parent}")
+    if not parent.is_dir() and parent.exists():
+        raise ExportError(f"-o {path}: {parent} is not a folder")
+
+
+def export_coreml(net: TransformerNet, path: str | Path, metadata: dict[str, str] | None = None) -> Path:
+    """Write ``net`` as a ``.mlpackage`` (a folder), with the weight file's metadata as user-defined metadata. The
+    package is built beside ``path`` and swapped in whole; an existing package is removed only after that."""
+    path = Path(path)
+    check_package_target(path)
     model = build_coreml(net)
     model.short_description = "mlx_style: real-time style transfer (Johnson et al. 2016)"
     for key, value in (metadata or {}).items():
         model.user_defined_metadata[key] = str(value)
-    path = Path(path)
-    with tempfile.TemporaryDirectory(dir=path.parent if path.parent.exists() else None) as tmp:
-        staged = Path(tmp) / path.name
-        model.save(str(staged))
-        if path.exists():
-            shutil.rmtree(path)
-        shutil.move(str(staged), str(path))
+    try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        with tempfile.TemporaryDirectory(dir=path.parent, prefix=f".{path.name}.") as tmp:
+            staged, old = Path(tmp) / path.name, Path(tmp) / "replaced"
+            model.save(str(staged))
+            check_package_target(path)  # again: the folder may have changed while the model was built
+            if path.exists():
+                os.replace(path, old)  # removed with the temporary folder, after the new package is in place
+            os.replace(staged, path)
+    except OSError as exc:
+        reason = "the disk is full" if exc.errno == errno.ENOSPC else (exc.strerror or type(exc).__name__).lower()
+        raise ExportError(f"could not write {path}: {reason}") from None
     return path

@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import math
 import time
 from dataclasses import dataclass
 from pathlib import Path
@@ -27,6 +28,7 @@ import numpy as np
 from mlx.utils import tree_flatten
 
 from mlx_style.io.download import DownloadError, reachable
+from mlx_style.io.paths import check_input_file, read_input_file
 from mlx_style.io.models import save_transformer
 from mlx_style.nn.transformer import TransformerConfig, TransformerNet
 from mlx_style.io.weights import WeightFileError, atomic_write, check_and_load
@@ -57,6 +59,8 @@ ML5_SHA256 = {
 }
 
 NUM_VARIABLES = 48
+MAX_MANIFEST_BYTES = 1_000_000  # the published manifests have 4 kB
+MAX_VARIABLE_BYTES = 10_000_000  # the largest variable (128×128×3×3 float32) has 0.6 MB
 
 
 def variable_name(index: int) -> str:
@@ -87,7 +91,7 @@ def read_ml5_folder(folder: str | Path) -> dict[str, np.ndarray]:
     if not manifest_path.exists():
         raise WeightFileError(f"{folder} has no manifest.json: it is not an ml5 style folder")
     try:
-        manifest = json.loads(manifest_path.read_text())
+        manifest = json.loads(read_input_file(manifest_path, MAX_MANIFEST_BYTES, "the manifest"))
         entries = {name: (str(e["filename"]), [int(d) for d in e["shape"]]) for name, e in manifest.items()}
     except (ValueError, KeyError, TypeError, AttributeError) as exc:
         raise WeightFileError(f"{manifest_path} is not a valid ml5 manifest ({exc}); download it again")
@@ -99,8 +103,11 @@ def read_ml5_folder(folder: str | Path) -> dict[str, np.ndarray]:
         if not path.exists():
             raise WeightFileError(f"{path} is missing ({name}, shape {shape}): the folder is incomplete; "
                                   "download it again (downloads resume)")
-        expected = int(np.prod(shape, dtype=np.int64)) * 4
-        actual = path.stat().st_size
+        expected = math.prod(shape) * 4  # exact: a crafted shape cannot overflow
+        if expected > MAX_VARIABLE_BYTES:
+            raise WeightFileError(f"{manifest_path}: {name} has shape {shape}, far larger than any variable of "
+                                  "Engstrom's network: not an ml5 style folder")
+        actual = check_input_file(path, MAX_VARIABLE_BYTES, f"{name} at").stat().st_size
         if actual != expected:
             raise WeightFileError(f"{path} has {actual} bytes, but shape {shape} needs {expected}: the file is "
                                   "truncated or not float32; download it again")
@@ -192,11 +199,14 @@ def import_fst(folder: str | Path, out_path: str | Path, name: str | None = None
     return save_transformer(out_path, net, meta)
 
 
-def _fetch(url: str, timeout: float) -> bytes:
+def _fetch(url: str, timeout: float, max_bytes: int) -> bytes:
     from urllib.request import urlopen
 
     with urlopen(url, timeout=timeout) as response:
-        return response.read()
+        data = response.read(max_bytes + 1)  # a server that sends without end is cut off, not held in memory
+    if len(data) > max_bytes:
+        raise DownloadError(f"{url} sent more than the {max_bytes} bytes expected; run the command again")
+    return data
 
 
 def download_fst(name: str, dest_dir: str | Path, base_url: str = ML5_BASE_URL, timeout: float = 60.0,
@@ -218,7 +228,7 @@ def download_fst(name: str, dest_dir: str | Path, base_url: str = ML5_BASE_URL, 
     try:
         manifest_path = dest / "manifest.json"
         if not manifest_path.exists():
-            data = _fetch(f"{url}/manifest.json", timeout)
+            data = _fetch(f"{url}/manifest.json", timeout, MAX_MANIFEST_BYTES)
             json.loads(data)  # refuse an error page before it is kept
             atomic_write(manifest_path, lambda tmp: Path(tmp).write_bytes(data))
         manifest = json.loads(manifest_path.read_text())
@@ -231,7 +241,7 @@ def download_fst(name: str, dest_dir: str | Path, base_url: str = ML5_BASE_URL, 
             path = dest / filename
             if path.exists() and path.stat().st_size == expected:
                 continue
-            data = _fetch(f"{url}/{filename}", timeout)
+            data = _fetch(f"{url}/{filename}", timeout, min(expected, MAX_VARIABLE_BYTES))
             if len(data) != expected:
                 raise DownloadError(f"{url}/{filename} sent {len(data)} bytes, shape {shape} needs {expected}; "
                                     "run the command again")

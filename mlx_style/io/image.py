@@ -1,44 +1,24 @@
-"""Image I/O and pixel conventions: the one place that defines pixel ranges and normalisation.
-
-Convention everywhere in mlx_style: float32 RGB, values 0–255, NHWC. Networks take and return that range.
-VGG loss networks want their own preprocessing, applied by ``vgg_preprocess`` from the weight file's
-``preprocess`` field:
-
-- ``torchvision``: RGB scaled to 0–1, minus ImageNet mean (0.485, 0.456, 0.406), divided by std
-  (0.229, 0.224, 0.225).
-- ``caffe`` (the original Oxford/Caffe VGG that Gatys and Johnson used): BGR, 0–255, minus
-  (103.939, 116.779, 123.68) in B, G, R order; no division.
-"""
+"""Image files: reading any picture as uint8 RGB (EXIF rotation, alpha over white, 16-bit, CMYK), writing, and
+finding pictures in folders. Pixel conventions and resizing live in ``mlx_style.pixels`` (re-exported here)."""
 
 from __future__ import annotations
 
+import os
+import stat
 from pathlib import Path
 
 import mlx.core as mx
 import numpy as np
 from PIL import Image, ImageOps
 from mlx_style.errors import MlxStyleError
+from mlx_style.pixels import (CAFFE_MEAN_BGR, IMAGENET_MEAN_RGB, IMAGENET_STD_RGB, PREPROCESSING,  # noqa: F401
+                              center_crop, resize, resize_max_side, resize_shorter, vgg_preprocess)
 
 IMAGE_EXTENSIONS = (".jpg", ".jpeg", ".png", ".webp", ".bmp", ".tif", ".tiff")
-PREPROCESSING = ("torchvision", "caffe")
-IMAGENET_MEAN_RGB = (0.485, 0.456, 0.406)
-IMAGENET_STD_RGB = (0.229, 0.224, 0.225)
-CAFFE_MEAN_BGR = (103.939, 116.779, 123.68)
 
 
 class ImageError(MlxStyleError, ValueError):
     """An image that cannot be read or used."""
-
-
-def vgg_preprocess(x: mx.array, mode: str) -> mx.array:
-    """Map RGB 0–255 NHWC images to what VGG weights of the given ``mode`` expect."""
-    if mode == "torchvision":
-        mean = mx.array(IMAGENET_MEAN_RGB, dtype=x.dtype)
-        std = mx.array(IMAGENET_STD_RGB, dtype=x.dtype)
-        return (x / 255.0 - mean) / std
-    if mode == "caffe":
-        return x[..., ::-1] - mx.array(CAFFE_MEAN_BGR, dtype=x.dtype)
-    raise ValueError(f"[vgg_preprocess] mode must be one of {PREPROCESSING}, got {mode!r}")
 
 
 def to_rgb(img: Image.Image) -> Image.Image:
@@ -61,6 +41,8 @@ def to_rgb(img: Image.Image) -> Image.Image:
 def load_image(path: str | Path) -> np.ndarray:
     """Read an image file as uint8 RGB ``(H, W, 3)``; raises ``ImageError`` with the reason."""
     try:
+        if isinstance(path, (str, os.PathLike)) and not stat.S_ISREG(os.stat(path).st_mode):
+            raise ImageError(f"{path}: not a regular file (a folder, pipe or device)")  # a FIFO would block
         with Image.open(path) as img:
             img.load()
             return np.asarray(to_rgb(img), dtype=np.uint8)
@@ -81,35 +63,6 @@ def save_image(path: str | Path, image: np.ndarray | mx.array) -> Path:
     path.parent.mkdir(parents=True, exist_ok=True)
     Image.fromarray(a, "RGB").save(path)
     return path
-
-
-def resize(image: np.ndarray, height: int, width: int) -> np.ndarray:
-    """Resize uint8 RGB with a high-quality filter (Lanczos down, bicubic up)."""
-    if image.shape[:2] == (height, width):
-        return image
-    down = height < image.shape[0]
-    method = Image.Resampling.LANCZOS if down else Image.Resampling.BICUBIC
-    return np.asarray(Image.fromarray(image).resize((width, height), method))
-
-
-def resize_shorter(image: np.ndarray, size: int) -> np.ndarray:
-    """Resize so the shorter side is ``size``, keeping the aspect ratio."""
-    H, W = image.shape[:2]
-    scale = size / min(H, W)
-    return resize(image, max(size, round(H * scale)), max(size, round(W * scale)))
-
-
-def center_crop(image: np.ndarray, height: int, width: int) -> np.ndarray:
-    H, W = image.shape[:2]
-    top, left = (H - height) // 2, (W - width) // 2
-    return image[top:top + height, left:left + width]
-
-
-def resize_max_side(image: np.ndarray, size: int) -> np.ndarray:
-    """Resize so the longer side is ``size`` (used for style images and ``--size``)."""
-    H, W = image.shape[:2]
-    scale = size / max(H, W)
-    return resize(image, max(1, round(H * scale)), max(1, round(W * scale)))
 
 
 def to_batch(image: np.ndarray) -> mx.array:

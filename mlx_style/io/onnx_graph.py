@@ -23,9 +23,41 @@ def onnx_modules():
     return onnx, numpy_helper
 
 
+def _tensors(graph):
+    """Every tensor stored in ``graph``: initialisers, sparse ones, node attributes, and those of subgraphs."""
+    yield from graph.initializer
+    for sparse in graph.sparse_initializer:
+        yield from (sparse.values, sparse.indices)
+    for node in graph.node:
+        for a in node.attribute:
+            if a.HasField("t"):
+                yield a.t
+            yield from a.tensors
+            if a.HasField("sparse_tensor"):
+                yield from (a.sparse_tensor.values, a.sparse_tensor.indices)
+            for sub in ([a.g] if a.HasField("g") else []) + list(a.graphs):
+                yield from _tensors(sub)
+
+
+def refuse_external_data(model, where: str = "the ONNX graph") -> None:
+    """Refuse a graph whose tensors keep their bytes in outside files: ``numpy_helper.to_array`` would read any
+    file they name, relative to the current folder (a crafted graph copied ``./secret.bin`` into the weights).
+    Magenta's graphs hold all their weights.
+
+    Raises:
+        WeightFileError: naming the first such tensor.
+    """
+    onnx, _ = onnx_modules()
+    for tensor in _tensors(model.graph):
+        if tensor.data_location == onnx.TensorProto.EXTERNAL or len(tensor.external_data):
+            raise WeightFileError(f"{where}: tensor {tensor.name!r} keeps its data in an outside file; ONNX files with "
+                                  "external data are not imported (Magenta's have none)")
+
+
 def constants(model) -> dict[str, np.ndarray]:
     """Every initialiser and ``Constant`` node output of the graph, by name."""
     _, numpy_helper = onnx_modules()
+    refuse_external_data(model)
     values = {i.name: numpy_helper.to_array(i) for i in model.graph.initializer}
     for node in model.graph.node:
         if node.op_type == "Constant" and node.attribute and node.attribute[0].name == "value":
@@ -54,7 +86,12 @@ def float_graph(model):
     rename, folded, kept = {}, {}, []
     for node in graph.node:
         inputs = [rename.get(i, i) for i in node.input]
+        if node.op_type in ("QuantizeLinear", "DequantizeLinear") and (len(inputs) < 2 or len(node.output) != 1):
+            raise WeightFileError(f"a {node.op_type} node with {len(inputs)} inputs and {len(node.output)} outputs: "
+                                  "not a graph a converter wrote")
         if node.op_type == "DequantizeLinear" and inputs[0] in values:
+            if inputs[1] not in values or (len(inputs) > 2 and inputs[2] and inputs[2] not in values):
+                raise WeightFileError(f"DequantizeLinear of {inputs[0]!r} has no constant scale and zero point")
             axis = next((a.i for a in node.attribute if a.name == "axis"), 1)
             zero = values[inputs[2]] if len(inputs) > 2 and inputs[2] else None
             folded[node.output[0]] = dequantize(values[inputs[0]], values[inputs[1]], zero, axis)

@@ -16,12 +16,13 @@ from __future__ import annotations
 from dataclasses import dataclass
 from pathlib import Path
 
-from mlx_style.io.download import HF_PREFIX, fetch_hub_model
+from mlx_style.io.hub import HF_PREFIX, fetch_hub_model
 from mlx_style.io.image import ImageError
-from mlx_style.io.weights import WeightFileError, read_metadata
+from mlx_style.io.style_models import LOADERS
+from mlx_style.io.weights import WeightFileError, read_header, read_metadata
 
 WEIGHTS_DIR = Path("weights")
-STYLE_KINDS = ("transformer", "multistyle", "arbitrary", "adain")  # weight-file kinds that stylise (not VGG, not checkpoints)
+STYLE_KINDS = tuple(LOADERS)  # weight-file kinds that stylise (not VGG, not checkpoints)
 BUILTIN_DIR = Path(__file__).resolve().parents[1] / "styles"  # networks and pictures shipped with the package
 DEFAULT_STYLE = "wave"  # what `stylize` uses without --model
 ARBITRARY_MODEL = "magenta_arbitrary"  # what `--style-image` uses without --model (convert-magenta writes it)
@@ -121,6 +122,44 @@ def style_listing(weights_dir: str | Path = WEIGHTS_DIR) -> list[str]:
         default = "  (default)" if entry.path == BUILTIN_DIR / f"{DEFAULT_STYLE}.safetensors" else ""
         lines.append(f"{entry.name:<18} {entry.origin:<9} {painting}{default}   {entry.path}")
     return lines
+
+
+MAX_STYLES = 4096  # the most styles a network file may hold (TransformerConfig's own bound)
+
+
+def network_styles(path: str | Path) -> list[str]:
+    """The names of the styles a network file holds, read from its header without loading a tensor: [] for a
+    single-style network. The count is the leading size of its 2-D norm tensors, which the file's bytes back, not
+    the metadata's claim; names come from the ``styles`` list when it is one string per style, else indices.
+
+    Raises:
+        WeightFileError: the header does not hold what it claims (loading would refuse it too).
+    """
+    import json
+
+    try:
+        header = read_header(path)
+    except (OSError, ValueError) as exc:
+        raise WeightFileError(f"{path} is not a readable safetensors file ({exc})") from None
+    meta = header.get("__metadata__") or {}
+    rows = {entry["shape"][0] for name, entry in header.items()
+            if name != "__metadata__" and len(entry["shape"]) == 2 and name.rsplit(".", 1)[-1] in NORM_ROWS}
+    if meta.get("kind") not in ("transformer", "multistyle") or not rows or rows == {1}:
+        return []
+    if len(rows) != 1 or not 1 < max(rows) <= MAX_STYLES:
+        raise WeightFileError(f"{path}: its norms disagree on how many styles it holds")
+    count = rows.pop()
+    try:
+        names = json.loads(meta.get("styles", "[]"))
+    except ValueError:
+        names = []
+    names = [e.get("name") if isinstance(e, dict) else e for e in names] if isinstance(names, list) else []
+    if len(names) != count or not all(isinstance(n, str) and n for n in names):
+        names = [str(i) for i in range(count)]
+    return names
+
+
+NORM_ROWS = ("weight", "bias", "gamma", "beta")  # (styles, C) rows of a conditional instance norm
 
 
 def builtin_style_images() -> list[Path]:

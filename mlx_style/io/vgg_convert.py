@@ -11,7 +11,8 @@ from __future__ import annotations
 from dataclasses import dataclass
 from pathlib import Path
 
-from mlx_style.io.download import VGG_SOURCES, download
+from mlx_style.io.hub import VGG_SOURCES, download
+from mlx_style.io.paths import check_input_file
 from mlx_style.io.image import PREPROCESSING
 from mlx_style.io.models import convert_vgg_state, read_state_dict, save_vgg
 from mlx_style.io.paths import check_not_an_input, check_suffix
@@ -37,6 +38,7 @@ def preprocess_from_metadata(meta: dict[str, str]) -> str | None:
 
 
 CHECKPOINT_SUFFIXES = (".safetensors", ".npz", ".pth", ".pt", ".bin")
+MAX_SOURCE_BYTES = 2_000_000_000  # VGG19 with its classifier is 0.55 GB in float32; twice that in float64
 
 
 def source_file(path: Path) -> Path:
@@ -67,7 +69,7 @@ def convert(config: ConvertConfig) -> Path:
         path = download(VGG_SOURCES[config.arch])
         source = f"hf://{VGG_SOURCES[config.arch].repo_id}@{VGG_SOURCES[config.arch].revision}"
     else:
-        path = source_file(Path(config.source))
+        path = check_input_file(source_file(Path(config.source)), MAX_SOURCE_BYTES)
         source = f"{path.name} sha256:{file_sha256(path)}" if path.exists() else path.name
     state, meta = read_state_dict(path)
     preprocess = config.preprocess or preprocess_from_metadata(meta) or "torchvision"

@@ -53,7 +53,10 @@ def file_sha256(path: str | Path, chunk: int = 1 << 20) -> str:
 
 
 class WeightWriteError(RunFailure, OSError):
-    """A file that could not be written (full disk, permissions); the message names it and the reason."""
+    """A file that could not be written (full disk, permissions); the message names it and the reason, and
+    ``remedy`` says what to do before trying again."""
+
+    remedy = "fix that"
 
 
 SLOW_WRITE_ENV = "MLX_STYLE_TEST_SLOW_WRITE"  # seconds each atomic write waits before its rename (fault tests)
@@ -85,11 +88,14 @@ def _write_failure(path: Path, exc: BaseException) -> WeightWriteError:
         full = full or shutil.disk_usage(path.parent).free < 1 << 20
     except OSError:
         pass
+    remedy = "fix that"
     if full:
-        reason = "the disk is full"
+        reason, remedy = "the disk is full", "make room"
     elif getattr(exc, "errno", None) in (errno.EACCES, errno.EPERM, errno.EROFS):
-        reason = "no permission to write there"
-    return WeightWriteError(f"could not write {path}: {reason}")
+        reason, remedy = "no permission to write there", "make the folder writable"
+    error = WeightWriteError(f"could not write {path}: {reason}")
+    error.remedy = remedy
+    return error
 
 
 def atomic_write(path: str | Path, write) -> Path:
@@ -228,6 +234,11 @@ def load_weights(path: str | Path, kind: str | None = None) -> tuple[dict[str, m
     if "metadata_sha256" in meta and metadata_sha256(meta) != meta["metadata_sha256"]:
         raise WeightFileError(f"{path} is corrupt: its metadata does not match its checksum (edited or damaged); "
                               "re-create or re-download it")
+    bad = next((k for k, a in arrays.items() if mx.issubdtype(a.dtype, mx.floating) and not mx.all(mx.isfinite(a))),
+               None)
+    if bad is not None:  # a checksum can be recomputed over NaNs: they would paint every picture black
+        raise WeightFileError(f"{path} holds values that are not finite numbers (in {bad}); re-create or "
+                              "re-download it")
     return arrays, meta
 
 

@@ -35,14 +35,16 @@ import mlx.core as mx
 import mlx.nn as nn
 import numpy as np
 
-from mlx_style.io.image import (CAFFE_MEAN_BGR, IMAGENET_MEAN_RGB, IMAGENET_STD_RGB, PREPROCESSING,
-                                resize_shorter)
+from mlx_style.pixels import (CAFFE_MEAN_BGR, IMAGENET_MEAN_RGB, IMAGENET_STD_RGB, PREPROCESSING,
+                              resize_max_side, resize_shorter)
 from mlx_style.nn.ops import relu
+from mlx_style.nn.style import FrameFunction
 from mlx_style.nn.transformer import ConvLayer, TransformerConfig, UpsampleConvLayer
 from mlx_style.nn.vgg import ARCHS, BLOCK_CHANNELS, VGG
 
 ENCODER_LAYER = "relu4_1"  # where AdaIN works (Huang's choice)
 STYLE_LAYERS = ("relu1_1", "relu2_1", "relu3_1", "relu4_1")  # Huang's style loss layers
+MAX_STYLE_SIZE = 1024  # a larger style picture needs gigabytes in the encoder for no better statistics
 STYLE_IMAGE_SIZE = 512  # shorter side of a style picture before its statistics are taken (Huang's test size)
 # The decoder's convolutions: reflect padding, biases, nearest ×2 upsampling (``nn.transformer``'s layers).
 LAYERS = TransformerConfig(padding="reflect", upsample="nearest", conv_bias=True)
@@ -70,8 +72,8 @@ class AdaINConfig:
         if not (isinstance(self.eps, (int, float)) and not isinstance(self.eps, bool) and 0 < self.eps < 1):
             raise ValueError("[AdaINConfig] eps must be a small positive number")
         if not (isinstance(self.style_size, int) and not isinstance(self.style_size, bool)
-                and 16 <= self.style_size <= 8192):
-            raise ValueError("[AdaINConfig] style_size must be an integer from 16 to 8192")
+                and 16 <= self.style_size <= MAX_STYLE_SIZE):
+            raise ValueError(f"[AdaINConfig] style_size must be an integer from 16 to {MAX_STYLE_SIZE}")
 
     @property
     def channels(self) -> int:
@@ -252,6 +254,8 @@ class AdaINNet(nn.Module):
         size = self.config.style_size if size is None else size
         if size:
             image = resize_shorter(image, size)
+            if max(image.shape[:2]) > 2 * size:  # a panorama: its longer side bounded too, so memory is
+                image = resize_max_side(image, 2 * size)
         if min(image.shape[:2]) < 16:
             raise ValueError(f"[AdaINNet] a style image needs at least 16×16 pixels, got {image.shape[1]}×"
                              f"{image.shape[0]}")
@@ -275,7 +279,7 @@ class AdaINNet(nn.Module):
         return self.decode(t)[:, :H, :W, :]
 
 
-class AdaINStyle(nn.Module):
+class AdaINStyle(FrameFunction):
     """An AdaIN network bound to one style vector and a style strength: an image in, the stylised image out, as a
     single-style network is called (``stylize_array``, ``bench``, the cam) — ``nn.arbitrary.VectorStyle``'s
     pattern. The strength costs nothing extra: it interpolates the features inside the one encoder pass."""
@@ -304,6 +308,16 @@ class AdaINStyle(nn.Module):
 
     def __call__(self, x: mx.array) -> mx.array:
         return self.net(x, self.vector, self.style_strength)
+
+    def style_inputs(self, x: mx.array) -> tuple[mx.array, ...]:
+        return (self.vector,)
+
+    def apply_style(self, x: mx.array, vector: mx.array) -> mx.array:
+        return self.net(x, vector, self.style_strength)
+
+    @property
+    def compute_dtype(self) -> mx.Dtype:
+        return mx.float32  # the encoder stays float32; the decoder casts for itself
 
 
 # ---------------------------------------------------------------------------------------------------------------

@@ -26,9 +26,12 @@ from dataclasses import asdict, dataclass, fields
 import mlx.core as mx
 import mlx.nn as nn
 import numpy as np
+from mlx.utils import tree_flatten
 
-from mlx_style.io.image import resize_shorter
+from mlx_style.pixels import resize_shorter
 from mlx_style.nn import conv as _conv
+from mlx_style.nn.multistyle import normalised
+from mlx_style.nn.style import FrameFunction
 from mlx_style.nn.ops import depthwise_conv, instance_norm, relu, same_pad
 from mlx_style.nn.transformer import ConvLayer, InstanceNorm, TransformerConfig, UpsampleConvLayer, padded_size
 
@@ -274,13 +277,13 @@ def mix_vectors(vectors: list[mx.array], weights: list[float] | None = None) -> 
     if not vectors:
         raise ValueError("[mix_vectors] no style vectors")
     weights = [1.0] * len(vectors) if weights is None else [float(w) for w in weights]
-    if len(weights) != len(vectors) or any(not w >= 0 for w in weights) or sum(weights) <= 0:
-        raise ValueError("[mix_vectors] one weight ≥ 0 per vector, not all 0")
-    total = sum(weights)
-    return sum(v.astype(mx.float32) * (w / total) for v, w in zip(vectors, weights))
+    if len(weights) != len(vectors):
+        raise ValueError("[mix_vectors] one weight per vector")
+    weights = normalised(weights, "[mix_vectors]")
+    return sum(v.astype(mx.float32) * w for v, w in zip(vectors, weights))
 
 
-class VectorStyle(nn.Module):
+class VectorStyle(FrameFunction):
     """An arbitrary-style network bound to one style vector: an image in, the stylised image out, as a
     single-style network is called. ``content_strength`` (Ghiasi's interpolation, 1 = the painting's style,
     0 = the photo's own) mixes in each input's own vector, which costs one predictor pass per image."""
@@ -305,6 +308,23 @@ class VectorStyle(nn.Module):
         pixels = np.clip(np.rint(np.asarray(x.astype(mx.float32))), 0, 255).astype(np.uint8)
         own = mx.stack([self.net.style_vector(image) for image in pixels])
         return self.style_strength * self.vector + (1.0 - self.style_strength) * own
+
+    def style_inputs(self, x: mx.array) -> tuple[mx.array, ...]:
+        return (self.vector_for(x),)  # an input, so a compiled forward follows the style as it changes
+
+    def apply_style(self, x: mx.array, vector: mx.array) -> mx.array:
+        return self.net(x, vector)
+
+    def tiled_stages(self):
+        return self.net.transformer
+
+    @property
+    def compute_dtype(self) -> mx.Dtype:
+        return next(v for _, v in tree_flatten(self.net.transformer.parameters())).dtype
+
+    def tiled_style(self, x: mx.array) -> mx.array:
+        vector = self.vector_for(x)
+        return vector.reshape(-1, vector.shape[-1])[0]
 
     def __call__(self, x: mx.array) -> mx.array:
         return self.net(x, self.vector_for(x))

@@ -34,11 +34,11 @@ winner in memory and in ``$MLX_STYLE_CACHE/conv_autotune.json`` (default ``~/.ca
     y = conv.conv2d(x, w, stride, training=True) + bias   # inside the compiled, differentiated step
 
 ``padding=p`` zero-pads: ``direct`` passes it to ``mx.conv2d`` (cuDNN pads inside the kernel, faster on a GPU
-than a padded copy; docs/benchmarks.md), the other strategies pad first; choices and tuning use the padded shape.
+than a padded copy; docs/notes/performance_details.md), the other strategies pad first; choices and tuning use the padded shape.
 
 Large temporaries (tens of MB) make MLX's small default CPU buffer cache (32 MB here) hand memory back to the
 OS and fault it in again on every call; ``mx.set_cache_limit`` of a few GB makes the network's convolutions
-markedly faster (``scripts/bench_conv.py --cache-limit-mb``; docs/benchmarks.md). That is the application's
+markedly faster (``scripts/bench/bench_conv.py --cache-limit-mb``; docs/notes/performance_details.md). That is the application's
 choice.
 """
 

@@ -19,11 +19,13 @@ Shape:
 from __future__ import annotations
 
 import json
+import math
 from dataclasses import asdict, dataclass, fields
 
 import mlx.core as mx
 import mlx.nn as nn
 
+from mlx_style.nn.style import FrameFunction
 from mlx_style.nn.ops import Conv2d, instance_norm, reflect_pad, relu, upsample_nearest
 from mlx_style.nn.transformer import padded_size
 
@@ -150,22 +152,34 @@ def blend_weights(spec: str | int | dict[int, float], styles: int, names: list[s
     for index, weight in parts.items():
         if not 0 <= index < styles:
             raise ValueError(f"--style {spec!r}: this network holds styles 0 to {styles - 1}, not {index}")
-        if not weight >= 0:
-            raise ValueError(f"--style {spec!r}: weights must be ≥ 0")
-    total = sum(parts.values())
-    if total <= 0:
-        raise ValueError(f"--style {spec!r}: the weights sum to 0")
+        if not 0 <= weight < math.inf:
+            raise ValueError(f"--style {spec!r}: weights must be finite numbers ≥ 0")
     vector = [0.0] * styles
-    for index, weight in parts.items():
-        vector[index] = weight / total
+    for index, weight in zip(parts, normalised(list(parts.values()), f"--style {spec!r}")):
+        vector[index] = weight
     return mx.array(vector, dtype=mx.float32)
 
 
-class BlendedStyle(nn.Module):
-    """A multi-style network bound to one style blend: an image in, the stylised image out, as a single-style
-    network is called (so ``stylize_array``, ``bench`` and the cam take it as it is)."""
+def normalised(weights: list[float], what: str) -> list[float]:
+    """``weights`` (finite, ≥ 0) scaled to sum 1; divided by their largest first, so huge ones cannot overflow.
 
-    def __init__(self, net: MultiStyleNet, style_weights: mx.array):
+    Raises:
+        ValueError: a weight that is negative or not finite, or all of them 0.
+    """
+    if any(not 0 <= w < math.inf for w in weights):
+        raise ValueError(f"{what}: weights must be finite numbers ≥ 0")
+    largest = max(weights, default=0.0)
+    if largest <= 0:
+        raise ValueError(f"{what}: the weights sum to 0")
+    scaled = [w / largest for w in weights]
+    return [w / sum(scaled) for w in scaled]
+
+
+class BlendedStyle(FrameFunction):
+    """A multi-style network (``MultiStyleNet``, or a ``TransformerNet`` of several styles) bound to one style blend:
+    an image in, the stylised image out, as a single-style network is called; the blend is its style input."""
+
+    def __init__(self, net: nn.Module, style_weights: mx.array):
         super().__init__()
         self.net = net
         self.style_weights = style_weights
@@ -177,3 +191,20 @@ class BlendedStyle(nn.Module):
 
     def __call__(self, x: mx.array) -> mx.array:
         return self.net(x, self.style_weights)
+
+    def style_inputs(self, x: mx.array) -> tuple[mx.array, ...]:
+        return (self.style_weights,)
+
+    def apply_style(self, x: mx.array, style_weights: mx.array) -> mx.array:
+        return self.net(x, style_weights)
+
+    def tiled_stages(self):
+        return self.net if hasattr(self.net, "stages") else None  # Magenta's 26-style network has none yet
+
+    def tiled_style(self, x: mx.array) -> mx.array:
+        return self.style_weights
+
+    def baked(self) -> nn.Module:
+        """Johnson's network takes the blend into its norms (``TransformerNet.with_style``); Magenta's 26-style
+        network stays bound (its ONNX export takes the blend as weights)."""
+        return self.net.with_style(self.style_weights) if hasattr(self.net, "with_style") else self

@@ -1,7 +1,7 @@
 """Building blocks written directly on MLX arrays: padding, normalisation, upsampling, convolution.
 
 All arrays are NHWC. Each function is pure and differentiable; modules in ``transformer`` and ``vgg`` compose
-them. Convolutions go through ``mlx_style.conv.conv2d``, which picks the fastest equivalent strategy for the
+them. Convolutions go through ``mlx_style.nn.conv.conv2d``, which picks the fastest equivalent strategy for the
 layer shape (tuned once per device, cached; see that module).
 """
 
@@ -36,7 +36,7 @@ def pad_spatial(x: mx.array, pad: int, mode: str = "reflect") -> mx.array:
     """Reflect or edge padding of the two spatial axes of NHWC ``x`` by ``pad``, as two concatenations.
 
     Equal to ``mx.pad(..., mode=mode)`` to the bit and faster on the CPU (``scripts/bench_ops.py``,
-    docs/benchmarks.md), and its gradient is a sum of slices.
+    docs/notes/performance_details.md), and its gradient is a sum of slices.
     """
     if pad == 0:
         return x
@@ -91,7 +91,7 @@ def relu(x: mx.array) -> mx.array:
     """``max(x, 0)``, whose gradient (1 where x > 0, else 0, as torch's) is read from a 1-byte mask made in the
     forward pass, so the backward pass need not keep the float input alive as ``nn.relu``'s does. On the CPU
     backend a training step peaks lower than with ``nn.relu`` or with the gradient read from the output, with
-    the same losses; on CUDA the saving did not show and the step's time was the same (docs/benchmarks.md)."""
+    the same losses; on CUDA the saving did not show and the step's time was the same (docs/notes/performance_details.md)."""
     return _relu_and_mask(x)[0]
 
 
@@ -121,7 +121,7 @@ def max_pool_2x2(x: mx.array, elementwise: bool | None = None) -> mx.array:
       pass. On a GPU far faster than ``mx.max`` over a reshape, for the pool alone and for the VGG16 forward
       and the loss's gradient.
     - ``mx.max`` over a 6-D reshape: the default on the CPU, where the elementwise form made the VGG16 forward
-      and the training step slower (docs/benchmarks.md).
+      and the training step slower (docs/notes/tried_and_not_kept.md).
 
     A window with tied maxima passes the full gradient to each tie in the elementwise form, where torch picks
     one; after a ReLU (as in VGG) the ties that occur are zeros, whose ReLU gradient is zero either way.
@@ -147,7 +147,7 @@ def _instance_norm_fn(eps: float):
     backward pass keeps only ``x`` (which it needs anyway) and two small arrays. The per-channel factors go
     through ``mx.contiguous``: inside ``mx.compile`` it stops the fusion of the small ``rsqrt`` and products
     into the full-size kernel, which otherwise recomputes them for every pixel and, on the CPU, makes the
-    compiled norm + ReLU slower than the eager one (docs/benchmarks.md). The gradient is the closed form (as
+    compiled norm + ReLU slower than the eager one (docs/notes/performance_details.md). The gradient is the closed form (as
     torch's), one fused pass for ``dx`` instead of MLX's autodiff through the mean, variance and broadcasts.
     """
 

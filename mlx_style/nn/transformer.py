@@ -14,7 +14,7 @@ one scale and shift per style (``(styles, C)``; the convolutions are shared), an
 bias, transposed convs with TF's alignment, instance-norm eps 1e-3, an instance norm after the output conv too
 (``in6``) and output ``tanh(x)·150 + 127.5``.
 
-Pixels are RGB in 0–255, in and out (see ``mlx_style.image``). Any height and width work: the input is padded to
+Pixels are RGB in 0–255, in and out (see ``mlx_style.pixels``). Any height and width work: the input is padded to
 a multiple of 4 (and at least 8) inside and the output cropped back.
 
 Shape:
@@ -30,9 +30,11 @@ from dataclasses import asdict, dataclass, fields
 import mlx.core as mx
 import mlx.nn as nn
 import numpy as np
+from mlx.utils import tree_flatten
 
 from mlx_style.nn.ops import (Conv2d, ConvTranspose2d, instance_norm, pad_spatial, reflect_pad, relu, same_pad,
                            subpixel_conv)
+from mlx_style.nn.style import FrameFunction
 
 NORMS = ("instance", "batch")
 UPSAMPLES = ("nearest", "deconv")
@@ -220,8 +222,12 @@ def padded_size(size: int) -> int:
     return max(8, -(-size // 4) * 4)
 
 
-class TransformerNet(nn.Module):
-    """The image transformation network f_W: an image in, the stylised image of the same size out."""
+class TransformerNet(FrameFunction):
+    """The image transformation network f_W: an image in, the stylised image of the same size out. A single-style
+    one is its own frame function (``nn.style``); a multi-style one is bound to a blend (``nn.multistyle``)."""
+
+    def tiled_stages(self):
+        return self
 
     def __init__(self, config: TransformerConfig | None = None):
         super().__init__()
@@ -283,7 +289,6 @@ class TransformerNet(nn.Module):
         export writes, so an exported file needs no blend input."""
         from dataclasses import replace
 
-        from mlx.utils import tree_flatten
 
         single = TransformerNet(replace(self.config, styles=1))
         weights = style.astype(mx.float32)
@@ -303,6 +308,5 @@ class TransformerNet(nn.Module):
 
 def count_parameters(module: nn.Module) -> int:
     """Number of trainable scalars (batch-norm running statistics excluded)."""
-    from mlx.utils import tree_flatten
 
     return sum(v.size for _, v in tree_flatten(module.trainable_parameters()))

@@ -4,28 +4,22 @@
 (3×3 convs with zero padding 1 and ReLU, 2×2 max-pools), so converted weights keep torchvision's key names.
 Calling it returns the named activations asked for (``relu1_1`` … ``relu5_3``) and stops at the deepest one.
 It takes RGB 0–255 images and applies the preprocessing its weights were trained with
-(``mlx_style.image.vgg_preprocess``).
+(``mlx_style.pixels.vgg_preprocess``).
 """
 
 from __future__ import annotations
 
-import json
-from pathlib import Path
-
 import mlx.core as mx
 import mlx.nn as nn
 
-from mlx_style.io.image import PREPROCESSING, vgg_preprocess
+from mlx_style.pixels import PREPROCESSING, vgg_preprocess
 from mlx_style.nn.ops import Conv2d, max_pool_2x2, relu
-from mlx_style.io.weights import WeightFileError, check_and_load, load_weights
 
 ARCHS = {
     "vgg16": (2, 2, 3, 3, 3),
     "vgg19": (2, 2, 4, 4, 4),
 }
 BLOCK_CHANNELS = (64, 128, 256, 512, 512)
-DEFAULT_VGG_PATH = Path("weights/vgg16.safetensors")
-CONVERT_HINT = "run `python scripts/convert_vgg.py` (or `--from FILE` offline) to create it"
 
 
 def layer_names(arch: str) -> list[str]:
@@ -55,7 +49,7 @@ class VGG(nn.Module):
 
     Args:
         arch: ``"vgg16"`` or ``"vgg19"``.
-        preprocess: ``"torchvision"`` or ``"caffe"``: what the weights expect (see ``mlx_style.image``).
+        preprocess: ``"torchvision"`` or ``"caffe"``: what the weights expect (see ``mlx_style.pixels``).
 
     Shape:
         - Input: ``(B, H, W, 3)`` RGB, 0–255
@@ -85,6 +79,10 @@ class VGG(nn.Module):
 
     def __call__(self, x: mx.array, layers: tuple[str, ...] | list[str]) -> dict[str, mx.array]:
         unknown = [name for name in layers if name not in self.names]
+        if unknown and all(name in layer_names(self.arch) for name in unknown):  # weights that stop earlier
+            raise ValueError(f"[VGG] {unknown[0]} is beyond these weights (they stop at {self.names[-1]}): convert "
+                             f"the whole {self.arch} with `mlx-style convert-vgg` and pass --vgg weights/"
+                             f"{self.arch}.safetensors")
         if unknown:
             raise ValueError(f"[VGG] unknown layers {unknown} for {self.arch}; known: relu1_1 … "
                              f"{[n for n in self.names if n.startswith('relu')][-1]}")
@@ -97,26 +95,3 @@ class VGG(nn.Module):
             if name in wanted:
                 out[name] = y
         return out
-
-
-def load_vgg(path: str | Path = DEFAULT_VGG_PATH, dtype: mx.Dtype = mx.float32) -> tuple[VGG, dict[str, str]]:
-    """Build a frozen VGG from a converted weight file; returns ``(vgg, metadata)``.
-
-    The file's metadata gives the architecture, the preprocessing and the recommended loss weights.
-    """
-    path = Path(path)
-    if not path.exists():
-        raise WeightFileError(f"no VGG weights at {path}: {CONVERT_HINT}")
-    arrays, meta = load_weights(path, kind="vgg")
-    config = json.loads(meta.get("config", "{}"))
-    vgg = VGG(config.get("arch", "vgg16"), meta.get("preprocess", "torchvision"))
-    # Files may hold fewer layers than the full network (e.g. up to relu4_3): load what is there, strictly.
-    present = {int(k.split(".")[1]) for k in arrays}
-    depth = min(max(present) + 2, len(vgg.names))  # +2: keep the (parameter-free) ReLU after the last conv
-    vgg.features = vgg.features[:depth]
-    vgg.names = vgg.names[:depth]
-    check_and_load(vgg, arrays, where=f"VGG weights in {path}")
-    if dtype != mx.float32:
-        vgg.set_dtype(dtype)
-    vgg.freeze()
-    return vgg, meta

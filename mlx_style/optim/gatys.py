@@ -1,10 +1,10 @@
 """Style transfer by optimising the image itself (Gatys et al. 2016), the report's slow baseline.
 
-``python -m mlx_style.optimize --content photo.jpg --style wave.jpg -o out.png``
+``mlx-style optimize --content photo.jpg --style wave.jpg -o out.png``
 
 The pixels of one image are the free variable; the objective is the same perceptual loss the feed-forward
-networks are trained with (``mlx_style.losses.perceptual_loss``: content at relu3_3, Gram matrices at
-relu1_2 … relu4_3, total variation), minimised with L-BFGS (``mlx_style.lbfgs``, as in the report) or Adam.
+networks are trained with (``mlx_style.nn.losses.perceptual_loss``: content at relu3_3, Gram matrices at
+relu1_2 … relu4_3, total variation), minimised with L-BFGS (``mlx_style.optim.lbfgs``, as in the report) or Adam.
 
 The image is optimised directly in RGB 0–255, the package's pixel convention, with no box constraint; pixels
 that leave the range are clipped only when saving. No rescaled parameterisation is used because L-BFGS does not
@@ -36,7 +36,8 @@ from mlx_style.optim import lbfgs
 from mlx_style.io.paths import check_image_output
 from mlx_style.io.image import load_image, resize_max_side, save_image, to_batch
 from mlx_style.nn.losses import STYLE_LAYERS, LossConfig, perceptual_loss, recommended_weights, style_targets
-from mlx_style.nn.vgg import DEFAULT_VGG_PATH, VGG, load_vgg
+from mlx_style.nn.vgg import VGG
+from mlx_style.io.vgg_weights import USER_VGG, default_vgg, load_vgg
 from mlx_style.io.weights import WeightFileError
 
 OPTIMIZERS = ("lbfgs", "adam")
@@ -52,7 +53,7 @@ class OptimizeConfig:
     content: str = ""
     style: str = ""
     output: str = ""
-    vgg: str = str(DEFAULT_VGG_PATH)
+    vgg: str = field(default_factory=default_vgg)  # the loss network: yours in weights/, else the shipped one
     size: int = 256  # longer side of the content image: CPU-friendly; 0 keeps the photo's size
     style_size: int | None = None  # longer side of the style image; None: the content's longer side
     iters: int = 200  # L-BFGS iterations: at 192 px the loss fell < 2% between iterations 100 and 150
@@ -122,7 +123,7 @@ def load_loss_network(path: str | Path) -> tuple[VGG, dict[str, str]]:
     """``load_vgg`` with the exact command that creates a missing file."""
     path = Path(path)
     if not path.exists():
-        command = "python scripts/convert_vgg.py" + ("" if path == DEFAULT_VGG_PATH else f" --out {path}")
+        command = "python scripts/convert_vgg.py" + ("" if path == USER_VGG else f" --out {path}")
         raise WeightFileError(f"no VGG weights at {path}: run `{command}` to create them "
                               "(add `--from FILE` to convert a local checkpoint offline)")
     return load_vgg(path)

@@ -1,13 +1,13 @@
 """Layer studies of the style loss: the report's Figure 3, Figure 9 and the appendix's style-layer weights.
 
-``python -m mlx_style.layers --style wave.jpg -o grid.png``
+``mlx-style layers --style wave.jpg -o grid.png``
     Figure 3 (after Gatys et al. 2016 and Johnson et al. 2016, Fig. 3): starting from noise, reconstruct the
     style image's texture from one layer's Gram matrix at a time (by default relu1_1, relu1_2, relu2_1, relu2_2,
     relu3_1, relu3_3, relu4_3, relu5_3) with L-BFGS, and write the reconstructions as a labelled grid. Shallow
     layers reproduce colours and small blobs, relu2–3 the brush strokes and curls, deeper layers larger
     structures, under pixel noise that they do not see and so never remove (``docs/layers_wave_fig3.jpg``).
 
-``python -m mlx_style.layers --style wave.jpg -o grid.png --auto-weights``
+``mlx-style layers --style wave.jpg -o grid.png --auto-weights``
     The appendix: the same per-layer reconstruction for the training style layers (relu1_2, relu2_2, relu3_3,
     relu4_3 unless ``--layers`` says otherwise), 60 iterations each, then per-layer weights from the style loss
     each layer has left, printed as a ``mlx-style train`` command line, and Figure 9's per-layer loss
@@ -30,7 +30,7 @@ from __future__ import annotations
 
 import math
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from itertools import islice
 from pathlib import Path
 
@@ -43,7 +43,8 @@ from mlx_style.io.paths import check_image_output
 from mlx_style.io.image import load_image, resize_max_side, save_image, to_batch
 from mlx_style.nn.losses import STYLE_LAYERS, gram_matrix, style_layer_loss
 from mlx_style.optim.gatys import check_layers, load_loss_network, noise_image
-from mlx_style.nn.vgg import DEFAULT_VGG_PATH, VGG
+from mlx_style.nn.vgg import VGG
+from mlx_style.io.vgg_weights import default_vgg
 
 FIGURE3_LAYERS = ("relu1_1", "relu1_2", "relu2_1", "relu2_2", "relu3_1", "relu3_3", "relu4_3", "relu5_3")
 # Every layer gets exactly the same number of iterations (the comparison's premise), so the convergence tests are
@@ -61,7 +62,7 @@ class LayersConfig:
 
     style: str = ""
     output: str = ""
-    vgg: str = str(DEFAULT_VGG_PATH)
+    vgg: str = field(default_factory=default_vgg)  # the loss network: yours in weights/, else the shipped one
     size: int = 128  # longer side of the style image and of every reconstruction: the grid stays small
     iters: int | None = None  # None: 100 for the grid, 60 with --auto-weights (the appendix's budget)
     layers: tuple[str, ...] | None = None  # None: FIGURE3_LAYERS, or the training layers with --auto-weights

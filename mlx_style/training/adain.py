@@ -11,18 +11,18 @@ Nothing else is random: the decoder's initial weights come from ``mx.random.seed
 (``training.checkpoint``, atomic) hold the decoder and Adam's state, so ``--resume`` continues exactly (the same
 weights, bit for bit, as a run that was never stopped); Ctrl-C finishes the step and writes a checkpoint first.
 
-The run leaves, under ``runs/<output stem>/``, a JSON-lines log, a loss curve, sample grids (held-out photos
-stylised with a few of the styles) and checkpoints, and writes one standalone weight file (``io.models.save_adain``:
-kind ``adain``, the encoder up to relu4_1 and the decoder, the config in the metadata).
+This module is the method (``AdaINMethod``); ``training.runner`` runs it. The run leaves, under
+``runs/<output stem>/``, a JSON-lines log, a loss curve, sample grids (held-out photos stylised with a few of the
+styles) and checkpoints, and writes one standalone weight file (``io.models.save_adain``: kind ``adain``, the encoder
+up to relu4_1 and the decoder, the config in the metadata). Settings: ``config.AdaINTrainConfig``.
 """
 
 from __future__ import annotations
 
 import hashlib
 import json
-import math
-import time
-from dataclasses import asdict, dataclass, field
+import sys
+from dataclasses import dataclass
 from pathlib import Path
 
 import mlx.core as mx
@@ -31,113 +31,19 @@ import mlx.optimizers as optim
 import numpy as np
 
 from mlx_style.io.image import ImageError, list_images, load_image, resize_shorter
+from mlx_style.io.models import save_adain
 from mlx_style.io.paths import check_not_an_input, check_suffix
-from mlx_style.io.weights import WeightFileError, WeightWriteError, file_sha256, remove_partial_writes
-from mlx_style.nn.adain import (STYLE_IMAGE_SIZE, STYLE_LAYERS, AdaINConfig, AdaINLossConfig, AdaINNet,
-                                AdaINStyle, adain_loss, truncate_to_encoder)
-from mlx_style.nn.vgg import CONVERT_HINT, DEFAULT_VGG_PATH, load_vgg
+from mlx_style.io.vgg_weights import load_vgg
+from mlx_style.io.weights import file_sha256
+from mlx_style.nn.adain import AdaINConfig, AdaINLossConfig, AdaINNet, AdaINStyle, adain_loss, truncate_to_encoder
 from mlx_style.training import checkpoint as ckpt
-from mlx_style.training.config import LATEST, TrainingError
-from mlx_style.training.loop import find_resume  # the one rule: --resume, --overwrite, fresh
-from mlx_style.training.data import (BatchIterator, DatasetError, ImageSource, check_dataset, file_list_digest,
-                                     find_images, prepare, steps_per_epoch)
-from mlx_style.training.progress import JsonlLog, ProgressLine, format_duration, save_loss_curve, save_sample_grid
+from mlx_style.training.config import LATEST, AdaINTrainConfig, TrainingError, TrainResult, vgg_header
+from mlx_style.training.data import DatasetError, find_images, plan_data
+from mlx_style.training.progress import ProgressLine
+from mlx_style.training.runner import Method, run
 
 STYLE_STREAM = 0xADA1  # the style crops' random stream, apart from any other use of (seed, step)
-
-
-@dataclass
-class AdaINTrainConfig:
-    """Every setting of an AdaIN training run; the CLI's defaults come from here."""
-
-    styles: str = ""  # folder of style pictures (searched recursively); required
-    data: str | None = None  # folder of content photos (COCO); required
-    vgg: str = str(DEFAULT_VGG_PATH)  # the encoder: converted VGG weights up to at least relu4_1
-    image_size: int = 256  # content and style crops are image_size² (Huang's 256)
-    style_resize: int | None = None  # shorter side of the pictures before the crops; None: 2 × image_size (Huang)
-    batch_size: int = 8  # Huang's
-    iters: int = 160_000  # Huang's schedule; a CPU run uses far fewer (see the report / docs)
-    lr: float = 1e-4  # Adam, Huang's
-    lr_decay: float = 5e-5  # lr / (1 + lr_decay·step), Huang's
-    content_weight: float = 1.0  # Huang's
-    style_weight: float = 10.0  # Huang's λ (a ratio of two MSEs of the same features: no VGG-scale correction)
-    style_layers: tuple[str, ...] = STYLE_LAYERS  # relu1_1, relu2_1, relu3_1, relu4_1
-    style_layer_weights: tuple[float, ...] | None = None  # None: equal, as Huang
-    decoder_widths: tuple[int, ...] = (256, 128, 64)  # the encoder's own widths (Huang); smaller: a lighter decoder
-    style_size: int = STYLE_IMAGE_SIZE  # written into the network: a style picture's shorter side at inference
-    seed: int = 0  # decoder initialisation, content order and style crops
-    output: str | None = None  # None: weights/adain.safetensors
-    run_dir: str | None = None  # None: runs/<output stem>
-    checkpoint_every: int = 1000  # steps; 0: only at the end and on Ctrl-C
-    keep_checkpoints: int = 3
-    resume: str | None = None  # a checkpoint path, or LATEST
-    overwrite: bool = False  # start afresh even if --output or the run folder's checkpoints exist
-    sample_every: int = 500  # steps; 0: none
-    sample_count: int = 4  # held-out photos in the sample grids (the last ones of --data)
-    sample_styles: tuple[str, ...] = ()  # pictures for the sample grids (e.g. held-out styles); (): 2 training ones
-    log_every: int = 10  # steps between progress lines (the only host reads of the losses)
-    min_side: int | None = None  # skip content images with a shorter side below this; None: image_size // 2
-    prefetch: int = 2  # content batches decoded ahead
-    tune: bool = True  # autotune the convolution strategies for this batch shape first (cached on disk)
-    compile: bool = True  # mx.compile the step (False: no start-up kernel compilation, for tiny CPU runs)
-
-    def output_path(self) -> Path:
-        return Path(self.output) if self.output else Path("weights") / "adain.safetensors"
-
-    def run_path(self) -> Path:
-        return Path(self.run_dir) if self.run_dir else Path("runs") / self.output_path().stem
-
-    def style_crop_source(self) -> int:
-        return self.style_resize or 2 * self.image_size
-
-    def network_config(self, preprocess: str, arch: str) -> AdaINConfig:
-        return AdaINConfig(arch=arch, preprocess=preprocess, decoder_widths=tuple(self.decoder_widths),
-                           style_size=self.style_size)
-
-    def loss_config(self) -> AdaINLossConfig:
-        weights = self.style_layer_weights or (1.0,) * len(self.style_layers)
-        return AdaINLossConfig(self.content_weight, self.style_weight, tuple(self.style_layers), tuple(weights))
-
-    def recipe(self) -> dict:
-        """What a resume must find unchanged besides the network and the data (else it would not be exact)."""
-        return {"loss": json.loads(json.dumps(asdict(self.loss_config()))), "lr": self.lr, "lr_decay": self.lr_decay,
-                "style_resize": self.style_crop_source()}
-
-    def shareable(self) -> dict:
-        """The settings as recorded in weight files: paths reduced to their file names (no local folders)."""
-        record = asdict(self)
-        for key in ("styles", "data", "vgg", "output", "run_dir", "resume"):
-            if record.get(key) not in (None, LATEST):
-                record[key] = Path(record[key]).name
-        record["sample_styles"] = [Path(p).name for p in self.sample_styles]
-        return record
-
-    def check(self) -> None:
-        """Refuse settings no run can use, with the flag to change."""
-        for name in ("image_size", "batch_size", "log_every", "iters", "sample_count"):
-            if getattr(self, name) < 1:
-                raise TrainingError(f"--{name.replace('_', '-')} must be at least 1")
-        if self.image_size < 16 or self.image_size % 8:
-            raise TrainingError(f"--image-size must be a multiple of 8 and at least 16 (the encoder pools three "
-                                f"times), got {self.image_size}")
-        if self.style_crop_source() < self.image_size:
-            raise TrainingError(f"--style-resize {self.style_resize} is smaller than the crops (--image-size "
-                                f"{self.image_size})")
-        if not self.lr > 0 or self.lr_decay < 0:
-            raise TrainingError("--lr must be positive and --lr-decay at least 0")
-
-
-@dataclass
-class AdaINResult:
-    """What a run did: ``status`` is ``done``, ``interrupted``, ``diverged`` or ``failed`` (a write failed)."""
-
-    status: str
-    step: int
-    output: Path | None = None
-    checkpoint: Path | None = None
-    records: list[dict] = field(default_factory=list)
-    skipped: int = 0  # unusable content photos and style pictures
-    styles: list[str] = field(default_factory=list)  # the pictures trained on
+AdaINResult = TrainResult  # what a run did (one result type for every method)
 
 
 # --- styles ------------------------------------------------------------------------------------------------------
@@ -230,21 +136,7 @@ def tune_adain_convs(net: AdaINNet, losses: AdaINLossConfig, batch_shape: tuple[
     return tune_convs(lambda c, s: adain_loss(net, c, s, losses)[0], zeros, zeros)
 
 
-# --- inputs, checkpoints, outputs --------------------------------------------------------------------------------
-
-
-@dataclass
-class Plan:
-    """What ``plan_run`` read and checked before any heavy work."""
-
-    source: ImageSource
-    samples: np.ndarray | None  # held-out photos for the sample grids
-    styles: StyleSet
-    sample_vectors_from: list[np.ndarray]  # pictures whose styles the sample grids show
-    per_epoch: int
-    data_info: dict
-    skipped: list[str]
-    resume_from: ckpt.Checkpoint | None
+# --- the method --------------------------------------------------------------------------------------------------
 
 
 def split_content(config: AdaINTrainConfig) -> tuple[list[Path], list[Path]]:
@@ -258,85 +150,19 @@ def split_content(config: AdaINTrainConfig) -> tuple[list[Path], list[Path]]:
     return files, files[: config.sample_count]
 
 
-def check_resumable(found: ckpt.Checkpoint, net_config: AdaINConfig, data: dict, recipe: dict,
-                    styles_digest: str) -> None:
-    """Refuse a resume that would not continue the same run exactly, naming what changed."""
+def check_resumable(found: ckpt.Checkpoint, net_config: AdaINConfig, recipe: dict, styles_digest: str) -> None:
+    """Refuse a resume that would not continue the same run exactly, naming what changed (the data order is the
+    runner's check, ``runner.check_run``)."""
     if found.metadata.get("method") != "adain":
         raise TrainingError(f"{found.path} is a checkpoint of another kind of training, not of an AdaIN decoder")
     if found.metadata.get("config") != net_config.to_json():
         raise TrainingError(f"{found.path} is of another AdaIN network ({found.metadata.get('config')}): resume "
                             "with the same --vgg and --decoder-widths")
-    saved = found.json("data")
-    for key in ("seed", "files", "files_digest", "global_batch", "image_size"):
-        if saved.get(key) != data[key]:
-            raise TrainingError(f"cannot resume {found.path} exactly: {key} was {saved.get(key)!r}, now "
-                                f"{data[key]!r}; use the same --data/--seed/--batch-size/--image-size")
     if found.metadata.get("styles_digest") != styles_digest:
         raise TrainingError(f"{found.path} was trained on other style pictures: resume with the same --styles")
     if found.json("recipe") != recipe:
         raise TrainingError(f"{found.path} was trained with other settings ({found.metadata.get('recipe')}): "
                             "resume with the same loss weights, --lr, --lr-decay and --style-resize")
-
-
-def plan_run(config: AdaINTrainConfig, say) -> Plan:
-    """Read and check every input cheaply (one photo proven usable, the styles read once), before the VGG."""
-    config.check()
-    output = config.output_path()
-    check_suffix(output, (".safetensors",), "--output")
-    check_not_an_input(output, [config.vgg, config.resume if config.resume != LATEST else None], "--output")
-    if not Path(config.vgg).exists():
-        raise WeightFileError(f"no VGG weights at {config.vgg}: {CONVERT_HINT}, or pass --vgg PATH")
-    skipped: list[str] = []
-
-    def on_skip(path, reason):
-        skipped.append(reason)
-        say(f"skipping {reason}")
-
-    files, sample_paths = split_content(config)
-    min_side = config.min_side if config.min_side is not None else config.image_size // 2
-    source = ImageSource(files, config.image_size, min_side, on_skip)
-    check_dataset(source)
-    per_epoch = steps_per_epoch(len(files), config.batch_size)
-    if per_epoch == 0:
-        raise DatasetError(f"{len(files)} content images is fewer than one batch of {config.batch_size}: lower "
-                           "--batch-size or add images")
-    styles = load_styles(config.styles, config.style_crop_source(), skipped, say)
-    samples = []
-    for path in sample_paths if config.sample_every else []:
-        try:
-            samples.append(prepare(load_image(path), config.image_size))
-        except ImageError:
-            continue
-    sample_styles = []
-    for path in config.sample_styles:
-        try:
-            sample_styles.append(resize_shorter(load_image(path), config.style_crop_source()))
-        except ImageError as exc:
-            raise ImageError(f"--sample-styles: {exc}") from None
-    data_info = {"seed": config.seed, "files": len(files),
-                 "files_digest": file_list_digest([p.relative_to(config.data) for p in files]),
-                 "global_batch": config.batch_size, "image_size": config.image_size}
-    run_folder = config.run_path() / "checkpoints"
-    if config.resume is None and output.exists() and not config.overwrite:
-        raise TrainingError(f"{output} already exists: pass --resume to continue its run, choose another --output, "
-                            "or --overwrite to replace it")
-    found = find_resume(config, run_folder, say)
-    return Plan(source, np.stack(samples) if samples else None, styles, sample_styles or styles.images[:2],
-                per_epoch, data_info, skipped, found)
-
-
-def build_network(config: AdaINTrainConfig) -> tuple[AdaINNet, dict[str, str]]:
-    """The encoder from the VGG file (cut at relu4_1) and a fresh decoder seeded by ``seed``."""
-    vgg, meta = load_vgg(config.vgg)
-    try:
-        truncate_to_encoder(vgg)
-    except ValueError:
-        raise TrainingError(f"{config.vgg} stops at {vgg.names[-1]}: the AdaIN encoder needs VGG weights up to "
-                            "relu4_1 (re-convert the full VGG with scripts/convert_vgg.py)") from None
-    mx.random.seed(config.seed)
-    net = AdaINNet(config.network_config(vgg.preprocess, vgg.arch), encoder=vgg)
-    net.decoder.train()
-    return net, meta
 
 
 def stylize_samples(net: AdaINNet, samples: np.ndarray, pictures: list[np.ndarray]) -> list[list[np.ndarray]]:
@@ -351,142 +177,102 @@ def stylize_samples(net: AdaINNet, samples: np.ndarray, pictures: list[np.ndarra
     return rows
 
 
-def losses_finite(record: dict) -> bool:
-    return all(math.isfinite(record[k]) for k in ("loss", "content", "style"))
+class AdaINMethod(Method):
+    """An AdaIN decoder over the frozen VGG encoder; each step pairs content crops with random style crops."""
+
+    def check(self, say, world: int, main_rank: bool) -> None:
+        """Read and check every input cheaply (one photo proven usable, the styles read once, the VGG's header)."""
+        config = self.config
+        config.check()
+        output = config.output_path()
+        check_suffix(output, (".safetensors",), "--output")
+        check_not_an_input(output, [config.vgg, config.resume if config.resume != LATEST else None], "--output")
+        self.vgg_meta = vgg_meta = vgg_header(config.vgg)
+        # The network's config from the header, as load_vgg reads it: a resume is checked before the VGG loads.
+        arch = json.loads(vgg_meta.get("config", "{}")).get("arch", "vgg16")
+        self.net_config = config.network_config(vgg_meta.get("preprocess", "torchvision"), arch)
+        self.plan = plan_data(config, say, split_content)
+        self.styles = load_styles(config.styles, config.style_crop_source(), self.plan.skipped, say)
+        self.style_names = self.styles.names
+        sample_styles = []
+        for path in config.sample_styles:
+            try:
+                sample_styles.append(resize_shorter(load_image(path), config.style_crop_source()))
+            except ImageError as exc:
+                raise ImageError(f"--sample-styles: {exc}") from None
+        self.sample_pictures = sample_styles or self.styles.images[:2]  # whose styles the sample grids show
+        self.losses = config.loss_config()
+
+    def resume_check(self, found: ckpt.Checkpoint) -> None:
+        check_resumable(found, self.net_config, self.config.recipe(), self.styles.digest())
+
+    def build(self, found: ckpt.Checkpoint | None) -> None:
+        """The encoder from the VGG file (cut at relu4_1) and a fresh decoder seeded by ``seed``; only it learns."""
+        config = self.config
+        vgg, _ = load_vgg(config.vgg)
+        try:
+            truncate_to_encoder(vgg)
+        except ValueError:
+            raise TrainingError(f"{config.vgg} stops at {vgg.names[-1]}: the AdaIN encoder needs VGG weights up to "
+                                "relu4_1 (re-convert the full VGG with scripts/convert_vgg.py)") from None
+        for name in self.losses.layers:
+            if name not in vgg.names:
+                raise TrainingError(f"--style-layers: {name} is not a layer of the encoder (relu1_1 … relu4_1)")
+        mx.random.seed(config.seed)
+        self.net = AdaINNet(self.net_config, encoder=vgg)
+        self.net.decoder.train()
+        self.model = self.net.decoder
+        self.optimizer = make_optimizer(config)
+        self.optimizer.init(self.model.trainable_parameters())
+
+    def prepare_step(self, group, say) -> None:
+        S, B = self.config.image_size, self.config.batch_size
+        if self.config.tune:
+            tune_adain_convs(self.net, self.losses, (B, S, S, 3))
+        self.step_fn = make_adain_step(self.net, self.optimizer, self.losses, self.config.compile)
+
+    def step(self, step_index: int, batch: np.ndarray):
+        S, B = self.config.image_size, self.config.batch_size
+        style = style_crops(self.styles, self.config.seed, step_index, B, S)
+        return self.step_fn(mx.array(batch), mx.array(style))
+
+    def record(self, step_index: int) -> dict:
+        return {"lr": float(self.optimizer.learning_rate.item())}
+
+    def metadata(self) -> dict[str, str]:
+        config = self.config
+        return {"method": "adain", "config": self.net_config.to_json(),
+                "train_config": json.dumps(config.shareable()), "recipe": json.dumps(config.recipe()),
+                "styles": self.styles.record(), "styles_digest": self.styles.digest(),
+                "vgg": self.vgg_meta.get("source", Path(config.vgg).name),
+                "vgg_preprocess": self.vgg_meta.get("preprocess", "")}
+
+    def describe(self, start: int, world: int) -> str:
+        config, plan, losses = self.config, self.plan, self.losses
+        return (f"training the AdaIN decoder {config.output_path()} on {len(plan.source.files)} photos "
+                f"({plan.steps_per_epoch} steps/epoch) and {len(self.styles.names)} style pictures, steps "
+                f"{start}→{plan.total_steps}, batch {config.batch_size} × {config.image_size}²; content "
+                f"{losses.content_weight:g}, style {losses.style_weight:g} at {','.join(losses.style_layers)}; lr "
+                f"{config.lr:g} (decay {config.lr_decay:g})")
+
+    def samples(self, images: np.ndarray) -> list[list[np.ndarray]]:
+        return stylize_samples(self.net, images, self.sample_pictures)
+
+    def save(self, metadata: dict[str, str]) -> Path:
+        self.net.decoder.eval()
+        return save_adain(self.config.output_path(), self.net, metadata)
 
 
 def _say(text: str) -> None:
-    import sys
-
     print(text, file=sys.stderr, flush=True)
-
-
-# --- the run -----------------------------------------------------------------------------------------------------
 
 
 def train_adain(config: AdaINTrainConfig, say=_say, line: ProgressLine | None = None,
                 on_step=None) -> AdaINResult:
-    """Train an AdaIN decoder as ``config`` says; returns what it did (``AdaINResult``).
+    """Train an AdaIN decoder as ``config`` says (``runner.run``); returns what it did (``config.TrainResult``).
 
     ``say`` prints a message line; ``line`` shows progress; ``on_step(step)`` is called after each step (tests).
     Raises ``MlxStyleError`` subclasses (``TrainingError``, ``DatasetError``, ``WeightFileError``, ``ImageError``)
     with one line saying what to do when the run cannot start.
     """
-    from mlx_style.io.models import save_adain
-    from mlx_style.training.loop import StopFlag
-
-    line = line or ProgressLine()
-    plan = plan_run(config, say)
-    net, vgg_meta = build_network(config)
-    losses = config.loss_config()
-    for name in losses.layers:
-        if name not in net.encoder.names:
-            raise TrainingError(f"--style-layers: {name} is not a layer of the encoder (relu1_1 … relu4_1)")
-    optimizer = make_optimizer(config)
-    optimizer.init(net.decoder.trainable_parameters())
-    found, recipe = plan.resume_from, config.recipe()
-    start = 0
-    if found is not None:
-        check_resumable(found, net.config, plan.data_info, recipe, plan.styles.digest())
-        ckpt.restore(found, net.decoder, optimizer)
-        start = found.step
-    total = config.iters
-    if start > total:
-        raise TrainingError(f"the checkpoint is at step {start}, past --iters {total}: pass a larger --iters")
-    run_dir = config.run_path()
-    folder = run_dir / "checkpoints"
-    remove_partial_writes(folder)
-    if found is None and config.overwrite:
-        for path in ckpt.list_checkpoints(folder):
-            path.unlink()
-    S, B = config.image_size, config.batch_size
-    if config.tune:
-        tune_adain_convs(net, losses, (B, S, S, 3))
-    step_fn = make_adain_step(net, optimizer, losses, config.compile)
-    meta = {"method": "adain", "config": net.config.to_json(), "train_config": json.dumps(config.shareable()),
-            "recipe": json.dumps(recipe), "styles": plan.styles.record(), "styles_digest": plan.styles.digest(),
-            "vgg": vgg_meta.get("source", Path(config.vgg).name), "vgg_preprocess": vgg_meta.get("preprocess", "")}
-    log = JsonlLog(run_dir / "log.jsonl", keep_through_step=start if found else None)
-    result = AdaINResult("done", start, checkpoint=found.path if found else None, styles=plan.styles.names)
-
-    def checkpoint(step: int) -> Path:
-        data = {**plan.data_info, "next_step": step, "epoch": step // plan.per_epoch,
-                "offset": (step % plan.per_epoch) * B}
-        path = ckpt.save_checkpoint(folder, step, net.decoder, optimizer, {**meta, "data": json.dumps(data)})
-        ckpt.prune_checkpoints(folder, config.keep_checkpoints)
-        save_loss_curve(log.records, run_dir / "loss.png")
-        return path
-
-    def sample_grid(name: str) -> None:
-        if plan.samples is not None:
-            save_sample_grid(stylize_samples(net, plan.samples, plan.sample_vectors_from),
-                             run_dir / "samples" / f"{name}.png")
-
-    say(f"training the AdaIN decoder {config.output_path()} on {len(plan.source.files)} photos "
-        f"({plan.per_epoch} steps/epoch) and {len(plan.styles.names)} style pictures, steps {start}→{total}, batch "
-        f"{B} × {S}²; content {losses.content_weight:g}, style {losses.style_weight:g} at "
-        f"{','.join(losses.style_layers)}; lr {config.lr:g} (decay {config.lr_decay:g}); run folder {run_dir}"
-        + (f"; resumed from {found.path}" if found else ""))
-    try:
-        if found is None:
-            result.checkpoint = checkpoint(0)
-        saved_step = start
-        window_start, window_steps = time.perf_counter(), 0
-        with StopFlag() as stop, BatchIterator(plan.source, config.seed, start, total, B,
-                                               prefetch=config.prefetch) as batches:
-            for step_index, content in batches:
-                step = step_index + 1
-                style = style_crops(plan.styles, config.seed, step_index, B, S)
-                total_loss, terms = step_fn(mx.array(content), mx.array(style))
-                mx.eval(total_loss, terms, net.decoder.parameters(), optimizer.state)
-                window_steps += 1
-                stopping = stop.signum is not None
-                due = bool(config.checkpoint_every) and step % config.checkpoint_every == 0
-                if step % config.log_every == 0 or step == total or due or stopping:
-                    now = time.perf_counter()
-                    record = {"step": step, "loss": total_loss.item(), **{k: v.item() for k, v in terms.items()},
-                              "images_per_s": window_steps * B / (now - window_start),
-                              "lr": float(optimizer.learning_rate.item())}
-                    window_start, window_steps = now, 0
-                    if not losses_finite(record):
-                        line.close()
-                        say(f"error: the loss became {record['loss']} by step {step}: training stopped; the last "
-                            f"good checkpoint is {result.checkpoint}. Lower --lr and continue from it with --resume")
-                        result.status, result.records = "diverged", log.records
-                        return result
-                    log.write(record)
-                    eta = (total - step) * B / record["images_per_s"]
-                    line.update(f"step {step}/{total}  {record['images_per_s']:.2f} img/s  ETA "
-                                f"{format_duration(eta)}  loss {record['loss']:.4g} (content "
-                                f"{record['content']:.4g}, style {record['style']:.4g})")
-                if config.sample_every and step % config.sample_every == 0:
-                    sample_grid(f"step_{step:08d}")
-                if due or stopping:
-                    result.checkpoint, saved_step = checkpoint(step), step
-                result.step = step
-                if on_step is not None:
-                    on_step(step)
-                if stopping:
-                    line.close()
-                    say(f"interrupted after step {step}: wrote {result.checkpoint}; continue with the same command "
-                        "plus --resume")
-                    result.status = "interrupted"
-                    break
-        line.close()
-        result.skipped, result.records = len(plan.skipped), log.records
-        if result.status == "done":
-            if saved_step != result.step:
-                result.checkpoint = checkpoint(result.step)  # a larger --iters can continue from here
-            sample_grid("final")
-            save_loss_curve(log.records, run_dir / "loss.png")
-            net.decoder.eval()
-            result.output = save_adain(config.output_path(), net, {**meta, "steps": str(result.step)})
-            if plan.skipped:
-                say(f"{len(plan.skipped)} unusable images were skipped (listed above)")
-        return result
-    except WeightWriteError as exc:  # a full disk or lost permissions: stop cleanly, say how to continue
-        line.close()
-        say(f"error: {exc}; training stopped. The last good checkpoint is {result.checkpoint or 'none yet'}: make "
-            "room, then run the same command with --resume")
-        result.status, result.records = "failed", log.records
-        return result
+    return run(AdaINMethod(config), line, say, on_step)

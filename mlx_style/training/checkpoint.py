@@ -10,14 +10,16 @@ and string metadata (``kind = "checkpoint"``): ``step``, the network ``config``,
 
 Nothing else is random during training: the network's initial weights come from ``mx.random.seed(seed)`` and
 are replaced by the checkpoint's, crops are centred (no random crop or flip) and each epoch's order is a pure
-function of ``(seed, epoch)`` (see ``mlx_style.data``). So the seed and the step *are* the RNG state; no
+function of ``(seed, epoch)`` (see ``training.data``). So the seed and the step *are* the RNG state; no
 generator state needs saving (MLX also offers no public way to set ``mx.random``'s key to a saved value).
 """
 
 from __future__ import annotations
 
 import json
+import os
 import re
+from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -26,9 +28,16 @@ import mlx.nn as nn
 import mlx.optimizers as optim
 from mlx.utils import tree_flatten, tree_unflatten
 
+from mlx_style.errors import MlxStyleError
 from mlx_style.io.weights import WeightFileError, check_and_load, load_weights, save_weights
 
+try:
+    import fcntl
+except ImportError:  # Windows: no advisory locks; runs are not guarded there
+    fcntl = None
+
 KIND = "checkpoint"
+LOCK_FILE = ".lock"  # in a run folder while a run uses it: holds the using process's id
 _NAME = re.compile(r"^step_(\d+)\.safetensors$")
 
 
@@ -135,3 +144,43 @@ def restore(checkpoint: Checkpoint, model: nn.Module, optimizer: optim.Optimizer
                               "optimizer; start a new run (different --output) or resume with the same settings")
     optimizer.state = tree_unflatten(list(checkpoint.optimizer.items()))
     optimizer.init(model.trainable_parameters())  # marks it initialised; every entry already exists
+
+
+class RunInUse(MlxStyleError):
+    """Another process is training in the same run folder."""
+
+
+@contextmanager
+def run_lock(run_dir: str | Path):
+    """Hold ``run_dir``'s lock for a run, so a second run on the same folder (and output) is refused with one line
+    instead of interleaving logs and replacing the other's weights. The kernel drops the lock when the process
+    ends, even by ``kill -9``, so a stale lock file never blocks a later run."""
+    run_dir = Path(run_dir)
+    if fcntl is None:
+        yield
+        return
+    run_dir.mkdir(parents=True, exist_ok=True)
+    handle = open(run_dir / LOCK_FILE, "a+")
+    try:
+        fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
+    except OSError:
+        handle.seek(0)
+        holder = handle.read().strip()[:40] or "another process"
+        handle.close()
+        raise RunInUse(f"{run_dir} is in use by a training run ({holder}): wait for it to finish or stop it, or "
+                       "give this run another --output or --run-dir") from None
+    try:
+        handle.seek(0)
+        handle.truncate()
+        handle.write(f"process {os.getpid()}")
+        handle.flush()
+        yield
+    finally:
+        handle.close()
+
+
+def check_run_free(run_dir: str | Path) -> None:
+    """Raise ``RunInUse`` now if another process holds ``run_dir`` (said once, before processes are launched)."""
+    if Path(run_dir).is_dir():
+        with run_lock(run_dir):
+            pass

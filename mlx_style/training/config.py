@@ -1,4 +1,5 @@
-"""The settings of a training run (``TrainConfig``), what a run returns, and the loss weights it uses."""
+"""The settings of a training run, one dataclass per method (``TrainConfig``: Johnson et al.; ``AdaINTrainConfig``:
+Huang & Belongie), what a run returns (``TrainResult``), and the loss weights it uses."""
 
 from __future__ import annotations
 
@@ -8,9 +9,11 @@ from pathlib import Path
 
 
 from mlx_style.errors import MlxStyleError
+from mlx_style.io.vgg_weights import CONVERT_HINT, default_vgg
+from mlx_style.io.weights import WeightFileError, read_metadata
+from mlx_style.nn import adain
 from mlx_style.nn.losses import STYLE_LAYERS, LossConfig
 from mlx_style.nn.transformer import TransformerConfig
-from mlx_style.nn.vgg import DEFAULT_VGG_PATH
 from mlx_style.backend import backend_name, processes_for_training, recompute_above_pixels
 from mlx_style.training.launch import usable_cores
 from mlx_style.training.motion import StableConfig
@@ -31,7 +34,7 @@ class TrainConfig:
     styles: tuple[str, ...] = ()  # several style images: one multi-style network (Dumoulin et al.); () for one
     train_all: bool = False  # --from a multi-style network with new styles: train every weight, not only new rows
     data: str | None = None  # folder of content photos (COCO); required
-    vgg: str = str(DEFAULT_VGG_PATH)  # converted loss network (scripts/convert_vgg.py)
+    vgg: str = field(default_factory=default_vgg)  # yours in weights/, else the shipped one
     image_size: int = 256  # content crops are image_size² (the report's 256)
     batch_size: int = 8  # the report's; the global batch over all processes, so results do not depend on them
     iters: int | None = None  # total steps; None: epochs × steps per epoch
@@ -96,7 +99,7 @@ class TrainConfig:
         By default: with instance norm (batch norm's running statistics would be updated twice), when the pixels
         this machine holds, one process's share of the batch (``batch_size // processes``) times the ``local``
         processes on this machine, exceed the backend's ``RECOMPUTE_ABOVE_PIXELS`` (``backend``:
-        ``mlx_style.device.backend_name()`` when None; an unknown backend always recomputes).
+        ``mlx_style.backend.backend_name()`` when None; an unknown backend always recomputes).
         """
         if self.low_memory is not None:
             return self.low_memory
@@ -147,10 +150,26 @@ class TrainResult:
     skipped: int = 0
     peak_memory_gb: float = 0.0  # MLX's memory in use at its peak
     resident_gb: float = 0.0  # the process's resident size at the end (MLX, Python, the data loader)
+    styles: list[str] = field(default_factory=list)  # the names of the pictures trained on
 
 
 class TrainingError(MlxStyleError, RuntimeError):
     """A run that cannot start or continue; the message says what to do."""
+
+
+def vgg_header(path: str) -> dict[str, str]:
+    """The metadata of the VGG file at ``path``, read without its tensors (``io.vgg_weights.load_vgg`` checks those
+    later), so that a missing or wrong file fails before any heavy work."""
+    if not Path(path).exists():
+        raise WeightFileError(f"no VGG weights at {path}: {CONVERT_HINT}, or pass --vgg PATH")
+    try:
+        meta = read_metadata(path)
+    except (OSError, ValueError) as exc:
+        raise WeightFileError(f"{path} is not a readable safetensors file ({exc}): {CONVERT_HINT}")
+    if meta.get("kind") != "vgg":
+        raise WeightFileError(f"{path} holds a {meta.get('kind', 'unknown')!r} network, not VGG weights: "
+                              f"{CONVERT_HINT}, or pass --vgg PATH")
+    return meta
 
 
 def loss_config(config: TrainConfig, vgg_meta: dict[str, str]) -> LossConfig:
@@ -169,3 +188,88 @@ def loss_config(config: TrainConfig, vgg_meta: dict[str, str]) -> LossConfig:
     return LossConfig(content_layer=config.content_layer, style_layers=tuple(config.style_layers),
                       style_layer_weights=tuple(layer_weights), **weights)
 
+
+
+@dataclass
+class AdaINTrainConfig:
+    """Every setting of an AdaIN training run (``train --method adain``); the CLI's defaults come from here."""
+
+    styles: str = ""  # folder of style pictures (searched recursively); required
+    data: str | None = None  # folder of content photos (COCO); required
+    vgg: str = field(default_factory=default_vgg)  # yours in weights/, else the shipped one
+    image_size: int = 256  # content and style crops are image_size² (Huang's 256)
+    style_resize: int | None = None  # shorter side of the pictures before the crops; None: 2 × image_size (Huang)
+    batch_size: int = 8  # Huang's
+    iters: int = 160_000  # Huang's schedule; a CPU run uses far fewer (see the report / docs)
+    lr: float = 1e-4  # Adam, Huang's
+    lr_decay: float = 5e-5  # lr / (1 + lr_decay·step), Huang's
+    content_weight: float = 1.0  # Huang's
+    style_weight: float = 10.0  # Huang's λ (a ratio of two MSEs of the same features: no VGG-scale correction)
+    style_layers: tuple[str, ...] = adain.STYLE_LAYERS  # relu1_1, relu2_1, relu3_1, relu4_1
+    style_layer_weights: tuple[float, ...] | None = None  # None: equal, as Huang
+    decoder_widths: tuple[int, ...] = (256, 128, 64)  # the encoder's own widths (Huang); smaller: a lighter decoder
+    style_size: int = adain.STYLE_IMAGE_SIZE  # written into the network: a style picture's shorter side at inference
+    seed: int = 0  # decoder initialisation, content order and style crops
+    output: str | None = None  # None: weights/adain.safetensors
+    run_dir: str | None = None  # None: runs/<output stem>
+    checkpoint_every: int = 1000  # steps; 0: only at the end and on Ctrl-C
+    keep_checkpoints: int = 3
+    resume: str | None = None  # a checkpoint path, or LATEST
+    overwrite: bool = False  # start afresh even if --output or the run folder's checkpoints exist
+    sample_every: int = 500  # steps; 0: none
+    sample_count: int = 4  # held-out photos in the sample grids (the last ones of --data)
+    sample_styles: tuple[str, ...] = ()  # pictures for the sample grids (e.g. held-out styles); (): 2 training ones
+    log_every: int = 10  # steps between progress lines (the only host reads of the losses)
+    min_side: int | None = None  # skip content images with a shorter side below this; None: image_size // 2
+    prefetch: int = 2  # content batches decoded ahead
+    tune: bool = True  # autotune the convolution strategies for this batch shape first (cached on disk)
+    compile: bool = True  # mx.compile the step (False: no start-up kernel compilation, for tiny CPU runs)
+
+    def output_path(self) -> Path:
+        return Path(self.output) if self.output else Path("weights") / "adain.safetensors"
+
+    def run_path(self) -> Path:
+        return Path(self.run_dir) if self.run_dir else Path("runs") / self.output_path().stem
+
+    def log_path(self) -> Path:
+        return self.run_path() / "log.jsonl"
+
+    def style_crop_source(self) -> int:
+        return self.style_resize or 2 * self.image_size
+
+    def network_config(self, preprocess: str, arch: str) -> adain.AdaINConfig:
+        return adain.AdaINConfig(arch=arch, preprocess=preprocess, decoder_widths=tuple(self.decoder_widths),
+                                 style_size=self.style_size)
+
+    def loss_config(self) -> adain.AdaINLossConfig:
+        weights = self.style_layer_weights or (1.0,) * len(self.style_layers)
+        return adain.AdaINLossConfig(self.content_weight, self.style_weight, tuple(self.style_layers),
+                                     tuple(weights))
+
+    def recipe(self) -> dict:
+        """What a resume must find unchanged besides the network and the data (else it would not be exact)."""
+        return {"loss": json.loads(json.dumps(asdict(self.loss_config()))), "lr": self.lr, "lr_decay": self.lr_decay,
+                "style_resize": self.style_crop_source()}
+
+    def shareable(self) -> dict:
+        """The settings as recorded in weight files: paths reduced to their file names (no local folders)."""
+        record = asdict(self)
+        for key in ("styles", "data", "vgg", "output", "run_dir", "resume"):
+            if record.get(key) not in (None, LATEST):
+                record[key] = Path(record[key]).name
+        record["sample_styles"] = [Path(p).name for p in self.sample_styles]
+        return record
+
+    def check(self) -> None:
+        """Refuse settings no run can use, with the flag to change."""
+        for name in ("image_size", "batch_size", "log_every", "iters", "sample_count"):
+            if getattr(self, name) < 1:
+                raise TrainingError(f"--{name.replace('_', '-')} must be at least 1")
+        if self.image_size < 16 or self.image_size % 8:
+            raise TrainingError(f"--image-size must be a multiple of 8 and at least 16 (the encoder pools three "
+                                f"times), got {self.image_size}")
+        if self.style_crop_source() < self.image_size:
+            raise TrainingError(f"--style-resize {self.style_resize} is smaller than the crops (--image-size "
+                                f"{self.image_size})")
+        if not self.lr > 0 or self.lr_decay < 0:
+            raise TrainingError("--lr must be positive and --lr-decay at least 0")

@@ -263,9 +263,12 @@ class DataPlan:
     skipped: list[str]
 
 
-def plan_data(config: TrainConfig, say) -> DataPlan:
-    """Find the images and prove one is usable, cheaply, before any heavy work (see ``mlx_style.data``)."""
-    files, sample_paths = split_files(config)
+def plan_data(config: TrainConfig, say, split=split_files) -> DataPlan:
+    """Find the images and prove one is usable, cheaply, before any heavy work (see this module's docstring).
+
+    ``config``: a ``TrainConfig``, or another method's settings with the same data fields and an ``iters``;
+    ``split(config)`` gives its (training files, sample files)."""
+    files, sample_paths = split(config)
     skipped: list[str] = []
 
     def on_skip(path, reason):
@@ -285,3 +288,13 @@ def plan_data(config: TrainConfig, say) -> DataPlan:
             "global_batch": config.batch_size, "image_size": config.image_size}
     return DataPlan(source, sample_paths, per_epoch, total, info, skipped)
 
+
+def load_sample_batch(paths: list[Path], size: int) -> np.ndarray | None:
+    """The usable sample images as ``(N, size, size, 3)`` uint8 (unreadable ones left out), or None."""
+    crops = []
+    for path in paths:
+        try:
+            crops.append(prepare(load_image(path), size))
+        except ImageError:
+            continue
+    return np.stack(crops) if crops else None

@@ -4,15 +4,15 @@ from __future__ import annotations
 
 
 import mlx.core as mx
+import mlx.nn as nn
 import mlx.optimizers as optim
 from mlx.utils import tree_flatten, tree_unflatten
 
 from mlx_style.backend import resident_bytes
-from mlx_style.nn.transformer import TransformerNet
 from mlx_style.training.launch import launcher_bytes
 
 
-def broadcast_from_rank0(net: TransformerNet, optimizer: optim.Optimizer, step: int, group) -> int:
+def broadcast_from_rank0(net: nn.Module, optimizer: optim.Optimizer, step: int, group) -> int:
     """Give every rank rank 0's network, optimizer state and step (only rank 0 reads checkpoints).
 
     An ``all_sum`` to which the other ranks contribute zeros; exact, since x + 0 = x.

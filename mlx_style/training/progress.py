@@ -15,6 +15,7 @@ import numpy as np
 from PIL import Image, ImageDraw, ImageFont
 
 from mlx_style.io.weights import atomic_write
+from mlx_style.timing import format_duration  # noqa: F401  (re-exported for the runner)
 
 SERIES_COLOURS = {"loss": (0, 0, 0), "content": (31, 119, 180), "style": (214, 39, 40), "tv": (44, 160, 44),
                   "temporal": (148, 103, 189)}
@@ -22,22 +23,12 @@ SERIES = ("loss", "content", "style", "tv")
 OPTIONAL_SERIES = ("temporal",)  # drawn when the log has them (train --stable)
 
 
-def format_duration(seconds: float) -> str:
-    """``3725`` → ``1:02:05``; ``65`` → ``1:05``; unknown → ``?``."""
-    if not math.isfinite(seconds) or seconds < 0:
-        return "?"
-    seconds = int(round(seconds))
-    h, rest = divmod(seconds, 3600)
-    m, s = divmod(rest, 60)
-    return f"{h}:{m:02d}:{s:02d}" if h else f"{m}:{s:02d}"
-
-
 def format_progress(record: dict, total: int, eta_s: float) -> str:
-    """One human line: step/total, throughput, ETA and the losses (the temporal term when the run has one)."""
-    temporal = f", temporal {record['temporal']:.4g}" if "temporal" in record else ""
+    """One human line: step/total, throughput, ETA and the losses (the terms the method has: an AdaIN run has no tv,
+    a ``--stable`` one a temporal term)."""
+    terms = ", ".join(f"{k} {record[k]:.4g}" for k in SERIES[1:] + OPTIONAL_SERIES if k in record)
     return (f"step {record['step']}/{total}  {record['images_per_s']:.2f} img/s  ETA {format_duration(eta_s)}  "
-            f"loss {record['loss']:.4g} (content {record['content']:.4g}, style {record['style']:.4g}, "
-            f"tv {record['tv']:.4g}{temporal})")
+            f"loss {record['loss']:.4g} ({terms})")
 
 
 class ProgressLine:

@@ -7,7 +7,7 @@
 
 Median of ``--repeats`` calls after ``--warmup`` each (MLX's convolutions tuned first), per size; prints the time
 ratio MLX / onnxruntime (below 1: MLX is faster) and writes JSON with ``--json``. See
-``mlx_style.infer.imported_speed``, which ``mlx-style bench --onnx`` runs too.
+``mlx_style.bench.imported``, which ``mlx-style bench --onnx`` runs too.
 """
 
 from __future__ import annotations
@@ -18,8 +18,8 @@ import sys
 
 import mlx_style  # noqa: F401  (loads the BLAS before mlx.core)
 
-from mlx_style.infer.benchmark import parse_sizes
-from mlx_style.infer.imported_speed import compare_imported
+from mlx_style.bench.inference import parse_sizes
+from mlx_style.bench.imported import compare_imported
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -9,7 +9,7 @@ previous formulation) and ``ops.instance_norm`` beside ``F.instance_norm`` + ReL
 training step's shapes (4 × size/2² × 32, …) under ``mx.compile``, as the step runs it, forward and with its
 gradients, against the autodiff formulation ``ops.instance_norm`` replaced last. Stages: each stage of the
 report's network (``conv1``, ``relu(in1)``, …, ``out``) timed alone on the previous stage's output, MLX with
-tuned convolutions, then the same stage of its PyTorch twin (``scripts/bench/torch_twin.py``) with the same weights,
+tuned convolutions, then the same stage of its PyTorch twin (``mlx_style/bench/torch_twin.py``) with the same weights,
 on the device matching MLX's. Medians in ms.
 Device rows (``--device-only`` for these alone; on a GPU: ``--size 256 --batch 8``), compiled, forward and with
 the gradient, on MLX's default device beside PyTorch on the matching one: VGG's 2×2 max-pool as ``mx.max`` over a
@@ -36,7 +36,7 @@ from mlx_style.backend import keep_freed_memory
 from mlx_style.nn.conv import tune_convs
 from mlx_style.nn.ops import instance_norm, max_pool_2x2, pad_spatial, relu
 from mlx_style.nn.transformer import TransformerNet
-from scripts.bench import torch_twin
+from mlx_style.bench import torch_twin
 from scripts.bench.bench_train import matching_torch_device
 
 

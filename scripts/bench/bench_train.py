@@ -139,7 +139,7 @@ def run_mlx(config: BenchConfig, inputs: Path) -> dict:
     from mlx_style.training.step import make_train_step, tune_step_convs
     from mlx_style.nn.transformer import TransformerNet
     from mlx_style.backend import keep_freed_memory
-    from mlx_style.nn.vgg import load_vgg
+    from mlx_style.io.vgg_weights import load_vgg
 
     malloc = keep_freed_memory()  # as every mlx_style command does
     group = mx.distributed.init()  # one rank of several when started with --processes N (as `mlx-style train`)
@@ -192,7 +192,7 @@ def run_torch(config: BenchConfig, inputs: Path) -> dict:
 
     from mlx_style.nn.losses import LossConfig
     from mlx_style.nn.transformer import TransformerConfig
-    from scripts.bench import torch_twin  # the same VGG, losses and clipping as mlx_style, in PyTorch
+    from mlx_style.bench import torch_twin  # the same VGG, losses and clipping as mlx_style, in PyTorch
 
     device = config.torch_device
     sync = {"cuda": torch.cuda.synchronize, "mps": lambda: torch.mps.synchronize()}.get(device, lambda: None)

@@ -7,7 +7,7 @@
 Parts: the transformer's forward, its forward + backward (against a fixed cotangent), VGG to relu4_3 on the
 output, VGG to the content layer on the content, the loss gradient through VGG with respect to the output (both
 VGG passes, the losses, the backward), and the whole loss and gradient. MLX tunes its convolutions for the step
-first, as ``mlx-style train`` does; PyTorch runs the same parts on its twin network (``scripts/bench/torch_twin.py``)
+first, as ``mlx-style train`` does; PyTorch runs the same parts on its twin network (``mlx_style/bench/torch_twin.py``)
 with the same weights, on the device matching MLX's (``cuda`` or ``mps`` beside MLX's GPU; synchronised per run).
 ``--compile`` times MLX's parts under ``mx.compile`` (as training runs them); ``--vgg random`` uses random VGG16
 weights (``bench_train``'s) where no converted file is at hand. The last row recomputes the residual blocks
@@ -36,7 +36,7 @@ from mlx_style.nn.losses import LossConfig, perceptual_loss, recommended_weights
 from mlx_style.backend import keep_freed_memory
 from mlx_style.training.step import make_loss_fn, tune_step_convs
 from mlx_style.nn.transformer import TransformerConfig, TransformerNet
-from mlx_style.nn.vgg import DEFAULT_VGG_PATH, load_vgg
+from mlx_style.io.vgg_weights import default_vgg, load_vgg
 from scripts.bench import bench_train, torch_twin
 
 
@@ -166,7 +166,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--image-size", type=int, default=128)
     p.add_argument("--batch-size", type=int, default=4)
     p.add_argument("--repeats", type=int, default=3, help="timed runs per part after a warm-up (best counts)")
-    p.add_argument("--vgg", default=str(DEFAULT_VGG_PATH), help="converted VGG16 weights, or 'random' (timing only)")
+    p.add_argument("--vgg", default=default_vgg(), help="converted VGG16 weights, or 'random' (timing only)")
     p.add_argument("--compile", action="store_true", help="time MLX's parts under mx.compile, as training runs them")
     return p
 

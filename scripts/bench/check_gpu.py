@@ -6,7 +6,7 @@
 Prints (1) a style network's output on a photo, GPU against CPU (max and mean absolute difference, 0–255), and
 writes the GPU's picture with ``--save``; (2) one training batch's loss and gradients (random VGG16 to relu4_3,
 the Caffe loss weights; ``--vgg`` for real weights), GPU against CPU. Without a GPU both sides run on the CPU and
-the differences are 0. Measured on an H200 in docs/benchmarks.md. Run from the repository root.
+the differences are 0. Measured on an H200 in docs/notes/performance_details.md. Run from the repository root.
 """
 
 from __future__ import annotations
@@ -28,7 +28,7 @@ from mlx_style.nn.losses import LossConfig, recommended_weights, style_targets
 from mlx_style.infer.stylize import load_network
 from mlx_style.training.step import make_loss_fn
 from mlx_style.nn.transformer import TransformerNet
-from mlx_style.nn.vgg import load_vgg
+from mlx_style.io.vgg_weights import load_vgg
 from scripts.bench import bench_train  # its random VGG
 
 

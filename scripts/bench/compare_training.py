@@ -29,7 +29,7 @@ from mlx_style.optim.layers import label_tile, make_grid
 from mlx_style.nn.losses import LossConfig, perceptual_loss, style_targets
 from mlx_style.backend import keep_freed_memory
 from mlx_style.infer.stylize import load_network, run_any_size, to_uint8
-from mlx_style.nn.vgg import DEFAULT_VGG_PATH, load_vgg
+from mlx_style.io.vgg_weights import default_vgg, load_vgg
 
 
 def loss_config_of(meta: dict[str, str]) -> LossConfig:
@@ -65,7 +65,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--labels", help="comma-separated names for the networks (default: file stems)")
     p.add_argument("--style", required=True)
     p.add_argument("--data", required=True, help="folder of held-out photos")
-    p.add_argument("--vgg", default=str(DEFAULT_VGG_PATH))
+    p.add_argument("--vgg", default=default_vgg())
     p.add_argument("--size", type=int, default=128, help="crop side for the losses (the training size)")
     p.add_argument("--style-size", type=int, help="longer side of the style image (default: --size)")
     p.add_argument("--grid", help="write the side-by-side picture here (.jpg or .png)")

@@ -17,7 +17,7 @@ import numpy as np
 import mlx_style  # noqa: F401  (loads the BLAS before mlx.core)
 import mlx.core as mx
 
-from mlx_style.infer.stylize import load_arbitrary_network
+from mlx_style.io.style_models import load_style_model
 from mlx_style.io.image import load_image, resize
 from mlx_style.io.magenta import PREDICT_FILE, TRANSFORM_FILE, read_onnx
 from mlx_style.io.onnx_graph import float_graph
@@ -39,7 +39,7 @@ def main(argv: list[str] | None = None) -> int:
     args = p.parse_args(argv)
     import onnxruntime as ort
 
-    net, _ = load_arbitrary_network(args.model)
+    net = load_style_model(args.model).net
     graphs = {name: read_onnx(args.onnx, name)[0] for name in (PREDICT_FILE, TRANSFORM_FILE)}
     session = lambda m: ort.InferenceSession(m.SerializeToString(), providers=["CPUExecutionProvider"])  # noqa: E731
     sessions = {"float": [session(float_graph(graphs[n])) for n in (PREDICT_FILE, TRANSFORM_FILE)],

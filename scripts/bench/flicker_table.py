@@ -76,7 +76,7 @@ def main(argv: list[str] | None = None) -> int:
     loss_parts = None
     if args.vgg:
         from mlx_style.nn.losses import LossConfig, style_targets
-        from mlx_style.nn.vgg import load_vgg
+        from mlx_style.io.vgg_weights import load_vgg
 
         meta = read_metadata(resolve_model(args.model))
         cfg = json.loads(meta["loss_config"])

@@ -10,10 +10,10 @@ the issue's goals first:
 
 - ``train``: ``scripts.bench.bench_train``'s step, MLX and PyTorch in alternating child processes, 8 × 256²,
   random VGG16 (the cost does not depend on the weights): time per step and peak memory for both;
-- ``infer``: ``mlx-style bench --torch`` (``infer.benchmark.run``): the report's network, MLX against its PyTorch
+- ``infer``: ``mlx-style bench --torch`` (``bench.inference.run``): the report's network, MLX against its PyTorch
   twin in the same process, 256², 640×480, 1280×720, 1920×1080, compiled, float32, bfloat16, float16;
 - ``imported``: Magenta's 26-style network and arbitrary pair imported into MLX (``io.magenta``) against their
-  original graphs in onnxruntime (``infer.imported_speed.compare_imported``, as ``mlx-style bench --onnx``: the
+  original graphs in onnxruntime (``bench.imported.compare_imported``, as ``mlx-style bench --onnx``: the
   CUDA provider when onnxruntime has one, else its CPU, as the JSON says), and the 26-style graph in PyTorch
   through ``onnx2torch`` (carried) on the GPU.
 
@@ -111,7 +111,7 @@ def part_info(cfg: SessionConfig, save) -> None:
     import mlx_style  # noqa: F401  (BLAS before mlx.core)
     import mlx.core as mx
 
-    from mlx_style.infer.benchmark import platform_info
+    from mlx_style.bench.inference import platform_info
 
     info = platform_info()
     with contextlib.suppress(Exception):
@@ -144,7 +144,7 @@ def part_info(cfg: SessionConfig, save) -> None:
 
 def bench_config(cfg: SessionConfig, dtype: str, warmup: int, repeats: int, torch: bool):
     from mlx_style.backend import compile_inference
-    from mlx_style.infer.benchmark import BenchConfig
+    from mlx_style.bench.inference import BenchConfig
 
     compiled = cfg.compile if cfg.compile != "auto" else ("yes" if compile_inference() else "no")
     return BenchConfig(sizes=cfg.sizes, dtype=dtype, compile=compiled, warmup=warmup, repeats=repeats, torch=torch)
@@ -172,7 +172,7 @@ def part_warm(cfg: SessionConfig, save) -> None:
     """The later parts' shapes and dtypes once each, MLX alone, the training step first (the goal's): NVRTC builds
     the kernels here and caches them on disk, so the timed parts' first calls load them."""
     from mlx_style.backend import keep_freed_memory
-    from mlx_style.infer import benchmark
+    from mlx_style.bench import inference as benchmark
     from scripts.bench import bench_train
 
     keep_freed_memory()
@@ -193,7 +193,7 @@ def part_warm(cfg: SessionConfig, save) -> None:
 
 def part_infer(cfg: SessionConfig, save) -> None:
     from mlx_style.backend import keep_freed_memory
-    from mlx_style.infer import benchmark
+    from mlx_style.bench import inference as benchmark
 
     keep_freed_memory()
     out = {"rows": []}
@@ -270,13 +270,13 @@ def magenta_dir(cfg: SessionConfig) -> Path:
 
 
 def part_imported(cfg: SessionConfig, save) -> None:
-    """``infer.imported_speed.compare_imported`` (as ``mlx-style bench --onnx``) for both Magenta networks, and the
+    """``bench.imported.compare_imported`` (as ``mlx-style bench --onnx``) for both Magenta networks, and the
     26-style graph in PyTorch through ``onnx2torch`` where that is installed."""
     import numpy as np
 
     from mlx_style.backend import keep_freed_memory
-    from mlx_style.infer.benchmark import parse_sizes
-    from mlx_style.infer.imported_speed import compare_imported, median_seconds
+    from mlx_style.bench.inference import parse_sizes
+    from mlx_style.bench.imported import compare_imported, median_seconds
     from mlx_style.infer.stylize import load_network
     from mlx_style.io import magenta
 

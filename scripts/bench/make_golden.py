@@ -24,7 +24,7 @@ from pathlib import Path
 
 import numpy as np
 
-from scripts.bench.torch_twin import build_transformer
+from mlx_style.bench.torch_twin import build_transformer
 
 TESTS = Path(__file__).resolve().parents[2] / "tests"
 
@@ -82,7 +82,7 @@ def build_torch(torch):
                     block, index = block + 1, 1
             return {name: out[name] for name in relu_names}
 
-    def TransformerNet(cfg):  # noqa: N802  (the one twin, scripts/bench/torch_twin.py)
+    def TransformerNet(cfg):  # noqa: N802  (the one twin, mlx_style/bench/torch_twin.py)
         return build_transformer(torch, cfg)
 
     return VGG16Features, TransformerNet

@@ -34,7 +34,7 @@ from mlx_style.io.image import list_images, load_image, resize_max_side, to_batc
 from mlx_style.io.registry import resolve_model, resolve_style_image
 from mlx_style.io.weights import read_metadata
 from mlx_style.nn.losses import style_targets
-from mlx_style.nn.vgg import DEFAULT_VGG_PATH, load_vgg
+from mlx_style.io.vgg_weights import default_vgg, load_vgg
 from mlx_style.optim.layers import label_tile, make_grid
 from mlx_style.training.data import prepare
 from scripts.bench.compare_training import evaluate, loss_config_of
@@ -74,7 +74,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--adain", nargs="*", default=[], help="AdaIN networks (serve any style)")
     p.add_argument("--arbitrary", nargs="*", default=[], help="imported arbitrary-style networks (any style)")
     p.add_argument("--data", required=True, help="folder of held-out photos")
-    p.add_argument("--vgg", default=str(DEFAULT_VGG_PATH))
+    p.add_argument("--vgg", default=default_vgg())
     p.add_argument("--size", type=int, default=256)
     p.add_argument("--grid", help="write the side-by-side picture here")
     p.add_argument("--grid-styles", default="", help="comma-separated style names for the picture")

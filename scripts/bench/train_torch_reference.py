@@ -33,7 +33,7 @@ from mlx_style.training.config import TrainConfig, loss_config
 from mlx_style.training.data import BatchIterator, plan_data
 from mlx_style.nn.transformer import TransformerNet
 from mlx_style.io.weights import file_sha256
-from scripts.bench import torch_twin
+from mlx_style.bench import torch_twin
 
 
 def build_parser() -> argparse.ArgumentParser:

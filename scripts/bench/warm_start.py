@@ -33,7 +33,7 @@ from mlx_style.io.image import list_images, load_image, resize_max_side, to_batc
 from mlx_style.io.weights import file_sha256
 from mlx_style.nn.losses import style_targets
 from mlx_style.nn.transformer import TransformerConfig, TransformerNet
-from mlx_style.nn.vgg import DEFAULT_VGG_PATH, load_vgg
+from mlx_style.io.vgg_weights import default_vgg, load_vgg
 from mlx_style.training import checkpoint as ckpt
 from mlx_style.training.data import prepare
 from mlx_style.training.progress import read_log
@@ -87,7 +87,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--labels", nargs="+", help="names for the warm runs (default: folder names)")
     p.add_argument("--style", required=True, help="the style picture all of them train")
     p.add_argument("--data", required=True, help="folder of held-out photos")
-    p.add_argument("--vgg", default=str(DEFAULT_VGG_PATH))
+    p.add_argument("--vgg", default=default_vgg())
     p.add_argument("--size", type=int, default=128, help="crop side for the losses (the training size)")
     p.add_argument("--json", help="write every measurement here")
     return p

@@ -11,7 +11,7 @@ import numpy as np
 
 from mlx_style.nn.losses import style_targets
 from mlx_style.nn.transformer import TransformerConfig, TransformerNet
-from mlx_style.nn.vgg import load_vgg
+from mlx_style.io.vgg_weights import load_vgg
 from mlx_style.training.config import TrainConfig, loss_config
 from mlx_style.training.step import make_train_step
 

@@ -1,7 +1,7 @@
 """Sharing a style on the Hugging Face Hub (``mlx-style hub push MODEL user/name``): the weight file as
 ``model.safetensors``, a model card (``README.md``: the style picture, the training command and config, sample
 stylisations, the licences), and optionally the ONNX export beside it. ``--model hf:user/name`` pulls it back
-(``io.download.fetch_hub_model``).
+(``io.hub.fetch_hub_model``).
 """
 
 from __future__ import annotations
@@ -13,9 +13,12 @@ from pathlib import Path
 import numpy as np
 from PIL import Image
 
-from mlx_style.io.download import HUB_MODEL_FILE, DownloadError, parse_hf_name
+from mlx_style.infer.stylize import load_network, stylize_array
+from mlx_style.io.download import DownloadError
+from mlx_style.io.hub import HUB_MODEL_FILE, TIMEOUT_ENV, hub_offline, hub_timeout, parse_hf_name
 from mlx_style.io.image import ImageError, load_image, resize_max_side
-from mlx_style.io.weights import read_metadata
+from mlx_style.io.style_models import PICTURE_KINDS
+from mlx_style.io.weights import WeightFileError, read_metadata
 
 THUMBNAIL = 256
 
@@ -31,8 +34,9 @@ def model_card(repo: str, meta: dict[str, str], style_picture: str | None, sampl
              f"style {meta.get('style', '?')}.", ""]
     if style_picture:
         lines += ["![the style](style.jpg)", ""]
-    lines += ["## Use", "", "```bash", f"mlx-style stylize --model hf:{repo} photo.jpg -o out.jpg",
-              f"mlx-style cam --model hf:{repo}", "```", ""]
+    picture = " --style-image PAINTING.jpg" if meta.get("kind") in PICTURE_KINDS else ""
+    lines += ["## Use", "", "```bash", f"mlx-style stylize --model hf:{repo}{picture} photo.jpg -o out.jpg",
+              f"mlx-style cam --model hf:{repo}{picture}", "```", ""]
     if onnx:
         lines += ["`model.onnx` beside it: input `image`, output `stylized`, `(1, 3, H, W)` RGB 0–255.", ""]
     if samples:
@@ -52,17 +56,33 @@ def model_card(repo: str, meta: dict[str, str], style_picture: str | None, sampl
 
 def push(model: str | Path, repo: str, *, style_picture: str | None = None, samples: list[str] | None = None,
          onnx: bool = False, private: bool = False, endpoint: str | None = None, token: str | None = None) -> str:
-    """Upload a style to ``repo`` (``user/name``); returns the commit URL. Raises ``DownloadError`` (reused for
-    any Hub failure) with one line."""
-    from huggingface_hub import HfApi
+    """Upload a style to ``repo`` (``user/name``, its main branch); returns the commit URL. A network that takes
+    any picture as its style stylises the samples in ``style_picture``'s. Every request gives up after
+    ``HF_HUB_DOWNLOAD_TIMEOUT`` seconds without an answer (``io.hub.hub_timeout``).
 
-    from mlx_style.infer.stylize import load_network, stylize_array
+    Raises:
+        WeightFileError: ``repo`` is not ``USER/NAME``, or names a revision.
+        DownloadError: (reused for any Hub failure) offline, refused, or the server failed or was silent.
+    """
+    from huggingface_hub import HfApi, get_session
 
-    repo_id, _ = parse_hf_name(repo)
+    repo_id, revision = parse_hf_name(repo)
+    if revision:  # a push commits to main: a revision here would be a promise not kept
+        raise WeightFileError(f"hub push {repo}: a push goes to the main branch; give {repo_id} without @{revision}")
+    if hub_offline():
+        raise DownloadError(f"could not push to {repo_id}: HF_HUB_OFFLINE is set; unset it to push")
     path = Path(model)
     meta = read_metadata(path)
-    net, _ = load_network(path)
-    with tempfile.TemporaryDirectory() as tmp:
+    if meta.get("kind") in PICTURE_KINDS:
+        if not style_picture:
+            raise WeightFileError(f"{path.name} takes any picture as its style: give hub push --style-image PICTURE "
+                                  "(the card shows it, and the samples are stylised in it)")
+        net, _ = load_network(path, style_images=[np.asarray(load_image(style_picture))])
+    else:
+        net, _ = load_network(path)
+    session = get_session()
+    previous = session.timeout
+    with tempfile.TemporaryDirectory() as tmp:  # removed on any error and on Ctrl-C (and SIGTERM: see cli.hub)
         folder = Path(tmp)
         (folder / HUB_MODEL_FILE).write_bytes(path.read_bytes())
         if style_picture:
@@ -77,14 +97,19 @@ def push(model: str | Path, repo: str, *, style_picture: str | None = None, samp
             export_onnx(net, folder / "model.onnx")
         (folder / "README.md").write_text(model_card(repo_id, meta, style_picture, samples or [], onnx))
         try:
+            session.timeout = hub_timeout()  # huggingface_hub waits forever on a server that never answers
             api = HfApi(endpoint=endpoint, token=token)
             api.create_repo(repo_id, private=private, exist_ok=True)
             info = api.upload_folder(repo_id=repo_id, folder_path=str(folder),
                                      commit_message=f"mlx_style: {meta.get('style', 'a style')}")
-        except Exception as exc:  # noqa: BLE001  (HTTP, auth and connection errors: one line)
+        except Exception as exc:  # noqa: BLE001  (HTTP, auth, timeouts and connection errors: one line)
             reason = str(exc).strip().splitlines()[0][:160] if str(exc).strip() else type(exc).__name__
+            if "Timeout" in type(exc).__name__:  # httpx's kinds, however huggingface_hub imports it
+                reason = f"no answer within {session.timeout.read:g} s, set {TIMEOUT_ENV} to wait longer"
             raise DownloadError(f"could not push to {repo_id} ({reason}): check `hf auth login` and the "
                                 "connection") from None
+        finally:
+            session.timeout = previous
     return str(getattr(info, "commit_url", info))
 
 

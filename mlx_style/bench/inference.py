@@ -30,7 +30,7 @@ from mlx.utils import tree_map
 from mlx_style import _blas
 from mlx_style.backend import backend_name
 from mlx_style.nn.conv import tune_convs
-from mlx_style.training.benchmark import bench_train
+from mlx_style.bench.training import bench_train
 from mlx_style.infer.stylize import DTYPES, load_network
 from mlx_style.nn.transformer import TransformerConfig, TransformerNet, count_parameters
 from mlx_style.io.weights import WeightFileError
@@ -206,22 +206,6 @@ def torch_device_name(torch) -> str | None:
     return "cuda" if torch.cuda.is_available() else None
 
 
-def load_torch_twin():
-    """The PyTorch twin of the style network (``scripts/bench/torch_twin.py``): it lives in the repository, not in
-    the package, so ``--torch`` needs a clone. Raises ImportError saying so."""
-    import importlib.util
-    import sys
-
-    path = Path(__file__).resolve().parents[2] / "scripts" / "bench" / "torch_twin.py"
-    if not path.exists():
-        raise ImportError(f"--torch needs the repository's scripts/bench/torch_twin.py (not found at {path})")
-    spec = importlib.util.spec_from_file_location("mlx_style_torch_twin", path)
-    module = importlib.util.module_from_spec(spec)
-    sys.modules[spec.name] = module
-    spec.loader.exec_module(module)
-    return module
-
-
 def make_torch_net(net: TransformerNet):
     """``(torch module, its device name, torch)`` with ``net``'s weights, or raise ImportError."""
     import torch
@@ -229,7 +213,9 @@ def make_torch_net(net: TransformerNet):
     device = torch_device_name(torch)
     if device is None:
         raise ImportError(f"PyTorch has no device matching MLX's {mx.default_device()}")
-    return load_torch_twin().twin_of(torch, net, device), device, torch
+    from mlx_style.bench import torch_twin
+
+    return torch_twin.twin_of(torch, net, device), device, torch
 
 
 def torch_max_difference(net: TransformerNet, module, torch, device: str, size=(64, 48)) -> float:
@@ -287,7 +273,7 @@ def run(config: BenchConfig, log=print) -> dict:
     if config.warmup < 0 or config.repeats < 1:
         raise BenchError("--warmup must be ≥ 0 and --repeats ≥ 1")
     if config.onnx:
-        from mlx_style.infer.imported_speed import compare_imported
+        from mlx_style.bench.imported import compare_imported
 
         if not config.model:
             raise BenchError("--onnx compares an imported network: give it with --model (convert-magenta writes it)")

@@ -2,9 +2,9 @@
 
 The one PyTorch twin of each network: the golden fixtures (``make_golden``), ``mlx-style bench --torch``,
 ``bench_train`` (the same step timed in both frameworks) and ``train_torch_reference`` (the same recipe trained in
-both) all use it. The package never imports torch; these need ``pip install torch safetensors``.
+both) all use it. It never imports torch itself (callers pass the module in): ``pip install -e ".[bench]"``.
 
-Everything follows ``mlx_style.losses`` term for term: content ``‖φ−φ̂‖²/(2·B·C·H·W)``, Gram ``φᵀφ/(C·H·W)``,
+Everything follows ``mlx_style.nn.losses`` term for term: content ``‖φ−φ̂‖²/(2·B·C·H·W)``, Gram ``φᵀφ/(C·H·W)``,
 style ``Σ_j w_j·mean((G−Ĝ)²)``, isotropic TV averaged over the batch; VGG reads RGB 0–255 NCHW and applies
 the preprocessing named in its weight file. The style network is ``build_transformer``.
 """

@@ -1,0 +1,109 @@
+"""The cam's stylising of one frame: a frame function compiled once per size (``Stylizer``), and the processing
+size a CPU can keep up with (``calibrate_size``). ``infer.live`` runs them over a camera or a video."""
+
+from __future__ import annotations
+
+import time
+
+import mlx.core as mx
+import numpy as np
+
+from mlx_style.backend import compile_inference
+from mlx_style.infer.cam_controls import SIZE_STEPS
+from mlx_style.infer.color import keep_colors
+from mlx_style.infer.smoothing import TemporalSmoother
+from mlx_style.infer.stylize import to_uint8
+
+# On a CPU the processing size is measured at start-up (calibrate_size): CPUs differ by more than 10× in speed.
+TARGET_FPS = 10.0  # what the CPU calibration aims for
+FRAME_SHARE = 0.8  # of each frame's time the model may use; capture, resizing and display take the rest
+COMPILE_CHOICES = ("auto", "yes", "no")
+
+
+class Stylizer:
+    """A style network with one forward per ``(H, W, dtype)``, compiled with ``mx.compile`` if asked.
+
+    A compiled forward is traced once per input shape; later frames of that size reuse the graph. ``traces``
+    counts the traces (the Python body of the forward runs only while tracing, or on every call uncompiled).
+    """
+
+    def __init__(self, net, compile: bool = True):
+        """``net``: a frame function (``nn.style.FrameFunction``: any kind of network, bound to its style)."""
+        self.net, self.compile = net, compile
+        self.dtype = net.compute_dtype
+        self.traces = 0
+        self._forwards: dict[tuple, object] = {}
+
+    def _forward(self, image: mx.array, *style: mx.array) -> mx.array:
+        self.traces += 1
+        image = image.astype(self.dtype)
+        # the style (a blend, a picture's vector) is an input, so a compiled forward follows it as it changes
+        stylised = self.net.apply_style(image, *style).astype(mx.float32)
+        # round and convert on the device: a quarter of the bytes to copy back, and no work left for numpy
+        return mx.clip(mx.round(stylised), 0, 255).astype(mx.uint8)
+
+    def forward(self, height: int, width: int):
+        """The function that stylises a ``(1, height, width, 3)`` uint8 batch (cached per size and dtype)."""
+        key = (height, width, self.dtype)
+        if key not in self._forwards:
+            self._forwards[key] = mx.compile(self._forward) if self.compile else self._forward
+        return self._forwards[key]
+
+    def __call__(self, rgb: np.ndarray, preserve_color: bool = False) -> np.ndarray:
+        """Stylise one uint8 RGB ``(H, W, 3)`` image; returns uint8 RGB of the same size.
+
+        ``preserve_color`` keeps the input's chroma and stylises the luminance only (``stylize.keep_colors``).
+        """
+        H, W, _ = rgb.shape
+        image = mx.array(np.ascontiguousarray(rgb))[None]
+        out = self.forward(H, W)(image, *self.net.style_inputs(image))
+        mx.eval(out)
+        stylised = np.asarray(out[0])
+        return to_uint8(keep_colors(stylised, rgb)) if preserve_color else stylised
+
+def calibrate_size(stylizer: Stylizer, height: int, width: int, target_fps: float = TARGET_FPS,
+                   steps: tuple[int, ...] = SIZE_STEPS, clock=time.perf_counter,
+                   smooth: float = 0.0) -> tuple[int, dict[int, float]]:
+    """The largest step whose model time fits ``FRAME_SHARE / target_fps`` for frames of ``height × width``.
+
+    Steps are tried smallest first (one untimed call, then the mean of two timed calls) and the search stops at
+    the first that is too slow, so it costs a few frames' time. With ``smooth`` the timed calls include the
+    temporal smoothing (its optical flow), which the cam then runs on every frame. Returns
+    ``(size, {size: seconds measured})``; the smallest step when none is fast enough.
+    """
+    budget = FRAME_SHARE / target_fps
+    chosen, measured = steps[0], {}
+    for size in steps:
+        H, W = processing_shape(height, width, size)
+        image = np.full((H, W, 3), 128, np.uint8)
+        smoother = TemporalSmoother(smooth) if smooth else None
+
+        def frame():
+            out = stylizer(image)
+            if smoother is not None:
+                smoother(image, np.ascontiguousarray(np.clip(out, 0, 255).astype(np.uint8)))
+
+        frame()
+        start = clock()
+        frame()
+        frame()
+        measured[size] = (clock() - start) / 2
+        if measured[size] > budget:
+            break
+        chosen = size
+    return chosen, measured
+
+
+def use_compile(choice: str, device: mx.Device | None = None) -> bool:
+    """``auto`` compiles on a GPU only: on the CPU backend ``mx.compile`` builds its fused kernels with the C++
+    compiler at the first frame of every size (seconds to a minute) and then ran no faster than the plain forward."""
+    if choice not in COMPILE_CHOICES:
+        raise ValueError(f"[use_compile] choice must be one of {COMPILE_CHOICES}, got {choice!r}")
+    return choice == "yes" or (choice == "auto" and compile_inference(device))
+
+
+def processing_shape(height: int, width: int, size: int) -> tuple[int, int]:
+    """``(H, W)`` with the longer side ``size``, the aspect ratio kept and both multiples of 4 (the network's
+    stride) and at least 8, so no padding is spent inside the network."""
+    scale = size / max(height, width)
+    return (max(8, round(height * scale / 4) * 4), max(8, round(width * scale / 4) * 4))

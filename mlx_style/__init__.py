@@ -17,6 +17,13 @@ _blas.setup()
 
 __version__ = "0.2.0"
 
+try:
+    import mlx.core  # noqa: E402, F401
+except ImportError as exc:  # an Intel Mac, a Python under Rosetta, macOS < 14, or no MLX: one line saying which
+    from mlx_style.platform import mlx_import_advice
+
+    raise ImportError(mlx_import_advice(exc)) from None
+
 from mlx_style.api import Style, TrainConfig, export, load_style, stylize, train  # noqa: E402
 
 __all__ = ["Style", "TrainConfig", "export", "load_style", "stylize", "train", "__version__"]

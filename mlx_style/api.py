@@ -20,6 +20,7 @@ from mlx_style.io.style_models import ARBITRARY_HINT, StyleModel, load_style_mod
 from mlx_style.nn.style import FrameFunction
 from mlx_style.training import train  # noqa: F401  (re-exported: TrainConfig or AdaINTrainConfig)
 from mlx_style.training.config import AdaINTrainConfig, TrainConfig, TrainResult  # noqa: F401  (re-exported)
+from mlx_style.errors import UsageError
 
 
 @dataclass
@@ -70,7 +71,7 @@ def export(model: Style | FrameFunction | str | Path, path: str | Path, format: 
     from mlx_style.io.paths import check_not_an_input, check_suffix
 
     if format not in EXPORT_SUFFIXES:
-        raise ValueError(f"format must be one of {tuple(EXPORT_SUFFIXES)}, got {format!r}")
+        raise UsageError(f"format must be one of {tuple(EXPORT_SUFFIXES)}, got {format!r}")
     check_suffix(path, EXPORT_SUFFIXES[format], "-o")
     if format == "coreml":
         from mlx_style.io.coreml_export import check_package_target
@@ -110,7 +111,7 @@ def stylize(model: Style | FrameFunction | str | Path | None, image: np.ndarray,
         model = load_style(model, style=style, style_image=style_image, style_strength=style_strength)
     elif style_image is not None:
         if not isinstance(model, Style) or model.model is None or not model.model.takes_picture:
-            raise ValueError(f"style_image needs the arbitrary-style network ({ARBITRARY_HINT})")
+            raise UsageError(f"style_image needs the arbitrary-style network ({ARBITRARY_HINT})")
         model = Style(bind_style(model.model, None, style_image, style_strength)[0], model.metadata, model.path,
                       model.model)
     net = model.net if isinstance(model, Style) else model

@@ -10,6 +10,9 @@ Callers ask here instead of testing devices themselves:
 - ``recompute_above_pixels()``: above how many batch pixels training recomputes the residual blocks.
 - ``cam_default_size()``: the cam's processing size on a GPU (a CPU measures it at start-up instead).
 - ``processes_for_training()``: how many local processes ``train --processes auto`` starts.
+- ``native_depthwise()``: whether a depthwise convolution is ``mx.conv2d(..., groups=C)`` (``nn.ops.depthwise_conv``).
+- ``whole_bytes_per_pixel()`` / ``tile_threshold()``: what a whole-image pass of a style network allocates, and
+  above which size an image runs in tiles instead (``infer.stylize``).
 
 The numbers behind these choices are in docs/benchmarks.md and docs/notes/performance_details.md. Memory (below) is the CPU allocator's policy.
 
@@ -41,6 +44,8 @@ import platform
 
 import mlx_style  # noqa: F401  (loads the BLAS before mlx.core)
 import mlx.core as mx
+
+from mlx_style import platform as host
 
 # Batch pixels on one machine above which training recomputes the residual blocks by default (None: never).
 # CPU: recomputing costs one more forward pass of the blocks per step, so only where memory would otherwise
@@ -91,6 +96,57 @@ def recompute_above_pixels(backend: str | None = None) -> int | None:
 def cam_default_size() -> int | None:
     """The cam's processing size where it is fixed (a GPU); None on a CPU, which measures it."""
     return GPU_CAM_SIZE if on_gpu() else None
+
+
+def native_depthwise(device: mx.Device | mx.DeviceType | None = None) -> bool:
+    """Whether a depthwise convolution is MLX's grouped ``mx.conv2d`` (a GPU's native kernel) rather than a sum of
+    ``k²`` strided slices, which is several times faster on the CPU, whose grouped convolution is slow."""
+    return on_gpu(device)
+
+
+# Whole images or tiles (``infer.stylize``). The CPU's convolutions unfold their input (im2col and its kin): a whole
+# pass peaked near 12 KB per network pixel there (docs/notes/performance_details.md), so images above 512² run in
+# tiles. A GPU's convolutions (Metal's implicit GEMM and Winograd, cuDNN) unfold nothing: a pass holds a few of the
+# network's largest activations at once, so whole frames run up to what the device's memory holds. The GPU numbers
+# are an estimate from the activations, not yet measured on a Mac (docs/mac.md).
+CPU_TILE_SIZE = 512
+CPU_WHOLE_BYTES_PER_PIXEL = 12_000
+GPU_ACTIVATION_FACTOR = 6  # the largest stage's input and output, its padding and norm temporaries, the allocator
+GPU_MEMORY_SHARE = 0.5  # of the device's memory one whole image may take: the rest for the model, the cam, the OS
+MIN_TILE_SIZE = 64  # the smallest tile `stylize --tile-size` accepts
+
+
+def gpu_memory_bytes() -> int | None:
+    """The GPU's memory as MLX reports it (Metal: its recommended working set; CUDA: the device's total), or None."""
+    info_of = getattr(mx, "device_info", None) or getattr(mx.metal, "device_info", None)
+    try:
+        info = info_of() if info_of is not None else {}
+    except Exception:  # noqa: BLE001  (no GPU, or an MLX without the call: unknown)
+        return None
+    for key in ("max_recommended_working_set_size", "memory_size", "total_memory"):
+        if isinstance(info.get(key), int) and info[key] > 0:
+            return info[key]
+    return None
+
+
+def whole_bytes_per_pixel(activation_bytes_per_pixel: float, backend: str | None = None) -> float:
+    """Peak bytes per network pixel of a whole-image pass, given the network's largest activations per pixel
+    (a stage's input and output): the CPU's measured constant, or ``GPU_ACTIVATION_FACTOR`` × them on a GPU."""
+    if (backend or backend_name()) == "cpu":
+        return CPU_WHOLE_BYTES_PER_PIXEL
+    return GPU_ACTIVATION_FACTOR * activation_bytes_per_pixel
+
+
+def tile_threshold(bytes_per_pixel: float, backend: str | None = None) -> int:
+    """The side of the largest square image (network pixels) run as one whole pass; larger ones run in tiles.
+    ``bytes_per_pixel``: ``whole_bytes_per_pixel``'s. CPU: ``CPU_TILE_SIZE``; a GPU: what ``GPU_MEMORY_SHARE`` of
+    its memory holds (``CPU_TILE_SIZE`` when the memory is unknown)."""
+    if (backend or backend_name()) == "cpu":
+        return CPU_TILE_SIZE
+    memory = gpu_memory_bytes()
+    if not memory or bytes_per_pixel <= 0:
+        return CPU_TILE_SIZE
+    return max(MIN_TILE_SIZE, int((GPU_MEMORY_SHARE * memory / bytes_per_pixel) ** 0.5))
 
 
 def processes_for_training(backend: str, batch_size: int, cores: int) -> int:
@@ -171,25 +227,11 @@ def release_freed_memory() -> None:
 
 
 def resident_bytes() -> int:
-    """The process's resident set size now (Linux ``/proc/self/statm``), or 0 where that is not available."""
-    try:
-        with open("/proc/self/statm") as f:
-            return int(f.read().split()[1]) * os.sysconf("SC_PAGE_SIZE")
-    except (OSError, ValueError, IndexError):
-        return 0
+    """The process's resident set size now (Linux ``/proc``, macOS ``ps``: ``platform.resident_bytes``), or 0."""
+    return host.resident_bytes()
 
 
 def available_memory_bytes() -> int | None:
-    """Memory the process could still take without swapping (Linux ``MemAvailable``; elsewhere the machine's
-    total), or None where it cannot be read."""
-    try:
-        with open("/proc/meminfo") as f:
-            for line in f:
-                if line.startswith("MemAvailable:"):
-                    return int(line.split()[1]) * 1024
-    except (OSError, ValueError, IndexError):
-        pass
-    try:
-        return os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES")
-    except (OSError, ValueError, AttributeError):
-        return None
+    """Memory the process could still take without swapping (Linux ``MemAvailable``, macOS ``vm_stat``:
+    ``platform.available_memory_bytes``), or None where it cannot be read."""
+    return host.available_memory_bytes()

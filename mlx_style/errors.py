@@ -17,3 +17,8 @@ class RunFailure(MlxStyleError):
     """A run that started and could not finish (a lost source, a disk that filled up, a diverged loss)."""
 
     exit_code = 1
+
+
+class UsageError(MlxStyleError, ValueError):
+    """A setting or an input that cannot work, found before any work was done (a flag out of range, a style the
+    network does not hold). A ``ValueError`` too, so callers of the library can catch it as one."""

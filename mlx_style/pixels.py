@@ -16,6 +16,8 @@ import mlx.core as mx
 import numpy as np
 from PIL import Image
 
+from mlx_style.errors import UsageError
+
 PREPROCESSING = ("torchvision", "caffe")
 IMAGENET_MEAN_RGB = (0.485, 0.456, 0.406)
 IMAGENET_STD_RGB = (0.229, 0.224, 0.225)
@@ -30,7 +32,7 @@ def vgg_preprocess(x: mx.array, mode: str) -> mx.array:
         return (x / 255.0 - mean) / std
     if mode == "caffe":
         return x[..., ::-1] - mx.array(CAFFE_MEAN_BGR, dtype=x.dtype)
-    raise ValueError(f"[vgg_preprocess] mode must be one of {PREPROCESSING}, got {mode!r}")
+    raise UsageError(f"[vgg_preprocess] mode must be one of {PREPROCESSING}, got {mode!r}")
 
 
 def resize(image: np.ndarray, height: int, width: int) -> np.ndarray:

@@ -149,7 +149,13 @@ def test_losses_match_a_numpy_reference():
 def test_decoder_gradient_matches_finite_differences():
     """``nn.value_and_grad`` over the decoder (through the frozen encoder's custom VJPs: ReLU masks, max-pools,
     sub-pixel upsampling, reflect padding, the statistics) against central differences of the loss, both in
-    float64; then the float32 gradient that training uses against the float64 one."""
+    float64; then the float32 gradient that training uses against the float64 one. On MLX's CPU: its GPUs refuse
+    float64."""
+    with mx.stream(mx.cpu):
+        check_decoder_gradient()
+
+
+def check_decoder_gradient():
     rng = np.random.default_rng(3)
     content = mx.array(rng.uniform(0, 255, (1, 16, 16, 3)).astype(np.float32))
     style = mx.array(rng.uniform(0, 255, (1, 16, 16, 3)).astype(np.float32))
@@ -277,7 +283,7 @@ def test_config_round_trips_and_refuses_bad_values():
                 {"decoder_widths": (8, 8, "4")}):
         with pytest.raises(ValueError, match="AdaINConfig"):
             AdaINConfig(**{**{"decoder_widths": (8, 8, 4)}, **bad})
-    with pytest.raises(ValueError, match="not an AdaIN"):
+    with pytest.raises(ValueError, match="unknown fields"):
         AdaINConfig.from_json('{"width": 3}')
 
 

@@ -146,7 +146,8 @@ def rewrite_metadata(path: Path, **changes) -> None:
 
 
 @pytest.mark.parametrize("config, words", [
-    ({"num_residual": 10_000_000, "width": 4}, "says 10000000 residual blocks, but its tensors hold 1"),
+    ({"num_residual": 10_000_000, "width": 4}, "num_residual must be an integer from 0 to 256"),
+    ({"num_residual": 3, "width": 4}, "says 3 residual blocks, but its tensors hold 1"),
     ({"width": "x", "num_residual": 1}, "width must be an integer"),
     ({"width": 4096, "num_residual": 1}, "says width 4096"),
     ({"norm_eps": -1.0, "width": 4, "num_residual": 1}, "norm_eps > 0"),

@@ -136,7 +136,7 @@ def test_missing_vgg_and_missing_layers_exit_with_one_clear_line(vgg_file, style
     missing = tmp_path / "vgg16.safetensors"
     assert main(["--style", str(style_path), "-o", str(tmp_path / "g.png"), "--vgg", str(missing)]) == 2
     err = capsys.readouterr().err
-    assert f"python scripts/convert_vgg.py --out {missing}" in err and len(err.strip().splitlines()) == 1
+    assert f"python scripts/convert_vgg.py -o {missing}" in err and len(err.strip().splitlines()) == 1
     # The default layers go to relu5_3; this file stops at relu2_2.
     assert main(["--style", str(style_path), "-o", str(tmp_path / "g.png"), "--vgg", str(vgg_file)]) == 2
     err = capsys.readouterr().err

@@ -15,6 +15,13 @@ SEARCHES = ("strong_wolfe", "armijo")
 TIGHT = {"tolerance_change": 1e-15, "tolerance_grad": 1e-12}
 
 
+@pytest.fixture(autouse=True)
+def on_cpu():
+    """Every problem here runs on MLX's CPU: its GPUs (Metal, CUDA) refuse float64."""
+    with mx.stream(mx.cpu):
+        yield
+
+
 def rosenbrock(x):
     return mx.sum(100 * (x[1:] - x[:-1] ** 2) ** 2 + (1 - x[:-1]) ** 2)
 

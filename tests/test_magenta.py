@@ -208,3 +208,18 @@ def test_graphs_that_fail_validation_are_one_line(tmp_path, capsys):
     onnx.save(helper.make_model(helper.make_graph([], "g", [], [], [short])), tmp_path / "short.onnx")
     assert convert_cli.main(["--from", str(tmp_path / "short.onnx"), "--kind", "multistyle", "--out", out]) == 2
     assert "is not a valid ONNX file (TensorProto (tensor name: contract.0.w) raw_data size" in one_line(capsys)
+
+
+def test_a_file_imported_before_the_one_instance_norm_still_loads(converted, tmp_path):
+    """Older imports named the norms' rows ``gamma``/``beta``; they load into the one ``InstanceNorm``."""
+    from mlx_style.io.weights import load_weights, save_weights
+
+    arrays, meta = load_weights(converted)
+    old = {k.replace(".norm.weight", ".norm.gamma").replace(".norm.bias", ".norm.beta"): v for k, v in arrays.items()}
+    assert any(k.endswith(".norm.gamma") for k in old)
+    meta = {k: v for k, v in meta.items() if k not in ("format", "sha256", "metadata_sha256")}
+    legacy = save_weights(tmp_path / "legacy.safetensors", old, meta)
+    photo = mx.array(np.random.default_rng(1).uniform(0, 255, (1, 32, 40, 3)).astype(np.float32))
+    new_net, _ = load_network(converted, style=5)
+    old_net, _ = load_network(legacy, style=5)
+    np.testing.assert_array_equal(np.asarray(old_net(photo)), np.asarray(new_net(photo)))

@@ -126,7 +126,7 @@ def test_missing_vgg_says_how_to_convert(images, tmp_path, capsys):
     code = main(["--content", str(images[0]), "--style", str(images[1]), "-o", str(tmp_path / "o.png"),
                  "--vgg", str(missing)])
     err = capsys.readouterr().err
-    assert code == 2 and f"python scripts/convert_vgg.py --out {missing}" in err
+    assert code == 2 and f"python scripts/convert_vgg.py -o {missing}" in err
     assert err.startswith("error: no VGG weights") and len(err.strip().splitlines()) == 1
     assert not (tmp_path / "o.png").exists()
 

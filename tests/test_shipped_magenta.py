@@ -83,7 +83,7 @@ def test_any_picture_works_on_a_fresh_install_with_no_convert_step(tmp_path, mon
     assert stylize_cli.main(["photo.png", "--style-image", "painting.png", "-o", "out.png"]) == 0
     assert "magenta_arbitrary" in capsys.readouterr().out
     assert Image.open(tmp_path / "out.png").size == (64, 48)
-    assert stylize_cli.main(["photo.png", "-m", "magenta26", "--style", "3:0.5,12:0.5", "-o", "blend.png"]) == 0
+    assert stylize_cli.main(["photo.png", "-m", "magenta26", "--blend", "3:0.5,12:0.5", "-o", "blend.png"]) == 0
     listing = registry.style_listing()
     assert any(line.startswith("magenta26 ") for line in listing)
     assert any(line.startswith("magenta_arbitrary ") for line in listing)

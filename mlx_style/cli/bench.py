@@ -41,7 +41,7 @@ def main(argv: list[str] | None = None) -> int:
     keep_freed_memory()
     try:
         run(BenchConfig(**vars(args)))
-    except (MlxStyleError, ValueError) as exc:
+    except MlxStyleError as exc:
         return fail(exc)
     return 0
 

@@ -13,6 +13,7 @@ from mlx_style.infer.live import COMPILE_CHOICES, PACINGS, CamConfig, format_sum
 from mlx_style.infer.signals import interrupt_on_termination
 from mlx_style.infer.smoothing import DEFAULT_WEIGHT
 from mlx_style.infer.stylize import DTYPES
+from mlx_style.infer.vcam import VirtualSettings, format_stats
 from mlx_style.infer.video_out import add_source_audio
 
 
@@ -22,7 +23,8 @@ def build_parser() -> argparse.ArgumentParser:
                                 formatter_class=argparse.RawDescriptionHelpFormatter,
                                 epilog="keys: q/Esc quit, n/p next/previous style, ]/[ blend more/less of the next "
                                        "style picture, space side by side, s snapshot, +/- processing size, "
-                                       "c colour preservation")
+                                       "c colour preservation, t smoothing; with --headless --virtual the same keys "
+                                       "are read from the terminal")
     p.add_argument("--model", default=d.model,
                    help="style network: a .safetensors file or a name in --weights-dir (default: the first there)")
     p.add_argument("--style-image", dest="style_images", action="append", default=d.style_images,
@@ -47,7 +49,7 @@ def build_parser() -> argparse.ArgumentParser:
                         "each size waits for a C++ compiler)")
     p.add_argument("--preserve-color", action="store_true", help="start with colour preservation on (key c)")
     p.add_argument("--side-by-side", action="store_true", help="start side by side with the original (space)")
-    p.add_argument("--headless", action="store_true", help="no window (servers, tests); use with --output")
+    p.add_argument("--headless", action="store_true", help="no window (servers, tests); use with --output or --virtual")
     p.add_argument("--frames", type=int, default=d.frames, help="stop after this many frames")
     p.add_argument("--output", default=d.output,
                    help="write the stylised video, no overlay: H.264 in .mp4/.mov/.mkv, VP9 in .webm, MJPEG in .avi; "
@@ -61,10 +63,48 @@ def build_parser() -> argparse.ArgumentParser:
                    help="video files: start again at the end, until q, Ctrl-C or --frames (long runs, soak tests)")
     p.add_argument("--pacing", choices=PACINGS, default=d.pacing,
                    help="video files: every-frame (all frames in order, as fast as the model goes; the "
-                        "headless default) or realtime (the file's rate, stale frames dropped; the window default)")
+                        "headless default) or realtime (the file's rate, stale frames dropped; the window's and "
+                        "--virtual's default)")
     p.add_argument("--lost-timeout", type=float, default=d.lost_timeout,
                    help="seconds without frames before the source counts as lost")
+    add_virtual_arguments(p)
     return p
+
+
+def size_wxh(text: str) -> tuple[int, int]:
+    """An argparse type: ``1280x720`` → ``(1280, 720)``."""
+    try:
+        width, height = (int(v) for v in text.lower().split("x"))
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected WIDTHxHEIGHT like 1280x720, got {text!r}") from None
+    return width, height
+
+
+def add_virtual_arguments(p: argparse.ArgumentParser) -> None:
+    v = VirtualSettings()
+    g = p.add_argument_group("virtual camera", "be the camera in a video call (pip install -e \".[vcam]\"; "
+                             "pyvirtualcam, GPL-2.0): OBS's virtual camera on macOS/Windows, v4l2loopback on Linux")
+    g.add_argument("--virtual", action="store_true",
+                   help="send the stylised frames to a virtual camera, with or without the window (--headless: "
+                        "the keys are read from the terminal)")
+    g.add_argument("--virtual-device", "--device", dest="virtual_device", default=v.device, metavar="DEVICE",
+                   help="/dev/videoN on Linux (default: the first v4l2loopback device)")
+    g.add_argument("--virtual-fps", type=float, default=v.fps, metavar="FPS",
+                   help="the call's frame rate, steady: the last frame is repeated when the model is slower "
+                        "(default: the source's, or 30)")
+    g.add_argument("--virtual-size", type=size_wxh, default=v.size, metavar="WxH",
+                   help="the call's frame size (default: the capture size; another aspect is letterboxed)")
+    g.add_argument("--virtual-mirror", action="store_true",
+                   help="send a mirror image (default: the true picture, whatever --mirror shows; call apps "
+                        "mirror the self-view themselves)")
+    g.add_argument("--virtual-overlay", action="store_true", help="show the FPS overlay in the call too")
+    g.add_argument("--virtual-backend", default=v.backend, metavar="NAME",
+                   help="pyvirtualcam backend: v4l2loopback, obs, unitycapture (default: the first that works); "
+                        "null sends nowhere, to measure")
+
+
+VIRTUAL_FLAGS = {"virtual_device": "device", "virtual_fps": "fps", "virtual_size": "size",
+                 "virtual_mirror": "mirror", "virtual_overlay": "overlay", "virtual_backend": "backend"}
 
 
 def check_numbers(config: CamConfig) -> str | None:
@@ -83,17 +123,32 @@ def check_numbers(config: CamConfig) -> str | None:
         return "--style-strength must be between 0 and 1"
     if not config.lost_timeout > 0:
         return "--lost-timeout must be positive (seconds)"
+    v = config.virtual
+    if v is not None and v.fps is not None and not v.fps > 0:
+        return "--virtual-fps must be positive"
+    if v is not None and v.size is not None and (min(v.size) < 2 or v.size[0] % 2 or v.size[1] % 2):
+        return "--virtual-size must be even and at least 2x2 (call apps encode 4:2:0 video), like 1280x720"
     return None
 
 
 def config_from_args(args: argparse.Namespace) -> CamConfig:
-    return CamConfig(**{k: v for k, v in vars(args).items()})
+    values = vars(args).copy()
+    virtual = VirtualSettings(**{field: values.pop(flag) for flag, field in VIRTUAL_FLAGS.items()})
+    default = VirtualSettings()
+    given = [flag for flag, field in VIRTUAL_FLAGS.items() if getattr(virtual, field) != getattr(default, field)]
+    if given and not values["virtual"]:
+        raise ValueError(f"--{given[0].replace('_', '-')} needs --virtual")
+    values["virtual"] = virtual if values["virtual"] else None
+    return CamConfig(**values)
 
 
 def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     keep_freed_memory()
-    config = config_from_args(args)
+    try:
+        config = config_from_args(args)
+    except ValueError as exc:
+        return fail(exc)
     problem = check_numbers(config)
     if problem:
         return fail(problem)
@@ -107,6 +162,8 @@ def main(argv: list[str] | None = None) -> int:
         return 130
     print(f"stopped: {result.reason}")
     print(format_summary(result))
+    if result.virtual:
+        print(format_stats(result.virtual))
     if config.output and result.output_frames:
         if parse_source(config.source)[0] == "file" and not config.loop and not result.dropped:
             try:

@@ -17,7 +17,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("folder", nargs="?", metavar="FOLDER", help="a local ml5 style folder (manifest.json + files)")
     p.add_argument("--download", choices=(*STYLES, "all"), default=d.download,
                    help=f"fetch a style from {ML5_REPO} at commit {ML5_COMMIT[:8]}, then convert it")
-    p.add_argument("--out", default=d.out, help="output file (default: weights/<style>.safetensors)")
+    p.add_argument("-o", "--output", dest="out", default=d.out,
+                   help="output file (default: weights/<style>.safetensors)")
+    p.add_argument("--out", dest="out", default=argparse.SUPPRESS, help=argparse.SUPPRESS)  # the old spelling
     p.add_argument("--name", default=d.name, help="style name stored in the file (default: the folder's name)")
     p.add_argument("--cache-dir", default=d.cache_dir, help="where downloads are kept (default: %(default)s)")
     return p
@@ -32,7 +34,7 @@ def main(argv: list[str] | None = None) -> int:
                               cache_dir=args.cache_dir)
     try:
         written = convert_fst(config)
-    except (MlxStyleError, ValueError) as exc:
+    except MlxStyleError as exc:
         return fail(exc)
     for path in written:
         print(f"wrote {path} ({path.stat().st_size / 1e6:.1f} MB); licence: {LICENSE_NOTE}")

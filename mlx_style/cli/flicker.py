@@ -30,7 +30,7 @@ def main(argv: list[str] | None = None) -> int:
         if args.json:
             check_placeable(args.json, "--json")  # before minutes of optical flow, not after
         result = compare(args.original, args.stylised, args.frames)
-    except (MlxStyleError, ValueError) as exc:
+    except MlxStyleError as exc:
         return fail(exc)
     s, o = result["stylised"], result["original"]
     print(f"{'':<10} {'warping error':>14} {'static flicker':>15}   ({s['frames']} frames)")

@@ -39,7 +39,7 @@ def main(argv: list[str] | None = None) -> int:
             samples = args.samples if args.samples is not None else default_samples(picture)
             url = push(path, args.repo, style_picture=picture, samples=samples, onnx=args.onnx,
                        private=args.private)
-    except (MlxStyleError, ValueError) as exc:
+    except MlxStyleError as exc:
         return fail(exc)
     except KeyboardInterrupt:
         print("interrupted: the push did not finish (its temporary files are removed); run it again",

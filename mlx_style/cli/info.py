@@ -1,8 +1,9 @@
 """Show what mlx_style runs on: ``python -m mlx_style.info``.
 
-Prints the MLX version, the default device, the BLAS in use (and a measured matmul rate, so a slow reference
-BLAS is obvious), where freed memory is kept (``mlx_style.backend``), and the converted weights found under
-``weights/``.
+Prints the platform (and, on a Mac, plainly what keeps MLX from running there: a Python under Rosetta, an Intel
+Mac, macOS older than 14), the MLX version, the default device, the BLAS in use (and a measured matmul rate, so a
+slow reference BLAS is obvious), where freed memory is kept (``mlx_style.backend``), and the converted weights
+found under ``weights/``.
 """
 
 from __future__ import annotations
@@ -15,6 +16,7 @@ from pathlib import Path
 
 import mlx_style  # noqa: F401  (loads the BLAS before mlx.core)
 from mlx_style import _blas
+from mlx_style import platform as host
 from mlx_style.io.registry import style_listing
 from mlx_style import backend as memory
 
@@ -37,9 +39,11 @@ def report(weights_dir: str | Path = "weights", measure: bool = True) -> list[st
     import mlx.core as mx
 
     status = _blas.STATUS
-    lines = [
-        f"mlx_style {mlx_style.__version__}, Python {platform.python_version()} on {platform.system()} "
-        f"{platform.machine()}",
+    lines = [f"mlx_style {mlx_style.__version__}, Python {platform.python_version()} on {host.describe()}"]
+    lines += [f"problem: {problem}" for problem in host.install_problems()]
+    if host.is_macos() and memory.backend_name() == "cpu":
+        lines.append("problem: MLX computes on the CPU here, not on the Mac's GPU (Metal is not available to it)")
+    lines += [
         f"MLX {mx.__version__}, default device: {mx.default_device()}",
         f"BLAS: {'OpenBLAS ' + status.loaded if status.loaded else 'MLX bundled'} ({status.reason})",
     ]

@@ -39,7 +39,7 @@ def main(argv: list[str] | None = None) -> int:
     keep_freed_memory()
     try:
         run(LayersConfig(**vars(args)))
-    except (MlxStyleError, ValueError) as exc:
+    except MlxStyleError as exc:
         return fail(exc)
     return 0
 

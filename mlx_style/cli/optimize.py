@@ -54,7 +54,7 @@ def main(argv: list[str] | None = None) -> int:
     config = OptimizeConfig(**vars(args))
     try:
         result = run(config)
-    except (MlxStyleError, ValueError) as exc:
+    except MlxStyleError as exc:
         return fail(exc)
     return 130 if result.stopped == "interrupted" else 0
 

@@ -26,11 +26,13 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--model", "-m", default=d.model,
                    help="style network: a .safetensors file, a name in weights/, or a built-in style (default: "
                         f"the built-in {DEFAULT_STYLE}; --list shows them all)")
-    p.add_argument("--style", default=d.style, metavar="INDEX|BLEND",
-                   help="with a multi-style network: a style (7) or a blend of several (3:0.5,12:0.5)")
+    p.add_argument("--blend", dest="style", default=d.style, metavar="STYLE|BLEND",
+                   help="with a network of several styles: one by name or index (udnie, 7), or a blend "
+                        "(wave:0.5,udnie:0.5)")
+    p.add_argument("--style", dest="style", default=argparse.SUPPRESS, help=argparse.SUPPRESS)  # the old spelling
     p.add_argument("--style-image", action="append", default=d.style_images, metavar="PICTURE[:WEIGHT]",
-                   help="any picture as the style, through the arbitrary-style network (imported once with "
-                        "`mlx-style convert-magenta --download`); repeat it to mix styles, weights after a colon")
+                   help="any picture as the style, through the arbitrary-style network that ships with the package; "
+                        "repeat it to mix styles, weights after a colon")
     p.add_argument("--style-strength", type=float, default=d.style_strength, metavar="0..1",
                    help="with --style-image: 1 the picture's style, lower mixes in the photo's own (default 1)")
     p.add_argument("--list", action="store_true", help="list the style networks a name can find, and exit")
@@ -56,7 +58,8 @@ def build_parser() -> argparse.ArgumentParser:
                         "(.NAME.partial/) instead of starting over; the result equals an uninterrupted run's")
     p.add_argument("--tile-size", type=int, default=d.tile_size,
                    help="images above TILE² pixels (at the network's resolution) run layer by layer in tiles: "
-                        "the same result with bounded memory (0: never; default %(default)s)")
+                        "the same result with bounded memory (0: never; default: 512 on the CPU, on a GPU "
+                        "whole images up to what its memory holds)")
     return p
 
 
@@ -77,7 +80,7 @@ def main(argv: list[str] | None = None) -> int:
     try:
         with interrupt_on_termination():  # kill/timeout/closed terminal: unfinished outputs removed, as Ctrl-C
             summary = run(config)
-    except (MlxStyleError, ValueError) as exc:
+    except MlxStyleError as exc:
         return fail(exc)
     except KeyboardInterrupt:
         print("interrupted: the files listed above are complete; an unfinished video goes on with --resume",

@@ -216,9 +216,6 @@ def main(argv: list[str] | None = None) -> int:
     if method not in METHODS:
         return fail(f"train --method must be one of {', '.join(METHODS)}, got {method!r}")
     config = config_from_args(build_parser(method).parse_args(argv))
-    for name in ("image_size", "batch_size", "log_every"):
-        if getattr(config, name) < 1:
-            return fail(f"--{name.replace('_', '-')} must be at least 1")
     keep_freed_memory()
     try:
         processes = config.planned_processes() if isinstance(config, TrainConfig) else 1
@@ -227,7 +224,7 @@ def main(argv: list[str] | None = None) -> int:
             check_run_free(config.run_path())
             return run_local(processes, ["-m", "mlx_style.train", *argv])
         result = train(config)
-    except (MlxStyleError, ValueError) as exc:
+    except MlxStyleError as exc:
         return fail(exc)
     except RuntimeError as exc:
         if launched() and "[ring]" in str(exc):  # a peer rank ended (it has said why): end quietly

@@ -70,6 +70,22 @@ def handle_key(state: CamState, key: int) -> CamState:
     return state
 
 
+def describe_change(old: CamState, new: CamState, style: str) -> str | None:
+    """What a key changed, in a few words (the cam prints it when it has no window to show it), or None."""
+    changes = []
+    if (old.model_index, old.blend) != (new.model_index, new.blend):
+        changes.append(f"style {style}")
+    if old.size != new.size:
+        changes.append(f"processing size {new.size}")
+    if old.preserve_color != new.preserve_color:
+        changes.append("colours kept" if new.preserve_color else "colours stylised")
+    if old.smooth != new.smooth:
+        changes.append("smoothing " + ("on" if new.smooth else "off"))
+    if old.side_by_side != new.side_by_side:
+        changes.append("side by side" if new.side_by_side else "stylised only")
+    return ", ".join(changes) or None
+
+
 def percentile(values: list[float], q: float) -> float:
     return float(np.percentile(np.asarray(values, dtype=np.float64), q)) if values else float("nan")
 

@@ -18,6 +18,7 @@ from pathlib import Path
 
 import numpy as np
 from mlx_style.errors import MlxStyleError
+from mlx_style.platform import camera_not_opened
 
 
 class SourceError(MlxStyleError, RuntimeError):
@@ -221,8 +222,7 @@ def open_source(source: str, width: int | None = None, height: int | None = None
     if not capture.isOpened():
         capture.release()
         if kind == "camera":
-            raise SourceError(f"cannot open camera {target}: no camera found, or another program is using it; "
-                              "pass a video file instead with --source VIDEO.mp4")
+            raise SourceError(camera_not_opened(target))  # on macOS, first of all the camera permission
         if kind == "stream":
             raise SourceError(f"cannot open stream {target} (waited up to {open_timeout:g} s): check the URL and "
                               "the network")

@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import numpy as np
 
+from mlx_style.errors import UsageError
+
 
 # BT.601 full range (JPEG's YCbCr): Y is luminance, Cb and Cr the chroma, offset by 128.
 _RGB_TO_YCBCR = np.array([[0.299, 0.587, 0.114],
@@ -31,6 +33,6 @@ def keep_colors(stylized: np.ndarray, original: np.ndarray) -> np.ndarray:
 def blend(stylized: np.ndarray, original: np.ndarray, strength: float) -> np.ndarray:
     """``strength · stylized + (1 − strength) · original``."""
     if not 0.0 <= strength <= 1.0:
-        raise ValueError(f"--strength must be between 0 and 1, got {strength}")
+        raise UsageError(f"--strength must be between 0 and 1, got {strength}")
     return strength * np.asarray(stylized, np.float32) + (1.0 - strength) * np.asarray(original, np.float32)
 

@@ -17,11 +17,11 @@ import numpy as np
 from PIL import Image
 
 from mlx_style import backend
-from mlx_style.errors import MlxStyleError
+from mlx_style.errors import MlxStyleError, UsageError
 from mlx_style.infer.smoothing import DEFAULT_WEIGHT, TemporalSmoother
 from mlx_style.infer.video_out import PartialVideo
 from mlx_style.infer.stylize import (DTYPES, TILE_SIZE, largest_size_within, load_network, memory_needed,
-                                     network_shape, stylize_array)
+                                     network_shape, runs_tiled, stylize_array)
 from mlx_style.io import video
 from mlx_style.io.image import IMAGE_EXTENSIONS, ImageError, list_images, load_image, save_image
 from mlx_style.io.registry import default_model
@@ -51,7 +51,7 @@ class StylizeConfig:
     preserve_color: bool = False  # stylise the luminance only (Gatys et al. 2016, "Preserving color")
     strength: float = 1.0  # 1: the stylised image; 0: the input; between: a linear blend
     dtype: str = "float32"  # float16/bfloat16 halve memory on GPUs; on the CPU they are slower
-    tile_size: int = TILE_SIZE  # images above tile_size² px (at the network's size) run in tiles
+    tile_size: int | None = TILE_SIZE  # images above tile_size² px (network size) run in tiles; None: the backend's
     smooth: float = DEFAULT_WEIGHT  # videos: temporal smoothing weight (infer.smoothing), as in the cam; 0: off
     style: str | None = None  # a multi-style network's style: an index (7) or a blend (3:0.5,12:0.5)
     style_images: list[str] | None = None  # an arbitrary-style network's style: pictures, PATH[:WEIGHT] each
@@ -98,12 +98,12 @@ def plan_jobs(inputs: list[str], output: str | None) -> tuple[list[Job], list[tu
                    and not out.is_dir())
     if single_file:
         if len(inputs) != 1 or Path(inputs[0]).is_dir():
-            raise ValueError(f"-o {out} names one file but the inputs are several files or a folder: "
+            raise UsageError(f"-o {out} names one file but the inputs are several files or a folder: "
                              "give a folder for -o")
         if not sources:
             return [], problems
         if media_kind(sources[0][0]) != media_kind(out):
-            raise ValueError(f"-o {out}: a {media_kind(sources[0][0])} input needs a "
+            raise UsageError(f"-o {out}: a {media_kind(sources[0][0])} input needs a "
                              f"{media_kind(sources[0][0])} output file (e.g. {out.with_suffix(sources[0][0].suffix)})")
         targets = [out]
     else:
@@ -112,9 +112,9 @@ def plan_jobs(inputs: list[str], output: str | None) -> tuple[list[Job], list[tu
     jobs, seen = [], {}
     for (src, _), target in zip(sources, targets):
         if target.resolve() == src.resolve():
-            raise ValueError(f"{src} would be overwritten by its own result: choose another -o")
+            raise UsageError(f"{src} would be overwritten by its own result: choose another -o")
         if target.resolve() in seen:
-            raise ValueError(f"{seen[target.resolve()]} and {src} would both be written to {target}: "
+            raise UsageError(f"{seen[target.resolve()]} and {src} would both be written to {target}: "
                              "stylise them into separate folders")
         seen[target.resolve()] = src
         jobs.append(Job(src, target, media_kind(src)))
@@ -156,7 +156,7 @@ def stylize_image_file(net: TransformerNet, job: Job, config: StylizeConfig) -> 
     except BaseException:  # Ctrl-C or a termination signal mid-write: no half-written file left behind
         partial.unlink(missing_ok=True)
         raise
-    tiled = config.tile_size > 0 and h * w > config.tile_size ** 2
+    tiled = runs_tiled(net, h, w, config.tile_size)
     return f"{W}×{H} (network {w}×{h}{', tiled' if tiled else ''})"
 
 
@@ -359,15 +359,15 @@ def check_config(config: StylizeConfig) -> None:
     """Refuse impossible settings before any work, with a ``ValueError`` naming the flag."""
     network_shape(1, 1, config.size, config.scale)
     if not 0.0 <= config.strength <= 1.0:
-        raise ValueError(f"--strength must be between 0 and 1, got {config.strength}")
+        raise UsageError(f"--strength must be between 0 and 1, got {config.strength}")
     if config.dtype not in DTYPES:
-        raise ValueError(f"--dtype must be one of {tuple(DTYPES)}, got {config.dtype!r}")
+        raise UsageError(f"--dtype must be one of {tuple(DTYPES)}, got {config.dtype!r}")
     if not 0.0 <= config.smooth < 1.0:
-        raise ValueError(f"--smooth must be in [0, 1) (0: off), got {config.smooth}")
+        raise UsageError(f"--smooth must be in [0, 1) (0: off), got {config.smooth}")
     if config.tile_size and config.tile_size < 64:
-        raise ValueError(f"--tile-size must be 0 (never tile) or at least 64, got {config.tile_size}")
+        raise UsageError(f"--tile-size must be 0 (never tile) or at least 64, got {config.tile_size}")
     if not 0 <= config.quality <= 51:
-        raise ValueError(f"--quality must be in 0..51 (x264's CRF scale; lower is better), got {config.quality}")
+        raise UsageError(f"--quality must be in 0..51 (x264's CRF scale; lower is better), got {config.quality}")
 
 
 def run(config: StylizeConfig, log=print, warn=None) -> RunSummary:

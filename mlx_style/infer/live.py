@@ -39,15 +39,18 @@ import mlx.core as mx
 import numpy as np
 
 from mlx_style.backend import cam_default_size
+from mlx_style.platform import window_close_detectable, window_flags
 from mlx_style.errors import MlxStyleError
-from mlx_style.infer.cam_controls import CamState, FrameStats, handle_key
+from mlx_style.infer.cam_controls import CamState, FrameStats, describe_change, handle_key
 from mlx_style.infer.capture import CaptureThread, FrameSlot, SourceInfo, open_source
 from mlx_style.infer.playlist import PictureStyles, PlaylistError, Styles
-from mlx_style.infer.overlay import compose_view, draw_overlay, status_lines
+from mlx_style.infer.overlay import draw_overlay, status_lines
 from mlx_style.infer.smoothing import DEFAULT_WEIGHT, TemporalSmoother
 from mlx_style.infer.stylize import DTYPES
-from mlx_style.infer.stylizer import (COMPILE_CHOICES, FRAME_SHARE, TARGET_FPS, Stylizer,  # noqa: F401
-                                      calibrate_size, processing_shape, use_compile)
+from mlx_style.infer.terminal_keys import TerminalKeys
+from mlx_style.infer.vcam import VirtualCameraLost, VirtualSettings, call_view, open_for_cam
+from mlx_style.infer.stylizer import (COMPILE_CHOICES, FRAME_SHARE, TARGET_FPS, Stylizer, start_next,  # noqa: F401
+                                      calibrate_size, processing_shape, stylise_frame, use_compile)
 from mlx_style.infer.video_out import VideoOut, check_output_path, snapshot_path
 from mlx_style.io.paths import check_not_an_input
 from mlx_style.io.registry import NO_MODEL_HINT, available_models, default_model, resolve_model
@@ -92,6 +95,7 @@ class CamConfig:
     style_strength: float = 1.0  # with style_images: 1 the picture's style, lower mixes in the frame's own
     pacing: str = "auto"  # files: every-frame (headless default) or realtime (window default)
     lost_timeout: float = 2.0  # seconds without a frame before the source counts as lost
+    virtual: VirtualSettings | None = None  # also send the frames to a virtual camera (infer.vcam); None: don't
 
 
 def resolve_models(model: str | None, weights_dir: str | Path) -> tuple[list[Path], int]:
@@ -136,6 +140,7 @@ class RunResult:
     stats: dict[str, float]
     dropped: int
     output_frames: int
+    virtual: dict[str, float] | None = None  # what the virtual camera sent (VirtualCamera.stats)
 
 
 def choose_size(config: CamConfig, stylizer: Stylizer, info: SourceInfo, log=print) -> tuple[int, str]:
@@ -156,22 +161,6 @@ def choose_size(config: CamConfig, stylizer: Stylizer, info: SourceInfo, log=pri
     return size, f"auto {config.target_fps:g} FPS" if fits else "auto, smallest"
 
 
-def stylise_frame(image: np.ndarray, stylizer: Stylizer, state: CamState,
-                  smoother: TemporalSmoother | None = None) -> tuple[np.ndarray, float, tuple]:
-    """One camera frame (BGR) → ``(view to show, model seconds, processing (H, W))``; with a ``smoother``, the
-    stylised frame is blended with the previous one along the motion, at the processing size."""
-    H, W = processing_shape(image.shape[0], image.shape[1], state.size)
-    small = cv2.resize(image, (W, H), interpolation=cv2.INTER_AREA)
-    start = time.perf_counter()
-    stylised_rgb = stylizer(small[:, :, ::-1], state.preserve_color)
-    latency = time.perf_counter() - start
-    stylised = np.ascontiguousarray(stylised_rgb[:, :, ::-1])
-    if smoother is not None:
-        stylised = smoother(small, stylised)
-    view = compose_view(image, stylised, state.side_by_side)
-    return view, latency, (H, W)
-
-
 def apply_style_keys(old: CamState, new: CamState, styles) -> CamState:
     """Carry a new style index or blend over to the playlist; a style that will not load leaves it as it was."""
     if (new.model_index, new.blend) != (old.model_index, old.blend):
@@ -182,10 +171,11 @@ def apply_style_keys(old: CamState, new: CamState, styles) -> CamState:
 
 
 def show_and_read_keys(image: np.ndarray, state: CamState, styles) -> CamState:
-    """Show ``image`` in the window, apply the key pressed (if any); a closed window quits."""
+    """Show ``image`` in the window, apply the key pressed (if any); a window closed with the mouse quits (where
+    that can be seen: ``platform.window_close_detectable``; a minimised Cocoa window reads as closed)."""
     cv2.imshow(WINDOW, image)
     new = handle_key(state, cv2.waitKey(1))
-    if cv2.getWindowProperty(WINDOW, cv2.WND_PROP_VISIBLE) < 1:  # closed with the mouse
+    if window_close_detectable() and cv2.getWindowProperty(WINDOW, cv2.WND_PROP_VISIBLE) < 1:
         new = replace(new, quit=True)
     return apply_style_keys(state, new, styles)
 
@@ -211,7 +201,9 @@ def _pacing(config: CamConfig, info: SourceInfo) -> tuple[bool, float | None]:
     """``(every_frame, pace)`` for the capture thread."""
     if info.kind != "file":
         return False, None
-    mode = config.pacing if config.pacing != "auto" else ("every-frame" if config.headless else "realtime")
+    # a call is real time: a file sent to a virtual camera plays at its own rate, not at the model's
+    auto = "every-frame" if config.headless and not config.virtual else "realtime"
+    mode = config.pacing if config.pacing != "auto" else auto
     if mode == "every-frame":
         return True, None
     return False, 1.0 / info.fps if info.fps > 0 else 1.0 / 30
@@ -247,6 +239,13 @@ def run(config: CamConfig, capture=None, info: SourceInfo | None = None, log=pri
     if capture is None:
         capture, info = open_source(config.source, config.width, config.height)
     info = info or SourceInfo("camera", str(config.source), 0, 0, 0.0)
+    try:  # before the size is measured: a missing virtual camera fails at once
+        vcam = open_for_cam(config.virtual, info.width or 640, info.height or 480, info.fps, log) \
+            if config.virtual else None
+    except MlxStyleError:
+        capture.release()
+        raise
+    keys = TerminalKeys()  # without a window, the keys come from the terminal (when it is one)
     size, size_note = choose_size(config, styles.stylizer, info, log)
     state = CamState(model_index=styles.index, model_count=len(styles), size=size,
                      side_by_side=config.side_by_side, preserve_color=config.preserve_color,
@@ -266,12 +265,14 @@ def run(config: CamConfig, capture=None, info: SourceInfo | None = None, log=pri
         f"{config.dtype}{compiled} on {mx.default_device()}, processing size {size} ({size_note}), "
         + (f"smoothing {config.smooth:g}" if config.smooth else "smoothing off"))
     if not config.headless:
-        # GUI_NORMAL: no Qt toolbar (its zoom/pan buttons do nothing useful here); AUTOSIZE: follows side by side
-        cv2.namedWindow(WINDOW, cv2.WINDOW_AUTOSIZE | cv2.WINDOW_GUI_NORMAL)
+        cv2.namedWindow(WINDOW, window_flags())  # AUTOSIZE: follows side by side; on Qt no toolbar either
+    ahead = None  # the next frame, its network started before the window's key wait (stylizer.start_next)
     reader.start()
     try:
+        if config.headless and config.virtual:
+            keys.start()
         while True:
-            frame = slot.get(timeout=config.lost_timeout)
+            frame = ahead.frame if ahead is not None else slot.get(timeout=config.lost_timeout)
             if frame is None:
                 if slot.closed:
                     reason, failed = slot.reason, slot.failed
@@ -284,9 +285,21 @@ def run(config: CamConfig, capture=None, info: SourceInfo | None = None, log=pri
             if (styles.name, state.size, state.smooth) != smoothing_for:
                 smoother.reset()  # another style or size, or smoothing just turned on: nothing to blend with
                 smoothing_for = (styles.name, state.size, state.smooth)
-            view, latency, shape = stylise_frame(image, styles.stylizer, state, smoother if state.smooth else None)
+            view, latency, shape = stylise_frame(image, styles.stylizer, state, smoother if state.smooth else None,
+                                                 ahead)
+            ahead = None
             if video:
                 video.write(view)
+            if vcam is not None:
+                lines = None if not config.virtual.overlay else status_lines(
+                    fps=stats.recent_fps(), latency_ms=1000 * latency, processing=shape, size_note=size_note,
+                    model=styles.name, dtype=config.dtype, preserve_color=state.preserve_color, dropped=slot.dropped,
+                    smooth=smoother.weight if state.smooth else 0.0)
+                try:
+                    vcam.send(call_view(view, config.mirror, lines))
+                except VirtualCameraLost as exc:
+                    reason, failed = str(exc), True
+                    break
             stats.add(time.perf_counter(), latency)
             if on_frame is not None and on_frame(latency, slot.dropped):
                 reason = "stopped by the caller"
@@ -302,7 +315,16 @@ def run(config: CamConfig, capture=None, info: SourceInfo | None = None, log=pri
                                      size_note=size_note if state.size == size else "+/-", model=styles.name,
                                      dtype=config.dtype, preserve_color=state.preserve_color,
                                      dropped=slot.dropped, smooth=smoother.weight if state.smooth else 0.0)
+                ahead = start_next(slot, styles.stylizer, state, config.mirror)  # computes during the key wait
                 state = show_and_read_keys(draw_overlay(view, lines), state, styles)
+                if state.quit:
+                    reason = "quit"
+                    break
+            if keys.active:
+                new = apply_style_keys(state, handle_key(state, keys.read()), styles)
+                if change := describe_change(state, new, styles.name):
+                    log(change)  # no window to show it in
+                state = new
                 if state.quit:
                     reason = "quit"
                     break
@@ -312,6 +334,9 @@ def run(config: CamConfig, capture=None, info: SourceInfo | None = None, log=pri
     except KeyboardInterrupt as exc:  # Ctrl-C, or SIGTERM/SIGHUP under interrupt_on_termination (named)
         reason = f"interrupted ({exc})" if str(exc) else "interrupted"
     finally:
+        keys.restore()
+        if vcam is not None:
+            vcam.close()
         reader.stop()
         reader.join(timeout=1.0)
         if not reader.is_alive():
@@ -322,7 +347,8 @@ def run(config: CamConfig, capture=None, info: SourceInfo | None = None, log=pri
             video.close()
         if not config.headless:
             cv2.destroyAllWindows()
-    return RunResult(reason, failed, stats.summary(), slot.dropped, video.frames if video else 0)
+    return RunResult(reason, failed, stats.summary(), slot.dropped, video.frames if video else 0,
+                     vcam.stats() if vcam is not None else None)
 
 
 def format_summary(result: RunResult) -> str:

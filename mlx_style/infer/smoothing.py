@@ -14,6 +14,7 @@ import cv2
 import numpy as np
 
 from mlx_style.infer.flicker import FlowEstimator, luma, warp
+from mlx_style.errors import UsageError
 
 DEFAULT_WEIGHT = 0.5  # share of the warped previous network output in a consistent pixel
 OCCLUSION_LEVELS = 12.0  # luma difference between the current input and the warped previous one that marks a miss
@@ -30,7 +31,7 @@ class TemporalSmoother:
 
     def __init__(self, weight: float = DEFAULT_WEIGHT, preset: int = cv2.DISOPTICAL_FLOW_PRESET_ULTRAFAST):
         if not 0.0 <= weight < 1.0:
-            raise ValueError(f"[TemporalSmoother] weight must be in [0, 1), got {weight}")
+            raise UsageError(f"[TemporalSmoother] weight must be in [0, 1), got {weight}")
         self.weight = weight
         self.flow = FlowEstimator(preset)
         self.reset()
@@ -41,7 +42,7 @@ class TemporalSmoother:
 
     def __call__(self, frame: np.ndarray, stylised: np.ndarray) -> np.ndarray:
         if frame.shape[:2] != stylised.shape[:2]:
-            raise ValueError(f"[TemporalSmoother] frame {frame.shape} and stylised {stylised.shape} differ in size")
+            raise UsageError(f"[TemporalSmoother] frame {frame.shape} and stylised {stylised.shape} differ in size")
         g = cv2.cvtColor(frame, cv2.COLOR_BGR2GRAY)
         if self.weight == 0 or self._gray is None or self._gray.shape != g.shape:
             return self._keep(frame, g, stylised)

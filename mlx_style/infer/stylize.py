@@ -2,7 +2,8 @@
 
 Johnson et al. 2016: one forward pass of the image transformation network per image. The output keeps the
 input's exact size; ``size``/``scale`` set the resolution the network runs at (strokes follow it); images larger
-than ``tile_size``² pixels run layer by layer in tiles (``nn.tiled``): the same result with bounded memory.
+than ``tile_size``² pixels run layer by layer in tiles (``nn.tiled``): the same result with bounded memory. Where
+to tile is the backend's choice (``backend.tile_threshold``): 512² on the CPU, what fits the memory on a GPU.
 ``infer.files`` runs it over files and videos, ``infer.live`` over camera frames.
 """
 
@@ -18,8 +19,11 @@ from mlx_style.io.image import resize
 from mlx_style.io.registry import resolve_model
 from mlx_style.io.style_models import DTYPES, load_style_model, style_names  # noqa: F401  (DTYPES re-exported)
 from mlx_style.nn.tiled import run_tiled
+from mlx_style import backend
+from mlx_style.errors import UsageError
 MAX_SCALE = 64.0  # --scale above this is a typo (and inf would overflow the size)
-TILE_SIZE = 512  # tile above 512² px: exact, and a whole-image MLX pass needs far more memory per pixel
+TILE_SIZE = None  # None: the backend's threshold (backend.tile_threshold); 0: never tile; N: tile above N² px
+DEFAULT_ACTIVATION_BYTES_PER_PIXEL = 192  # a network without stages (Magenta's 26 styles): Johnson's width-32 peak
 
 
 def load_network(path: str | Path, dtype: str = "float32", style: str | int | None = None,
@@ -50,7 +54,7 @@ def parse_style_images(specs) -> list[tuple[object, float]]:
     """``[(image or path, weight)]`` from ``PATH``, ``PATH:WEIGHT`` strings, paths or uint8 arrays, or a
     ``{path: weight}`` dict. A string is a path as a whole when that file exists (a colon may be in a name)."""
     if specs is None or (isinstance(specs, (list, tuple)) and not specs):
-        raise ValueError("an arbitrary-style network needs a style: give --style-image PICTURE (any painting)")
+        raise UsageError("an arbitrary-style network needs a style: give --style-image PICTURE (any painting)")
     if isinstance(specs, dict):
         return [(k, float(v)) for k, v in specs.items()]
     if isinstance(specs, (str, Path, np.ndarray)):
@@ -83,7 +87,7 @@ def style_vector(net, style_images) -> mx.array:
     try:
         return mix_vectors(vectors, [w for _, w in parsed])
     except ValueError:
-        raise ValueError("--style-image weights must be finite numbers ≥ 0, not all 0 (PICTURE:WEIGHT)") from None
+        raise UsageError("--style-image weights must be finite numbers ≥ 0, not all 0 (PICTURE:WEIGHT)") from None
 
 
 def style_name(style_images) -> str:
@@ -106,27 +110,40 @@ def run_network(net, image: np.ndarray) -> np.ndarray:
 def network_shape(height: int, width: int, size: int | None = None, scale: float | None = None) -> tuple[int, int]:
     """The ``(height, width)`` the network runs at: the longer side ``size``, or ``scale`` × the input."""
     if size is not None and scale is not None:
-        raise ValueError("give --size or --scale, not both")
+        raise UsageError("give --size or --scale, not both")
     if size is not None:
         if size < 1:
-            raise ValueError(f"--size must be a positive number of pixels, got {size}")
+            raise UsageError(f"--size must be a positive number of pixels, got {size}")
         factor = size / max(height, width)
     elif scale is not None:
         if not 0 < scale <= MAX_SCALE:
-            raise ValueError(f"--scale must be positive and at most {MAX_SCALE}, got {scale}")
+            raise UsageError(f"--scale must be positive and at most {MAX_SCALE}, got {scale}")
         factor = scale
     else:
         return height, width
     return max(1, round(height * factor)), max(1, round(width * factor))
 
 
-def run_any_size(net, image: np.ndarray, tile_size: int = TILE_SIZE) -> np.ndarray:
-    """The whole image in one pass when it fits ``tile_size``² pixels (or ``tile_size`` is 0), else tiled."""
+def tile_side(net, tile_size: int | None = TILE_SIZE) -> int:
+    """The side above which ``net`` runs in tiles: ``tile_size`` when given (0: never), else the backend's."""
+    if tile_size is not None:
+        return tile_size
+    return backend.tile_threshold(whole_bytes_per_pixel(net))
+
+
+def runs_tiled(net, height: int, width: int, tile_size: int | None = TILE_SIZE) -> bool:
+    """Whether a ``height × width`` network input runs in tiles (it has a tiled form and is above ``tile_side``)."""
+    side = tile_side(net, tile_size)
+    return side > 0 and height * width > side * side and net.tiled_stages() is not None
+
+
+def run_any_size(net, image: np.ndarray, tile_size: int | None = TILE_SIZE) -> np.ndarray:
+    """The whole image in one pass when it fits ``tile_side``² pixels (``tile_size`` 0: always), else tiled."""
     H, W, _ = image.shape
-    stages = net.tiled_stages()
-    if tile_size <= 0 or H * W <= tile_size * tile_size or stages is None:
+    if not runs_tiled(net, H, W, tile_size):
         return run_network(net, image)
-    return run_tiled(stages, image, tile_size, net.tiled_style(mx.array(np.asarray(image, np.float32))[None]))
+    return run_tiled(net.tiled_stages(), image, tile_side(net, tile_size),
+                     net.tiled_style(mx.array(np.asarray(image, np.float32))[None]))
 
 
 def to_uint8(image: np.ndarray) -> np.ndarray:
@@ -135,7 +152,7 @@ def to_uint8(image: np.ndarray) -> np.ndarray:
 
 def stylize_array(net, image: np.ndarray, size: int | None = None, scale: float | None = None,
                   preserve_color: bool = False, strength: float = 1.0,
-                  tile_size: int = TILE_SIZE) -> np.ndarray:
+                  tile_size: int | None = TILE_SIZE) -> np.ndarray:
     """Stylise one uint8 RGB image ``(H, W, 3)``; returns uint8 RGB of exactly the same size.
 
     Args:
@@ -145,13 +162,13 @@ def stylize_array(net, image: np.ndarray, size: int | None = None, scale: float 
         preserve_color: keep the input's chroma, stylise the luminance only.
         strength: blend with the input (1 = fully stylised).
         tile_size: images above ``tile_size``² pixels run layer by layer in tiles (same result, bounded
-            memory); 0 never tiles.
+            memory); 0 never tiles; None: the backend's threshold (``tile_side``).
     """
     image = np.asarray(image)
     if image.ndim != 3 or image.shape[2] != 3 or image.dtype != np.uint8:
-        raise ValueError(f"[stylize_array] expected uint8 RGB (H, W, 3), got {image.dtype} {image.shape}")
+        raise UsageError(f"[stylize_array] expected uint8 RGB (H, W, 3), got {image.dtype} {image.shape}")
     if not 0.0 <= strength <= 1.0:
-        raise ValueError(f"--strength must be between 0 and 1, got {strength}")
+        raise UsageError(f"--strength must be between 0 and 1, got {strength}")
     H, W, _ = image.shape
     if strength == 0.0:
         return image.copy()
@@ -165,12 +182,9 @@ def stylize_array(net, image: np.ndarray, size: int | None = None, scale: float 
     return to_uint8(styled)
 
 
-WHOLE_BYTES_PER_PIXEL = 12_000  # one MLX pass over the whole image peaks near this on the CPU (docs/notes/performance_details.md)
-
-
-def tiled_bytes_per_pixel(net) -> float:
-    """Host memory of ``nn.tiled.run_tiled`` per network pixel, from the largest input + output activations of
-    any stage (float32), walking the network's own stages; a residual block holds its input and two temporaries."""
+def activation_bytes_per_pixel(net) -> float:
+    """The largest input + output activations of any stage (float32) per network pixel, walking the network's own
+    stages (``net``: a ``tiled_stages()`` network); a residual block holds its input and two temporaries."""
     from mlx_style.nn.transformer import ResidualBlock, UpsampleConvLayer
 
     fraction, peak = 1.0, 0.0  # fraction: activation pixels per image pixel at the current stage
@@ -185,25 +199,38 @@ def tiled_bytes_per_pixel(net) -> float:
         out_fraction = fraction * 4 if isinstance(conv, UpsampleConvLayer) else fraction / conv.stride ** 2
         peak = max(peak, 4 * (cin * fraction + cout * out_fraction))
         fraction = out_fraction
+    return peak
+
+
+def tiled_bytes_per_pixel(net) -> float:
+    """Host memory of ``nn.tiled.run_tiled`` per network pixel (``net``: a ``tiled_stages()`` network)."""
+    peak = activation_bytes_per_pixel(net)
     # Measured peaks are about 1.6× the activations held (MLX's per-tile buffers and the allocator's free lists
     # on top of them; docs/benchmarks.md); the float32 input and output images come on top.
     return 1.6 * peak + 4 * 3 * 2
 
 
+def whole_bytes_per_pixel(net) -> float:
+    """Peak bytes per network pixel of one whole-image pass of the frame function ``net`` on this backend
+    (``backend.whole_bytes_per_pixel``: the CPU's measured constant, or a GPU's from the largest activations)."""
+    stages = net.tiled_stages()
+    peak = activation_bytes_per_pixel(stages) if stages is not None else DEFAULT_ACTIVATION_BYTES_PER_PIXEL
+    return backend.whole_bytes_per_pixel(peak)
+
+
 def memory_needed(net, height: int, width: int, net_height: int, net_width: int,
-                  tile_size: int = TILE_SIZE) -> int:
+                  tile_size: int | None = TILE_SIZE) -> int:
     """Bytes that stylising one ``height × width`` image at ``net_height × net_width`` takes at its peak: the
     decoded, resized and blended images, and the network's activations (tiled or not)."""
     images = 24 * height * width  # uint8 decode, float32 result at full size, uint8 copies
     pixels = net_height * net_width
-    stages = net.tiled_stages()
-    tiled = tile_size > 0 and pixels > tile_size * tile_size and stages is not None
-    per_pixel = tiled_bytes_per_pixel(stages) if tiled else WHOLE_BYTES_PER_PIXEL
+    tiled = runs_tiled(net, net_height, net_width, tile_size)
+    per_pixel = tiled_bytes_per_pixel(net.tiled_stages()) if tiled else whole_bytes_per_pixel(net)
     return int(images + per_pixel * pixels)
 
 
 def largest_size_within(net, height: int, width: int, budget: int,
-                        tile_size: int = TILE_SIZE) -> int | None:
+                        tile_size: int | None = TILE_SIZE) -> int | None:
     """The largest ``--size`` (longer side) whose ``memory_needed`` fits ``budget`` bytes, or None."""
     low, high = 8, max(height, width)
     if memory_needed(net, height, width, *network_shape(height, width, low), tile_size) > budget:

@@ -1,18 +1,23 @@
-"""The cam's stylising of one frame: a frame function compiled once per size (``Stylizer``), and the processing
-size a CPU can keep up with (``calibrate_size``). ``infer.live`` runs them over a camera or a video."""
+"""The cam's stylising of one frame: a frame function compiled once per size (``Stylizer``), one camera frame to
+the view shown (``stylise_frame``), its network started ahead of the window's key wait (``start_next``), and the
+processing size a CPU can keep up with (``calibrate_size``). ``infer.live`` runs them over a camera or a video."""
 
 from __future__ import annotations
 
 import time
+from dataclasses import dataclass
 
+import cv2
 import mlx.core as mx
 import numpy as np
 
 from mlx_style.backend import compile_inference
-from mlx_style.infer.cam_controls import SIZE_STEPS
+from mlx_style.infer.cam_controls import SIZE_STEPS, CamState
+from mlx_style.infer.overlay import compose_view
 from mlx_style.infer.color import keep_colors
 from mlx_style.infer.smoothing import TemporalSmoother
 from mlx_style.infer.stylize import to_uint8
+from mlx_style.errors import UsageError
 
 # On a CPU the processing size is measured at start-up (calibrate_size): CPUs differ by more than 10× in speed.
 TARGET_FPS = 10.0  # what the CPU calibration aims for
@@ -49,17 +54,78 @@ class Stylizer:
             self._forwards[key] = mx.compile(self._forward) if self.compile else self._forward
         return self._forwards[key]
 
-    def __call__(self, rgb: np.ndarray, preserve_color: bool = False) -> np.ndarray:
-        """Stylise one uint8 RGB ``(H, W, 3)`` image; returns uint8 RGB of the same size.
-
-        ``preserve_color`` keeps the input's chroma and stylises the luminance only (``stylize.keep_colors``).
-        """
+    def start(self, rgb: np.ndarray) -> mx.array:
+        """Start stylising one uint8 RGB ``(H, W, 3)`` image (``mx.async_eval``) and return at once: the caller
+        can wait on something else (the cam window's keys) while the device computes; ``finish`` collects it."""
         H, W, _ = rgb.shape
         image = mx.array(np.ascontiguousarray(rgb))[None]
         out = self.forward(H, W)(image, *self.net.style_inputs(image))
+        mx.async_eval(out)
+        return out
+
+    def finish(self, out: mx.array, rgb: np.ndarray, preserve_color: bool = False) -> np.ndarray:
+        """The uint8 RGB result of ``start(rgb)``; ``preserve_color`` keeps the input's chroma and stylises the
+        luminance only (``stylize.keep_colors``)."""
         mx.eval(out)
         stylised = np.asarray(out[0])
         return to_uint8(keep_colors(stylised, rgb)) if preserve_color else stylised
+
+    def __call__(self, rgb: np.ndarray, preserve_color: bool = False) -> np.ndarray:
+        """Stylise one uint8 RGB ``(H, W, 3)`` image; returns uint8 RGB of the same size (``start`` + ``finish``)."""
+        return self.finish(self.start(rgb), rgb, preserve_color)
+
+
+@dataclass
+class Started:
+    """A frame whose network was started (``Stylizer.start``) before the cam window's key wait, which it then
+    overlaps (Cocoa's ``waitKey`` sleeps at least 10 ms). Used only while what it was started with still holds
+    (the stylizer, its style vector, the size, style and blend), so each frame's result is the serial loop's."""
+
+    frame: object  # the capture.Frame it came from (None: a frame the loop already held)
+    small: np.ndarray  # BGR at the processing size
+    out: mx.array
+    start: float  # time.perf_counter() when the network was started
+    stylizer: Stylizer
+    vector: object  # the picture-style vector it used (the playlist swaps it in place), or None
+    settings: tuple  # (size, model index, blend)
+
+    def holds(self, stylizer: Stylizer, state: CamState) -> bool:
+        return (self.stylizer is stylizer and self.vector is getattr(stylizer.net, "vector", None)
+                and self.settings == (state.size, state.model_index, state.blend))
+
+
+def start_frame(image: np.ndarray, stylizer: Stylizer, state: CamState, frame=None) -> Started:
+    """Resize a BGR frame to the processing size and start the network on it."""
+    H, W = processing_shape(image.shape[0], image.shape[1], state.size)
+    small = cv2.resize(image, (W, H), interpolation=cv2.INTER_AREA)
+    start = time.perf_counter()
+    out = stylizer.start(small[:, :, ::-1])
+    return Started(frame, small, out, start, stylizer, getattr(stylizer.net, "vector", None),
+                   (state.size, state.model_index, state.blend))
+
+
+def start_next(slot, stylizer: Stylizer, state: CamState, mirror: bool) -> Started | None:
+    """Take the frame waiting in ``slot`` (a ``capture.FrameSlot``), if any, and start the network on it."""
+    frame = slot.get(timeout=0)
+    if frame is None:
+        return None
+    return start_frame(cv2.flip(frame.image, 1) if mirror else frame.image, stylizer, state, frame)
+
+
+def stylise_frame(image: np.ndarray, stylizer: Stylizer, state: CamState, smoother: TemporalSmoother | None = None,
+                  started: Started | None = None) -> tuple[np.ndarray, float, tuple]:
+    """One camera frame (BGR) → ``(view to show, model seconds, processing (H, W))``; with a ``smoother``, the
+    stylised frame is blended with the previous one along the motion, at the processing size. ``started``: the
+    frame's network already started (``start_next``), used while it holds; its model seconds then include the
+    key wait it overlapped."""
+    if started is None or not started.holds(stylizer, state):
+        started = start_frame(image, stylizer, state)
+    stylised_rgb = stylizer.finish(started.out, started.small[:, :, ::-1], state.preserve_color)
+    latency = time.perf_counter() - started.start
+    stylised = np.ascontiguousarray(stylised_rgb[:, :, ::-1])
+    if smoother is not None:
+        stylised = smoother(started.small, stylised)
+    return compose_view(image, stylised, state.side_by_side), latency, started.small.shape[:2]
 
 def calibrate_size(stylizer: Stylizer, height: int, width: int, target_fps: float = TARGET_FPS,
                    steps: tuple[int, ...] = SIZE_STEPS, clock=time.perf_counter,
@@ -98,7 +164,7 @@ def use_compile(choice: str, device: mx.Device | None = None) -> bool:
     """``auto`` compiles on a GPU only: on the CPU backend ``mx.compile`` builds its fused kernels with the C++
     compiler at the first frame of every size (seconds to a minute) and then ran no faster than the plain forward."""
     if choice not in COMPILE_CHOICES:
-        raise ValueError(f"[use_compile] choice must be one of {COMPILE_CHOICES}, got {choice!r}")
+        raise UsageError(f"[use_compile] choice must be one of {COMPILE_CHOICES}, got {choice!r}")
     return choice == "yes" or (choice == "auto" and compile_inference(device))
 
 

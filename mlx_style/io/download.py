@@ -14,6 +14,36 @@ class DownloadError(RunFailure, RuntimeError):
     """A download that failed; the message says how to get the file another way."""
 
 
+CERTIFICATE_HINT = ("the certificate check failed: pip install certifi (python.org's macOS Python: run \"Install "
+                    "Certificates.command\" in its Applications folder), or check the clock and any proxy")
+
+
+def ssl_context():
+    """The TLS context of every download: the system's certificates, and certifi's bundle where it is installed
+    (huggingface-hub brings it). python.org's macOS Pythons see no certificates until their "Install
+    Certificates.command" has run, so without certifi every https download failed there."""
+    import ssl
+
+    context = ssl.create_default_context()
+    try:
+        import certifi
+    except ImportError:
+        return context
+    try:
+        context.load_verify_locations(cafile=certifi.where())
+    except (OSError, ssl.SSLError):  # a broken certifi install: the system's certificates alone
+        pass
+    return context
+
+
+def failure_reason(exc: BaseException) -> str:
+    """One line for a failed request; a failed certificate check says how to fix it."""
+    cause = getattr(exc, "reason", None) or exc  # URLError wraps the SSL or socket error
+    if "CERTIFICATE_VERIFY_FAILED" in str(cause) or type(cause).__name__ == "SSLCertVerificationError":
+        return CERTIFICATE_HINT
+    return str(exc).splitlines()[0][:160] if str(exc) else type(exc).__name__
+
+
 def reachable(url: str, timeout: float = 3.0) -> bool:
     """Whether the host of ``url`` answers a TCP connection: offline machines fail fast, not after retries."""
     import socket
@@ -55,7 +85,7 @@ def download_file(url: str, dest: str | Path, sha256: str, timeout: float = 60.0
     request = Request(url, headers={"Range": f"bytes={have}-"} if have else {})
     start = time.perf_counter()
     try:
-        with urlopen(request, timeout=timeout) as response:
+        with urlopen(request, timeout=timeout, context=ssl_context()) as response:
             resumed = have and response.status == 206
             length = response.headers.get("Content-Length")
             received = 0
@@ -69,8 +99,8 @@ def download_file(url: str, dest: str | Path, sha256: str, timeout: float = 60.0
         if getattr(exc, "code", None) == 416:  # the range starts at the end: the part file is already whole
             pass
         else:
-            reason = str(exc).splitlines()[0][:160] if str(exc) else type(exc).__name__
-            raise DownloadError(f"could not download {url} ({reason}); run the command again to resume") from None
+            raise DownloadError(f"could not download {url} ({failure_reason(exc)}); run the command again to "
+                                "resume") from None
     actual = file_sha256(part)
     if actual != sha256:
         part.unlink()
@@ -102,15 +132,15 @@ def fetch_pypi_file(project: str, version: str, filename: str, sha256: str, dest
         raise DownloadError(f"cannot reach {index} (offline?): {manual}")
     try:
         request = Request(f"{index}/simple/{project}/", headers={"Accept": "application/vnd.pypi.simple.v1+json"})
-        with urlopen(request, timeout=timeout) as response:
+        with urlopen(request, timeout=timeout, context=ssl_context()) as response:
             listing = json.loads(response.read())
         url = next(f["url"] for f in listing["files"]
                    if f.get("filename") == filename and f.get("hashes", {}).get("sha256") == sha256)
     except StopIteration:
         raise DownloadError(f"{index} lists no {filename} with the pinned sha256: {manual}") from None
     except Exception as exc:  # noqa: BLE001
-        reason = str(exc).splitlines()[0][:160] if str(exc) else type(exc).__name__
-        raise DownloadError(f"could not read {project} {version} from {index} ({reason}): {manual}") from None
+        raise DownloadError(f"could not read {project} {version} from {index} ({failure_reason(exc)}): "
+                            f"{manual}") from None
     if url.startswith("/"):  # an index may give addresses relative to itself
         url = index.rstrip("/") + url
     return download_file(url, dest, sha256, timeout, log)

@@ -27,11 +27,12 @@ import mlx.core as mx
 import numpy as np
 from mlx.utils import tree_flatten
 
-from mlx_style.io.download import DownloadError, reachable
+from mlx_style.io.download import DownloadError, failure_reason, reachable, ssl_context
 from mlx_style.io.paths import check_input_file, read_input_file
 from mlx_style.io.models import save_transformer
 from mlx_style.nn.transformer import TransformerConfig, TransformerNet
 from mlx_style.io.weights import WeightFileError, atomic_write, check_and_load
+from mlx_style.errors import UsageError
 
 ML5_REPO = "ml5js/ml5-data-and-models"
 ML5_COMMIT = "0612a3e7c51cbffdc5db701dff49d16d1ac26fa8"  # pinned: the bytes behind a URL never change
@@ -202,7 +203,7 @@ def import_fst(folder: str | Path, out_path: str | Path, name: str | None = None
 def _fetch(url: str, timeout: float, max_bytes: int) -> bytes:
     from urllib.request import urlopen
 
-    with urlopen(url, timeout=timeout) as response:
+    with urlopen(url, timeout=timeout, context=ssl_context()) as response:
         data = response.read(max_bytes + 1)  # a server that sends without end is cut off, not held in memory
     if len(data) > max_bytes:
         raise DownloadError(f"{url} sent more than the {max_bytes} bytes expected; run the command again")
@@ -218,7 +219,7 @@ def download_fst(name: str, dest_dir: str | Path, base_url: str = ML5_BASE_URL, 
     sha256. Returns ``dest_dir``. Raises ``DownloadError`` (offline, HTTP errors) or ``WeightFileError``.
     """
     if name not in STYLES:
-        raise ValueError(f"[download_fst] unknown style {name!r}; choose one of {', '.join(STYLES)}")
+        raise UsageError(f"[download_fst] unknown style {name!r}; choose one of {', '.join(STYLES)}")
     dest = Path(dest_dir)
     url = f"{base_url}/{name}"
     manual = (f"when online, run the command again, or copy models/style-transfer/{name}/ from "
@@ -250,8 +251,7 @@ def download_fst(name: str, dest_dir: str | Path, base_url: str = ML5_BASE_URL, 
     except (DownloadError, WeightFileError):
         raise
     except Exception as exc:  # HTTP errors, timeouts, a bad manifest: all mean "could not download"
-        reason = str(exc).splitlines()[0][:160] if str(exc) else type(exc).__name__
-        raise DownloadError(f"could not download {name} from {url} ({reason}); {manual}") from None
+        raise DownloadError(f"could not download {name} from {url} ({failure_reason(exc)}); {manual}") from None
     arrays = read_ml5_folder(dest)
     expected_sha = ML5_SHA256.get(name)
     if expected_sha and ml5_sha256(arrays) != expected_sha:
@@ -274,7 +274,7 @@ class ConvertFstConfig:
 def convert_fst(config: ConvertFstConfig, log=print) -> list[Path]:
     """Run the command described by ``config``; returns the weight files written."""
     if (config.folder is None) == (config.download is None):
-        raise ValueError("give either an ml5 FOLDER or --download NAME")
+        raise UsageError("give either an ml5 FOLDER or --download NAME")
     if config.folder is not None:
         folder = Path(config.folder)
         name = config.name or folder.name
@@ -282,7 +282,7 @@ def convert_fst(config: ConvertFstConfig, log=print) -> list[Path]:
         return [import_fst(folder, out, name=name, source=f"{Path(folder).name} (ml5 variables)")]
     names = list(STYLES) if config.download == "all" else [config.download]
     if (config.out or config.name) and len(names) > 1:
-        raise ValueError("--out and --name describe one style; with --download all the files go to "
+        raise UsageError("-o and --name describe one style; with --download all the files go to "
                          "weights/<style>.safetensors")
     written = []
     for name in names:

@@ -16,6 +16,7 @@ from pathlib import Path
 from urllib.request import HTTPRedirectHandler
 
 from mlx_style.io.download import CHUNK, DownloadError, reachable  # noqa: F401  (reachable: tests patch it here)
+from mlx_style.io.download import CERTIFICATE_HINT, ssl_context
 from mlx_style.io.weights import WeightFileError, WeightWriteError, atomic_write, file_sha256
 
 
@@ -173,13 +174,15 @@ def _network_reason(exc: Exception, timeout: float) -> str:
     cause = getattr(exc, "reason", None) or exc  # URLError wraps the socket's error
     if isinstance(cause, TimeoutError):
         return f"no answer within {timeout:g} s; set {TIMEOUT_ENV} to wait longer"
+    if "CERTIFICATE_VERIFY_FAILED" in str(cause) or type(cause).__name__ == "SSLCertVerificationError":
+        return CERTIFICATE_HINT
     return _printable(cause) or type(exc).__name__
 
 
 def _open(url: str, method: str, timeout: float):
     """``(response, headers of every hop)``; any failure is ``_NotFetched`` with its reason."""
     from urllib.error import HTTPError
-    from urllib.request import Request, build_opener
+    from urllib.request import HTTPSHandler, Request, build_opener
 
     from huggingface_hub import get_token
 
@@ -189,7 +192,7 @@ def _open(url: str, method: str, timeout: float):
         request.add_unredirected_header("Authorization", f"Bearer {token}")
     redirects = _Redirects()
     try:
-        response = build_opener(redirects).open(request, timeout=timeout)
+        response = build_opener(redirects, HTTPSHandler(context=ssl_context())).open(request, timeout=timeout)
     except HTTPError as exc:
         message = exc.headers.get("X-Error-Message") if exc.headers else None
         raise _NotFetched(f"HTTP {exc.code}" + (f": {_printable(message, 100)}" if message else "")) from None

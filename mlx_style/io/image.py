@@ -1,5 +1,6 @@
-"""Image files: reading any picture as uint8 RGB (EXIF rotation, alpha over white, 16-bit, CMYK), writing, and
-finding pictures in folders. Pixel conventions and resizing live in ``mlx_style.pixels`` (re-exported here)."""
+"""Image files: reading any picture as uint8 RGB (EXIF rotation, alpha over white, 16-bit, CMYK; HEIC with the
+``heic`` extra), writing, and finding pictures in folders (skipping macOS's AppleDouble ``._name`` files). Pixel
+conventions and resizing live in ``mlx_style.pixels`` (re-exported here)."""
 
 from __future__ import annotations
 
@@ -14,7 +15,9 @@ from mlx_style.errors import MlxStyleError
 from mlx_style.pixels import (CAFFE_MEAN_BGR, IMAGENET_MEAN_RGB, IMAGENET_STD_RGB, PREPROCESSING,  # noqa: F401
                               center_crop, resize, resize_max_side, resize_shorter, vgg_preprocess)
 
-IMAGE_EXTENSIONS = (".jpg", ".jpeg", ".png", ".webp", ".bmp", ".tif", ".tiff")
+HEIF_EXTENSIONS = (".heic", ".heif")  # the iPhone's default; read through pillow-heif (`pip install -e ".[heic]"`)
+IMAGE_EXTENSIONS = (".jpg", ".jpeg", ".png", ".webp", ".bmp", ".tif", ".tiff", *HEIF_EXTENSIONS)
+HEIF_HINT = 'HEIC pictures need pillow-heif: pip install -e ".[heic]" (or convert the picture to JPEG)'
 
 
 class ImageError(MlxStyleError, ValueError):
@@ -38,8 +41,21 @@ def to_rgb(img: Image.Image) -> Image.Image:
     return img.convert("RGB")
 
 
+def register_heif(path: str | Path) -> None:
+    """Teach Pillow HEIC/HEIF (pillow-heif's opener, registered on first use) when ``path`` is one; raises
+    ``ImageError`` saying how to install it when it is missing."""
+    if not isinstance(path, (str, os.PathLike)) or Path(path).suffix.lower() not in HEIF_EXTENSIONS:
+        return
+    try:
+        from pillow_heif import register_heif_opener
+    except ImportError:
+        raise ImageError(f"{path}: {HEIF_HINT}") from None
+    register_heif_opener()  # idempotent; registers saving too
+
+
 def load_image(path: str | Path) -> np.ndarray:
     """Read an image file as uint8 RGB ``(H, W, 3)``; raises ``ImageError`` with the reason."""
+    register_heif(path)
     try:
         if isinstance(path, (str, os.PathLike)) and not stat.S_ISREG(os.stat(path).st_mode):
             raise ImageError(f"{path}: not a regular file (a folder, pipe or device)")  # a FIFO would block
@@ -60,6 +76,7 @@ def save_image(path: str | Path, image: np.ndarray | mx.array) -> Path:
     if a.dtype != np.uint8:
         a = np.clip(np.rint(a.astype(np.float32)), 0, 255).astype(np.uint8)
     path = Path(path)
+    register_heif(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     Image.fromarray(a, "RGB").save(path)
     return path
@@ -71,6 +88,8 @@ def to_batch(image: np.ndarray) -> mx.array:
 
 
 def list_images(folder: str | Path) -> list[Path]:
-    """Image files under ``folder``, searched recursively, sorted for a reproducible order."""
+    """Image files under ``folder``, searched recursively, sorted for a reproducible order. AppleDouble files
+    (``._name.jpg``: the metadata macOS writes beside each file on external and network volumes) are not images."""
     folder = Path(folder)
-    return sorted(p for p in folder.rglob("*") if p.is_file() and p.suffix.lower() in IMAGE_EXTENSIONS)
+    return sorted(p for p in folder.rglob("*") if p.is_file() and p.suffix.lower() in IMAGE_EXTENSIONS
+                  and not p.name.startswith("._"))

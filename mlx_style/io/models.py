@@ -10,6 +10,7 @@
 from __future__ import annotations
 
 import json
+import re
 from pathlib import Path
 
 import mlx.core as mx
@@ -21,6 +22,7 @@ from mlx_style.nn.losses import recommended_weights
 from mlx_style.nn.transformer import TransformerConfig, TransformerNet
 from mlx_style.nn.vgg import ARCHS, VGG
 from mlx_style.io.weights import WeightFileError, check_and_load, load_weights, save_weights
+from mlx_style.errors import UsageError
 
 DEFAULT_STYLE_HINT = ("train one with `python -m mlx_style.train --style STYLE.jpg`, or import a pretrained one "
                       "with `python scripts/convert_fst.py --download wave`")
@@ -101,9 +103,9 @@ def convert_vgg_state(state: dict[str, np.ndarray], arch: str) -> dict[str, mx.a
 def save_vgg(path: str | Path, arrays: dict[str, mx.array], arch: str, preprocess: str, source: str) -> Path:
     """Write converted VGG weights with everything needed to use them, including recommended loss weights."""
     if arch not in ARCHS:
-        raise ValueError(f"[save_vgg] arch must be one of {sorted(ARCHS)}")
+        raise UsageError(f"[save_vgg] arch must be one of {sorted(ARCHS)}")
     if preprocess not in PREPROCESSING:
-        raise ValueError(f"[save_vgg] preprocess must be one of {PREPROCESSING}")
+        raise UsageError(f"[save_vgg] preprocess must be one of {PREPROCESSING}")
     meta = {
         "kind": "vgg",
         "architecture": arch,
@@ -139,6 +141,9 @@ def load_transformer(path: str | Path) -> tuple[TransformerNet, dict[str, str]]:
     return net, meta
 
 
+LEGACY_NORM = re.compile(r"(?<=\.norm\.)(gamma|beta)$")  # files imported before the one instance norm
+
+
 def load_multistyle(path: str | Path):
     """Rebuild a multi-style network (``nn.multistyle``) from its file; returns ``(net, metadata)``."""
     from mlx_style.nn.multistyle import MultiStyleConfig, MultiStyleNet
@@ -148,7 +153,8 @@ def load_multistyle(path: str | Path):
         config = MultiStyleConfig.from_json(meta.get("config", "{}"))
     except (TypeError, ValueError) as exc:
         raise WeightFileError(f"{path} has no usable network config ({exc}); re-create the file") from None
-    gamma = arrays.get("contract.0.norm.gamma")
+    arrays = {LEGACY_NORM.sub(lambda m: {"gamma": "weight", "beta": "bias"}[m[1]], k): v for k, v in arrays.items()}
+    gamma = arrays.get("contract.0.norm.weight")
     blocks = {key.split(".")[1] for key in arrays if key.startswith("res.")}
     if gamma is None or tuple(gamma.shape) != (config.styles, config.width) or len(blocks) != config.num_residual:
         raise WeightFileError(f"{path}: the file's metadata does not match its tensors")

@@ -136,9 +136,9 @@ def _multistyle_body(g: _Graph, x: str, net) -> str:
         x = _pad(g, x, k // 2, k // 2, k // 2, k // 2, "reflect")
         x = _conv(g, x, layer.conv, layer.conv.stride, hint)
         flat = g.const(np.array([-1], np.int64), "flat")
-        scale = g.op("Reshape", [g.op("MatMul", [weights_row, g.const(_weights(layer.norm, "gamma"), hint + "_g",
+        scale = g.op("Reshape", [g.op("MatMul", [weights_row, g.const(_weights(layer.norm, "weight"), hint + "_g",
                                                                       weight=True)]), flat])
-        shift = g.op("Reshape", [g.op("MatMul", [weights_row, g.const(_weights(layer.norm, "beta"), hint + "_b",
+        shift = g.op("Reshape", [g.op("MatMul", [weights_row, g.const(_weights(layer.norm, "bias"), hint + "_b",
                                                                       weight=True)]), flat])
         x = g.op("InstanceNormalization", [x, scale, shift], hint + "_norm", epsilon=float(layer.norm.eps))
         return g.op("Relu", [x]) if act else x

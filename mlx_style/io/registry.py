@@ -159,7 +159,7 @@ def network_styles(path: str | Path) -> list[str]:
     return names
 
 
-NORM_ROWS = ("weight", "bias", "gamma", "beta")  # (styles, C) rows of a conditional instance norm
+NORM_ROWS = ("weight", "bias", "gamma", "beta")  # (styles, C) rows of a conditional norm (gamma, beta: older files)
 
 
 def builtin_style_images() -> list[Path]:

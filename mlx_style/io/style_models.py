@@ -23,6 +23,7 @@ import mlx.nn as nn
 import numpy as np
 
 from mlx_style.io.weights import WeightFileError, read_metadata
+from mlx_style.errors import UsageError
 
 DTYPES = {"float32": mx.float32, "float16": mx.float16, "bfloat16": mx.bfloat16}
 PICTURE_KINDS = ("arbitrary", "adain")  # kinds whose style is any picture, given when they run
@@ -106,7 +107,7 @@ class StyleModel:
     def style_vector(self, image: np.ndarray) -> mx.array:
         """The style vector of one uint8 RGB picture (networks that take a picture)."""
         if not self.takes_picture:
-            raise ValueError(f"{self.path.name} is a network for {self.describe()}: it takes no style picture")
+            raise UsageError(f"{self.path.name} is a network for {self.describe()}: it takes no style picture")
         return self.net.style_vector(image)
 
     def bind(self, style: str | int | dict | None = None, vector: mx.array | None = None,
@@ -119,10 +120,10 @@ class StyleModel:
         """
         if self.takes_picture:
             if style is not None:
-                raise ValueError(f"--style {style}: {self.path.name} takes any picture as its style: give "
+                raise UsageError(f"--blend {style}: {self.path.name} takes any picture as its style: give "
                                  "--style-image PICTURE instead")
             if vector is None:
-                raise ValueError("an arbitrary-style network needs a style: give --style-image PICTURE (any painting)")
+                raise UsageError("an arbitrary-style network needs a style: give --style-image PICTURE (any painting)")
             if self.kind == "adain":
                 from mlx_style.nn.adain import AdaINStyle
 
@@ -131,11 +132,11 @@ class StyleModel:
 
             return VectorStyle(self.net, vector, style_strength)
         if vector is not None:
-            raise ValueError(f"--style-image: {self.path.name} is a network for {self.describe()}; any picture as a "
+            raise UsageError(f"--style-image: {self.path.name} is a network for {self.describe()}; any picture as a "
                              f"style needs the arbitrary-style network ({ARBITRARY_HINT})")
         if self.net.config.styles == 1:
             if style is not None:
-                raise ValueError(f"--style {style}: {self.path.name} holds one style (--style picks among the styles "
+                raise UsageError(f"--blend {style}: {self.path.name} holds one style (--blend picks among the styles "
                                  "of a multi-style network)")
             return self.net
         from mlx_style.nn.multistyle import BlendedStyle, blend_weights
@@ -171,7 +172,7 @@ def load_style_model(path: str | Path, dtype: str = "float32") -> StyleModel:
         ValueError: an unknown dtype.
     """
     if dtype not in DTYPES:
-        raise ValueError(f"[load_style_model] dtype must be one of {tuple(DTYPES)}, got {dtype!r}")
+        raise UsageError(f"[load_style_model] dtype must be one of {tuple(DTYPES)}, got {dtype!r}")
     path = Path(path)
     kind = model_kind(path)
     loader = LOADERS.get(kind, _transformer)  # an unreadable or foreign file: the transformer loader says why

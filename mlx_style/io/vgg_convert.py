@@ -62,9 +62,9 @@ def source_file(path: Path) -> Path:
 def convert(config: ConvertConfig) -> Path:
     """Convert and write the weights; returns the path written. Nothing is written on any error."""
     out = Path(config.out or f"weights/{config.arch}.safetensors")
-    check_suffix(out, (".safetensors",), "--out")
+    check_suffix(out, (".safetensors",), "-o")
     if config.source is not None:
-        check_not_an_input(out, [config.source, source_file(Path(config.source))], "--out")
+        check_not_an_input(out, [config.source, source_file(Path(config.source))], "-o")
     if config.source is None:
         path = download(VGG_SOURCES[config.arch])
         source = f"hf://{VGG_SOURCES[config.arch].repo_id}@{VGG_SOURCES[config.arch].revision}"

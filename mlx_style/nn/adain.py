@@ -28,8 +28,7 @@ Shape:
 
 from __future__ import annotations
 
-import json
-from dataclasses import asdict, dataclass, fields
+from dataclasses import dataclass
 
 import mlx.core as mx
 import mlx.nn as nn
@@ -38,9 +37,11 @@ import numpy as np
 from mlx_style.pixels import (CAFFE_MEAN_BGR, IMAGENET_MEAN_RGB, IMAGENET_STD_RGB, PREPROCESSING,
                               resize_max_side, resize_shorter)
 from mlx_style.nn.ops import relu
+from mlx_style.nn.config import check_choice, check_int, check_ints, check_number, from_json, to_json
 from mlx_style.nn.style import FrameFunction
 from mlx_style.nn.transformer import ConvLayer, TransformerConfig, UpsampleConvLayer
 from mlx_style.nn.vgg import ARCHS, BLOCK_CHANNELS, VGG
+from mlx_style.errors import UsageError
 
 ENCODER_LAYER = "relu4_1"  # where AdaIN works (Huang's choice)
 STYLE_LAYERS = ("relu1_1", "relu2_1", "relu3_1", "relu4_1")  # Huang's style loss layers
@@ -61,19 +62,12 @@ class AdaINConfig:
     style_size: int = STYLE_IMAGE_SIZE  # shorter side of a style picture at inference (Huang tests at 512)
 
     def __post_init__(self):
-        if self.arch not in ARCHS:
-            raise ValueError(f"[AdaINConfig] arch must be one of {sorted(ARCHS)}, got {self.arch!r}")
-        if self.preprocess not in PREPROCESSING:
-            raise ValueError(f"[AdaINConfig] preprocess must be one of {PREPROCESSING}, got {self.preprocess!r}")
-        widths = self.decoder_widths
-        if (not isinstance(widths, tuple) or len(widths) != 3
-                or not all(isinstance(w, int) and not isinstance(w, bool) and 1 <= w <= 4096 for w in widths)):
-            raise ValueError("[AdaINConfig] decoder_widths must be three integers from 1 to 4096")
-        if not (isinstance(self.eps, (int, float)) and not isinstance(self.eps, bool) and 0 < self.eps < 1):
-            raise ValueError("[AdaINConfig] eps must be a small positive number")
-        if not (isinstance(self.style_size, int) and not isinstance(self.style_size, bool)
-                and 16 <= self.style_size <= MAX_STYLE_SIZE):
-            raise ValueError(f"[AdaINConfig] style_size must be an integer from 16 to {MAX_STYLE_SIZE}")
+        owner = "AdaINConfig"
+        check_choice(owner, "arch", self.arch, sorted(ARCHS))
+        check_choice(owner, "preprocess", self.preprocess, PREPROCESSING)
+        check_ints(owner, "decoder_widths", self.decoder_widths, 3, 1, 4096)
+        check_number(owner, "eps", self.eps, 0, 1)
+        check_int(owner, "style_size", self.style_size, 16, MAX_STYLE_SIZE)
 
     @property
     def channels(self) -> int:
@@ -81,18 +75,11 @@ class AdaINConfig:
         return BLOCK_CHANNELS[3]
 
     def to_json(self) -> str:
-        return json.dumps(asdict(self), sort_keys=True)
+        return to_json(self)
 
     @classmethod
     def from_json(cls, text: str) -> "AdaINConfig":
-        data = json.loads(text)
-        if not isinstance(data, dict) or set(data) - {f.name for f in fields(cls)}:
-            raise ValueError("[AdaINConfig] not an AdaIN network config")
-        if "decoder_widths" in data:
-            if not isinstance(data["decoder_widths"], list):
-                raise ValueError("[AdaINConfig] decoder_widths must be a list of three integers")
-            data["decoder_widths"] = tuple(data["decoder_widths"])
-        return cls(**data)
+        return from_json(cls, text)
 
 
 def wide(x: mx.array) -> mx.array:
@@ -129,7 +116,7 @@ def adain(content_feat: mx.array, style_feat: mx.array, eps: float = 1e-5) -> mx
     Shape: ``content_feat`` ``(B, H, W, C)``; ``style_feat`` ``(B or 1, H', W', C)`` → ``(B, H, W, C)`` float32.
     """
     if content_feat.shape[-1] != style_feat.shape[-1]:
-        raise ValueError(f"[adain] content has {content_feat.shape[-1]} channels, style {style_feat.shape[-1]}")
+        raise UsageError(f"[adain] content has {content_feat.shape[-1]} channels, style {style_feat.shape[-1]}")
     return adain_from_stats(content_feat, *channel_stats(style_feat, eps), eps)
 
 
@@ -141,7 +128,7 @@ def stats_vector(mean: mx.array, std: mx.array) -> mx.array:
 def split_vector(vector: mx.array, channels: int) -> tuple[mx.array, mx.array]:
     """``(μ, σ)`` of a style vector ``(2C,)`` or ``(B, 2C)``."""
     if vector.shape[-1] != 2 * channels:
-        raise ValueError(f"[AdaIN] a style vector holds {2 * channels} numbers (μ and σ of {channels} channels), "
+        raise UsageError(f"[AdaIN] a style vector holds {2 * channels} numbers (μ and σ of {channels} channels), "
                          f"got shape {vector.shape}")
     return vector[..., :channels], vector[..., channels:]
 
@@ -197,7 +184,7 @@ def truncate_to_encoder(vgg: VGG) -> VGG:
     """The VGG cut after relu4_1 (in place; returns it). Raises ``ValueError`` when it stops before."""
     depth = encoder_depth(vgg.arch)
     if len(vgg.features) < depth:
-        raise ValueError(f"[AdaIN] the VGG stops at {vgg.names[-1]}; the encoder needs it up to {ENCODER_LAYER}")
+        raise UsageError(f"[AdaIN] the VGG stops at {vgg.names[-1]}; the encoder needs it up to {ENCODER_LAYER}")
     vgg.features, vgg.names = vgg.features[:depth], vgg.names[:depth]
     vgg.freeze()
     return vgg
@@ -210,7 +197,7 @@ def to_pixels(y: mx.array, preprocess: str) -> mx.array:
     if preprocess == "torchvision":
         std, mean = mx.array(IMAGENET_STD_RGB, dtype=y.dtype), mx.array(IMAGENET_MEAN_RGB, dtype=y.dtype)
         return (y * std + mean) * 255.0
-    raise ValueError(f"[to_pixels] preprocess must be one of {PREPROCESSING}, got {preprocess!r}")
+    raise UsageError(f"[to_pixels] preprocess must be one of {PREPROCESSING}, got {preprocess!r}")
 
 
 def padded_size(size: int) -> int:
@@ -227,7 +214,7 @@ class AdaINNet(nn.Module):
         if encoder is None:
             encoder = VGG(config.arch, config.preprocess)
         if (encoder.arch, encoder.preprocess) != (config.arch, config.preprocess):
-            raise ValueError(f"[AdaINNet] the encoder is {encoder.arch}/{encoder.preprocess}, the config says "
+            raise UsageError(f"[AdaINNet] the encoder is {encoder.arch}/{encoder.preprocess}, the config says "
                              f"{config.arch}/{config.preprocess}")
         self.encoder = truncate_to_encoder(encoder)
         self.decoder = Decoder(config)
@@ -250,14 +237,14 @@ class AdaINNet(nn.Module):
         to ``size`` first (None: the config's ``style_size``; 0 keeps it as it is)."""
         image = np.asarray(image)
         if image.ndim != 3 or image.shape[-1] != 3 or image.dtype != np.uint8:
-            raise ValueError(f"[AdaINNet] expected a uint8 (H, W, 3) style image, got {image.dtype} {image.shape}")
+            raise UsageError(f"[AdaINNet] expected a uint8 (H, W, 3) style image, got {image.dtype} {image.shape}")
         size = self.config.style_size if size is None else size
         if size:
             image = resize_shorter(image, size)
             if max(image.shape[:2]) > 2 * size:  # a panorama: its longer side bounded too, so memory is
                 image = resize_max_side(image, 2 * size)
         if min(image.shape[:2]) < 16:
-            raise ValueError(f"[AdaINNet] a style image needs at least 16×16 pixels, got {image.shape[1]}×"
+            raise UsageError(f"[AdaINNet] a style image needs at least 16×16 pixels, got {image.shape[1]}×"
                              f"{image.shape[0]}")
         return stats_vector(*self.style_features(mx.array(image.astype(np.float32))[None]))[0]
 
@@ -266,9 +253,9 @@ class AdaINNet(nn.Module):
         a ``(μ, σ)`` pair; ``alpha`` the style strength (1: the style's statistics, 0: the photo rebuilt)."""
         B, H, W, C = content.shape
         if C != 3:
-            raise ValueError(f"[AdaINNet] expected NHWC RGB input with 3 channels, got shape {content.shape}")
+            raise UsageError(f"[AdaINNet] expected NHWC RGB input with 3 channels, got shape {content.shape}")
         if not 0.0 <= alpha <= 1.0:
-            raise ValueError(f"--style-strength must be between 0 and 1, got {alpha}")
+            raise UsageError(f"--style-strength must be between 0 and 1, got {alpha}")
         mean, std = (style_stats if isinstance(style_stats, (tuple, list))
                      else split_vector(style_stats, self.config.channels))
         Hp, Wp = padded_size(H), padded_size(W)
@@ -287,7 +274,7 @@ class AdaINStyle(FrameFunction):
     def __init__(self, net: AdaINNet, vector: mx.array, style_strength: float = 1.0):
         super().__init__()
         if not 0.0 <= style_strength <= 1.0:
-            raise ValueError(f"--style-strength must be between 0 and 1, got {style_strength}")
+            raise UsageError(f"--style-strength must be between 0 and 1, got {style_strength}")
         split_vector(vector, net.config.channels)  # the right length, or a clear error now
         self.net = net
         self.vector = vector.astype(mx.float32)
@@ -335,10 +322,10 @@ class AdaINLossConfig:
 
     def __post_init__(self):
         if len(self.style_layers) != len(self.style_layer_weights) or not self.style_layers:
-            raise ValueError(f"[AdaINLossConfig] {len(self.style_layers)} style layers but "
+            raise UsageError(f"[AdaINLossConfig] {len(self.style_layers)} style layers but "
                              f"{len(self.style_layer_weights)} style layer weights")
         if min(self.content_weight, self.style_weight, *self.style_layer_weights) < 0:
-            raise ValueError("[AdaINLossConfig] loss weights must be ≥ 0")
+            raise UsageError("[AdaINLossConfig] loss weights must be ≥ 0")
 
     @property
     def layers(self) -> tuple[str, ...]:

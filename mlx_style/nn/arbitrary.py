@@ -20,8 +20,7 @@ Shape:
 
 from __future__ import annotations
 
-import json
-from dataclasses import asdict, dataclass, fields
+from dataclasses import dataclass
 
 import mlx.core as mx
 import mlx.nn as nn
@@ -31,9 +30,11 @@ from mlx.utils import tree_flatten
 from mlx_style.pixels import resize_shorter
 from mlx_style.nn import conv as _conv
 from mlx_style.nn.multistyle import normalised
+from mlx_style.nn.config import check_int, check_ints, check_number, from_json, to_json
 from mlx_style.nn.style import FrameFunction
 from mlx_style.nn.ops import depthwise_conv, instance_norm, relu, same_pad
 from mlx_style.nn.transformer import ConvLayer, InstanceNorm, TransformerConfig, UpsampleConvLayer, padded_size
+from mlx_style.errors import UsageError
 
 STYLE_IMAGE_SIZE = 256  # shorter side of a style image for the predictor: its training size (as Magenta does)
 # MobileNetV2 1.0 (Sandler et al. 2018): (hidden channels, output channels, stride) per inverted residual.
@@ -56,33 +57,25 @@ class ArbitraryConfig:
     norm_eps: float = 1e-5
 
     def __post_init__(self):
-        ints = [self.style_dim, self.stem, self.head, self.num_residual, *self.contract, *self.expand,
-                *(v for block in self.blocks for v in block)]
-        if not all(isinstance(v, int) and not isinstance(v, bool) and v >= 0 for v in ints):
-            raise ValueError("[ArbitraryConfig] sizes must be non-negative integers")
-        if len(self.contract) != 3 or len(self.expand) != 2 or not self.blocks or min(ints) < 0:
-            raise ValueError("[ArbitraryConfig] three contract widths, two expand widths, at least one block")
-        if any(len(b) != 3 or b[2] not in (1, 2) for b in self.blocks):
-            raise ValueError("[ArbitraryConfig] blocks are (hidden, out, stride 1 or 2)")
-        if max(ints) > 4096 or len(self.blocks) > 64 or self.num_residual > 64:
-            raise ValueError("[ArbitraryConfig] sizes beyond any published network")
-        if not (isinstance(self.norm_eps, (int, float)) and 0 < self.norm_eps < 1):
-            raise ValueError("[ArbitraryConfig] norm_eps must be a small positive number")
+        owner = "ArbitraryConfig"
+        for name in ("style_dim", "stem", "head"):
+            check_int(owner, name, getattr(self, name), 1, 4096)
+        check_ints(owner, "contract", self.contract, 3, 1, 4096)
+        check_ints(owner, "expand", self.expand, 2, 1, 4096)
+        check_int(owner, "num_residual", self.num_residual, 0, 64)
+        if not isinstance(self.blocks, tuple) or not 1 <= len(self.blocks) <= 64:
+            raise UsageError(f"[{owner}] blocks must be 1 to 64 (hidden, out, stride) triples")
+        for block in self.blocks:
+            check_ints(owner, "blocks", block, 3, 0, 4096)
+            check_int(owner, "a block's stride", block[2], 1, 2)
+        check_number(owner, "norm_eps", self.norm_eps, 0, 1)
 
     def to_json(self) -> str:
-        return json.dumps(asdict(self), sort_keys=True)
+        return to_json(self)
 
     @classmethod
     def from_json(cls, text: str) -> "ArbitraryConfig":
-        data = json.loads(text)
-        if not isinstance(data, dict) or set(data) - {f.name for f in fields(cls)}:
-            raise ValueError("[ArbitraryConfig] not an arbitrary-style network config")
-        for key in ("contract", "expand"):
-            if key in data:
-                data[key] = tuple(data[key])
-        if "blocks" in data:
-            data["blocks"] = tuple(tuple(b) for b in data["blocks"])
-        return cls(**data)
+        return from_json(cls, text)
 
 
 def relu6(x: mx.array) -> mx.array:
@@ -103,7 +96,7 @@ class SameConv(nn.Module):
         weight = self.weight.astype(x.dtype)
         if self.groups > 1:
             if self.groups != weight.shape[0] or weight.shape[-1] != 1:
-                raise ValueError("[SameConv] grouped convolutions are depthwise only (groups = channels)")
+                raise UsageError("[SameConv] grouped convolutions are depthwise only (groups = channels)")
             return depthwise_conv(x, weight, self.stride) + self.bias
         _conv.TUNER.note(x.shape, weight.shape, self.stride, x.dtype, False)
         return _conv.conv2d(x, weight, stride=self.stride) + self.bias
@@ -227,7 +220,7 @@ class ArbitraryTransformer(nn.Module):
     def __call__(self, x: mx.array, style: mx.array) -> mx.array:
         B, H, W, C = x.shape
         if C != 3:
-            raise ValueError(f"[ArbitraryTransformer] expected NHWC RGB input with 3 channels, got shape {x.shape}")
+            raise UsageError(f"[ArbitraryTransformer] expected NHWC RGB input with 3 channels, got shape {x.shape}")
         Hp, Wp = padded_size(H), padded_size(W)
         if (Hp, Wp) != (H, W):
             x = mx.pad(x, ((0, 0), (0, Hp - H), (0, Wp - W), (0, 0)), mode="edge")
@@ -259,7 +252,7 @@ class ArbitraryStyleNet(nn.Module):
         resized to ``size`` first (Magenta's default; None keeps it as it is)."""
         image = np.asarray(image)
         if image.ndim != 3 or image.shape[-1] != 3 or image.dtype != np.uint8:
-            raise ValueError(f"[ArbitraryStyleNet] expected a uint8 (H, W, 3) style image, got {image.dtype} "
+            raise UsageError(f"[ArbitraryStyleNet] expected a uint8 (H, W, 3) style image, got {image.dtype} "
                              f"{image.shape}")
         if size is not None:
             image = resize_shorter(image, size)
@@ -267,7 +260,7 @@ class ArbitraryStyleNet(nn.Module):
 
     def __call__(self, x: mx.array, style: mx.array) -> mx.array:
         if style.shape[-1] != self.config.style_dim:
-            raise ValueError(f"[ArbitraryStyleNet] style vectors have {self.config.style_dim} numbers, "
+            raise UsageError(f"[ArbitraryStyleNet] style vectors have {self.config.style_dim} numbers, "
                              f"got shape {style.shape}")
         return self.transformer(x, style)
 
@@ -275,10 +268,10 @@ class ArbitraryStyleNet(nn.Module):
 def mix_vectors(vectors: list[mx.array], weights: list[float] | None = None) -> mx.array:
     """A weighted mean of style vectors (weights ≥ 0, normalised to sum 1; equal when None)."""
     if not vectors:
-        raise ValueError("[mix_vectors] no style vectors")
+        raise UsageError("[mix_vectors] no style vectors")
     weights = [1.0] * len(vectors) if weights is None else [float(w) for w in weights]
     if len(weights) != len(vectors):
-        raise ValueError("[mix_vectors] one weight per vector")
+        raise UsageError("[mix_vectors] one weight per vector")
     weights = normalised(weights, "[mix_vectors]")
     return sum(v.astype(mx.float32) * w for v, w in zip(vectors, weights))
 
@@ -291,7 +284,7 @@ class VectorStyle(FrameFunction):
     def __init__(self, net: ArbitraryStyleNet, vector: mx.array, style_strength: float = 1.0):
         super().__init__()
         if not 0.0 <= style_strength <= 1.0:
-            raise ValueError(f"--style-strength must be between 0 and 1, got {style_strength}")
+            raise UsageError(f"--style-strength must be between 0 and 1, got {style_strength}")
         self.net = net
         self.vector = vector.astype(mx.float32)
         self.style_strength = float(style_strength)

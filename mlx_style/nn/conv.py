@@ -51,6 +51,7 @@ from mlx_style.nn.conv_strategies import (FLOAT32_ONLY, METHODS, WINOGRAD, candi
                                           method_fn, padded_shape, scratch_bytes)
 from mlx_style.nn.conv_tuning import (CACHE_FILE, CACHE_VERSION, ENV_CACHE, ENV_METHOD, MEMORY_FRACTION,  # noqa: F401
                                       ConvTuner, shape_key)
+from mlx_style.errors import UsageError
 
 TUNER = ConvTuner()  # the process's choices; tests and benchmarks may swap in their own
 # ``direct`` with zero padding: pass it to mx.conv2d rather than materialising a padded copy (the only reason to
@@ -89,7 +90,7 @@ def conv2d(x: mx.array, weight: mx.array, stride: int = 1, method: str = "auto",
     if method == "auto":
         method = TUNER.choose(padded_shape(x.shape, padding), weight.shape, stride, x.dtype, training)
     elif method not in METHODS:
-        raise ValueError(f"[conv2d] unknown method {method!r}; expected 'auto' or one of {sorted(METHODS)}")
+        raise UsageError(f"[conv2d] unknown method {method!r}; expected 'auto' or one of {sorted(METHODS)}")
     if padding and method == "direct" and IMPLICIT_PADDING:
         return mx.conv2d(x, weight, stride=stride, padding=padding)
     if padding:

@@ -13,6 +13,7 @@ from functools import partial
 import mlx.core as mx
 
 from mlx_style.backend import conv_prefers_direct
+from mlx_style.errors import UsageError
 
 # ----------------------------------------------------------------------------------------------- shapes
 
@@ -30,17 +31,17 @@ def padded_shape(x_shape, padding: int) -> tuple:
 def check(x: mx.array, weight: mx.array, stride: int, padding: int = 0) -> None:
     """Raises ValueError for arguments ``mx.conv2d`` would reject or silently misread."""
     if not isinstance(stride, int) or isinstance(stride, bool) or stride < 1:
-        raise ValueError(f"[conv2d] stride must be a positive int, got {stride!r}")
+        raise UsageError(f"[conv2d] stride must be a positive int, got {stride!r}")
     if not isinstance(padding, int) or isinstance(padding, bool) or padding < 0:
-        raise ValueError(f"[conv2d] padding must be a non-negative int, got {padding!r}")
+        raise UsageError(f"[conv2d] padding must be a non-negative int, got {padding!r}")
     if x.ndim != 4 or weight.ndim != 4:
-        raise ValueError(f"[conv2d] expected NHWC input and OHWI weight (4-D), got {x.shape} and {weight.shape}")
+        raise UsageError(f"[conv2d] expected NHWC input and OHWI weight (4-D), got {x.shape} and {weight.shape}")
     if x.shape[3] != weight.shape[3]:
-        raise ValueError(f"[conv2d] input has {x.shape[3]} channels but weight expects {weight.shape[3]} "
+        raise UsageError(f"[conv2d] input has {x.shape[3]} channels but weight expects {weight.shape[3]} "
                          f"(input {x.shape}, weight {weight.shape})")
     h, w = x.shape[1] + 2 * padding, x.shape[2] + 2 * padding
     if weight.shape[1] > h or weight.shape[2] > w:
-        raise ValueError(f"[conv2d] kernel {weight.shape[1:3]} is larger than the padded input {(h, w)} "
+        raise UsageError(f"[conv2d] kernel {weight.shape[1:3]} is larger than the padded input {(h, w)} "
                          "(pad more, or use a smaller kernel)")
 
 

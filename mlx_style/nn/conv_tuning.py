@@ -17,12 +17,15 @@ from pathlib import Path
 
 import mlx.core as mx
 
+from mlx_style import backend
 from mlx_style.nn.conv_strategies import METHODS, candidates, check, heuristic, method_fn, out_size, scratch_bytes
+from mlx_style.errors import UsageError
 
 ENV_METHOD = "MLX_STYLE_CONV"
 ENV_CACHE = "MLX_STYLE_CACHE"
 CACHE_FILE = "conv_autotune.json"
-CACHE_VERSION = 5  # 2: Winograd by GEMM transforms, F(4×4); 3: timed with bias and ReLU; 4: tile gather; 5: s2d
+CACHE_VERSION = 6  # 2: Winograd by GEMM transforms, F(4×4); 3: timed with bias and ReLU; 4: tile gather; 5: s2d;
+# 6: keyed by backend name (cpu, metal, cuda), not by device
 MEMORY_FRACTION = 0.25  # tune() skips strategies whose temporaries exceed this share of MLX's memory limit
 MODES = {False: "infer", True: "train", "input": "train_input"}  # what a layer differentiates
 
@@ -31,14 +34,15 @@ def mode_name(training) -> str:
     """``False``: forward only; ``True``: input and weight gradients; ``"input"``: the input gradient only (a
     frozen layer inside a differentiated graph, such as the loss network's)."""
     if training not in MODES:  # also rejects other truthy values, which would silently mean True
-        raise ValueError(f"[conv2d] training must be False, True or 'input', got {training!r}")
+        raise UsageError(f"[conv2d] training must be False, True or 'input', got {training!r}")
     return MODES[training]
 
 
 def shape_key(x_shape, w_shape, stride, dtype, training) -> str:
-    """The cache key of one layer shape on MLX's default device."""
+    """The cache key of one layer shape on MLX's default backend: its name (``cpu``, ``metal``, ``cuda``), since a
+    device alone reads ``Device(gpu, 0)`` on CUDA and Metal alike, whose timings have nothing in common."""
     return "|".join(["x" + "x".join(map(str, x_shape)), "w" + "x".join(map(str, w_shape)), f"s{stride}",
-                     str(dtype).rsplit(".", 1)[-1], str(mx.default_device()), mode_name(training)])
+                     str(dtype).rsplit(".", 1)[-1], backend.backend_name(), mode_name(training)])
 
 
 def _time_ms(fn, args, repeats: int, budget_ms: float) -> float:
@@ -147,7 +151,7 @@ class ConvTuner:
             ValueError: ``method`` is not a strategy name.
         """
         if method is not None and method not in METHODS:
-            raise ValueError(f"[conv2d] unknown method {method!r}; expected one of {sorted(METHODS)} or None")
+            raise UsageError(f"[conv2d] unknown method {method!r}; expected one of {sorted(METHODS)} or None")
         self.forced = method
 
     def forced_method(self) -> str | None:
@@ -157,7 +161,7 @@ class ConvTuner:
         if env in ("", "auto"):
             return None
         if env not in METHODS:
-            raise ValueError(f"[conv2d] {ENV_METHOD}={env!r} is not one of {sorted(METHODS)} or 'auto'")
+            raise UsageError(f"[conv2d] {ENV_METHOD}={env!r} is not one of {sorted(METHODS)} or 'auto'")
         return env
 
     def choose(self, x_shape, w_shape, stride: int = 1, dtype=mx.float32, training: bool | str = False) -> str:
@@ -220,7 +224,7 @@ class ConvTuner:
         names = list(methods) if methods is not None else candidates(w_shape, stride, dtype)
         for name in names:
             if name not in METHODS:
-                raise ValueError(f"[conv2d] unknown method {name!r}; expected one of {sorted(METHODS)}")
+                raise UsageError(f"[conv2d] unknown method {name!r}; expected one of {sorted(METHODS)}")
         key = shape_key(x_shape, w_shape, stride, dtype, training)
         self._load_file_once()
         if not force and key not in self.tuned and save:

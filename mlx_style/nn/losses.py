@@ -21,6 +21,8 @@ from dataclasses import dataclass
 
 import mlx.core as mx
 
+from mlx_style.errors import UsageError
+
 STYLE_LAYERS = ("relu1_2", "relu2_2", "relu3_3", "relu4_3")
 
 
@@ -44,7 +46,7 @@ def recommended_weights(preprocess: str) -> dict[str, float]:
         return {"content": 8.0, "style": 5.0, "tv": 1e-5}
     if preprocess == "torchvision":
         return {"content": 8e5, "style": 1e10, "tv": 0.3}
-    raise ValueError(f"[recommended_weights] unknown preprocessing {preprocess!r}")
+    raise UsageError(f"[recommended_weights] unknown preprocessing {preprocess!r}")
 
 
 @dataclass(frozen=True)
@@ -60,10 +62,10 @@ class LossConfig:
 
     def __post_init__(self):
         if len(self.style_layers) != len(self.style_layer_weights):
-            raise ValueError(f"[LossConfig] {len(self.style_layers)} style layers but "
+            raise UsageError(f"[LossConfig] {len(self.style_layers)} style layers but "
                              f"{len(self.style_layer_weights)} style layer weights")
         if min(self.content_weight, self.style_weight, self.tv_weight) < 0:
-            raise ValueError("[LossConfig] loss weights must be ≥ 0")
+            raise UsageError("[LossConfig] loss weights must be ≥ 0")
 
     @property
     def layers(self) -> tuple[str, ...]:

@@ -18,16 +18,17 @@ Shape:
 
 from __future__ import annotations
 
-import json
 import math
-from dataclasses import asdict, dataclass, fields
+from dataclasses import dataclass
 
 import mlx.core as mx
 import mlx.nn as nn
 
+from mlx_style.nn.config import check_int, check_ints, check_number, from_json, to_json
 from mlx_style.nn.style import FrameFunction
-from mlx_style.nn.ops import Conv2d, instance_norm, reflect_pad, relu, upsample_nearest
-from mlx_style.nn.transformer import padded_size
+from mlx_style.nn.ops import Conv2d, reflect_pad, relu, upsample_nearest
+from mlx_style.nn.transformer import InstanceNorm, padded_size
+from mlx_style.errors import UsageError
 
 
 @dataclass(frozen=True)
@@ -41,42 +42,19 @@ class MultiStyleConfig:
     norm_eps: float = 1e-5
 
     def __post_init__(self):
-        ints = [self.styles, self.width, self.num_residual, *self.expand]
-        if not all(isinstance(v, int) and not isinstance(v, bool) for v in ints):
-            raise ValueError("[MultiStyleConfig] styles, width, expand and num_residual must be integers")
-        if min(self.styles, self.width, *self.expand) < 1 or self.num_residual < 0 or len(self.expand) != 2:
-            raise ValueError("[MultiStyleConfig] styles, width and expand ≥ 1, two expand widths, num_residual ≥ 0")
-        if not (isinstance(self.norm_eps, (int, float)) and 0 < self.norm_eps < 1):
-            raise ValueError("[MultiStyleConfig] norm_eps must be a small positive number")
+        owner = "MultiStyleConfig"
+        check_int(owner, "styles", self.styles, 1, 4096)
+        check_int(owner, "width", self.width, 1, 4096)
+        check_ints(owner, "expand", self.expand, 2, 1, 4096)
+        check_int(owner, "num_residual", self.num_residual, 0, 256)
+        check_number(owner, "norm_eps", self.norm_eps, 0, 1)
 
     def to_json(self) -> str:
-        return json.dumps(asdict(self), sort_keys=True)
+        return to_json(self)
 
     @classmethod
     def from_json(cls, text: str) -> "MultiStyleConfig":
-        data = json.loads(text)
-        if not isinstance(data, dict) or set(data) - {f.name for f in fields(cls)}:
-            raise ValueError("[MultiStyleConfig] not a multi-style network config")
-        if "expand" in data:
-            if not isinstance(data["expand"], list):
-                raise ValueError("[MultiStyleConfig] expand must be a list of two integers")
-            data["expand"] = tuple(data["expand"])
-        return cls(**data)
-
-
-class ConditionalInstanceNorm(nn.Module):
-    """Instance norm whose scale and shift are a style blend of per-style parameters."""
-
-    def __init__(self, styles: int, channels: int, eps: float):
-        super().__init__()
-        self.gamma = mx.ones((styles, channels))
-        self.beta = mx.zeros((styles, channels))
-        self.eps = eps
-
-    def __call__(self, x: mx.array, style_weights: mx.array) -> mx.array:
-        w = style_weights.astype(mx.float32)
-        return instance_norm(x, w @ self.gamma.astype(mx.float32), w @ self.beta.astype(mx.float32), self.eps)
-
+        return from_json(cls, text)
 
 class ConditionalConv(nn.Module):
     """Reflect padding, a bias-free convolution, a conditional instance norm."""
@@ -84,7 +62,7 @@ class ConditionalConv(nn.Module):
     def __init__(self, cin: int, cout: int, kernel: int, stride: int, config: MultiStyleConfig):
         super().__init__()
         self.conv = Conv2d(cin, cout, kernel, stride, bias=False)
-        self.norm = ConditionalInstanceNorm(config.styles, cout, config.norm_eps)
+        self.norm = InstanceNorm(cout, config.norm_eps, config.styles, conditional=True)  # the one norm
         self.kernel = kernel
 
     def __call__(self, x: mx.array, style_weights: mx.array) -> mx.array:
@@ -107,9 +85,9 @@ class MultiStyleNet(nn.Module):
     def __call__(self, x: mx.array, style_weights: mx.array) -> mx.array:
         B, H, W, C = x.shape
         if C != 3:
-            raise ValueError(f"[MultiStyleNet] expected NHWC RGB input with 3 channels, got shape {x.shape}")
+            raise UsageError(f"[MultiStyleNet] expected NHWC RGB input with 3 channels, got shape {x.shape}")
         if style_weights.shape != (self.config.styles,):
-            raise ValueError(f"[MultiStyleNet] style weights must have shape ({self.config.styles},), "
+            raise UsageError(f"[MultiStyleNet] style weights must have shape ({self.config.styles},), "
                              f"got {style_weights.shape}")
         Hp, Wp = padded_size(H), padded_size(W)
         if (Hp, Wp) != (H, W):
@@ -147,15 +125,15 @@ def blend_weights(spec: str | int | dict[int, float], styles: int, names: list[s
                 parts[int(key)] = parts.get(int(key), 0.0) + (float(weight) if weight else 1.0)
             except ValueError:
                 known = f" or a name ({', '.join(names)})" if names else ""
-                raise ValueError(f"--style {spec!r}: expected an index like 7{known}, or a blend like "
+                raise UsageError(f"--blend {spec!r}: expected an index like 7{known}, or a blend like "
                                  "3:0.5,12:0.5") from None
     for index, weight in parts.items():
         if not 0 <= index < styles:
-            raise ValueError(f"--style {spec!r}: this network holds styles 0 to {styles - 1}, not {index}")
+            raise UsageError(f"--blend {spec!r}: this network holds styles 0 to {styles - 1}, not {index}")
         if not 0 <= weight < math.inf:
-            raise ValueError(f"--style {spec!r}: weights must be finite numbers ≥ 0")
+            raise UsageError(f"--blend {spec!r}: weights must be finite numbers ≥ 0")
     vector = [0.0] * styles
-    for index, weight in zip(parts, normalised(list(parts.values()), f"--style {spec!r}")):
+    for index, weight in zip(parts, normalised(list(parts.values()), f"--blend {spec!r}")):
         vector[index] = weight
     return mx.array(vector, dtype=mx.float32)
 
@@ -167,10 +145,10 @@ def normalised(weights: list[float], what: str) -> list[float]:
         ValueError: a weight that is negative or not finite, or all of them 0.
     """
     if any(not 0 <= w < math.inf for w in weights):
-        raise ValueError(f"{what}: weights must be finite numbers ≥ 0")
+        raise UsageError(f"{what}: weights must be finite numbers ≥ 0")
     largest = max(weights, default=0.0)
     if largest <= 0:
-        raise ValueError(f"{what}: the weights sum to 0")
+        raise UsageError(f"{what}: the weights sum to 0")
     scaled = [w / largest for w in weights]
     return [w / sum(scaled) for w in scaled]
 

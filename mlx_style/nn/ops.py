@@ -14,7 +14,8 @@ import mlx.core as mx
 import mlx.nn as nn
 
 from mlx_style.nn import conv as _conv
-from mlx_style.backend import elementwise_max_pool
+from mlx_style.backend import elementwise_max_pool, native_depthwise
+from mlx_style.errors import UsageError
 
 
 
@@ -41,7 +42,7 @@ def pad_spatial(x: mx.array, pad: int, mode: str = "reflect") -> mx.array:
     if pad == 0:
         return x
     if mode == "reflect" and pad >= min(x.shape[1], x.shape[2]):
-        raise ValueError(f"[pad_spatial] reflect padding {pad} needs more than {pad} rows and columns, got "
+        raise UsageError(f"[pad_spatial] reflect padding {pad} needs more than {pad} rows and columns, got "
                          f"{x.shape[1]}×{x.shape[2]}")
     for axis in (1, 2):
         before, after = _border_rows(x, pad, axis, mode)
@@ -129,7 +130,7 @@ def max_pool_2x2(x: mx.array, elementwise: bool | None = None) -> mx.array:
     """
     b, h, w, c = x.shape
     if h < 2 or w < 2:
-        raise ValueError(f"[max_pool_2x2] needs at least 2×2 pixels, got {h}×{w}")
+        raise UsageError(f"[max_pool_2x2] needs at least 2×2 pixels, got {h}×{w}")
     if h % 2 or w % 2:
         x = x[:, : h // 2 * 2, : w // 2 * 2, :]
     if elementwise is None:
@@ -223,17 +224,21 @@ class Conv2d(nn.Module):
         return y
 
 
-def depthwise_conv(x: mx.array, weight: mx.array, stride: int = 1) -> mx.array:
-    """A depthwise convolution (one filter per channel, no padding) as a sum of ``k²`` strided, scaled slices:
-    equal to ``mx.conv2d(x, weight, stride, groups=C)`` and several times faster on the CPU, where MLX's grouped
-    convolution is slow (``scripts/bench/bench_ops.py``).
+def depthwise_conv(x: mx.array, weight: mx.array, stride: int = 1, native: bool | None = None) -> mx.array:
+    """A depthwise convolution (one filter per channel, no padding): on a GPU MLX's grouped ``mx.conv2d(x, weight,
+    stride, groups=C)``; on the CPU, where MLX's grouped convolution is slow, the same as a sum of ``k²`` strided,
+    scaled slices, several times faster there (``scripts/bench/bench_ops.py``). ``native`` overrides the choice
+    (``backend.native_depthwise``).
 
     Shape: ``x`` ``(B, H, W, C)``; ``weight`` ``(C, k, k, 1)``; output ``(B, (H − k)//stride + 1, …, C)``.
     """
     _, H, W, C = x.shape
     k = weight.shape[1]
     if weight.shape != (C, k, k, 1):
-        raise ValueError(f"[depthwise_conv] weight must be ({C}, k, k, 1) for {C} channels, got {weight.shape}")
+        raise UsageError(f"[depthwise_conv] weight must be ({C}, k, k, 1) for {C} channels, got {weight.shape}")
+    native = native_depthwise() if native is None else native
+    if native:
+        return mx.conv2d(x, weight, stride=stride, groups=C)
     Ho, Wo = (H - k) // stride + 1, (W - k) // stride + 1
     out = None
     for i in range(k):
@@ -314,7 +319,7 @@ class ConvTranspose2d(nn.Module):
                  bias: bool = True, align: str = "torch"):
         super().__init__()
         if align not in ("torch", "tf_same"):
-            raise ValueError(f"[ConvTranspose2d] align must be 'torch' or 'tf_same', got {align!r}")
+            raise UsageError(f"[ConvTranspose2d] align must be 'torch' or 'tf_same', got {align!r}")
         scale = math.sqrt(1.0 / (in_channels * kernel_size * kernel_size))
         self.weight = mx.random.uniform(-scale, scale, (out_channels, kernel_size, kernel_size, in_channels))
         if bias:

@@ -19,6 +19,7 @@ from mlx.utils import tree_flatten
 
 from mlx_style.nn.ops import same_pad_amounts
 from mlx_style.nn.transformer import ConvLayer, InstanceNorm, ResidualBlock, TransformerNet, padded_size
+from mlx_style.errors import UsageError
 
 
 def network_dtype(net: nn.Module) -> mx.Dtype:
@@ -121,7 +122,7 @@ def _normalize(norm, x: np.ndarray, relu: bool, dtype: mx.Dtype, chunk_rows: int
         for a, b in chunks:
             x[a:b] = _call(norm, x[a:b], dtype)
     else:
-        raise ValueError(f"[run_tiled] cannot tile a network normalised by {type(norm).__name__} in this mode")
+        raise UsageError(f"[run_tiled] cannot tile a network normalised by {type(norm).__name__} in this mode")
     if relu:
         np.maximum(x, 0.0, out=x)
     return x

@@ -24,8 +24,7 @@ Shape:
 
 from __future__ import annotations
 
-import json
-from dataclasses import asdict, dataclass, fields
+from dataclasses import dataclass
 
 import mlx.core as mx
 import mlx.nn as nn
@@ -34,7 +33,9 @@ from mlx.utils import tree_flatten
 
 from mlx_style.nn.ops import (Conv2d, ConvTranspose2d, instance_norm, pad_spatial, reflect_pad, relu, same_pad,
                            subpixel_conv)
+from mlx_style.nn.config import check_choice, check_flag, check_int, check_number, from_json, to_json
 from mlx_style.nn.style import FrameFunction
+from mlx_style.errors import UsageError
 
 NORMS = ("instance", "batch")
 UPSAMPLES = ("nearest", "deconv")
@@ -57,25 +58,18 @@ class TransformerConfig:
     final_norm: bool = False  # Engstrom's nets also instance-normalise the output conv ("in6") before the tanh
     styles: int = 1  # scale-and-shift pairs per instance norm: > 1 is a multi-style network (Dumoulin et al.)
 
-    def __post_init__(self):
-        # Types first: a weight file's config is untrusted input (a string width, a float residual count).
-        for f in fields(self):
-            value, kind = getattr(self, f.name), type(f.default)
-            ok = (isinstance(value, bool) if kind is bool else
-                  isinstance(value, int) and not isinstance(value, bool) if kind is int else
-                  isinstance(value, (int, float)) and not isinstance(value, bool) if kind is float else
-                  isinstance(value, kind))
-            if not ok:
-                wanted = {bool: "true or false", int: "an integer", float: "a number", str: "a string"}[kind]
-                raise ValueError(f"[TransformerConfig] {f.name} must be {wanted}, got {value!r}")
-        checks = (("norm", NORMS), ("upsample", UPSAMPLES), ("padding", PADDINGS), ("output", OUTPUTS))
-        for name, allowed in checks:
-            if getattr(self, name) not in allowed:
-                raise ValueError(f"[TransformerConfig] {name} must be one of {allowed}, got {getattr(self, name)!r}")
-        if self.width < 1 or self.num_residual < 0 or not 0 < self.norm_eps < float("inf"):
-            raise ValueError("[TransformerConfig] width ≥ 1, num_residual ≥ 0 and norm_eps > 0 are required")
-        if not 1 <= self.styles <= 4096 or (self.styles > 1 and self.norm != "instance"):
-            raise ValueError("[TransformerConfig] styles must be 1 to 4096, and more than 1 needs norm 'instance'")
+    def __post_init__(self):  # a weight file's config is untrusted input: types and ranges before anything else
+        owner = "TransformerConfig"
+        for name, allowed in (("norm", NORMS), ("upsample", UPSAMPLES), ("padding", PADDINGS), ("output", OUTPUTS)):
+            check_choice(owner, name, getattr(self, name), allowed)
+        check_flag(owner, "conv_bias", self.conv_bias)
+        check_flag(owner, "final_norm", self.final_norm)
+        check_int(owner, "width", self.width, 1, 4096)
+        check_int(owner, "num_residual", self.num_residual, 0, 256)
+        check_int(owner, "styles", self.styles, 1, 4096)
+        check_number(owner, "norm_eps", self.norm_eps, 0, 1)
+        if self.styles > 1 and self.norm != "instance":
+            raise UsageError(f"[{owner}] more than one style needs norm 'instance'")
 
     @classmethod
     def fst(cls) -> "TransformerConfig":
@@ -84,20 +78,11 @@ class TransformerConfig:
                    output="tanh", final_norm=True)
 
     def to_json(self) -> str:
-        return json.dumps(asdict(self), sort_keys=True)
+        return to_json(self)
 
     @classmethod
     def from_json(cls, text: str) -> "TransformerConfig":
-        data = json.loads(text)
-        if not isinstance(data, dict):
-            raise ValueError(f"[TransformerConfig] expected a JSON object, got {type(data).__name__}")
-        known = {f.name for f in fields(cls)}
-        unknown = set(data) - known
-        if unknown:
-            raise ValueError(f"[TransformerConfig] unknown fields {sorted(unknown)}: the weight file was written "
-                             "by a newer mlx_style; upgrade it")
-        return cls(**data)
-
+        return from_json(cls, text)
 
 class InstanceNorm(nn.Module):
     """Affine instance normalisation over H and W (torch's ``InstanceNorm2d(affine=True)`` names).
@@ -106,9 +91,12 @@ class InstanceNorm(nn.Module):
     call takes the style blend, applied as ``style @ weight`` and ``style @ bias``.
     """
 
-    def __init__(self, channels: int, eps: float, styles: int = 1):
+    def __init__(self, channels: int, eps: float, styles: int = 1, conditional: bool | None = None):
+        """``conditional`` (default: ``styles > 1``) keeps ``(styles, C)`` rows even for one style, as Magenta's
+        26-style network (``nn.multistyle``) stores them."""
         super().__init__()
-        shape = (channels,) if styles == 1 else (styles, channels)
+        conditional = styles > 1 if conditional is None else conditional
+        shape = (styles, channels) if conditional else (channels,)
         self.weight = mx.ones(shape)
         self.bias = mx.zeros(shape)
         self.eps = eps
@@ -121,7 +109,7 @@ class InstanceNorm(nn.Module):
         if self.weight.ndim == 1:
             return instance_norm(x, self.weight, self.bias, self.eps)
         if style is None:
-            raise ValueError(f"[InstanceNorm] a {self.styles}-style norm needs the style blend")
+            raise UsageError(f"[InstanceNorm] a {self.styles}-style norm needs the style blend")
         style = style.astype(mx.float32)
         return instance_norm(x, style @ self.weight.astype(mx.float32), style @ self.bias.astype(mx.float32), self.eps)
 
@@ -255,9 +243,9 @@ class TransformerNet(FrameFunction):
         """``x`` ``(B, H, W, 3)`` 0–255; ``style``: the ``(styles,)`` blend of a multi-style network."""
         B, H, W, C = x.shape
         if C != 3:
-            raise ValueError(f"[TransformerNet] expected NHWC RGB input with 3 channels, got shape {x.shape}")
+            raise UsageError(f"[TransformerNet] expected NHWC RGB input with 3 channels, got shape {x.shape}")
         if self.config.styles > 1 and (style is None or style.shape != (self.config.styles,)):
-            raise ValueError(f"[TransformerNet] this network holds {self.config.styles} styles: give a "
+            raise UsageError(f"[TransformerNet] this network holds {self.config.styles} styles: give a "
                              f"({self.config.styles},) style blend, got {None if style is None else style.shape}")
         Hp, Wp = padded_size(H), padded_size(W)
         if (Hp, Wp) != (H, W):

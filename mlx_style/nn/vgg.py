@@ -14,6 +14,7 @@ import mlx.nn as nn
 
 from mlx_style.pixels import PREPROCESSING, vgg_preprocess
 from mlx_style.nn.ops import Conv2d, max_pool_2x2, relu
+from mlx_style.errors import UsageError
 
 ARCHS = {
     "vgg16": (2, 2, 3, 3, 3),
@@ -59,9 +60,9 @@ class VGG(nn.Module):
     def __init__(self, arch: str = "vgg16", preprocess: str = "torchvision"):
         super().__init__()
         if arch not in ARCHS:
-            raise ValueError(f"[VGG] arch must be one of {sorted(ARCHS)}, got {arch!r}")
+            raise UsageError(f"[VGG] arch must be one of {sorted(ARCHS)}, got {arch!r}")
         if preprocess not in PREPROCESSING:
-            raise ValueError(f"[VGG] preprocess must be one of {PREPROCESSING}, got {preprocess!r}")
+            raise UsageError(f"[VGG] preprocess must be one of {PREPROCESSING}, got {preprocess!r}")
         self.arch, self.preprocess = arch, preprocess
         self.names = layer_names(arch)
         layers, cin = [], 3
@@ -80,11 +81,11 @@ class VGG(nn.Module):
     def __call__(self, x: mx.array, layers: tuple[str, ...] | list[str]) -> dict[str, mx.array]:
         unknown = [name for name in layers if name not in self.names]
         if unknown and all(name in layer_names(self.arch) for name in unknown):  # weights that stop earlier
-            raise ValueError(f"[VGG] {unknown[0]} is beyond these weights (they stop at {self.names[-1]}): convert "
+            raise UsageError(f"[VGG] {unknown[0]} is beyond these weights (they stop at {self.names[-1]}): convert "
                              f"the whole {self.arch} with `mlx-style convert-vgg` and pass --vgg weights/"
                              f"{self.arch}.safetensors")
         if unknown:
-            raise ValueError(f"[VGG] unknown layers {unknown} for {self.arch}; known: relu1_1 … "
+            raise UsageError(f"[VGG] unknown layers {unknown} for {self.arch}; known: relu1_1 … "
                              f"{[n for n in self.names if n.startswith('relu')][-1]}")
         wanted = set(layers)
         last = max(self.names.index(name) for name in layers)

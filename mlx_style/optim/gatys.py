@@ -39,6 +39,7 @@ from mlx_style.nn.losses import STYLE_LAYERS, LossConfig, perceptual_loss, recom
 from mlx_style.nn.vgg import VGG
 from mlx_style.io.vgg_weights import USER_VGG, default_vgg, load_vgg
 from mlx_style.io.weights import WeightFileError
+from mlx_style.errors import UsageError
 
 OPTIMIZERS = ("lbfgs", "adam")
 INITS = ("content", "noise")
@@ -123,7 +124,7 @@ def load_loss_network(path: str | Path) -> tuple[VGG, dict[str, str]]:
     """``load_vgg`` with the exact command that creates a missing file."""
     path = Path(path)
     if not path.exists():
-        command = "python scripts/convert_vgg.py" + ("" if path == USER_VGG else f" --out {path}")
+        command = "python scripts/convert_vgg.py" + ("" if path == USER_VGG else f" -o {path}")
         raise WeightFileError(f"no VGG weights at {path}: run `{command}` to create them "
                               "(add `--from FILE` to convert a local checkpoint offline)")
     return load_vgg(path)
@@ -134,12 +135,12 @@ def check_layers(vgg: VGG, layers: tuple[str, ...], height: int, width: int) -> 
     missing = [name for name in layers if name not in vgg.names]
     if missing:
         known = [n for n in vgg.names if n.startswith("relu")]
-        raise ValueError(f"layer(s) {', '.join(missing)} not in this VGG file ({vgg.arch}, relu1_1 … {known[-1]}): "
+        raise UsageError(f"layer(s) {', '.join(missing)} not in this VGG file ({vgg.arch}, relu1_1 … {known[-1]}): "
                          "choose other layers or convert the full network")
     deepest = max(layers, key=vgg.names.index)
     pools = sum(1 for n in vgg.names[: vgg.names.index(deepest)] if n.startswith("pool"))
     if min(height, width) < 2**pools:
-        raise ValueError(f"a {width}×{height} image is too small for {deepest} (needs at least {2**pools} px "
+        raise UsageError(f"a {width}×{height} image is too small for {deepest} (needs at least {2**pools} px "
                          "on each side): use a larger --size")
 
 
@@ -149,7 +150,7 @@ def loss_config_for(config: OptimizeConfig, meta: dict[str, str]) -> LossConfig:
         else recommended_weights(meta.get("preprocess", "torchvision"))
     layer_weights = config.style_layer_weights or (1.0,) * len(config.style_layers)
     if len(layer_weights) != len(config.style_layers):
-        raise ValueError(f"--style-layer-weights has {len(layer_weights)} values but --style-layers names "
+        raise UsageError(f"--style-layer-weights has {len(layer_weights)} values but --style-layers names "
                          f"{len(config.style_layers)} layers: give one weight per layer")
     flags = {"content": config.content_weight, "style": config.style_weight, "tv": config.tv_weight}
     weights = {key: recommended[key] if flag is None else flag for key, flag in flags.items()}
@@ -173,7 +174,7 @@ def initial_image(content: mx.array, init: str, seed: int) -> mx.array:
         return content
     if init == "noise":
         return noise_image(tuple(content.shape), seed)
-    raise ValueError(f"[initial_image] init must be one of {INITS}, got {init!r}")
+    raise UsageError(f"[initial_image] init must be one of {INITS}, got {init!r}")
 
 
 def weighted_terms(terms: dict[str, mx.array], loss_config: LossConfig) -> dict[str, float]:
@@ -220,7 +221,7 @@ def optimizer_states(objective: Callable, x0: mx.array, optimizer: str, lr: floa
         return lbfgs.iterate(objective, x0, config, has_aux=True)
     if optimizer == "adam":
         return adam_iterate(objective, x0, lr)
-    raise ValueError(f"[optimize] optimizer must be one of {OPTIMIZERS}, got {optimizer!r}")
+    raise UsageError(f"[optimize] optimizer must be one of {OPTIMIZERS}, got {optimizer!r}")
 
 
 def optimize_image(vgg: VGG, content: mx.array, style: mx.array, loss_config: LossConfig, iters: int,
@@ -285,9 +286,9 @@ def load_inputs(config: OptimizeConfig) -> tuple[mx.array, mx.array]:
 def run(config: OptimizeConfig) -> OptimizeResult:
     """Load everything, optimise with progress on stdout, write the image (and snapshots)."""
     if config.iters < 0 or config.size < 0 or config.save_every < 0 or config.log_every < 1:
-        raise ValueError("--iters, --size and --save-every must be ≥ 0 and --log-every ≥ 1")
+        raise UsageError("--iters, --size and --save-every must be ≥ 0 and --log-every ≥ 1")
     if not config.output:
-        raise ValueError("give an output path with -o")
+        raise UsageError("give an output path with -o")
     inputs = [config.content, config.style, config.vgg]
     check_image_output(config.output, inputs)
     if config.save_every:

@@ -45,6 +45,7 @@ from mlx_style.nn.losses import STYLE_LAYERS, gram_matrix, style_layer_loss
 from mlx_style.optim.gatys import check_layers, load_loss_network, noise_image
 from mlx_style.nn.vgg import VGG
 from mlx_style.io.vgg_weights import default_vgg
+from mlx_style.errors import UsageError
 
 FIGURE3_LAYERS = ("relu1_1", "relu1_2", "relu2_1", "relu2_2", "relu3_1", "relu3_3", "relu4_3", "relu5_3")
 # Every layer gets exactly the same number of iterations (the comparison's premise), so the convergence tests are
@@ -122,7 +123,7 @@ def auto_weights(remaining: dict[str, float]) -> dict[str, float]:
     """Per-layer style weights ∝ 1 / remaining fraction of the loss, summing to 1 (see the module docstring)."""
     bad = [name for name, r in remaining.items() if not (math.isfinite(r) and r > 0)]
     if bad:
-        raise ValueError(f"remaining style loss of {', '.join(bad)} is not a positive number: cannot weight it")
+        raise UsageError(f"remaining style loss of {', '.join(bad)} is not a positive number: cannot weight it")
     inverse = {name: 1.0 / r for name, r in remaining.items()}
     total = sum(inverse.values())
     return {name: v / total for name, v in inverse.items()}
@@ -156,7 +157,7 @@ def label_tile(image: np.ndarray, text: str, label_height: int = LABEL_HEIGHT) -
 def make_grid(tiles: list[Image.Image], columns: int) -> Image.Image:
     """Tiles of equal size, row by row, ``columns`` per row, on white."""
     if not tiles:
-        raise ValueError("[make_grid] no tiles")
+        raise UsageError("[make_grid] no tiles")
     W, H = tiles[0].size
     columns = max(1, min(columns, len(tiles)))
     rows = -(-len(tiles) // columns)
@@ -232,9 +233,9 @@ def run(config: LayersConfig) -> dict[str, Reconstruction]:
     """Reconstruct per layer with progress on stdout; write the grid, the plot, and print the weights."""
     layers, iters = config.resolved_layers(), config.resolved_iters()
     if iters < 1 or config.size < 1 or config.columns < 1:
-        raise ValueError("--iters, --size and --columns must be at least 1")
+        raise UsageError("--iters, --size and --columns must be at least 1")
     if not config.output:
-        raise ValueError("give an output path with -o")
+        raise UsageError("give an output path with -o")
     check_image_output(config.output, [config.style, config.vgg])
     if plot_path(config) is not None:
         check_image_output(plot_path(config), [config.style, config.vgg], "--plot")

@@ -36,6 +36,8 @@ from typing import Any, Callable, Iterator, NamedTuple
 
 import mlx.core as mx
 
+from mlx_style.errors import UsageError
+
 LINE_SEARCHES = ("strong_wolfe", "armijo")
 
 
@@ -55,13 +57,13 @@ class LBFGSConfig:
 
     def __post_init__(self):
         if self.line_search not in LINE_SEARCHES:
-            raise ValueError(f"[LBFGS] line_search must be one of {LINE_SEARCHES}, got {self.line_search!r}")
+            raise UsageError(f"[LBFGS] line_search must be one of {LINE_SEARCHES}, got {self.line_search!r}")
         if self.history_size < 1:
-            raise ValueError("[LBFGS] history_size must be at least 1")
+            raise UsageError("[LBFGS] history_size must be at least 1")
         if not 0 < self.c1 < self.c2 < 1:
-            raise ValueError("[LBFGS] line-search constants need 0 < c1 < c2 < 1")
+            raise UsageError("[LBFGS] line-search constants need 0 < c1 < c2 < 1")
         if self.lr <= 0 or self.max_evals_per_search < 1:
-            raise ValueError("[LBFGS] lr and max_evals_per_search must be positive")
+            raise UsageError("[LBFGS] lr and max_evals_per_search must be positive")
 
 
 class Pair(NamedTuple):

@@ -120,6 +120,16 @@ class TrainConfig:
         record["styles"] = [Path(s).name for s in self.styles]
         return record
 
+    def check(self) -> None:
+        """Refuse settings no run can use, with the flag to change (the CLI and the Python API alike)."""
+        for name in ("image_size", "batch_size", "log_every"):
+            if getattr(self, name) < 1:
+                raise TrainingError(f"--{name.replace('_', '-')} must be at least 1")
+        if self.iters is not None and self.iters < 0:
+            raise TrainingError(f"--iters must be at least 0, got {self.iters}")
+        if not self.lr >= 0:  # 0 is allowed: a run that only evaluates (tests use it)
+            raise TrainingError(f"--lr must be at least 0, got {self.lr}")
+
     def stable(self) -> StableConfig:
         """The temporal term's settings (``StableConfig``; raises ``ValueError`` for a negative one)."""
         return StableConfig(self.stable_weight, self.stable_shift, self.stable_rotate, self.stable_zoom,

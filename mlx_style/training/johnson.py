@@ -116,6 +116,7 @@ class JohnsonMethod(Method):
 
     def check(self, say, world: int, main_rank: bool) -> None:
         config = self.config
+        config.check()
         if config.batch_size % world:
             raise TrainingError(f"--batch-size {config.batch_size} must be a multiple of the {world} processes "
                                 "(--processes)")

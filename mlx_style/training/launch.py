@@ -30,6 +30,8 @@ import threading
 import time
 from pathlib import Path
 
+from mlx_style.errors import UsageError
+
 LOCAL_ENV = "MLX_STYLE_LOCAL_PROCESSES"
 FORWARDED_SIGNALS = tuple(getattr(signal, name) for name in ("SIGINT", "SIGTERM", "SIGHUP") if hasattr(signal, name))
 # Environment variables by which a launcher (mlx.launch for ring/JACCL/NCCL, mpirun) marks a distributed process.
@@ -176,7 +178,7 @@ def run_local(processes: int, args: list[str], env: dict[str, str] | None = None
     ``grace_s`` get SIGTERM, then SIGKILL.
     """
     if processes < 1:
-        raise ValueError(f"[run_local] processes must be at least 1, got {processes}")
+        raise UsageError(f"[run_local] processes must be at least 1, got {processes}")
     base = dict(os.environ if env is None else env)
     threads = blas_threads or max(1, usable_cores() // processes)
     remove_stale_ring_folders()

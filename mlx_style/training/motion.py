@@ -29,6 +29,8 @@ from dataclasses import asdict, dataclass
 import mlx.core as mx
 import numpy as np
 
+from mlx_style.errors import UsageError
+
 MOTION_STREAM = 0x4D4F56  # a fourth seed word: keeps these draws apart from the data order's PCG64([seed, epoch])
 INSIDE_EPS = 1e-3  # px: a source coordinate this far outside the frame still counts as inside (float rounding)
 
@@ -49,7 +51,7 @@ class StableConfig:
     def __post_init__(self):
         for name, value in asdict(self).items():
             if not (isinstance(value, (int, float)) and math.isfinite(value) and value >= 0):
-                raise ValueError(f"[StableConfig] {name} must be a finite number ≥ 0, got {value!r}")
+                raise UsageError(f"[StableConfig] {name} must be a finite number ≥ 0, got {value!r}")
 
     @property
     def on(self) -> bool:
@@ -117,7 +119,7 @@ def warp(images: mx.array, matrices: mx.array) -> tuple[mx.array, mx.array]:
     """
     B, H, W, C = images.shape
     if matrices.shape != (B, 2, 3):
-        raise ValueError(f"[warp] expected matrices of shape {(B, 2, 3)}, got {tuple(matrices.shape)}")
+        raise UsageError(f"[warp] expected matrices of shape {(B, 2, 3)}, got {tuple(matrices.shape)}")
     m = matrices.astype(mx.float32)[:, :, :, None, None]  # (B, 2, 3, 1, 1)
     xs = mx.arange(W, dtype=mx.float32)[None, :]
     ys = mx.arange(H, dtype=mx.float32)[:, None]

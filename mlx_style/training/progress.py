@@ -16,6 +16,7 @@ from PIL import Image, ImageDraw, ImageFont
 
 from mlx_style.io.weights import atomic_write
 from mlx_style.timing import format_duration  # noqa: F401  (re-exported for the runner)
+from mlx_style.errors import UsageError
 
 SERIES_COLOURS = {"loss": (0, 0, 0), "content": (31, 119, 180), "style": (214, 39, 40), "tv": (44, 160, 44),
                   "temporal": (148, 103, 189)}
@@ -162,14 +163,14 @@ def save_loss_curve(records: Iterable[dict], path: str | Path) -> Path:
 def sample_grid(rows: list[list[np.ndarray]], pad: int = 4) -> np.ndarray:
     """Tile rows of equal-size uint8 HWC images (e.g. contents above, stylised below) with white gutters."""
     if not rows or not rows[0]:
-        raise ValueError("[sample_grid] needs at least one image")
+        raise UsageError("[sample_grid] needs at least one image")
     h, w = rows[0][0].shape[:2]
     cols = max(len(r) for r in rows)
     grid = np.full((len(rows) * (h + pad) + pad, cols * (w + pad) + pad, 3), 255, np.uint8)
     for i, row in enumerate(rows):
         for j, image in enumerate(row):
             if image.shape[:2] != (h, w):
-                raise ValueError(f"[sample_grid] image {i},{j} is {image.shape[:2]}, expected {(h, w)}")
+                raise UsageError(f"[sample_grid] image {i},{j} is {image.shape[:2]}, expected {(h, w)}")
             y, x = pad + i * (h + pad), pad + j * (w + pad)
             grid[y:y + h, x:x + w] = image
     return grid

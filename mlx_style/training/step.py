@@ -20,6 +20,7 @@ from mlx.utils import tree_flatten, tree_map
 from mlx_style.nn.losses import LossConfig, perceptual_loss
 from mlx_style.nn.conv import tune_convs
 from mlx_style.training.motion import Motion, StableConfig, temporal_loss
+from mlx_style.errors import UsageError
 
 CLIP_MODES = ("tensor", "global", "none")
 
@@ -40,7 +41,7 @@ def clip_gradients(grads, mode: str):
         return optim.clip_grad_norm(grads, 1.0)[0]
     if mode == "none":
         return grads
-    raise ValueError(f"[clip_gradients] mode must be one of {CLIP_MODES}, got {mode!r}")
+    raise UsageError(f"[clip_gradients] mode must be one of {CLIP_MODES}, got {mode!r}")
 
 
 def all_finite(tree) -> bool:
@@ -68,10 +69,10 @@ def make_loss_fn(model: nn.Module, vgg: nn.Module, target_grams: dict[str, mx.ar
     """
     layer = loss_config.content_layer
     if recompute and any(isinstance(m, nn.BatchNorm) for _, m in model.named_modules()):
-        raise ValueError("[make_loss_fn] recompute needs instance norm: recomputing a batch-norm network's "
+        raise UsageError("[make_loss_fn] recompute needs instance norm: recomputing a batch-norm network's "
                          "forward updates its running statistics a second time")
     if recompute and not hasattr(model, "recompute_residual"):
-        raise ValueError("[make_loss_fn] recompute needs a TransformerNet (its residual blocks are recomputed)")
+        raise UsageError("[make_loss_fn] recompute needs a TransformerNet (its residual blocks are recomputed)")
     if hasattr(model, "recompute_residual"):
         model.recompute_residual = recompute  # either way: an earlier step's setting must not linger
     stable = stable if stable is not None and stable.on else None
@@ -146,7 +147,7 @@ def make_train_step(model: nn.Module, vgg: nn.Module, optimizer: optim.Optimizer
     unweighted terms and the weighted total, averaged over the global batch.
     """
     if clip not in CLIP_MODES:
-        raise ValueError(f"[make_train_step] clip must be one of {CLIP_MODES}, got {clip!r}")
+        raise UsageError(f"[make_train_step] clip must be one of {CLIP_MODES}, got {clip!r}")
     world = group.size() if group is not None else 1
     stable = stable if stable is not None and stable.on else None
     loss_and_grad = nn.value_and_grad(model, make_loss_fn(model, vgg, target_grams, loss_config, recompute, stable,
@@ -170,16 +171,16 @@ def make_train_step(model: nn.Module, vgg: nn.Module, optimizer: optim.Optimizer
 
     def train_step(batch, motion: Motion | None = None, style: int | None = None):
         if (style is None) != (picks is None):
-            raise ValueError("[make_train_step] " + ("pass the batch's style index: the step trains several styles"
+            raise UsageError("[make_train_step] " + ("pass the batch's style index: the step trains several styles"
                                                      if style is None else "a style index was given but the step "
                                                      "was built for one style"))
         extra = () if picks is None else (picks[style],)
         if stable is None:
             if motion is not None:
-                raise ValueError("[make_train_step] a motion was given but the step was built without stable")
+                raise UsageError("[make_train_step] a motion was given but the step was built without stable")
             return run(batch, *extra)
         if motion is None:
-            raise ValueError("[make_train_step] the step was built with stable: pass this batch's motion")
+            raise UsageError("[make_train_step] the step was built with stable: pass this batch's motion")
         return run(batch, *extra, mx.array(motion.matrices), mx.array(motion.keys))
 
     return train_step

@@ -25,6 +25,7 @@ from mlx_style.io.registry import resolve_style_image
 from mlx_style.io.weights import file_sha256
 from mlx_style.nn.losses import style_targets
 from mlx_style.nn.transformer import InstanceNorm, TransformerNet
+from mlx_style.errors import UsageError
 
 
 @dataclass
@@ -86,7 +87,7 @@ def read_styles(sources: tuple[str, ...], size: int) -> tuple[list[Path], list[n
     seen: dict[str, Path] = {}
     for path, record in zip(paths, records):
         if record["sha256"] in seen:
-            raise ValueError(f"--style: {path.name} is the same picture as {seen[record['sha256']].name}; give each "
+            raise UsageError(f"--style: {path.name} is the same picture as {seen[record['sha256']].name}; give each "
                              "style once")
         seen[record["sha256"]] = path
     return paths, images, records

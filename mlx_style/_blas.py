@@ -20,8 +20,12 @@ import sys
 from dataclasses import dataclass
 
 ENV_VAR = "MLX_STYLE_BLAS"
-_WHEEL_LIB_DIRS = ("opencv_python.libs", "opencv_python_headless.libs",
-                   "opencv_contrib_python.libs", "opencv_contrib_python_headless.libs")
+_WHEEL_LIB_DIRS = (
+    "opencv_python.libs",
+    "opencv_python_headless.libs",
+    "opencv_contrib_python.libs",
+    "opencv_contrib_python_headless.libs",
+)
 _SYSTEM_NAMES = ("libopenblas.so.0", "libopenblas.so", "libopenblasp-r0.so")
 
 
@@ -69,8 +73,11 @@ def setup() -> BlasStatus:
     elif choice.lower() in ("none", "0", "off"):
         STATUS = BlasStatus(None, f"skipped ({ENV_VAR}={choice})")
     elif "mlx.core" in sys.modules:
-        STATUS = BlasStatus(None, "too late: mlx.core was imported before mlx_style, so MLX keeps its bundled "
-                                  "reference BLAS (import mlx_style first)")
+        STATUS = BlasStatus(
+            None,
+            "too late: mlx.core was imported before mlx_style, so MLX keeps its bundled "
+            "reference BLAS (import mlx_style first)",
+        )
     else:
         tried = [choice] if choice else candidates()
         for path in tried:
@@ -81,6 +88,9 @@ def setup() -> BlasStatus:
             STATUS = BlasStatus(path, "OpenBLAS loaded before mlx.core")
             break
         else:
-            STATUS = BlasStatus(None, "no OpenBLAS found: MLX uses its bundled reference BLAS (slow); "
-                                      "`pip install opencv-python` or `apt-get install libopenblas0` fixes it")
+            STATUS = BlasStatus(
+                None,
+                "no OpenBLAS found: MLX uses its bundled reference BLAS (slow); "
+                "`pip install opencv-python` or `apt-get install libopenblas0` fixes it",
+            )
     return STATUS

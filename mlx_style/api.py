@@ -1,11 +1,11 @@
 """The Python API: ``load_style``, ``stylize``, ``export`` and ``train``, re-exported by ``mlx_style``::
 
-    from mlx_style import load_style, stylize
-    out = stylize(load_style("weights/wave.safetensors"), image)   # uint8 RGB (H, W, 3) in, same size out
-    out = stylize("magenta_arbitrary", image, style_image="starry_night.jpg")   # any picture as the style
+from mlx_style import load_style, stylize
+out = stylize(load_style("weights/wave.safetensors"), image)   # uint8 RGB (H, W, 3) in, same size out
+out = stylize("magenta_arbitrary", image, style_image="starry_night.jpg")   # any picture as the style
 
-    from mlx_style import TrainConfig, train
-    result = train(TrainConfig(style="wave.jpg", data="photos/", image_size=128, batch_size=4, iters=400))
+from mlx_style import TrainConfig, train
+result = train(TrainConfig(style="wave.jpg", data="photos/", image_size=128, batch_size=4, iters=400))
 """
 
 from __future__ import annotations
@@ -38,8 +38,14 @@ class Style:
         return self.metadata.get("style", self.path.stem)
 
 
-def load_style(model: str | Path | None = None, dtype: str = "float32", *, style: str | int | None = None,
-               style_image=None, style_strength: float = 1.0) -> Style:
+def load_style(
+    model: str | Path | None = None,
+    dtype: str = "float32",
+    *,
+    style: str | int | None = None,
+    style_image=None,
+    style_strength: float = 1.0,
+) -> Style:
     """A style network by path or name (``wave`` finds ``weights/wave.safetensors``; see ``io.registry``).
 
     ``style`` picks a multi-style network's style or blend (``7``, ``"3:0.5,12:0.5"``); ``style_image`` gives
@@ -50,21 +56,30 @@ def load_style(model: str | Path | None = None, dtype: str = "float32", *, style
     Raises:
         WeightFileError: no such model, or a file that is not a usable style network (one-line reason).
     """
-    from mlx_style.io.registry import default_model, resolve_model
+    from mlx_style.io.registry import default_model, resolve_style
 
-    path = resolve_model(model) if model is not None else default_model(arbitrary=style_image is not None)
+    path, held = resolve_style(model) if model is not None else (default_model(arbitrary=style_image is not None), None)
     loaded = load_style_model(path, dtype)
-    net, meta = bind_style(loaded, style, style_image, style_strength)
+    net, meta = bind_style(loaded, held if style is None else style, style_image, style_strength)
     return Style(net, meta, path, loaded)
 
 
-EXPORTED_METADATA = ("style", "style_sha256", "config", "source", "sha256", "training_command", "style_licence",
-                     "licence")  # weight-file fields an exported model carries (as mlx_style_<field>)
+EXPORTED_METADATA = (
+    "style",
+    "style_sha256",
+    "config",
+    "source",
+    "sha256",
+    "training_command",
+    "style_licence",
+    "licence",
+)  # weight-file fields an exported model carries (as mlx_style_<field>)
 EXPORT_SUFFIXES = {"onnx": (".onnx",), "coreml": (".mlpackage",)}
 
 
-def export(model: Style | FrameFunction | str | Path, path: str | Path, format: str = "onnx",
-           dtype: str = "float32") -> Path:
+def export(
+    model: Style | FrameFunction | str | Path, path: str | Path, format: str = "onnx", dtype: str = "float32"
+) -> Path:
     """Write a style network as ONNX (``format="onnx"``, float32 or float16 weights) or Core ML
     (``"coreml"``, a ``.mlpackage``), with its weight file's provenance; see ``io.onnx_export`` and
     ``io.coreml_export``. The output is checked (suffix, not the model's own file) before any work."""
@@ -95,10 +110,19 @@ def export(model: Style | FrameFunction | str | Path, path: str | Path, format: 
     return export_onnx(net, path, dtype, metadata)
 
 
-def stylize(model: Style | FrameFunction | str | Path | None, image: np.ndarray, *, size: int | None = None,
-            scale: float | None = None, preserve_color: bool = False, strength: float = 1.0,
-            tile_size: int = TILE_SIZE, style: str | int | None = None, style_image=None,
-            style_strength: float = 1.0) -> np.ndarray:
+def stylize(
+    model: Style | FrameFunction | str | Path | None,
+    image: np.ndarray,
+    *,
+    size: int | None = None,
+    scale: float | None = None,
+    preserve_color: bool = False,
+    strength: float = 1.0,
+    tile_size: int = TILE_SIZE,
+    style: str | int | None = None,
+    style_image=None,
+    style_strength: float = 1.0,
+) -> np.ndarray:
     """Stylise a uint8 RGB ``(H, W, 3)`` image; returns uint8 RGB of exactly the same size.
 
     ``model`` is a ``load_style`` result, a frame function (``nn.style``), or a path or name to load (with ``style``,
@@ -112,7 +136,8 @@ def stylize(model: Style | FrameFunction | str | Path | None, image: np.ndarray,
     elif style_image is not None:
         if not isinstance(model, Style) or model.model is None or not model.model.takes_picture:
             raise UsageError(f"style_image needs the arbitrary-style network ({ARBITRARY_HINT})")
-        model = Style(bind_style(model.model, None, style_image, style_strength)[0], model.metadata, model.path,
-                      model.model)
+        model = Style(
+            bind_style(model.model, None, style_image, style_strength)[0], model.metadata, model.path, model.model
+        )
     net = model.net if isinstance(model, Style) else model
     return stylize_array(net, image, size, scale, preserve_color, strength, tile_size)

@@ -14,7 +14,8 @@ Callers ask here instead of testing devices themselves:
 - ``whole_bytes_per_pixel()`` / ``tile_threshold()``: what a whole-image pass of a style network allocates, and
   above which size an image runs in tiles instead (``infer.stylize``).
 
-The numbers behind these choices are in docs/benchmarks.md and docs/notes/performance_details.md. Memory (below) is the CPU allocator's policy.
+The numbers behind these choices are in docs/benchmarks.md and docs/notes/performance_details.md. Memory (below)
+is the CPU allocator's policy.
 
 Where freed memory goes between steps on the CPU backend: kept for reuse, without growing the process.
 
@@ -49,8 +50,8 @@ from mlx_style import platform as host
 
 # Batch pixels on one machine above which training recomputes the residual blocks by default (None: never).
 # CPU: recomputing costs one more forward pass of the blocks per step, so only where memory would otherwise
-# pass PyTorch's (docs/notes/performance_details.md); CUDA: the activations fit, speed wins; Metal: always, since a Mac's GPU
-# shares the machine's memory.
+# pass PyTorch's (docs/notes/performance_details.md); CUDA: the activations fit, speed wins; Metal: always, since a
+# Mac's GPU shares the machine's memory.
 RECOMPUTE_ABOVE_PIXELS = {"cpu": 2 * 256 * 256, "metal": 0, "cuda": None}
 GPU_CAM_SIZE = 512  # the cam's processing size on a GPU (longer side); a CPU measures its own at start-up
 MAX_AUTO_PROCESSES = 8  # local training processes `--processes auto` may start on a CPU

@@ -1,4 +1,4 @@
-"""``python -m mlx_style.flicker``: an alias of ``mlx-style flicker`` (the command lives in ``mlx_style.cli.flicker``)."""
+"""``python -m mlx_style.flicker``: an alias of ``mlx-style flicker`` (the command: ``mlx_style.cli.flicker``)."""
 
 import sys
 

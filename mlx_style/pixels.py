@@ -54,7 +54,7 @@ def resize_shorter(image: np.ndarray, size: int) -> np.ndarray:
 def center_crop(image: np.ndarray, height: int, width: int) -> np.ndarray:
     H, W = image.shape[:2]
     top, left = (H - height) // 2, (W - width) // 2
-    return image[top:top + height, left:left + width]
+    return image[top : top + height, left : left + width]
 
 
 def resize_max_side(image: np.ndarray, size: int) -> np.ndarray:

@@ -85,21 +85,28 @@ def install_problems() -> list[str]:
     known to be wrong. Only macOS has rules here: MLX's Linux wheels exist for every Python it supports."""
     problems = []
     if sys.version_info[:2] < MIN_PYTHON:
-        problems.append(f"Python {_platform.python_version()} is older than 3.10, which mlx_style needs: "
-                        + PYTHON_HINT)
+        problems.append(
+            f"Python {_platform.python_version()} is older than 3.10, which mlx_style needs: " + PYTHON_HINT
+        )
     if not is_macos():
         return problems
     if under_rosetta():
-        problems.append("this Python is x86_64 running under Rosetta, and MLX has no x86_64 macOS build: "
-                        "use a native arm64 Python (" + PYTHON_HINT + "; check with "
-                        "`python3 -c 'import platform; print(platform.machine())'`, which must say arm64)")
+        problems.append(
+            "this Python is x86_64 running under Rosetta, and MLX has no x86_64 macOS build: "
+            "use a native arm64 Python (" + PYTHON_HINT + "; check with "
+            "`python3 -c 'import platform; print(platform.machine())'`, which must say arm64)"
+        )
     elif machine() != "arm64":
-        problems.append(f"this Mac is {machine()}, not Apple silicon: MLX runs on M1 or later Macs only "
-                        "(on Linux, mlx_style runs on MLX's CPU backend)")
+        problems.append(
+            f"this Mac is {machine()}, not Apple silicon: MLX runs on M1 or later Macs only "
+            "(on Linux, mlx_style runs on MLX's CPU backend)"
+        )
     version = macos_version()
     if version is not None and version < MIN_MACOS:
-        problems.append(f"macOS {'.'.join(map(str, version))} is older than 14 (Sonoma), the oldest MLX's wheels "
-                        "install on: update macOS")
+        problems.append(
+            f"macOS {'.'.join(map(str, version))} is older than 14 (Sonoma), the oldest MLX's wheels "
+            "install on: update macOS"
+        )
     return problems
 
 
@@ -107,9 +114,15 @@ def mlx_import_advice(exc: BaseException) -> str:
     """One line for an MLX that does not import: what failed, and what to do."""
     what = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
     problems = install_problems()
-    todo = "; ".join(problems) if problems else ("install it into this Python: `pip install -e .` in the repository "
-                                                 "brings the right MLX (macOS 14+ on Apple silicon, or Linux; "
-                                                 "docs/mac.md)")
+    todo = (
+        "; ".join(problems)
+        if problems
+        else (
+            "install it into this Python: `pip install -e .` in the repository "
+            "brings the right MLX (macOS 14+ on Apple silicon, or Linux; "
+            "docs/mac.md)"
+        )
+    )
     return f"cannot import MLX ({what}) on {describe()}, Python {_platform.python_version()}: {todo}"
 
 
@@ -119,8 +132,14 @@ def mlx_import_advice(exc: BaseException) -> str:
 
 def terminal_app() -> str:
     """The app a command runs in, as the privacy settings list it (``TERM_PROGRAM``), or a generic name."""
-    names = {"Apple_Terminal": "Terminal", "iTerm.app": "iTerm", "vscode": "Visual Studio Code",
-             "WezTerm": "WezTerm", "ghostty": "Ghostty", "WarpTerminal": "Warp"}
+    names = {
+        "Apple_Terminal": "Terminal",
+        "iTerm.app": "iTerm",
+        "vscode": "Visual Studio Code",
+        "WezTerm": "WezTerm",
+        "ghostty": "Ghostty",
+        "WarpTerminal": "Warp",
+    }
     program = os.environ.get("TERM_PROGRAM", "")
     return names.get(program, program or "your terminal app")
 
@@ -130,12 +149,16 @@ def camera_not_opened(index: int) -> str:
     permission: a terminal app never allowed is asked once, and OpenCV does not wait for the answer."""
     if is_macos():
         app = terminal_app()
-        return (f"cannot open camera {index}: macOS has probably not allowed {app} to use the camera (the first "
-                f"run asks and fails): allow {app} in System Settings → Privacy & Security → Camera, then run again "
-                "(after a refusal, `tccutil reset Camera` makes macOS ask again); else no camera is connected or "
-                "another app is using it (or pass --source VIDEO.mp4)")
-    return (f"cannot open camera {index}: no camera found, or another program is using it; "
-            "pass a video file instead with --source VIDEO.mp4")
+        return (
+            f"cannot open camera {index}: macOS has probably not allowed {app} to use the camera (the first "
+            f"run asks and fails): allow {app} in System Settings → Privacy & Security → Camera, then run again "
+            "(after a refusal, `tccutil reset Camera` makes macOS ask again); else no camera is connected or "
+            "another app is using it (or pass --source VIDEO.mp4)"
+        )
+    return (
+        f"cannot open camera {index}: no camera found, or another program is using it; "
+        "pass a video file instead with --source VIDEO.mp4"
+    )
 
 
 def window_flags() -> int:

@@ -1,4 +1,4 @@
-"""``python -m mlx_style.stylize``: an alias of ``mlx-style stylize`` (the command lives in ``mlx_style.cli.stylize``)."""
+"""``python -m mlx_style.stylize``: an alias of ``mlx-style stylize`` (the command: ``mlx_style.cli.stylize``)."""
 
 import sys
 

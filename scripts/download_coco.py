@@ -31,10 +31,12 @@ class Archive:
 
 
 SPLITS = {
-    "val2017": Archive("http://images.cocodataset.org/zips/val2017.zip", 815_585_330,
-                       "442b8da7639aecaf257c1dceb8ba8c80"),
-    "train2017": Archive("http://images.cocodataset.org/zips/train2017.zip", 19_336_861_798,
-                         "cced6f7f71b7629ddf16f17bbcfab6b2"),
+    "val2017": Archive(
+        "http://images.cocodataset.org/zips/val2017.zip", 815_585_330, "442b8da7639aecaf257c1dceb8ba8c80"
+    ),
+    "train2017": Archive(
+        "http://images.cocodataset.org/zips/train2017.zip", 19_336_861_798, "cced6f7f71b7629ddf16f17bbcfab6b2"
+    ),
 }
 CHUNK = 1 << 20
 
@@ -75,8 +77,10 @@ class Progress:
         rate = (self.done - self.start) / max(time.perf_counter() - self.t0, 1e-9)
         if self.total:
             eta = f"{(self.total - self.done) / rate / 60:.0f} min" if rate > 0 else "?"
-            text = (f"{human_bytes(self.done)} / {human_bytes(self.total)} ({100 * self.done / self.total:.0f}%), "
-                    f"{human_bytes(rate)}/s, ETA {eta}")
+            text = (
+                f"{human_bytes(self.done)} / {human_bytes(self.total)} ({100 * self.done / self.total:.0f}%), "
+                f"{human_bytes(rate)}/s, ETA {eta}"
+            )
             decile = int(10 * self.done / self.total)
         else:
             text, decile = f"{human_bytes(self.done)}, {human_bytes(rate)}/s", -1
@@ -117,8 +121,10 @@ def fetch(url: str, part: Path, size: int | None, timeout: float, stream=None) -
         raise DownloadError(f"{url}: HTTP {exc.code} {exc.reason}")
     except (urllib.error.URLError, OSError) as exc:
         reason = getattr(exc, "reason", exc)
-        raise DownloadError(f"cannot reach {urllib.parse.urlparse(url).netloc} ({reason}): check the network "
-                            "and run the same command again (it resumes)")
+        raise DownloadError(
+            f"cannot reach {urllib.parse.urlparse(url).netloc} ({reason}): check the network "
+            "and run the same command again (it resumes)"
+        )
     with response:
         if have and response.status != 206:  # the server ignored the Range header: start again
             have = 0
@@ -130,8 +136,10 @@ def fetch(url: str, part: Path, size: int | None, timeout: float, stream=None) -
                     f.write(block)
                     progress.update(len(block))
         except (OSError, http.client.HTTPException) as exc:  # dropped connection, timeout, short read
-            raise DownloadError(f"the download stopped ({exc}) at {human_bytes(part.stat().st_size)}: run the "
-                                "same command again to resume")
+            raise DownloadError(
+                f"the download stopped ({exc}) at {human_bytes(part.stat().st_size)}: run the "
+                "same command again to resume"
+            )
         finally:
             progress.close()
 
@@ -142,8 +150,10 @@ def verify(path: Path, size: int | None, md5: str | None) -> None:
     if size is not None and actual != size:
         if actual > size:
             path.unlink()
-        raise DownloadError(f"{path} has {actual} bytes, expected {size}: "
-                            + ("deleted; run again" if actual > size else "incomplete; run again to resume"))
+        raise DownloadError(
+            f"{path} has {actual} bytes, expected {size}: "
+            + ("deleted; run again" if actual > size else "incomplete; run again to resume")
+        )
     if md5 is not None:
         got = md5sum(path)
         if got != md5:
@@ -192,8 +202,12 @@ def download(config: DownloadConfig, stream=None) -> Path:
 def build_parser() -> argparse.ArgumentParser:
     d = DownloadConfig()
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    p.add_argument("--split", choices=sorted(SPLITS), default=d.split,
-                   help="val2017 (815 MB, 5k images) or train2017 (19.3 GB, 118k images)")
+    p.add_argument(
+        "--split",
+        choices=sorted(SPLITS),
+        default=d.split,
+        help="val2017 (815 MB, 5k images) or train2017 (19.3 GB, 118k images)",
+    )
     p.add_argument("--out", default=d.out, help="images go to OUT/SPLIT/")
     p.add_argument("--keep-zip", action="store_true", help="keep the archive after unpacking")
     p.add_argument("--url", default=d.url, help="download from a mirror instead")
@@ -214,8 +228,9 @@ def main(argv: list[str] | None = None) -> int:
     except KeyboardInterrupt:
         print("\ninterrupted: run the same command again to resume the download", file=sys.stderr)
         return 130
-    print(f"COCO {config.split} is in {folder}; train with: python -m mlx_style.train --style STYLE.jpg "
-          f"--data {folder}")
+    print(
+        f"COCO {config.split} is in {folder}; train with: python -m mlx_style.train --style STYLE.jpg --data {folder}"
+    )
     return 0
 
 

@@ -34,10 +34,41 @@ atexit.register(shutil.rmtree, os.environ["MLX_STYLE_CACHE"], ignore_errors=True
 SHARED_DATA = Path(__file__).resolve().parents[2] / "shared" / "data"
 FIXTURES = Path(__file__).resolve().parent / "fixtures"
 
-VGG16_CONVS = ((3, 64), (64, 64), "M", (64, 128), (128, 128), "M", (128, 256), (256, 256), (256, 256), "M",
-               (256, 512), (512, 512), (512, 512), "M", (512, 512), (512, 512), (512, 512), "M")
-VGG16_RELUS = ("relu1_1", "relu1_2", "relu2_1", "relu2_2", "relu3_1", "relu3_2", "relu3_3",
-               "relu4_1", "relu4_2", "relu4_3", "relu5_1", "relu5_2", "relu5_3")
+VGG16_CONVS = (
+    (3, 64),
+    (64, 64),
+    "M",
+    (64, 128),
+    (128, 128),
+    "M",
+    (128, 256),
+    (256, 256),
+    (256, 256),
+    "M",
+    (256, 512),
+    (512, 512),
+    (512, 512),
+    "M",
+    (512, 512),
+    (512, 512),
+    (512, 512),
+    "M",
+)
+VGG16_RELUS = (
+    "relu1_1",
+    "relu1_2",
+    "relu2_1",
+    "relu2_2",
+    "relu3_1",
+    "relu3_2",
+    "relu3_3",
+    "relu4_1",
+    "relu4_2",
+    "relu4_3",
+    "relu5_1",
+    "relu5_2",
+    "relu5_3",
+)
 VGG_SEED = 1234
 
 # Golden transformer variants: TransformerConfig fields, the torch module mode, and the seed of their weights.
@@ -49,16 +80,40 @@ VARIANTS = {
     "deconv": ({**WIDE, "upsample": "deconv"}, "train", 12),
     "batch_train": ({**WIDE, "norm": "batch"}, "train", 13),
     "batch_eval": ({**WIDE, "norm": "batch"}, "eval", 14),
-    "fst": ({**WIDE, "norm": "instance", "upsample": "deconv", "padding": "same", "conv_bias": False,
-             "norm_eps": 1e-3, "output": "tanh", "final_norm": True}, "train", 15),
+    "fst": (
+        {
+            **WIDE,
+            "norm": "instance",
+            "upsample": "deconv",
+            "padding": "same",
+            "conv_bias": False,
+            "norm_eps": 1e-3,
+            "output": "tanh",
+            "final_norm": True,
+        },
+        "train",
+        15,
+    ),
 }
 # The gradient fixtures use a narrower network (same layers, width 8) so every parameter's gradient fits in a
 # small file; the code paths are the same as at width 32. The λs (content, style, tv) make the three weighted
 # terms about equal on these random networks, so each term's gradient shows in the total's.
 GRAD_VARIANTS = {
     "default": ({"width": 8, "num_residual": 5}, 21, (2.0, 4.0, 0.12)),
-    "fst": ({"width": 8, "num_residual": 5, "upsample": "deconv", "padding": "same", "conv_bias": False,
-             "norm_eps": 1e-3, "output": "tanh", "final_norm": True}, 22, (0.6, 0.6, 0.01)),
+    "fst": (
+        {
+            "width": 8,
+            "num_residual": 5,
+            "upsample": "deconv",
+            "padding": "same",
+            "conv_bias": False,
+            "norm_eps": 1e-3,
+            "output": "tanh",
+            "final_norm": True,
+        },
+        22,
+        (0.6, 0.6, 0.01),
+    ),
 }
 # Loss layers of the gradient fixtures: content at relu3_3, unequal style layer weights (the report's appendix),
 # caffe preprocessing.
@@ -110,8 +165,18 @@ def assert_close(actual, expected, tol: float = 1e-4, what: str = "value") -> No
 
 def config_fields(overrides: dict) -> dict:
     """The TransformerConfig defaults updated with ``overrides`` (kept here so torch needs no MLX)."""
-    base = {"norm": "instance", "upsample": "nearest", "padding": "reflect", "conv_bias": True, "norm_eps": 1e-5,
-            "output": "linear", "width": 32, "num_residual": 5, "final_norm": False, "styles": 1}
+    base = {
+        "norm": "instance",
+        "upsample": "nearest",
+        "padding": "reflect",
+        "conv_bias": True,
+        "norm_eps": 1e-5,
+        "output": "linear",
+        "width": 32,
+        "num_residual": 5,
+        "final_norm": False,
+        "styles": 1,
+    }
     unknown = set(overrides) - set(base)
     if unknown:
         raise ValueError(f"unknown config fields {sorted(unknown)}")
@@ -212,8 +277,8 @@ def golden_vgg_state(seed: int = VGG_SEED) -> dict[str, np.ndarray]:
             continue
         cin, cout = item
         std = np.sqrt(2.0 / (cin * 9))
-        state[f"features.{index}.weight"] = (std * rng.standard_normal((cout, cin, 3, 3), dtype=np.float32))
-        state[f"features.{index}.bias"] = (0.05 * rng.standard_normal(cout, dtype=np.float32))
+        state[f"features.{index}.weight"] = std * rng.standard_normal((cout, cin, 3, 3), dtype=np.float32)
+        state[f"features.{index}.bias"] = 0.05 * rng.standard_normal(cout, dtype=np.float32)
         index += 2  # conv, relu
     return state
 
@@ -222,8 +287,9 @@ def golden_images(seed: int, shape: tuple[int, ...]) -> np.ndarray:
     """Smooth-ish random RGB images in 0–255 (float32): a random field plus a gradient, like photo content."""
     rng = np.random.default_rng(seed)
     B, H, W, C = shape
-    ramp = np.linspace(0, 1, H)[:, None, None] * rng.uniform(-80, 80, (1, 1, C)) \
-        + np.linspace(0, 1, W)[None, :, None] * rng.uniform(-80, 80, (1, 1, C))
+    ramp = np.linspace(0, 1, H)[:, None, None] * rng.uniform(-80, 80, (1, 1, C)) + np.linspace(0, 1, W)[
+        None, :, None
+    ] * rng.uniform(-80, 80, (1, 1, C))
     noise = rng.uniform(0, 255, shape)
     return np.clip(0.5 * noise + ramp + 64, 0, 255).astype(np.float32)
 

@@ -57,7 +57,7 @@ def conv2d_same(x: np.ndarray, w_hwio: np.ndarray, stride: int) -> np.ndarray:
     out = np.zeros((Ho * Wo, cout))
     for i in range(kh):
         # one kernel row at a time as a matmul over (kw · Cin) stacked taps: few large BLAS calls
-        taps = [xp[i:i + stride * (Ho - 1) + 1:stride, j:j + stride * (Wo - 1) + 1:stride] for j in range(kw)]
+        taps = [xp[i : i + stride * (Ho - 1) + 1 : stride, j : j + stride * (Wo - 1) + 1 : stride] for j in range(kw)]
         cols = np.concatenate(taps, axis=-1).reshape(Ho * Wo, -1)
         out += cols @ w_hwio[i].reshape(-1, cout)
     out = out.reshape(Ho, Wo, cout)
@@ -73,12 +73,12 @@ def conv2d_transpose_same(x: np.ndarray, w_hwoi: np.ndarray, stride: int) -> np.
     for i in range(kh):
         for j in range(kw):
             tap = (flat @ w_hwoi[i, j].T).reshape(H, W, cout)
-            full[i:i + stride * (H - 1) + 1:stride, j:j + stride * (W - 1) + 1:stride] += tap
+            full[i : i + stride * (H - 1) + 1 : stride, j : j + stride * (W - 1) + 1 : stride] += tap
     # SAME for the matching forward conv of a (stride·H)-row input pads (kh − stride) rows, the smaller half
     # before: that is where the kept window starts in the full result.
     top = max(kh - stride, 0) // 2
     left = max(kw - stride, 0) // 2
-    return full[top:top + stride * H, left:left + stride * W]
+    return full[top : top + stride * H, left : left + stride * W]
 
 
 def instance_norm(x: np.ndarray, shift: np.ndarray, scale: np.ndarray) -> np.ndarray:

@@ -52,8 +52,9 @@ class FakeHub:
                 if commits is None:
                     self._send(404, b"{}", {"X-Error-Code": "RepositoryNotFound", "X-Error-Message": "no repo"})
                     return False
-                commit = commits.get(revision) if revision in commits and isinstance(commits[revision], str) \
-                    else revision
+                commit = (
+                    commits.get(revision) if revision in commits and isinstance(commits[revision], str) else revision
+                )
                 files = commits.get(commit)
                 if not isinstance(files, dict):
                     self._send(404, b"{}", {"X-Error-Code": "RevisionNotFound", "X-Error-Message": "no revision"})
@@ -72,8 +73,12 @@ class FakeHub:
 
             def _send_file_headers(self, commit, data, length, code=200, extra=None):
                 self.send_response(code)
-                honest = {"X-Repo-Commit": commit, "ETag": '"' + hashlib.sha256(data).hexdigest() + '"',
-                          "Content-Length": str(length), "Accept-Ranges": "bytes"}
+                honest = {
+                    "X-Repo-Commit": commit,
+                    "ETag": '"' + hashlib.sha256(data).hexdigest() + '"',
+                    "Content-Length": str(length),
+                    "Accept-Ranges": "bytes",
+                }
                 for k, v in {**honest, **(extra or {}), **hub.headers}.items():
                     self.send_header(k, v)
                 self.end_headers()
@@ -91,15 +96,16 @@ class FakeHub:
                     start = int(self.headers["Range"][6:].split("-")[0] or 0)
                 body = data[start:]
                 if start:
-                    self._send_file_headers(commit, data, len(body), 206,
-                                            {"Content-Range": f"bytes {start}-{len(data) - 1}/{len(data)}"})
+                    self._send_file_headers(
+                        commit, data, len(body), 206, {"Content-Range": f"bytes {start}-{len(data) - 1}/{len(data)}"}
+                    )
                 else:
                     self._send_file_headers(commit, data, len(body))
                 if hub.corrupt_next_download:
                     body, hub.corrupt_next_download = body[:-10] + bytes([body[-10] ^ 0xFF]) + body[-9:], False
                 if hub.trickle:
                     for i in range(len(body)):
-                        self.wfile.write(body[i:i + 1])
+                        self.wfile.write(body[i : i + 1])
                         self.wfile.flush()
                         time.sleep(hub.trickle)
                     return
@@ -118,17 +124,24 @@ class FakeHub:
                 path = self.path.split("?")[0]
                 if path == "/api/repos/create":
                     repo = json.loads(payload)
-                    repo_id = f"{repo.get('organization') or 'user'}/{repo['name']}" if "/" not in repo["name"] \
+                    repo_id = (
+                        f"{repo.get('organization') or 'user'}/{repo['name']}"
+                        if "/" not in repo["name"]
                         else repo["name"]
+                    )
                     hub.repos.setdefault(repo_id, {})
-                    return self._send(200, json.dumps({"url": f"{hub.endpoint}/{repo_id}", "name": repo_id}).encode(),
-                                      {"Content-Type": "application/json"})
+                    return self._send(
+                        200,
+                        json.dumps({"url": f"{hub.endpoint}/{repo_id}", "name": repo_id}).encode(),
+                        {"Content-Type": "application/json"},
+                    )
                 if path == "/api/validate-yaml":  # the model card's front matter
                     return self._send(200, b'{"errors": [], "warnings": []}', {"Content-Type": "application/json"})
                 if "/preupload/" in path:
                     files = json.loads(payload)["files"]
-                    answer = {"files": [{"path": f["path"], "uploadMode": "regular", "shouldIgnore": False}
-                                        for f in files]}
+                    answer = {
+                        "files": [{"path": f["path"], "uploadMode": "regular", "shouldIgnore": False} for f in files]
+                    }
                     return self._send(200, json.dumps(answer).encode(), {"Content-Type": "application/json"})
                 if "/commit/" in path:
                     repo_id = "/".join(path.split("/")[3:5])
@@ -139,11 +152,15 @@ class FakeHub:
                         if item.get("key") == "file":
                             value = item["value"]
                             files[value["path"]] = base64.b64decode(value["content"])
-                    commit = hashlib.sha1(json.dumps(sorted((k, hashlib.sha256(v).hexdigest())
-                                                            for k, v in files.items())).encode()).hexdigest()
+                    commit = hashlib.sha1(
+                        json.dumps(sorted((k, hashlib.sha256(v).hexdigest()) for k, v in files.items())).encode()
+                    ).hexdigest()
                     commits[commit], commits["main"] = files, commit
-                    answer = {"commitOid": commit, "commitUrl": f"{hub.endpoint}/{repo_id}/commit/{commit}",
-                              "success": True}
+                    answer = {
+                        "commitOid": commit,
+                        "commitUrl": f"{hub.endpoint}/{repo_id}/commit/{commit}",
+                        "success": True,
+                    }
                     return self._send(200, json.dumps(answer).encode(), {"Content-Type": "application/json"})
                 self._send(404, b"{}")
 

@@ -25,8 +25,17 @@ from mlx_style.cli.train import build_parser, config_from_args, main
 from mlx_style.infer.stylize import memory_needed, stylize_array
 from mlx_style.io.models import load_adain, save_adain, save_vgg
 from mlx_style.io.weights import WeightFileError, load_weights, read_metadata, save_weights
-from mlx_style.nn.adain import (AdaINConfig, AdaINLossConfig, AdaINNet, AdaINStyle, adain, adain_loss,
-                                channel_stats, decoder_layout, stats_vector)
+from mlx_style.nn.adain import (
+    AdaINConfig,
+    AdaINLossConfig,
+    AdaINNet,
+    AdaINStyle,
+    adain,
+    adain_loss,
+    channel_stats,
+    decoder_layout,
+    stats_vector,
+)
 from mlx_style.nn.arbitrary import mix_vectors
 from mlx_style.training.adain import AdaINTrainConfig, make_adain_step, make_optimizer, style_crops, train_adain
 from mlx_style.training.config import LATEST, TrainingError
@@ -39,8 +48,11 @@ def encoder_state() -> dict[str, mx.array]:
     """conftest's He-scaled random VGG16, conv1_1 … conv4_1, in MLX's layout (activations neither vanish nor
     explode, so the losses and gradients are well conditioned)."""
     state = golden_vgg_state()
-    return {k: mx.array(np.ascontiguousarray(v.transpose(0, 2, 3, 1) if v.ndim == 4 else v))
-            for k, v in state.items() if int(k.split(".")[1]) <= 17}
+    return {
+        k: mx.array(np.ascontiguousarray(v.transpose(0, 2, 3, 1) if v.ndim == 4 else v))
+        for k, v in state.items()
+        if int(k.split(".")[1]) <= 17
+    }
 
 
 def tiny_net(seed: int = 0, config: AdaINConfig = TINY) -> AdaINNet:
@@ -64,9 +76,23 @@ def ws(tmp_path_factory):
 
 
 def tiny_train_config(ws, out: Path, **overrides) -> AdaINTrainConfig:
-    settings = dict(styles=str(ws["styles"]), data=str(ws["data"]), vgg=str(ws["vgg"]), image_size=32, batch_size=2,
-                    iters=4, lr=1e-3, log_every=1, sample_every=0, checkpoint_every=0, decoder_widths=(8, 8, 4),
-                    output=str(out / "adain.safetensors"), run_dir=str(out / "run"), compile=False, tune=False)
+    settings = dict(
+        styles=str(ws["styles"]),
+        data=str(ws["data"]),
+        vgg=str(ws["vgg"]),
+        image_size=32,
+        batch_size=2,
+        iters=4,
+        lr=1e-3,
+        log_every=1,
+        sample_every=0,
+        checkpoint_every=0,
+        decoder_widths=(8, 8, 4),
+        output=str(out / "adain.safetensors"),
+        run_dir=str(out / "run"),
+        compile=False,
+        tune=False,
+    )
     settings.update(overrides)
     return AdaINTrainConfig(**settings)
 
@@ -138,8 +164,9 @@ def test_losses_match_a_numpy_reference():
     t = np_adain(np.asarray(net.encode(content)["relu4_1"]), style_feats["relu4_1"])
     output = net.decode(mx.array(t.astype(np.float32)))
     out_feats = {k: np.asarray(v) for k, v in net.encode(output, layers).items()}
-    ref_total, ref_content, ref_style = np_loss(out_feats["relu4_1"], t, out_feats, style_feats, layers,
-                                                config.style_layer_weights, 7.0)
+    ref_total, ref_content, ref_style = np_loss(
+        out_feats["relu4_1"], t, out_feats, style_feats, layers, config.style_layer_weights, 7.0
+    )
     assert_close(terms["content"].item(), ref_content, 1e-4, "content loss")
     assert_close(terms["style"].item(), ref_style, 1e-4, "style loss")
     assert_close(total.item(), ref_total, 1e-4, "total")
@@ -198,12 +225,27 @@ def check_decoder_gradient():
 def test_decoder_mirrors_the_encoder():
     # Huang's decoder for VGG19 (relu4_1): 512→256, ×2, 256→256 ×3, 256→128, ×2, 128→128, 128→64, ×2, 64→64, 64→3
     assert decoder_layout("vgg19", (256, 128, 64)) == [
-        (512, 256, False), (256, 256, True), (256, 256, False), (256, 256, False), (256, 128, False),
-        (128, 128, True), (128, 64, False), (64, 64, True), (64, 3, False)]
+        (512, 256, False),
+        (256, 256, True),
+        (256, 256, False),
+        (256, 256, False),
+        (256, 128, False),
+        (128, 128, True),
+        (128, 64, False),
+        (64, 64, True),
+        (64, 3, False),
+    ]
     # VGG16 has one convolution fewer in block 3
     assert decoder_layout("vgg16", (256, 128, 64)) == [
-        (512, 256, False), (256, 256, True), (256, 256, False), (256, 128, False),
-        (128, 128, True), (128, 64, False), (64, 64, True), (64, 3, False)]
+        (512, 256, False),
+        (256, 256, True),
+        (256, 256, False),
+        (256, 128, False),
+        (128, 128, True),
+        (128, 64, False),
+        (64, 64, True),
+        (64, 3, False),
+    ]
     net = AdaINNet(AdaINConfig())
     assert net.encoder.names[-1] == "relu4_1" and len(net.encoder.features) == 19
 
@@ -279,8 +321,13 @@ def test_mixing_statistics_equals_mixing_adain_outputs():
 def test_config_round_trips_and_refuses_bad_values():
     config = AdaINConfig(arch="vgg19", preprocess="torchvision", decoder_widths=(16, 8, 4), style_size=256)
     assert AdaINConfig.from_json(config.to_json()) == config
-    for bad in ({"arch": "resnet"}, {"decoder_widths": (8, 8)}, {"eps": 0}, {"style_size": 3},
-                {"decoder_widths": (8, 8, "4")}):
+    for bad in (
+        {"arch": "resnet"},
+        {"decoder_widths": (8, 8)},
+        {"eps": 0},
+        {"style_size": 3},
+        {"decoder_widths": (8, 8, "4")},
+    ):
         with pytest.raises(ValueError, match="AdaINConfig"):
             AdaINConfig(**{**{"decoder_widths": (8, 8, 4)}, **bad})
     with pytest.raises(ValueError, match="unknown fields"):
@@ -374,10 +421,12 @@ def test_end_to_end_training_writes_a_file_the_loader_stylises_with(ws, tmp_path
     out = stylize_array(AdaINStyle(net, net.style_vector(picture), 0.5), picture[:40, :40])
     assert out.shape == (40, 40, 3)
     # the written decoder is the trained one, not the initial one (checkpoints name it model.*)
-    initial = {k[len("model."):]: np.asarray(v) for k, v in
-               mx.load(str(tmp_path / "run" / "checkpoints" / "step_00000000.safetensors")).items()
-               if k.startswith("model.")}
-    trained = {k[len("decoder."):]: v for k, v in decoder_weights(result.output).items()}
+    initial = {
+        k[len("model.") :]: np.asarray(v)
+        for k, v in mx.load(str(tmp_path / "run" / "checkpoints" / "step_00000000.safetensors")).items()
+        if k.startswith("model.")
+    }
+    trained = {k[len("decoder.") :]: v for k, v in decoder_weights(result.output).items()}
     assert set(initial) == set(trained)
     assert any(not np.array_equal(initial[k], trained[k]) for k in trained)
 
@@ -399,15 +448,15 @@ def test_resume_is_exact(ws, tmp_path):
 def test_resume_with_other_settings_is_refused(ws, tmp_path):
     train_adain(tiny_train_config(ws, tmp_path, iters=1), quiet)
     with pytest.raises(TrainingError, match="already holds checkpoints"):
-        train_adain(tiny_train_config(ws, tmp_path, iters=2, overwrite=False, output=str(tmp_path / "x.safetensors")),
-                    quiet)
+        train_adain(
+            tiny_train_config(ws, tmp_path, iters=2, overwrite=False, output=str(tmp_path / "x.safetensors")), quiet
+        )
     with pytest.raises(TrainingError, match="global_batch"):
         train_adain(tiny_train_config(ws, tmp_path, iters=2, batch_size=3, resume=LATEST), quiet)
     with pytest.raises(TrainingError, match="other settings"):
         train_adain(tiny_train_config(ws, tmp_path, iters=2, style_weight=3.0, resume=LATEST), quiet)
     with pytest.raises(TrainingError, match="another AdaIN network"):
-        train_adain(tiny_train_config(ws, tmp_path, iters=2, decoder_widths=(4, 4, 4), resume=LATEST),
-                    quiet)
+        train_adain(tiny_train_config(ws, tmp_path, iters=2, decoder_widths=(4, 4, 4), resume=LATEST), quiet)
 
 
 def test_ctrl_c_writes_a_checkpoint_and_resume_continues_exactly(ws, tmp_path):
@@ -471,10 +520,36 @@ def test_parser_defaults_are_the_configs():
 
 def test_command_trains_and_reports(ws, tmp_path, capsys):
     out = tmp_path / "cmd.safetensors"
-    code = main(["--method", "adain", "--styles", str(ws["styles"]), "--data", str(ws["data"]), "--vgg", str(ws["vgg"]),
-                 "--image-size", "32", "--batch-size", "2", "--iters", "2", "--decoder-widths", "8,8,4",
-                 "--output", str(out), "--run-dir", str(tmp_path / "run"), "--sample-every", "0",
-                 "--no-compile", "--no-tune", "--lr", "1e-3"])
+    code = main(
+        [
+            "--method",
+            "adain",
+            "--styles",
+            str(ws["styles"]),
+            "--data",
+            str(ws["data"]),
+            "--vgg",
+            str(ws["vgg"]),
+            "--image-size",
+            "32",
+            "--batch-size",
+            "2",
+            "--iters",
+            "2",
+            "--decoder-widths",
+            "8,8,4",
+            "--output",
+            str(out),
+            "--run-dir",
+            str(tmp_path / "run"),
+            "--sample-every",
+            "0",
+            "--no-compile",
+            "--no-tune",
+            "--lr",
+            "1e-3",
+        ]
+    )
     assert code == 0 and out.exists()
     assert f"wrote {out} after 2 steps" in capsys.readouterr().out
     code = main(["--method=adain", "--styles", str(ws["styles"]), "--data", str(ws["data"]), "--image-size", "20"])
@@ -486,15 +561,58 @@ def test_train_method_adain_then_stylize_and_cam_with_any_picture(ws, tmp_path, 
     from mlx_style.cli import run_command
 
     out = tmp_path / "adain.safetensors"
-    assert run_command("train", ["--method", "adain", "--styles", str(ws["styles"]), "--data", str(ws["data"]),
-                                 "--vgg", str(ws["vgg"]), "--image-size", "32", "--batch-size", "2", "--iters", "2",
-                                 "--decoder-widths", "8,8,4", "--output", str(out), "--run-dir",
-                                 str(tmp_path / "run"), "--sample-every", "0", "--no-compile", "--no-tune"]) == 0
+    assert (
+        run_command(
+            "train",
+            [
+                "--method",
+                "adain",
+                "--styles",
+                str(ws["styles"]),
+                "--data",
+                str(ws["data"]),
+                "--vgg",
+                str(ws["vgg"]),
+                "--image-size",
+                "32",
+                "--batch-size",
+                "2",
+                "--iters",
+                "2",
+                "--decoder-widths",
+                "8,8,4",
+                "--output",
+                str(out),
+                "--run-dir",
+                str(tmp_path / "run"),
+                "--sample-every",
+                "0",
+                "--no-compile",
+                "--no-tune",
+            ],
+        )
+        == 0
+    )
     photo_path = tmp_path / "photo.png"
     Image.fromarray(photo(np.random.default_rng(9), 37, 45)).save(photo_path)
     picture = ws["styles"] / "style2.png"
-    assert run_command("stylize", [str(photo_path), "--model", str(out), "--style-image", str(picture),
-                                   "--style-strength", "0.7", "-o", str(tmp_path / "o.png")]) == 0
+    assert (
+        run_command(
+            "stylize",
+            [
+                str(photo_path),
+                "--model",
+                str(out),
+                "--style-image",
+                str(picture),
+                "--style-strength",
+                "0.7",
+                "-o",
+                str(tmp_path / "o.png"),
+            ],
+        )
+        == 0
+    )
     assert np.asarray(Image.open(tmp_path / "o.png")).shape == (37, 45, 3)
     capsys.readouterr()
     assert run_command("stylize", [str(photo_path), "--model", str(out), "-o", str(tmp_path / "x.png")]) == 2
@@ -508,6 +626,23 @@ def test_train_method_adain_then_stylize_and_cam_with_any_picture(ws, tmp_path, 
         writer.write(np.full((32, 40, 3), 30 * i, np.uint8))
     writer.release()
     capsys.readouterr()
-    assert run_command("cam", ["--headless", "--source", str(clip), "--model", str(out), "--style-image",
-                               str(ws["styles"]), "--size", "32", "--output", str(tmp_path / "cam.avi")]) == 0
+    assert (
+        run_command(
+            "cam",
+            [
+                "--headless",
+                "--source",
+                str(clip),
+                "--model",
+                str(out),
+                "--style-image",
+                str(ws["styles"]),
+                "--size",
+                "32",
+                "--output",
+                str(tmp_path / "cam.avi"),
+            ],
+        )
+        == 0
+    )
     assert "style style0" in capsys.readouterr().out

@@ -26,12 +26,18 @@ from mlx_style.infer.stylize import load_network, parse_style_images, style_name
 from mlx_style.io.download import DownloadError, download_file, fetch_pypi_file
 from mlx_style.io.image import load_image, resize, save_image
 from mlx_style.io.weights import WeightFileError, save_weights
-from mlx_style.nn.arbitrary import (ArbitraryConfig, ArbitraryStyleNet, SameConv, StyleNorm, VectorStyle,
-                                    mix_vectors)
+from mlx_style.nn.arbitrary import ArbitraryConfig, ArbitraryStyleNet, SameConv, StyleNorm, VectorStyle, mix_vectors
 from conftest import shared_data
 
-TINY = ArbitraryConfig(style_dim=6, stem=4, blocks=((4, 4, 1), (8, 6, 2), (12, 6, 1)), head=8, contract=(4, 4, 8),
-                       num_residual=1, expand=(4, 4))
+TINY = ArbitraryConfig(
+    style_dim=6,
+    stem=4,
+    blocks=((4, 4, 1), (8, 6, 2), (12, 6, 1)),
+    head=8,
+    contract=(4, 4, 8),
+    num_residual=1,
+    expand=(4, 4),
+)
 
 
 def tiny_network(seed: int = 0) -> ArbitraryStyleNet:
@@ -43,13 +49,16 @@ def tiny_network(seed: int = 0) -> ArbitraryStyleNet:
 
 def save_tiny(path: Path, seed: int = 0) -> Path:
     net = tiny_network(seed)
-    return save_weights(path, dict(tree_flatten(net.parameters())),
-                        {"kind": "arbitrary", "architecture": "ghiasi2017", "config": TINY.to_json()})
+    return save_weights(
+        path,
+        dict(tree_flatten(net.parameters())),
+        {"kind": "arbitrary", "architecture": "ghiasi2017", "config": TINY.to_json()},
+    )
 
 
 def psnr(a, b) -> float:
     mse = float(np.mean((np.asarray(a, np.float64) - np.asarray(b, np.float64)) ** 2))
-    return 10 * np.log10(255.0 ** 2 / max(mse, 1e-12))
+    return 10 * np.log10(255.0**2 / max(mse, 1e-12))
 
 
 # ---------------------------------------------------------------------------------------------------------------
@@ -68,7 +77,7 @@ def numpy_conv(x, w, stride, groups, pads):
         g = o // per
         for i in range(Ho):
             for j in range(Wo):
-                patch = x[:, i * stride:i * stride + k, j * stride:j * stride + k, g * cg:(g + 1) * cg]
+                patch = x[:, i * stride : i * stride + k, j * stride : j * stride + k, g * cg : (g + 1) * cg]
                 out[:, i, j, o] = np.sum(patch * w[o], axis=(1, 2, 3))
     return out
 
@@ -175,8 +184,14 @@ def test_float_graph_has_no_activation_quantisation_left(magenta_dir):
         assert not ops & {"QuantizeLinear", "DequantizeLinear"} and "Conv" in ops
 
 
-@pytest.mark.parametrize("style,photo", [("starry_night.jpg", "kodak_kodim03.png"), ("wave.jpg", "kodak_kodim13.png"),
-                                         ("the_scream.jpg", "cbsd68_101085.png")])
+@pytest.mark.parametrize(
+    "style,photo",
+    [
+        ("starry_night.jpg", "kodak_kodim03.png"),
+        ("wave.jpg", "kodak_kodim13.png"),
+        ("the_scream.jpg", "cbsd68_101085.png"),
+    ],
+)
 def test_the_mlx_pair_matches_onnxruntime_on_held_out_photos(magenta_dir, converted, style, photo):
     predict, transform = sessions(magenta_dir, quantised=False)
     net, meta = load_network(converted, style_images=[str(shared_data("styles", style))])
@@ -186,8 +201,12 @@ def test_the_mlx_pair_matches_onnxruntime_on_held_out_photos(magenta_dir, conver
     ours_vector = np.asarray(net.net.style_vector(painting, size=None))
     np.testing.assert_allclose(ours_vector, ref_vector, rtol=1e-4, atol=1e-4)
     content = resize(load_image(shared_data("content", "holdout", photo)), 384, 384).astype(np.float32)
-    ref = transform.run(None, {"content_image": content[None] / 255,
-                               "mobilenet_conv/Conv/BiasAdd": ref_vector.reshape(1, 1, 1, -1)})[0][0] * 255
+    ref = (
+        transform.run(
+            None, {"content_image": content[None] / 255, "mobilenet_conv/Conv/BiasAdd": ref_vector.reshape(1, 1, 1, -1)}
+        )[0][0]
+        * 255
+    )
     ours = np.asarray(net.net(mx.array(content)[None], mx.array(ref_vector))[0])
     assert psnr(ours, ref) >= 40, (style, photo, psnr(ours, ref))
 
@@ -202,11 +221,19 @@ def test_against_the_int8_graph_as_it_ships(magenta_dir, converted):
     content = resize(load_image(shared_data("content", "holdout", "kodak_kodim03.png")), 384, 384)
     painting = resize(load_image(shared_data("styles", "starry_night.jpg")), 256, 256)
     vector = predict.run(None, {"style_image": painting[None].astype(np.float32) / 255})[0]
-    ref = transform.run(None, {"content_image": content[None].astype(np.float32) / 255,
-                               "mobilenet_conv/Conv/BiasAdd": vector})[0][0] * 255
+    ref = (
+        transform.run(
+            None, {"content_image": content[None].astype(np.float32) / 255, "mobilenet_conv/Conv/BiasAdd": vector}
+        )[0][0]
+        * 255
+    )
     ours = np.asarray(net.net(mx.array(content.astype(np.float32))[None], net.net.style_vector(painting, None))[0])
-    other = np.asarray(net.net(mx.array(content.astype(np.float32))[None],
-                               net.net.style_vector(load_image(shared_data("styles", "wave.jpg"))))[0])
+    other = np.asarray(
+        net.net(
+            mx.array(content.astype(np.float32))[None],
+            net.net.style_vector(load_image(shared_data("styles", "wave.jpg"))),
+        )[0]
+    )
     assert psnr(ours, ref) >= 17 and psnr(ours, ref) > psnr(other, ref) + 5, (psnr(ours, ref), psnr(other, ref))
 
 
@@ -239,8 +266,12 @@ class Index(http.server.BaseHTTPRequestHandler):
     def do_GET(self):
         type(self).requests.append(f"{self.path} {self.headers.get('Range', '')}".strip())
         if self.path.startswith("/simple/"):
-            listing = {"files": [{"filename": n, "url": f"/files/{n}", "hashes": {"sha256": hashlib.sha256(d).hexdigest()}}
-                                 for n, d in self.files.items()]}
+            listing = {
+                "files": [
+                    {"filename": n, "url": f"/files/{n}", "hashes": {"sha256": hashlib.sha256(d).hexdigest()}}
+                    for n, d in self.files.items()
+                ]
+            }
             body = json.dumps(listing).encode()
             self.send_response(200)
             self.send_header("Content-Length", str(len(body)))
@@ -256,7 +287,7 @@ class Index(http.server.BaseHTTPRequestHandler):
         self.send_header("Content-Length", str(len(data) - start))
         self.end_headers()
         if type(self).cut is not None:
-            self.wfile.write(data[start:type(self).cut])
+            self.wfile.write(data[start : type(self).cut])
             type(self).cut = None
             self.wfile.flush()
             self.connection.shutdown(2)  # the connection drops mid-transfer
@@ -285,8 +316,7 @@ def test_an_interrupted_download_resumes_and_is_checked(index, tmp_path):
     assert 0 < part.stat().st_size < len(data)
     path = fetch_pypi_file("pkg", "1.0", "pkg-1.0-py3-none-any.whl", sha, tmp_path, index=index, log=lambda m: None)
     assert path.read_bytes() == data and not part.exists()
-    assert any(r.endswith(f"bytes={part_size}-") for r in Index.requests
-               for part_size in [100_000]), Index.requests
+    assert any(r.endswith(f"bytes={part_size}-") for r in Index.requests for part_size in [100_000]), Index.requests
     Index.requests.clear()  # a second call finds the file and asks nothing
     fetch_pypi_file("pkg", "1.0", "pkg-1.0-py3-none-any.whl", sha, tmp_path, index=index)
     assert Index.requests == []
@@ -339,8 +369,22 @@ def test_stylize_with_any_picture_keeps_the_size(tmp_path, monkeypatch, capsys):
     assert stylize_cli.main([str(photo), "--style-image", str(painting), "-o", str(tmp_path / "out.png")]) == 0
     out = load_image(tmp_path / "out.png")
     assert out.shape == (45, 61, 3)
-    assert stylize_cli.main([str(photo), "--style-image", f"{painting}:1", "--style-image", f"{photo}:1",
-                             "--style-strength", "0.5", "-o", str(tmp_path / "mix.png")]) == 0
+    assert (
+        stylize_cli.main(
+            [
+                str(photo),
+                "--style-image",
+                f"{painting}:1",
+                "--style-image",
+                f"{photo}:1",
+                "--style-strength",
+                "0.5",
+                "-o",
+                str(tmp_path / "mix.png"),
+            ]
+        )
+        == 0
+    )
     assert not np.array_equal(load_image(tmp_path / "mix.png"), out)
     capsys.readouterr()
     assert stylize_cli.main([str(photo), "--model", "magenta_arbitrary", "-o", str(tmp_path / "x.png")]) == 2
@@ -386,16 +430,18 @@ def test_cam_playlist_of_pictures_caches_vectors_rescans_and_blends(tmp_path, mo
     (folder / "broken.png").write_bytes(b"not a picture")
     now = [0.0]
     model = StyleModel("arbitrary", net, {}, tmp_path / "arbitrary.safetensors")
-    styles = playlist.PictureStyles(model, [str(folder)], 1.0, lambda n: type("S", (), {"net": n})(),
-                                    clock=lambda: now[0])
+    styles = playlist.PictureStyles(
+        model, [str(folder)], 1.0, lambda n: type("S", (), {"net": n})(), clock=lambda: now[0]
+    )
     assert styles.name == "a" and len(styles) == 3
     first = np.asarray(styles.stylizer.net.vector)
     assert styles.select(1) and styles.name == "b"
     assert not styles.select(2)  # broken.png: stays on b
     assert styles.name == "b"
     assert styles.select(0, 0.5) and styles.name.startswith("a → b 50%")
-    np.testing.assert_allclose(np.asarray(styles.stylizer.net.vector),
-                               (first + np.asarray(styles.vector(folder / "b.png"))) / 2, atol=1e-5)
+    np.testing.assert_allclose(
+        np.asarray(styles.stylizer.net.vector), (first + np.asarray(styles.vector(folder / "b.png"))) / 2, atol=1e-5
+    )
     before = len(calls)
     styles.select(1, 0.0)
     styles.select(0, 0.0)
@@ -421,8 +467,22 @@ def test_cam_headless_with_a_style_folder(tmp_path, monkeypatch, capsys):
     for i in range(6):
         writer.write(np.full((32, 48, 3), 20 * i, np.uint8))
     writer.release()
-    assert cam_cli.main(["--headless", "--source", str(clip), "--style-image", str(folder), "--size", "32",
-                         "--output", str(tmp_path / "out.avi")]) == 0
+    assert (
+        cam_cli.main(
+            [
+                "--headless",
+                "--source",
+                str(clip),
+                "--style-image",
+                str(folder),
+                "--size",
+                "32",
+                "--output",
+                str(tmp_path / "out.avi"),
+            ]
+        )
+        == 0
+    )
     text = capsys.readouterr().out
     assert "style one" in text and "6 frames" in text
 
@@ -432,8 +492,25 @@ def test_bench_onnx_times_the_pair_beside_onnxruntime(magenta_dir, converted, tm
     from mlx_style.cli import bench as bench_cli
 
     out = tmp_path / "bench.json"
-    assert bench_cli.main(["--model", str(converted), "--onnx", str(magenta_dir), "--sizes", "48x32",
-                           "--warmup", "0", "--repeats", "1", "--json", str(out)]) == 0
+    assert (
+        bench_cli.main(
+            [
+                "--model",
+                str(converted),
+                "--onnx",
+                str(magenta_dir),
+                "--sizes",
+                "48x32",
+                "--warmup",
+                "0",
+                "--repeats",
+                "1",
+                "--json",
+                str(out),
+            ]
+        )
+        == 0
+    )
     result = json.loads(out.read_text())
     row = result["rows"][0]
     assert (row["width"], row["height"]) == (48, 32) and result["kind"] == "arbitrary"

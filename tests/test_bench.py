@@ -27,8 +27,24 @@ def tiny_model(tmp_path):
 
 def test_json_schema_and_positive_numbers(tiny_model, tmp_path, capsys):
     out = tmp_path / "bench.json"
-    rc = bench_cli.main(["--sizes", "32x24,16x16", "--repeats", "2", "--warmup", "1", "--dtype", "float32,bfloat16",
-                     "--compile", "no", "--model", str(tiny_model), "--json", str(out)])
+    rc = bench_cli.main(
+        [
+            "--sizes",
+            "32x24,16x16",
+            "--repeats",
+            "2",
+            "--warmup",
+            "1",
+            "--dtype",
+            "float32,bfloat16",
+            "--compile",
+            "no",
+            "--model",
+            str(tiny_model),
+            "--json",
+            str(out),
+        ]
+    )
     printed = capsys.readouterr().out
     assert rc == 0
     data = json.loads(out.read_text())
@@ -37,7 +53,11 @@ def test_json_schema_and_positive_numbers(tiny_model, tmp_path, capsys):
     assert data["mlx_version"] == mx.__version__
     rows = data["infer"]
     assert [(r["width"], r["height"], r["dtype"]) for r in rows] == [
-        (32, 24, "float32"), (16, 16, "float32"), (32, 24, "bfloat16"), (16, 16, "bfloat16")]
+        (32, 24, "float32"),
+        (16, 16, "float32"),
+        (32, 24, "bfloat16"),
+        (16, 16, "bfloat16"),
+    ]
     for row in rows:
         assert set(row) >= {"height", "width", "dtype", "compiled", "ms_p50", "ms_p95", "fps"}
         assert row["compiled"] is False
@@ -49,8 +69,12 @@ def test_compiled_rows_use_mx_compile(tiny_model, monkeypatch):
     # mx.compile on the CPU backend runs a C++ compiler (tens of seconds on a busy machine): a spy stands in
     compiled = []
     monkeypatch.setattr(mx, "compile", lambda fn: compiled.append(fn) or fn)
-    rows = bench.run(bench.BenchConfig(sizes="16x16,8x12", dtype="float32", compile="both", warmup=1, repeats=2,
-                                       model=str(tiny_model)), log=lambda *_: None)["infer"]
+    rows = bench.run(
+        bench.BenchConfig(
+            sizes="16x16,8x12", dtype="float32", compile="both", warmup=1, repeats=2, model=str(tiny_model)
+        ),
+        log=lambda *_: None,
+    )["infer"]
     assert [r["compiled"] for r in rows] == [False, True, False, True] and all(r["ms_p50"] > 0 for r in rows)
     assert len(compiled) == 2  # a fresh compile per compiled row
 
@@ -88,27 +112,45 @@ def test_train_without_vgg_is_skipped_with_a_note(tmp_path):
     assert "convert_vgg.py" in train_bench.bench_train(config)["skipped"]
 
 
-@pytest.mark.parametrize("overrides", [{}, {"upsample": "deconv"}, {"norm": "batch"},
-                                       {"upsample": "deconv", "padding": "same", "conv_bias": False,
-                                        "norm_eps": 1e-3, "output": "tanh", "final_norm": True}])
+@pytest.mark.parametrize(
+    "overrides",
+    [
+        {},
+        {"upsample": "deconv"},
+        {"norm": "batch"},
+        {
+            "upsample": "deconv",
+            "padding": "same",
+            "conv_bias": False,
+            "norm_eps": 1e-3,
+            "output": "tanh",
+            "final_norm": True,
+        },
+    ],
+)
 def test_torch_twin_computes_the_same_network(overrides):
     torch = pytest.importorskip("torch")
+    from mlx_style.bench import torch_speed
+
     mx.random.seed(3)
     config = TransformerConfig(width=4, num_residual=2, **overrides)
     net = TransformerNet(config)
     net.eval()
-    module, device, _ = bench.make_torch_net(net)
+    module, device, _ = torch_speed.make_torch_net(net)
     assert device == "cpu" or mx.default_device().type == mx.DeviceType.gpu
     # 30×22: not a multiple of 4, so the edge padding and the crop are exercised too
-    diff = bench.torch_max_difference(net, module, torch, device, size=(30, 22))
+    diff = torch_speed.torch_max_difference(net, module, torch, device, size=(30, 22))
     scale = float(np.abs(np.asarray(net(mx.ones((1, 30, 22, 3)) * 100))).max())
     assert diff <= 1e-4 * max(scale, 1.0) + 5e-3
 
 
 def test_torch_rows_have_a_ratio(tiny_model, capsys):
     pytest.importorskip("torch")
-    data = bench.run(bench.BenchConfig(sizes="16x16", dtype="float32", compile="no", warmup=1, repeats=2,
-                                       model=str(tiny_model), torch=True))
+    data = bench.run(
+        bench.BenchConfig(
+            sizes="16x16", dtype="float32", compile="no", warmup=1, repeats=2, model=str(tiny_model), torch=True
+        )
+    )
     row = data["infer"][0]
     assert row["torch_ms_p50"] > 0 and row["mlx_over_torch"] == pytest.approx(row["ms_p50"] / row["torch_ms_p50"])
     assert data["torch"]["max_abs_diff_float32"] < 1e-2

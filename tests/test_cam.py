@@ -49,8 +49,11 @@ def weights_dir(tmp_path) -> Path:
     folder = tmp_path / "weights"
     save_transformer(folder / "alpha.safetensors", tiny_net(0))
     save_transformer(folder / "beta.safetensors", tiny_net(1))
-    save_weights(folder / "vgg16.safetensors", {"features.0.weight": mx.zeros((2, 3, 3, 3))},
-                 {"kind": "vgg", "architecture": "vgg16"})
+    save_weights(
+        folder / "vgg16.safetensors",
+        {"features.0.weight": mx.zeros((2, 3, 3, 3))},
+        {"kind": "vgg", "architecture": "vgg16"},
+    )
     (folder / "notes.safetensors").write_bytes(b"not a safetensors file")
     return folder
 
@@ -184,8 +187,10 @@ def test_handle_key_state_machine():
     assert cam_controls.handle_key(state, ord("=")).size == 160
     assert cam_controls.handle_key(state, ord("-")).size == 96
     assert cam_controls.handle_key(state, ord("c")).preserve_color
-    assert cam_controls.handle_key(state, ord("t")).smooth and not cam_controls.handle_key(
-        cam_controls.handle_key(state, ord("t")), ord("t")).smooth
+    assert (
+        cam_controls.handle_key(state, ord("t")).smooth
+        and not cam_controls.handle_key(cam_controls.handle_key(state, ord("t")), ord("t")).smooth
+    )
     assert cam_controls.handle_key(state, ord("q")).quit and cam_controls.handle_key(state, 27).quit
     assert cam_controls.handle_key(state, ord("Q")).quit
     assert cam_controls.handle_key(state, ord("x")) == state
@@ -194,7 +199,9 @@ def test_handle_key_state_machine():
 
 def test_size_steps_clamp_and_snap():
     assert cam_controls.step_size(1280, +1) == 1280 and cam_controls.step_size(64, -1) == 64
-    assert cam_controls.step_size(300, +1) == 320 and cam_controls.step_size(300, -1) == 256  # an off-ladder --size snaps
+    assert (
+        cam_controls.step_size(300, +1) == 320 and cam_controls.step_size(300, -1) == 256
+    )  # an off-ladder --size snaps
     assert live.processing_shape(480, 640, 256) == (192, 256)
     assert live.processing_shape(720, 1280, 128) == (72, 128)
     H, W = live.processing_shape(640, 360, 100)
@@ -221,12 +228,32 @@ def test_overlay_and_side_by_side_do_not_touch_their_inputs():
     assert view.shape == (40, 60, 3) and view.mean() == pytest.approx(100)
     both = compose_view(original, stylised, side_by_side=True)
     assert both.shape == (40, 120, 3) and both[:, :60].mean() == 200
-    lines = status_lines(fps=9.5, latency_ms=80.0, processing=(96, 128), size_note="cpu default", model="wave",
-                         dtype="float32", preserve_color=True, dropped=3)
+    lines = status_lines(
+        fps=9.5,
+        latency_ms=80.0,
+        processing=(96, 128),
+        size_note="cpu default",
+        model="wave",
+        dtype="float32",
+        preserve_color=True,
+        dropped=3,
+    )
     assert "9.5 FPS" in lines[0] and "80.0 ms" in lines[0] and "128x96" in lines[1] and "cpu default" in lines[1]
     assert "wave" in lines[2] and "colour" in lines[2] and "3" in lines[3] and "smooth off" in lines[1]
-    assert "smooth 0.5" in status_lines(fps=9.5, latency_ms=80.0, processing=(96, 128), size_note="", model="wave",
-                                        dtype="float32", preserve_color=False, dropped=0, smooth=0.5)[1]
+    assert (
+        "smooth 0.5"
+        in status_lines(
+            fps=9.5,
+            latency_ms=80.0,
+            processing=(96, 128),
+            size_note="",
+            model="wave",
+            dtype="float32",
+            preserve_color=False,
+            dropped=0,
+            smooth=0.5,
+        )[1]
+    )
     big = np.full((200, 400, 3), 200, np.uint8)
     drawn = draw_overlay(big, lines)
     assert big.min() == 200  # the input is unchanged
@@ -267,6 +294,7 @@ def test_stylizer_colour_preservation_keeps_the_input_chroma():
     assert np.ptp(kept, axis=2).max() <= 1  # grey in, grey out: only the luminance changed
     assert abs(kept.mean() - (0.299 * 150 + 0.587 * 30 + 0.114 * 30)) < 2  # the stylised luminance
 
+
 def test_calibration_picks_the_largest_size_within_budget():
     clock = [0.0]
 
@@ -302,8 +330,9 @@ def test_calibration_counts_the_smoothing_that_the_cam_will_run(monkeypatch):
 
     monkeypatch.setattr(stylizer_module, "TemporalSmoother", FakeSmoother)
     plain, _ = live.calibrate_size(FakeStylizer(), 480, 640, target_fps=80.0, clock=lambda: clock[0])
-    smoothed, measured = live.calibrate_size(FakeStylizer(), 480, 640, target_fps=80.0, clock=lambda: clock[0],
-                                             smooth=0.5)
+    smoothed, measured = live.calibrate_size(
+        FakeStylizer(), 480, 640, target_fps=80.0, clock=lambda: clock[0], smooth=0.5
+    )
     assert (plain, smoothed) == (128, 96) and made and set(made) == {0.5}
     assert measured[128] == pytest.approx(128 * 96 * 0.9e-6)
 
@@ -312,8 +341,7 @@ def test_cpu_default_size_is_measured_and_shown(weights_dir, video):
     if backend.on_gpu():
         pytest.skip("the size is calibrated on CPUs only")
     logged = []
-    result = live.run(config(weights_dir, source=str(video), size=None, target_fps=1e6, frames=2),
-                     log=logged.append)
+    result = live.run(config(weights_dir, source=str(video), size=None, target_fps=1e6, frames=2), log=logged.append)
     assert not result.failed and result.stats["frames"] == 2
     assert any("processing size 64: the smallest step: none reaches" in line for line in logged)
 
@@ -354,23 +382,57 @@ def test_missing_model_says_how_to_get_one(tmp_path, capsys):
 
 def test_headless_run_writes_every_frame_in_order(weights_dir, video, tmp_path, capsys):
     out = tmp_path / "out" / "styled.mp4"
-    rc = cam_cli.main(["--headless", "--source", str(video), "--frames", "10", "--output", str(out), "--size", "32",
-                   "--weights-dir", str(weights_dir), "--compile", "no"])
+    rc = cam_cli.main(
+        [
+            "--headless",
+            "--source",
+            str(video),
+            "--frames",
+            "10",
+            "--output",
+            str(out),
+            "--size",
+            "32",
+            "--weights-dir",
+            str(weights_dir),
+            "--compile",
+            "no",
+        ]
+    )
     printed = capsys.readouterr().out
     assert rc == 0, printed
     frames = read_frames(out)
     assert len(frames) == 10 and frames[0].shape == (VIDEO_H, VIDEO_W, 3)
     assert "FPS p50" in printed and "p95" in printed and "latency p50" in printed and "0 dropped" in printed
     # a different style network gives a different picture (the model really ran)
-    rc = cam_cli.main(["--headless", "--source", str(video), "--frames", "1", "--output", str(tmp_path / "b.mp4"),
-                   "--size", "32", "--weights-dir", str(weights_dir), "--model", "beta", "--compile", "no"])
+    rc = cam_cli.main(
+        [
+            "--headless",
+            "--source",
+            str(video),
+            "--frames",
+            "1",
+            "--output",
+            str(tmp_path / "b.mp4"),
+            "--size",
+            "32",
+            "--weights-dir",
+            str(weights_dir),
+            "--model",
+            "beta",
+            "--compile",
+            "no",
+        ]
+    )
     assert rc == 0 and np.abs(read_frames(tmp_path / "b.mp4")[0].astype(int) - frames[0].astype(int)).mean() > 2
 
 
 def test_headless_run_to_the_end_of_the_file_side_by_side(weights_dir, video, tmp_path):
     out = tmp_path / "both.avi"
-    result = live.run(config(weights_dir, source=str(video), output=str(out), side_by_side=True,
-                            preserve_color=True), log=lambda *_: None)
+    result = live.run(
+        config(weights_dir, source=str(video), output=str(out), side_by_side=True, preserve_color=True),
+        log=lambda *_: None,
+    )
     assert result.reason == "end of video" and not result.failed
     assert result.stats["frames"] == VIDEO_FRAMES and result.dropped == 0 and result.output_frames == VIDEO_FRAMES
     frames = read_frames(out)
@@ -389,23 +451,29 @@ def test_mirror_flips_the_picture(weights_dir, tmp_path):
             ok, image = super().read()
             if ok:
                 image[:, :] = 0
-                image[:, VIDEO_W // 2:] = 255
+                image[:, VIDEO_W // 2 :] = 255
             return ok, image
 
     out = tmp_path / "mirror.avi"
-    live.run(config(weights_dir, mirror=True, side_by_side=True, output=str(out), frames=1),
-            capture=HalfWhite(3), info=camera_info(), log=lambda *_: None)
+    live.run(
+        config(weights_dir, mirror=True, side_by_side=True, output=str(out), frames=1),
+        capture=HalfWhite(3),
+        info=camera_info(),
+        log=lambda *_: None,
+    )
     original = read_frames(out)[0][:, :VIDEO_W].astype(float)
-    assert original[:, : VIDEO_W // 2 - 4].mean() > 200 and original[:, VIDEO_W // 2 + 4:].mean() < 50
+    assert original[:, : VIDEO_W // 2 - 4].mean() > 200 and original[:, VIDEO_W // 2 + 4 :].mean() < 50
 
 
 def test_no_camera_bad_source_and_bad_output_fail_fast(weights_dir, tmp_path, capsys):
     not_video = tmp_path / "notes.mp4"
     not_video.write_text("hello")
-    cases = [(["--source", "99"], "cannot open camera 99"),
-             (["--source", str(tmp_path / "missing.mp4")], "no video file at"),
-             (["--source", str(not_video)], "cannot read video"),
-             (["--source", str(not_video), "--output", str(tmp_path / "x.gif")], "cannot write")]
+    cases = [
+        (["--source", "99"], "cannot open camera 99"),
+        (["--source", str(tmp_path / "missing.mp4")], "no video file at"),
+        (["--source", str(not_video)], "cannot read video"),
+        (["--source", str(not_video), "--output", str(tmp_path / "x.gif")], "cannot write"),
+    ]
     for extra, words in cases:
         start = time.perf_counter()
         rc = cam_cli.main(["--headless", "--weights-dir", str(weights_dir), "--size", "32", *extra])
@@ -458,8 +526,10 @@ def test_window_loop_keys(weights_dir, video, tmp_path, monkeypatch):
     monkeypatch.setattr(cv2, "getWindowProperty", lambda name, prop: 1.0)
     monkeypatch.setattr(cv2, "destroyAllWindows", lambda: None)
     snaps = tmp_path / "snaps"
-    result = live.run(config(weights_dir, source=str(video), headless=False, snapshot_dir=str(snaps),
-                            pacing="every-frame"), log=logged.append)
+    result = live.run(
+        config(weights_dir, source=str(video), headless=False, snapshot_dir=str(snaps), pacing="every-frame"),
+        log=logged.append,
+    )
     assert result.reason == "quit" and not result.failed and len(shown) == 7
     assert shown[0].shape == (VIDEO_H, VIDEO_W, 3) and shown[3].shape == (VIDEO_H, 2 * VIDEO_W, 3)
     files = list(snaps.glob("*.png"))
@@ -490,10 +560,31 @@ def test_sigterm_mid_run_still_finishes_the_video(weights_dir, tmp_path):
     writer.release()
     out = tmp_path / "styled.mp4"
     env = {**os.environ, "PYTHONPATH": str(REPO_ROOT) + os.pathsep + os.environ.get("PYTHONPATH", "")}
-    proc = subprocess.Popen([sys.executable, "-m", "mlx_style.cam", "--headless", "--source", str(clip),
-                             "--pacing", "realtime", "--output", str(out), "--size", "32", "--weights-dir",
-                             str(weights_dir), "--compile", "no"],
-                            cwd=tmp_path, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    proc = subprocess.Popen(
+        [
+            sys.executable,
+            "-m",
+            "mlx_style.cam",
+            "--headless",
+            "--source",
+            str(clip),
+            "--pacing",
+            "realtime",
+            "--output",
+            str(out),
+            "--size",
+            "32",
+            "--weights-dir",
+            str(weights_dir),
+            "--compile",
+            "no",
+        ],
+        cwd=tmp_path,
+        env=env,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
     try:
         first = proc.stdout.readline()  # printed just before the loop starts
         assert "processing size 32" in first, first + proc.stderr.read()

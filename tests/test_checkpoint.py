@@ -45,8 +45,10 @@ def test_round_trip_restores_network_and_optimizer_exactly(tmp_path):
     assert found.step == 2 and found.json("data") == {"seed": 0}
     fresh_net, fresh_opt = trained(seed=1, steps=1)
     ckpt.restore(found, fresh_net, fresh_opt)
-    for mine, theirs in ((flat(net.parameters()), flat(fresh_net.parameters())),
-                         (flat(optimizer.state), flat(fresh_opt.state))):
+    for mine, theirs in (
+        (flat(net.parameters()), flat(fresh_net.parameters())),
+        (flat(optimizer.state), flat(fresh_opt.state)),
+    ):
         assert mine.keys() == theirs.keys()
         for k in mine:
             np.testing.assert_array_equal(mine[k], theirs[k], err_msg=k)
@@ -75,13 +77,18 @@ def test_latest_and_pruning_follow_the_step_number(tmp_path):
         ckpt.save_checkpoint(tmp_path, step, net, optimizer, {})
     (tmp_path / ".step_00000999.tmp123.safetensors").write_bytes(b"half-written")  # an interrupted write
     assert [p.name for p in ckpt.list_checkpoints(tmp_path)] == [
-        "step_00000003.safetensors", "step_00000005.safetensors", "step_00000020.safetensors",
-        "step_00000100.safetensors"]
+        "step_00000003.safetensors",
+        "step_00000005.safetensors",
+        "step_00000020.safetensors",
+        "step_00000100.safetensors",
+    ]
     assert ckpt.latest_checkpoint(tmp_path).name == "step_00000100.safetensors"
     removed = ckpt.prune_checkpoints(tmp_path, keep=2)
     assert [p.name for p in removed] == ["step_00000003.safetensors", "step_00000005.safetensors"]
-    assert [p.name for p in ckpt.list_checkpoints(tmp_path)] == ["step_00000020.safetensors",
-                                                                 "step_00000100.safetensors"]
+    assert [p.name for p in ckpt.list_checkpoints(tmp_path)] == [
+        "step_00000020.safetensors",
+        "step_00000100.safetensors",
+    ]
     assert ckpt.prune_checkpoints(tmp_path, keep=0) == []
     assert ckpt.latest_checkpoint(tmp_path / "nothing") is None
 
@@ -120,5 +127,4 @@ def test_corrupt_foreign_or_mismatched_checkpoints_are_refused(tmp_path):
     with pytest.raises(WeightFileError, match="do not fit"):
         ckpt.restore(ckpt.load_checkpoint(path), other, optim.Adam(learning_rate=1e-3))
     with pytest.raises(WeightFileError, match="optimizer"):
-        ckpt.restore(ckpt.load_checkpoint(path), TransformerNet(CONFIG), optim.SGD(learning_rate=1e-3,
-                                                                                     momentum=0.9))
+        ckpt.restore(ckpt.load_checkpoint(path), TransformerNet(CONFIG), optim.SGD(learning_rate=1e-3, momentum=0.9))

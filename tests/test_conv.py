@@ -42,7 +42,7 @@ def numpy_conv(x, w, stride):
     out = np.zeros((n, ho, wo, o))
     for i in range(kh):
         for j in range(kw):
-            win = x[:, i:i + stride * (ho - 1) + 1:stride, j:j + stride * (wo - 1) + 1:stride, :]
+            win = x[:, i : i + stride * (ho - 1) + 1 : stride, j : j + stride * (wo - 1) + 1 : stride, :]
             out += np.einsum("nhwc,oc->nhwo", win.astype(np.float64), w[:, i, j, :].astype(np.float64))
     return out
 
@@ -85,8 +85,9 @@ def test_gradients_match_mx_conv2d(method, shape):
 
 @pytest.mark.parametrize("implicit", [True, False])
 @pytest.mark.parametrize("method", list(conv.METHODS))
-@pytest.mark.parametrize("shape", [(2, 9, 11, 3, 5, 3, 1), (1, 10, 13, 6, 3, 3, 2), (1, 6, 7, 3, 4, 5, 1)],
-                         ids=["3x3s1", "3x3s2", "5x5"])
+@pytest.mark.parametrize(
+    "shape", [(2, 9, 11, 3, 5, 3, 1), (1, 10, 13, 6, 3, 3, 2), (1, 6, 7, 3, 4, 5, 1)], ids=["3x3s1", "3x3s2", "5x5"]
+)
 def test_zero_padding_matches_mx_conv2d_forward_and_gradients(method, shape, implicit, monkeypatch):
     """``padding=p``: the same values and gradients as ``mx.conv2d(..., padding=p)`` and as numpy on a zero-padded
     input, whether ``direct`` passes the padding to mx.conv2d (``IMPLICIT_PADDING``) or pads first."""
@@ -170,7 +171,7 @@ def test_gradients_numpy_reference():
     ref = np.zeros(w.shape)
     for i in range(3):
         for j in range(3):
-            win = xn[:, i:i + 2 * (cn.shape[1] - 1) + 1:2, j:j + 2 * (cn.shape[2] - 1) + 1:2, :]
+            win = xn[:, i : i + 2 * (cn.shape[1] - 1) + 1 : 2, j : j + 2 * (cn.shape[2] - 1) + 1 : 2, :]
             ref[:, i, j, :] = np.einsum("nhwc,nhwo->oc", win, cn)
     assert rel_err(dw, ref) <= 1e-4
 
@@ -194,11 +195,11 @@ def test_inside_compile_and_value_and_grad(method):
 def test_bad_arguments_raise_prefixed_value_error():
     x, w = mx.zeros((1, 8, 8, 3)), mx.zeros((4, 3, 3, 3))
     bad = [
-        lambda: conv.conv2d(x, mx.zeros((4, 3, 3, 2))),    # channel mismatch
-        lambda: conv.conv2d(x[0], w),                      # not 4-D
+        lambda: conv.conv2d(x, mx.zeros((4, 3, 3, 2))),  # channel mismatch
+        lambda: conv.conv2d(x[0], w),  # not 4-D
         lambda: conv.conv2d(x, w, stride=0),
         lambda: conv.conv2d(x, w, stride=1.5),
-        lambda: conv.conv2d(x, mx.zeros((4, 9, 9, 3))),    # kernel larger than input
+        lambda: conv.conv2d(x, mx.zeros((4, 9, 9, 3))),  # kernel larger than input
         lambda: conv.conv2d(x, mx.zeros((4, 11, 11, 3)), padding=1),  # larger than the padded input
         lambda: conv.conv2d(x, w, padding=-1),
         lambda: conv.conv2d(x, w, padding=1.0),
@@ -224,7 +225,7 @@ def test_tune_picks_caches_and_writes_json(tmp_path):
     assert conv.cache_path() == path
     data = json.loads(path.read_text())
     assert data["version"] == conv.CACHE_VERSION
-    (key, saved), = data["entries"].items()
+    ((key, saved),) = data["entries"].items()
     assert saved["method"] == choice and "x1x12x12x4" in key and "s1" in key and "infer" in key
 
     # A second process (simulated: memory cleared) reads the choice back from the file, without timing.
@@ -238,7 +239,9 @@ def test_tune_reads_a_choice_another_process_saved_meanwhile():
     conv.tune((1, 8, 8, 2), (3, 3, 3, 2), repeats=1)  # loads (and writes) the file in this process
     x_shape, w_shape = (1, 12, 12, 4), (6, 3, 3, 4)
     other = next(m for m in conv.candidates(w_shape, 1) if m != conv.heuristic(x_shape, w_shape, 1, False))
-    assert conv.ConvTuner()._write_file(conv.shape_key(x_shape, w_shape, 1, mx.float32, False), {"method": other, "ms": {other: 1.0}})
+    assert conv.ConvTuner()._write_file(
+        conv.shape_key(x_shape, w_shape, 1, mx.float32, False), {"method": other, "ms": {other: 1.0}}
+    )
     assert conv.tune(x_shape, w_shape, 1) == other
     assert conv.tuned_entry(x_shape, w_shape, 1)["ms"] == {other: 1.0}  # read, not timed
 
@@ -319,7 +322,8 @@ def test_scratch_estimate_orders_strategies():
     big_in = conv.scratch_bytes("im2col", (1, 264, 264, 32), (3, 9, 9, 32))
     assert big_in > 5 * conv.scratch_bytes("taps", (1, 264, 264, 32), (3, 9, 9, 32))
     assert conv.scratch_bytes("taps", (1, 264, 264, 3), (32, 9, 9, 3)) > 5 * conv.scratch_bytes(
-        "im2col", (1, 264, 264, 3), (32, 9, 9, 3))
+        "im2col", (1, 264, 264, 3), (32, 9, 9, 3)
+    )
 
 
 def test_input_only_mode_is_tuned_and_chosen_separately_and_falls_back_to_training():

@@ -55,8 +55,9 @@ def sources(tmp_path_factory, vgg16_state):
     folder = tmp_path_factory.mktemp("sources")
     return {
         "plain": write_safetensors(folder / "vgg16_tv.safetensors", vgg16_state),
-        "caffe_meta": write_safetensors(folder / "vgg16_caffe.safetensors", vgg16_state,
-                                        {"preprocess": "caffe: BGR, 0-255, mean-subtracted"}),
+        "caffe_meta": write_safetensors(
+            folder / "vgg16_caffe.safetensors", vgg16_state, {"preprocess": "caffe: BGR, 0-255, mean-subtracted"}
+        ),
     }
 
 
@@ -95,8 +96,9 @@ def test_npz_conversion(tmp_path, vgg16_state):
     out = convert(ConvertConfig(source=str(source), out=str(tmp_path / "out.safetensors")))
     arrays, meta = load_weights(out, kind="vgg")
     assert len(arrays) == 26 and meta["preprocess"] == "torchvision"
-    np.testing.assert_array_equal(np.array(arrays["features.2.weight"]),
-                                  vgg16_state["features.2.weight"].astype(np.float32).transpose(0, 2, 3, 1))
+    np.testing.assert_array_equal(
+        np.array(arrays["features.2.weight"]), vgg16_state["features.2.weight"].astype(np.float32).transpose(0, 2, 3, 1)
+    )
 
 
 def test_preprocess_read_from_source_metadata(tmp_path, sources):
@@ -105,14 +107,21 @@ def test_preprocess_read_from_source_metadata(tmp_path, sources):
     assert meta["preprocess"] == "caffe"
     assert json.loads(meta["recommended_loss_weights"]) == recommended_weights("caffe")
     # an explicit --preprocess wins over the file's metadata
-    out = convert(ConvertConfig(source=str(sources["caffe_meta"]), preprocess="torchvision",
-                                out=str(tmp_path / "b.safetensors")))
+    out = convert(
+        ConvertConfig(source=str(sources["caffe_meta"]), preprocess="torchvision", out=str(tmp_path / "b.safetensors"))
+    )
     assert load_weights(out)[1]["preprocess"] == "torchvision"
 
 
-@pytest.mark.parametrize("meta, expected", [
-    ({"preprocess": "caffe: BGR, 0-255"}, "caffe"), ({"preprocessing": "Torchvision"}, "torchvision"),
-    ({"preprocess": "keras"}, None), ({}, None)])
+@pytest.mark.parametrize(
+    "meta, expected",
+    [
+        ({"preprocess": "caffe: BGR, 0-255"}, "caffe"),
+        ({"preprocessing": "Torchvision"}, "torchvision"),
+        ({"preprocess": "keras"}, None),
+        ({}, None),
+    ],
+)
 def test_preprocess_from_metadata(meta, expected):
     assert preprocess_from_metadata(meta) == expected
 
@@ -137,8 +146,12 @@ def assert_refused(tmp_path, source, arch, match):
 
 
 def test_wrong_network_refused(tmp_path):
-    resnet = {"conv1.weight": np.zeros((64, 3, 7, 7), np.float32), "bn1.weight": np.ones(64, np.float32),
-              "layer1.0.conv1.weight": np.zeros((64, 64, 3, 3), np.float32), "fc.weight": np.zeros((10, 512))}
+    resnet = {
+        "conv1.weight": np.zeros((64, 3, 7, 7), np.float32),
+        "bn1.weight": np.ones(64, np.float32),
+        "layer1.0.conv1.weight": np.zeros((64, 64, 3, 3), np.float32),
+        "fc.weight": np.zeros((10, 512)),
+    }
     source = write_safetensors(tmp_path / "resnet.safetensors", resnet)
     assert_refused(tmp_path, source, "vgg16", r"not a torchvision-layout vgg16 checkpoint: missing features\.0\.weight")
 

@@ -12,8 +12,17 @@ from PIL import Image
 
 from train_helpers import make_images, photo
 
-from mlx_style.training.data import (BatchIterator, DatasetError, ImageSource, check_dataset, epoch_permutation, find_images,
-                            position, prepare, shard_batch)
+from mlx_style.training.data import (
+    BatchIterator,
+    DatasetError,
+    ImageSource,
+    check_dataset,
+    epoch_permutation,
+    find_images,
+    position,
+    prepare,
+    shard_batch,
+)
 
 SIZE = 16
 

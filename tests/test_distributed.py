@@ -59,8 +59,21 @@ def test_two_ranks_match_one_process(tmp_path, how):
         launch = launcher()
         if launch is None:
             pytest.skip("mlx.launch not found (it comes with the mlx package)")
-        command = [launch, "-n", "2", "--backend", "ring", "--starting-port", str(free_port()), "--python",
-                   sys.executable, "--", "-m", "mlx_style.train", *cli_args(double)]
+        command = [
+            launch,
+            "-n",
+            "2",
+            "--backend",
+            "ring",
+            "--starting-port",
+            str(free_port()),
+            "--python",
+            sys.executable,
+            "--",
+            "-m",
+            "mlx_style.train",
+            *cli_args(double),
+        ]
     else:
         command = [sys.executable, "-m", "mlx_style.train", *cli_args(double), "--processes", "2"]
     try:

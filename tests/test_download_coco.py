@@ -54,7 +54,7 @@ class Server:
             def do_GET(self):
                 header = self.headers.get("Range")
                 server.requests.append(header)
-                start = int(header[len("bytes="):].rstrip("-")) if header and server.ranges else 0
+                start = int(header[len("bytes=") :].rstrip("-")) if header and server.ranges else 0
                 if start >= len(PAYLOAD):
                     self.send_response(416)
                     self.end_headers()
@@ -92,8 +92,12 @@ def config(tmp_path, url, **kw):
 def test_download_verifies_unpacks_and_is_idempotent(tmp_path):
     with Server() as server:
         folder = dc.download(config(tmp_path, server.url), stream=io.StringIO())
-        assert sorted(p.name for p in folder.iterdir()) == [".complete", "000000000000.jpg", "000000000001.jpg",
-                                                           "000000000002.jpg"]
+        assert sorted(p.name for p in folder.iterdir()) == [
+            ".complete",
+            "000000000000.jpg",
+            "000000000001.jpg",
+            "000000000002.jpg",
+        ]
         assert not (tmp_path / "coco" / "val2017.zip").exists()  # deleted after a good unpack
         assert dc.download(config(tmp_path, server.url), stream=io.StringIO()) == folder
         assert len(server.requests) == 1  # the second call found the .complete marker
@@ -133,7 +137,6 @@ def test_offline_is_one_line(tmp_path, capsys):
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
         port = s.getsockname()[1]  # nothing listens here once the socket closes
-    code = dc.main(["--out", str(tmp_path / "coco"), "--url", f"http://127.0.0.1:{port}/val2017.zip",
-                    "--timeout", "2"])
+    code = dc.main(["--out", str(tmp_path / "coco"), "--url", f"http://127.0.0.1:{port}/val2017.zip", "--timeout", "2"])
     err = capsys.readouterr().err
     assert code == 1 and err.count("\n") == 1 and "cannot reach 127.0.0.1" in err and "resumes" in err

@@ -16,7 +16,9 @@ from mlx_style.io.registry import BUILTIN_DIR
 from mlx_style.nn.transformer import TransformerConfig, TransformerNet
 from conftest import shared_data
 
-ort = pytest.importorskip("onnxruntime", reason="the export tests run the graph in onnxruntime (pip install -e '.[dev]')")
+ort = pytest.importorskip(
+    "onnxruntime", reason="the export tests run the graph in onnxruntime (pip install -e '.[dev]')"
+)
 pytest.importorskip("onnx", reason="exporting needs the onnx package (pip install -e '.[dev]')")
 
 from mlx_style.io.onnx_export import build_onnx  # noqa: E402
@@ -24,15 +26,24 @@ from mlx_style.io.onnx_export import build_onnx  # noqa: E402
 VARIANTS = {
     "default": TransformerConfig(width=8, num_residual=2),
     "deconv": TransformerConfig(width=8, num_residual=1, upsample="deconv"),
-    "fst": TransformerConfig(norm="instance", upsample="deconv", padding="same", conv_bias=False, norm_eps=1e-3,
-                             output="tanh", final_norm=True, width=8, num_residual=1),
+    "fst": TransformerConfig(
+        norm="instance",
+        upsample="deconv",
+        padding="same",
+        conv_bias=False,
+        norm_eps=1e-3,
+        output="tanh",
+        final_norm=True,
+        width=8,
+        num_residual=1,
+    ),
     "batch-same": TransformerConfig(width=8, num_residual=1, norm="batch", padding="same"),
 }
 
 
 def psnr(a: np.ndarray, b: np.ndarray) -> float:
     mse = float(np.mean((a.astype(np.float64) - b.astype(np.float64)) ** 2))
-    return 10 * np.log10(255.0 ** 2 / max(mse, 1e-12))
+    return 10 * np.log10(255.0**2 / max(mse, 1e-12))
 
 
 def run_onnx(model, image_hwc: np.ndarray) -> np.ndarray:

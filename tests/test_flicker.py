@@ -24,7 +24,7 @@ def textured(h: int = 64, w: int = 96, seed: int = 0) -> np.ndarray:
 def panning(frames: int = 8, step: int = 2) -> list[np.ndarray]:
     """A textured scene moving ``step`` pixels right per frame."""
     scene = textured(64, 96 + step * frames)
-    return [np.ascontiguousarray(scene[:, step * (frames - t): step * (frames - t) + 96]) for t in range(frames)]
+    return [np.ascontiguousarray(scene[:, step * (frames - t) : step * (frames - t) + 96]) for t in range(frames)]
 
 
 def test_warp_by_the_flow_of_a_known_shift_recovers_the_frame():
@@ -42,8 +42,7 @@ def test_a_stable_stylisation_scores_at_the_floor_and_shimmer_scores_far_above()
     original = panning()
     steady = [cv2.bitwise_not(f) for f in original]  # a "style" that moves with the content
     rng = np.random.default_rng(1)
-    shimmer = [np.clip(f.astype(np.int16) + rng.integers(-25, 26, f.shape), 0, 255).astype(np.uint8)
-               for f in steady]
+    shimmer = [np.clip(f.astype(np.int16) + rng.integers(-25, 26, f.shape), 0, 255).astype(np.uint8) for f in steady]
     floor, good, bad = stability(original, original), stability(original, steady), stability(original, shimmer)
     assert good.warping_error < 2 * floor.warping_error + 1e-4
     assert bad.warping_error > 10 * good.warping_error
@@ -58,7 +57,7 @@ def test_a_texture_moving_with_faint_content_is_not_static_flicker():
     (and score the strong texture that rightly moves with it about 3.4 levels of shimmer). Its flow shows that
     every pixel moved, so no pixel counts as still."""
     scene = textured(64, 96 + 8, seed=3)
-    moving = [np.ascontiguousarray(scene[:, 8 - t: 104 - t]) for t in range(8)]
+    moving = [np.ascontiguousarray(scene[:, 8 - t : 104 - t]) for t in range(8)]
     faint = [np.clip((f.astype(np.float32) - 128) / 8 + 128, 0, 255).astype(np.uint8) for f in moving]
     assert np.mean(np.abs(luma(faint[1]) - luma(faint[0])) < 2) > 0.99
     assert np.isnan(stability(faint, moving).static_flicker)
@@ -68,8 +67,9 @@ def test_a_texture_moving_with_faint_content_is_not_static_flicker():
 def test_smoothing_calms_shimmer_on_a_still_scene_and_restarts_at_a_cut():
     frame = textured()
     rng = np.random.default_rng(2)
-    raw = [np.clip(frame.astype(np.int16) + rng.integers(-30, 31, frame.shape), 0, 255).astype(np.uint8)
-           for _ in range(12)]
+    raw = [
+        np.clip(frame.astype(np.int16) + rng.integers(-30, 31, frame.shape), 0, 255).astype(np.uint8) for _ in range(12)
+    ]
     smoother = TemporalSmoother(0.5)
     smoothed = [smoother(frame, s) for s in raw]
 
@@ -118,17 +118,62 @@ def test_cam_and_stylize_take_smooth_and_refuse_a_bad_weight(tmp_path, capsys):
     out_conv.bias = mx.full(out_conv.bias.shape, 128.0)
     model = save_transformer(tmp_path / "m.safetensors", net)
     clip = write(tmp_path / "clip.avi", panning(6))
-    assert cam_cli.main(["--headless", "--source", str(clip), "--model", str(model), "--smooth", "--size", "32",
-                         "--output", str(tmp_path / "cam.avi")]) == 0
+    assert (
+        cam_cli.main(
+            [
+                "--headless",
+                "--source",
+                str(clip),
+                "--model",
+                str(model),
+                "--smooth",
+                "--size",
+                "32",
+                "--output",
+                str(tmp_path / "cam.avi"),
+            ]
+        )
+        == 0
+    )
     from mlx_style.infer.flicker import read_video
 
     assert len(read_video(tmp_path / "cam.avi")) == 6
     # the cam smooths by default; --smooth 0 turns it off
-    assert cam_cli.main(["--headless", "--source", str(clip), "--model", str(model), "--size", "32",
-                         "--output", str(tmp_path / "cam_default.avi")]) == 0
+    assert (
+        cam_cli.main(
+            [
+                "--headless",
+                "--source",
+                str(clip),
+                "--model",
+                str(model),
+                "--size",
+                "32",
+                "--output",
+                str(tmp_path / "cam_default.avi"),
+            ]
+        )
+        == 0
+    )
     assert "smoothing 0.5" in capsys.readouterr().out
-    assert cam_cli.main(["--headless", "--source", str(clip), "--model", str(model), "--size", "32", "--smooth", "0",
-                         "--output", str(tmp_path / "cam_off.avi")]) == 0
+    assert (
+        cam_cli.main(
+            [
+                "--headless",
+                "--source",
+                str(clip),
+                "--model",
+                str(model),
+                "--size",
+                "32",
+                "--smooth",
+                "0",
+                "--output",
+                str(tmp_path / "cam_off.avi"),
+            ]
+        )
+        == 0
+    )
     assert "smoothing off" in capsys.readouterr().out
     default, off = read_video(tmp_path / "cam_default.avi"), read_video(tmp_path / "cam_off.avi")
     assert np.array_equal(default[0], off[0]) and not np.array_equal(default[3], off[3])

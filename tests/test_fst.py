@@ -182,8 +182,9 @@ def test_cli_converts_a_folder_and_reports_errors_in_one_line(synthetic, tmp_pat
 def test_offline_download_fails_fast_in_one_line(tmp_path, monkeypatch, capsys):
     monkeypatch.setattr(fst, "reachable", lambda url, timeout=3.0: False)
     start = time.perf_counter()
-    code = fst_cli.main(["--download", "wave", "--cache-dir", str(tmp_path / "cache"),
-                     "--out", str(tmp_path / "wave.safetensors")])
+    code = fst_cli.main(
+        ["--download", "wave", "--cache-dir", str(tmp_path / "cache"), "--out", str(tmp_path / "wave.safetensors")]
+    )
     elapsed = time.perf_counter() - start
     err = capsys.readouterr().err
     assert code == 1 and elapsed < 2.0

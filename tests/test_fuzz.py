@@ -25,8 +25,13 @@ import mlx.core as mx  # noqa: E402
 from mlx_style.io.image import ImageError, load_image  # noqa: E402
 from mlx_style.io.weights import WeightFileError, load_weights, save_weights  # noqa: E402
 
-FUZZ = settings(max_examples=150, deadline=2000, derandomize=True, database=None,
-                suppress_health_check=[HealthCheck.too_slow, HealthCheck.function_scoped_fixture])
+FUZZ = settings(
+    max_examples=150,
+    deadline=2000,
+    derandomize=True,
+    database=None,
+    suppress_health_check=[HealthCheck.too_slow, HealthCheck.function_scoped_fixture],
+)
 
 
 def png_bytes() -> bytes:
@@ -69,8 +74,11 @@ def test_image_loader_gives_an_image_or_an_image_error(tmp_path_factory, data):
 
 
 def weight_file_bytes(tmp: Path) -> bytes:
-    path = save_weights(tmp / "w.safetensors", {"a": mx.arange(6, dtype=mx.float32).reshape(2, 3),
-                                                "b": mx.ones((4,), mx.float16)}, {"kind": "test"})
+    path = save_weights(
+        tmp / "w.safetensors",
+        {"a": mx.arange(6, dtype=mx.float32).reshape(2, 3), "b": mx.ones((4,), mx.float16)},
+        {"kind": "test"},
+    )
     return path.read_bytes()
 
 
@@ -95,8 +103,12 @@ def header_lies():
         begin = draw(st.integers(-5, 100))
         end = draw(st.integers(-5, 10**12))
         dtype = draw(st.sampled_from(["F32", "F16", "I64", "Q4", "BF16"]))
-        header = json.dumps({"t": {"dtype": dtype, "shape": shape, "data_offsets": [begin, end]},
-                             "__metadata__": {"format": "mlx_style"}}).encode()
+        header = json.dumps(
+            {
+                "t": {"dtype": dtype, "shape": shape, "data_offsets": [begin, end]},
+                "__metadata__": {"format": "mlx_style"},
+            }
+        ).encode()
         return struct.pack("<Q", len(header)) + header + draw(st.binary(max_size=64))
 
     return build()
@@ -163,6 +175,7 @@ def test_video_reader_opens_or_refuses_damaged_clips_without_crashing(tmp_path):
         writer.write(np.full((24, 32, 3), 30 * i, np.uint8))
     writer.release()
     # A separate process, so that a crash inside OpenCV fails this test instead of ending the test run.
-    done = subprocess.run([sys.executable, "-c", VIDEO_FUZZ, str(clip), str(tmp_path), "60"], capture_output=True,
-                          text=True, timeout=240)
+    done = subprocess.run(
+        [sys.executable, "-c", VIDEO_FUZZ, str(clip), str(tmp_path), "60"], capture_output=True, text=True, timeout=240
+    )
     assert done.returncode == 0 and done.stdout.strip().endswith("ok"), (done.returncode, done.stderr[-800:])

@@ -75,8 +75,9 @@ def test_cam_refuses_to_write_over_its_source(tmp_path, capsys, spelling):
     output = {"same": clip, "dotdot": tmp_path / "sub" / ".." / "clip.mp4", "symlink": tmp_path / "link.mp4"}[spelling]
     if spelling == "symlink":
         output.symlink_to(clip)
-    rc = cam_cli.main(["--headless", "--source", str(clip), "--model", str(model), "--output", str(output),
-                       "--size", "32"])
+    rc = cam_cli.main(
+        ["--headless", "--source", str(clip), "--model", str(model), "--output", str(output), "--size", "32"]
+    )
     assert rc == 2 and "is the input" in one_error_line(capsys)
     assert clip.read_bytes() == before
 
@@ -85,8 +86,10 @@ def test_cam_output_replaces_a_file_only_when_finished(tmp_path):
     clip = write_clip(tmp_path / "clip.mp4", frames=3)
     model = tiny_model(tmp_path / "w")
     out = tmp_path / "out.mp4"
-    assert cam_cli.main(["--headless", "--source", str(clip), "--model", str(model), "--output", str(out),
-                         "--size", "32"]) == 0
+    assert (
+        cam_cli.main(["--headless", "--source", str(clip), "--model", str(model), "--output", str(out), "--size", "32"])
+        == 0
+    )
     from mlx_style.infer.flicker import read_video
 
     assert len(read_video(out)) == 3 and not list(tmp_path.glob(".out.partial*"))
@@ -98,11 +101,28 @@ def test_optimize_refuses_its_content_as_output_and_a_bad_suffix_before_any_work
     before = content.read_bytes()
     missing_vgg = tmp_path / "no_vgg.safetensors"  # the checks come first: no VGG needed to be refused
     start = time.perf_counter()
-    assert optimize_cli.main(["--content", str(content), "--style", str(content), "-o", str(content),
-                              "--vgg", str(missing_vgg)]) == 2
+    assert (
+        optimize_cli.main(
+            ["--content", str(content), "--style", str(content), "-o", str(content), "--vgg", str(missing_vgg)]
+        )
+        == 2
+    )
     assert "is the input" in one_error_line(capsys)
-    assert optimize_cli.main(["--content", str(content), "--style", str(content), "-o", str(tmp_path / "x.xyz"),
-                              "--vgg", str(missing_vgg)]) == 2
+    assert (
+        optimize_cli.main(
+            [
+                "--content",
+                str(content),
+                "--style",
+                str(content),
+                "-o",
+                str(tmp_path / "x.xyz"),
+                "--vgg",
+                str(missing_vgg),
+            ]
+        )
+        == 2
+    )
     assert "cannot write .xyz" in one_error_line(capsys)
     assert time.perf_counter() - start < 5 and content.read_bytes() == before
 
@@ -145,13 +165,16 @@ def rewrite_metadata(path: Path, **changes) -> None:
     mx.save_safetensors(str(path), arrays, metadata=meta)
 
 
-@pytest.mark.parametrize("config, words", [
-    ({"num_residual": 10_000_000, "width": 4}, "num_residual must be an integer from 0 to 256"),
-    ({"num_residual": 3, "width": 4}, "says 3 residual blocks, but its tensors hold 1"),
-    ({"width": "x", "num_residual": 1}, "width must be an integer"),
-    ({"width": 4096, "num_residual": 1}, "says width 4096"),
-    ({"norm_eps": -1.0, "width": 4, "num_residual": 1}, "norm_eps > 0"),
-])
+@pytest.mark.parametrize(
+    "config, words",
+    [
+        ({"num_residual": 10_000_000, "width": 4}, "num_residual must be an integer from 0 to 256"),
+        ({"num_residual": 3, "width": 4}, "says 3 residual blocks, but its tensors hold 1"),
+        ({"width": "x", "num_residual": 1}, "width must be an integer"),
+        ({"width": 4096, "num_residual": 1}, "says width 4096"),
+        ({"norm_eps": -1.0, "width": 4, "num_residual": 1}, "norm_eps > 0"),
+    ],
+)
 def test_a_crafted_network_config_is_refused_fast_without_building_it(tmp_path, config, words):
     path = tiny_model(tmp_path)
     full = {**json.loads(TINY.to_json()), **config}
@@ -166,7 +189,7 @@ def test_changed_metadata_bytes_are_reported_as_corrupt_not_as_another_network(t
     path = tiny_model(tmp_path)
     data = bytearray(path.read_bytes())
     (length,) = struct.unpack("<Q", bytes(data[:8]))
-    header = data[8:8 + length].decode()
+    header = data[8 : 8 + length].decode()
     at = header.index('"architecture":"johnson2016"') + len('"architecture":"')
     data[8 + at] = ord("J")  # one byte of the metadata, the length unchanged
     path.write_bytes(bytes(data))
@@ -216,8 +239,10 @@ def test_resume_refuses_another_style_or_other_loss_weights_unless_asked(ws, tmp
         train(tiny_config(ws, tmp_path, iters=3, style=str(other_style), resume="latest"), stream=io.StringIO())
     with pytest.raises(Exception, match="other loss settings .*style_weight"):
         train(tiny_config(ws, tmp_path, iters=3, style_weight=123.0, resume="latest"), stream=io.StringIO())
-    result = train(tiny_config(ws, tmp_path, iters=3, style=str(other_style), resume="latest", allow_change=True),
-                   stream=io.StringIO())
+    result = train(
+        tiny_config(ws, tmp_path, iters=3, style=str(other_style), resume="latest", allow_change=True),
+        stream=io.StringIO(),
+    )
     assert result.status == "done" and result.step == 3
 
 
@@ -228,8 +253,9 @@ def test_resume_skips_a_damaged_newest_checkpoint_and_says_so(ws, tmp_path):
     newest = ckpt.list_checkpoints(folder)[-1]
     newest.write_bytes(newest.read_bytes()[: newest.stat().st_size // 2])
     said = io.StringIO()
-    result = train(tiny_config(ws, tmp_path, iters=4, checkpoint_every=1, keep_checkpoints=0, resume="latest"),
-                   stream=said)
+    result = train(
+        tiny_config(ws, tmp_path, iters=4, checkpoint_every=1, keep_checkpoints=0, resume="latest"), stream=said
+    )
     assert "skipping unreadable checkpoint step_00000003" in said.getvalue()
     assert "resumed from" in said.getvalue() and "step_00000002" in said.getvalue()
     assert result.status == "done" and result.step == 4
@@ -255,8 +281,7 @@ def test_temporary_files_of_a_killed_write_are_removed_at_the_next_start(ws, tmp
     assert not litter.exists() and "cut short" in said.getvalue()
 
 
-def test_a_full_disk_while_checkpointing_stops_with_one_line_naming_the_last_good_checkpoint(ws, tmp_path,
-                                                                                               monkeypatch):
+def test_a_full_disk_while_checkpointing_stops_with_one_line_naming_the_last_good_checkpoint(ws, tmp_path, monkeypatch):
     config = tiny_config(ws, tmp_path, iters=4, checkpoint_every=1)
     real = mx.save_safetensors
     calls = []
@@ -277,15 +302,15 @@ def test_a_full_disk_while_checkpointing_stops_with_one_line_naming_the_last_goo
     assert len(lines) == 1 and "the disk is full" in lines[0] and "step_00000001.safetensors" in lines[0]
     assert "--resume" in lines[0]
     folder = Path(config.run_dir) / "checkpoints"
-    assert [p.name for p in ckpt.list_checkpoints(folder)] == ["step_00000000.safetensors",
-                                                                "step_00000001.safetensors"]
+    assert [p.name for p in ckpt.list_checkpoints(folder)] == ["step_00000000.safetensors", "step_00000001.safetensors"]
     assert not [p for p in folder.iterdir() if weights.TEMP_MARK in p.name]
 
 
 def test_the_cli_exits_1_when_a_write_fails_mid_run(ws, tmp_path, monkeypatch, capsys):
     config = tiny_config(ws, tmp_path, iters=2)
-    monkeypatch.setattr(mx, "save_safetensors",
-                        lambda *a, **k: (_ for _ in ()).throw(PermissionError(13, "Permission denied")))
+    monkeypatch.setattr(
+        mx, "save_safetensors", lambda *a, **k: (_ for _ in ()).throw(PermissionError(13, "Permission denied"))
+    )
     from train_helpers import cli_args
 
     assert train_cli.main([*cli_args(config), "--processes", "1"]) == 1
@@ -325,8 +350,12 @@ def test_an_image_too_large_for_memory_is_refused_before_decoding_with_a_size_th
 def test_cam_loop_plays_a_file_again_and_again(tmp_path, capsys):
     clip = write_clip(tmp_path / "clip.mp4", frames=4)
     model = tiny_model(tmp_path / "w")
-    assert cam_cli.main(["--headless", "--source", str(clip), "--model", str(model), "--loop", "--frames", "11",
-                         "--size", "32"]) == 0
+    assert (
+        cam_cli.main(
+            ["--headless", "--source", str(clip), "--model", str(model), "--loop", "--frames", "11", "--size", "32"]
+        )
+        == 0
+    )
     assert "11 frames done" in capsys.readouterr().out
 
 
@@ -351,8 +380,9 @@ def test_a_file_cut_short_ends_with_one_line_saying_so():
     from mlx_style.infer.capture import CaptureThread, FrameSlot
 
     slot = FrameSlot()
-    reader = CaptureThread(CutShort(), slot, every_frame=True, end_on_failure=True, expected_frames=10,
-                           loop=True, label="clip.mp4")
+    reader = CaptureThread(
+        CutShort(), slot, every_frame=True, end_on_failure=True, expected_frames=10, loop=True, label="clip.mp4"
+    )
     reader.start()
     frames = []
     while (frame := slot.get(timeout=2)) is not None:
@@ -384,8 +414,13 @@ def test_kill_9_then_resume_gives_the_uninterrupted_weights(ws, tmp_path, proces
     env = {**os.environ, "PYTHONPATH": str(repo) + os.pathsep + os.environ.get("PYTHONPATH", "")}
     for config, slow in ((reference, None), (interrupted, "1.0" if moment == "mid-write" else None)):
         run_env = {**env, weights.SLOW_WRITE_ENV: slow} if slow else env
-        proc = subprocess.Popen([sys.executable, "-m", "mlx_style.train", *cli_args(config)], env=run_env,
-                                stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
+        proc = subprocess.Popen(
+            [sys.executable, "-m", "mlx_style.train", *cli_args(config)],
+            env=run_env,
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.PIPE,
+            text=True,
+        )
         if config is reference:
             assert proc.wait(timeout=240) == 0, proc.stderr.read()
             continue
@@ -407,8 +442,13 @@ def test_kill_9_then_resume_gives_the_uninterrupted_weights(ws, tmp_path, proces
             if proc.poll() is None:
                 proc.kill()
     time.sleep(0.5)  # let ranks whose launcher was killed exit
-    resumed = subprocess.run([sys.executable, "-m", "mlx_style.train", *cli_args(interrupted), "--resume"],
-                             env=env, capture_output=True, text=True, timeout=240)
+    resumed = subprocess.run(
+        [sys.executable, "-m", "mlx_style.train", *cli_args(interrupted), "--resume"],
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=240,
+    )
     assert resumed.returncode == 0, resumed.stderr
     if moment == "mid-write":
         assert "cut short" in resumed.stderr  # the half-written checkpoint's temporary file was found and removed
@@ -429,8 +469,18 @@ def test_frame_statistics_stay_bounded_over_long_runs():
 
 def test_a_style_network_given_as_vgg_is_named_for_what_it_is(ws, tmp_path, capsys):
     model = tiny_model(tmp_path / "w")
-    base = ["--style", str(ws["style"]), "--data", str(ws["data"]), "--processes", "1", "--image-size", "32",
-            "--output", str(tmp_path / "n.safetensors")]
+    base = [
+        "--style",
+        str(ws["style"]),
+        "--data",
+        str(ws["data"]),
+        "--processes",
+        "1",
+        "--image-size",
+        "32",
+        "--output",
+        str(tmp_path / "n.safetensors"),
+    ]
     assert train_cli.main([*base, "--vgg", str(model)]) == 2
     line = one_error_line(capsys)
     assert "holds a 'transformer' network, not VGG weights" in line and "recommended loss weights" not in line

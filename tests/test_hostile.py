@@ -117,8 +117,9 @@ def test_a_multistyle_file_claiming_millions_of_styles_costs_the_playlist_nothin
 
     path = tiny_model(tmp_path / "multi.safetensors", TransformerConfig(width=4, num_residual=1, styles=2))
     config = json.loads(mx.load(str(path), return_metadata=True)[1]["config"])
-    rewrite(path, config=json.dumps({**config, "styles": 20_000_000}),
-            styles=json.dumps([{"name": "a"}, {"name": "b"}]))
+    rewrite(
+        path, config=json.dumps({**config, "styles": 20_000_000}), styles=json.dumps([{"name": "a"}, {"name": "b"}])
+    )
     start = time.perf_counter()
     entries = network_entries([path])
     assert time.perf_counter() - start < 1
@@ -202,8 +203,7 @@ def test_a_pipe_given_as_a_picture_is_refused_not_waited_on(tmp_path):
     fifo = tmp_path / "style.jpg"
     os.mkfifo(fifo)
     caught = []
-    worker = threading.Thread(target=lambda: caught.append(pytest.raises(ImageError, load_image, fifo)),
-                              daemon=True)
+    worker = threading.Thread(target=lambda: caught.append(pytest.raises(ImageError, load_image, fifo)), daemon=True)
     worker.start()
     worker.join(5)
     if worker.is_alive():

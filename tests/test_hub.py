@@ -27,15 +27,17 @@ def hub(monkeypatch, tmp_path):
     monkeypatch.setattr(constants, "HF_HUB_CACHE", str(tmp_path / "hf_cache"))
     with FakeHub() as fake:
         monkeypatch.setattr(constants, "ENDPOINT", fake.endpoint)
-        monkeypatch.setattr(constants, "HUGGINGFACE_CO_URL_TEMPLATE",
-                            fake.endpoint + "/{repo_id}/resolve/{revision}/{filename}")
+        monkeypatch.setattr(
+            constants, "HUGGINGFACE_CO_URL_TEMPLATE", fake.endpoint + "/{repo_id}/resolve/{revision}/{filename}"
+        )
         yield fake
 
 
 def network_bytes(tmp_path, seed=0) -> bytes:
     mx.random.seed(seed)
-    path = save_transformer(tmp_path / f"n{seed}.safetensors", TransformerNet(TransformerConfig(width=4,
-                                                                                              num_residual=1)))
+    path = save_transformer(
+        tmp_path / f"n{seed}.safetensors", TransformerNet(TransformerConfig(width=4, num_residual=1))
+    )
     return path.read_bytes()
 
 
@@ -108,8 +110,9 @@ def test_push_then_pull_round_trips_with_a_model_card(hub, tmp_path, monkeypatch
     for i in range(3):
         photos.append(tmp_path / f"p{i}.png")
         Image.fromarray(np.random.default_rng(i).integers(0, 255, (40, 60, 3), dtype=np.uint8)).save(photos[-1])
-    assert hub_cli.main(["push", "wave", "carol/wave", "--samples", *map(str, photos), "--onnx"]) == 0, \
+    assert hub_cli.main(["push", "wave", "carol/wave", "--samples", *map(str, photos), "--onnx"]) == 0, (
         capsys.readouterr().err
+    )
     files = hub.repos["carol/wave"][hub.repos["carol/wave"]["main"]]
     assert {"model.safetensors", "README.md", "style.jpg", "model.onnx", "sample_1.jpg", "sample_3.jpg"} <= set(files)
     card = files["README.md"].decode()

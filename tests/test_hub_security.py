@@ -54,9 +54,22 @@ def bounded(call, seconds: float):
 
 
 def test_names_and_revisions_that_could_leave_the_cache_are_refused(hub, tmp_path, capsys):
-    for bad in ("hf:u/x@../../../victim.txt", "hf:../x", "hf:u/..", "hf:u/.x", "hf:u/x-", "hf:a--b/c", "hf:u/x@/abs",
-                "hf:u/x@a\\b", "hf:u/x@a\x00b", "hf:u/x@a//b", "hf:u/x@v1/", "hf:u/x@.hidden", "hf:u/x y",
-                "hf:u/" + "x" * 97):
+    for bad in (
+        "hf:u/x@../../../victim.txt",
+        "hf:../x",
+        "hf:u/..",
+        "hf:u/.x",
+        "hf:u/x-",
+        "hf:a--b/c",
+        "hf:u/x@/abs",
+        "hf:u/x@a\\b",
+        "hf:u/x@a\x00b",
+        "hf:u/x@a//b",
+        "hf:u/x@v1/",
+        "hf:u/x@.hidden",
+        "hf:u/x y",
+        "hf:u/" + "x" * 97,
+    ):
         with pytest.raises(WeightFileError, match="expected hf:USER/NAME"):
             hub_io.parse_hf_name(bad)
     for good in ("u/x@v1.0", "u/x@refs/pr/1", "u_1/x.y-z@" + "0" * 40, "u/" + "x" * 96):
@@ -167,8 +180,7 @@ def test_a_push_to_a_silent_server_stops_with_one_line(tmp_path, monkeypatch, ca
     assert code == 1 and "could not push to u/x (no answer within 0.3 s" in one_error_line(capsys) and seconds < 20
 
 
-def test_ctrl_c_during_a_push_or_a_pull_is_one_line_and_leaves_no_temporary_files(hub, tmp_path, monkeypatch,
-                                                                                  capsys):
+def test_ctrl_c_during_a_push_or_a_pull_is_one_line_and_leaves_no_temporary_files(hub, tmp_path, monkeypatch, capsys):
     from huggingface_hub import HfApi
 
     model = tiny_model(tmp_path)
@@ -196,8 +208,9 @@ def test_ctrl_c_during_a_push_or_a_pull_is_one_line_and_leaves_no_temporary_file
     assert not [p for p in (tmp_path / "hf_cache").rglob("*") if p.is_file() or p.name.startswith(".mlx_style")]
 
 
-def test_push_refuses_a_revision_and_offline_and_asks_for_the_picture_a_network_needs(hub, tmp_path, monkeypatch,
-                                                                                       capsys):
+def test_push_refuses_a_revision_and_offline_and_asks_for_the_picture_a_network_needs(
+    hub, tmp_path, monkeypatch, capsys
+):
     from PIL import Image
     from test_arbitrary import save_tiny
 
@@ -215,7 +228,8 @@ def test_push_refuses_a_revision_and_offline_and_asks_for_the_picture_a_network_
     assert "give hub push --style-image PICTURE" in one_error_line(capsys)
     picture = tmp_path / "painting.png"
     Image.fromarray(np.random.default_rng(0).integers(0, 255, (40, 60, 3), dtype=np.uint8)).save(picture)
-    assert hub_cli.main(["push", str(arbitrary), "u/any", "--style-image", str(picture),
-                         "--samples", str(picture)]) == 0, capsys.readouterr().err
+    assert (
+        hub_cli.main(["push", str(arbitrary), "u/any", "--style-image", str(picture), "--samples", str(picture)]) == 0
+    ), capsys.readouterr().err
     files = hub.repos["u/any"][hub.repos["u/any"]["main"]]
     assert {"sample_1.jpg", "style.jpg"} <= set(files) and b"--style-image" in files["README.md"]

@@ -9,8 +9,18 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from mlx_style.io.image import (CAFFE_MEAN_BGR, IMAGENET_MEAN_RGB, IMAGENET_STD_RGB, ImageError, center_crop,
-                             list_images, load_image, resize_shorter, save_image, vgg_preprocess)
+from mlx_style.io.image import (
+    CAFFE_MEAN_BGR,
+    IMAGENET_MEAN_RGB,
+    IMAGENET_STD_RGB,
+    ImageError,
+    center_crop,
+    list_images,
+    load_image,
+    resize_shorter,
+    save_image,
+    vgg_preprocess,
+)
 
 
 def rgb_pattern(height=6, width=8) -> np.ndarray:

@@ -35,8 +35,14 @@ def probe(first: str, **env: str) -> dict:
     environment = {**os.environ, "PYTHONPATH": str(REPO_ROOT), **env}
     if "MLX_STYLE_BLAS" not in env:
         environment.pop("MLX_STYLE_BLAS", None)
-    result = subprocess.run([sys.executable, "-c", PROBE.format(first=first)], cwd=REPO_ROOT, env=environment,
-                            capture_output=True, text=True, timeout=120)
+    result = subprocess.run(
+        [sys.executable, "-c", PROBE.format(first=first)],
+        cwd=REPO_ROOT,
+        env=environment,
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
     assert result.returncode == 0, result.stderr
     return json.loads(result.stdout.strip().splitlines()[-1])
 

@@ -37,8 +37,13 @@ def test_hostfile_ports_and_environment():
     assert len(set(ports)) == 3
     assert json.loads(launch.ring_hostfile(ports)) == [[f"127.0.0.1:{p}"] for p in ports]
     env = launch.child_env({"KEEP": "1", "MLX_RANK": "9"}, 1, 3, "/tmp/h.json", 2)
-    assert env == {"KEEP": "1", "MLX_HOSTFILE": "/tmp/h.json", "MLX_RANK": "1", launch.LOCAL_ENV: "3",
-                   "OPENBLAS_NUM_THREADS": "2"}
+    assert env == {
+        "KEEP": "1",
+        "MLX_HOSTFILE": "/tmp/h.json",
+        "MLX_RANK": "1",
+        launch.LOCAL_ENV: "3",
+        "OPENBLAS_NUM_THREADS": "2",
+    }
 
 
 def test_launched_and_local_processes(monkeypatch):
@@ -127,7 +132,10 @@ def test_ctrl_c_reaches_each_rank_once(tmp_path):
         open(os.path.join(folder, "signals" + rank), "w").write(str(len(got)))
         sys.exit(130 if got else 1)
     """)
-    parent = f"import sys; from mlx_style.training.launch import run_local; sys.exit(run_local(2, ['-c', {child!r}, {str(tmp_path)!r}]))"
+    parent = (
+        f"import sys; from mlx_style.training.launch import run_local; "
+        f"sys.exit(run_local(2, ['-c', {child!r}, {str(tmp_path)!r}]))"
+    )
     env = {**os.environ, "PYTHONPATH": str(REPO) + os.pathsep + os.environ.get("PYTHONPATH", "")}
     proc = subprocess.Popen([sys.executable, "-c", parent], env=env, start_new_session=True)
     try:
@@ -149,7 +157,10 @@ def test_ranks_die_with_a_killed_launcher(tmp_path):
         open(os.path.join(sys.argv[1], "pid" + os.environ["MLX_RANK"]), "w").write(str(os.getpid()))
         time.sleep(60)
     """)
-    parent = f"import sys; from mlx_style.training.launch import run_local; sys.exit(run_local(2, ['-c', {child!r}, {str(tmp_path)!r}]))"
+    parent = (
+        f"import sys; from mlx_style.training.launch import run_local; "
+        f"sys.exit(run_local(2, ['-c', {child!r}, {str(tmp_path)!r}]))"
+    )
     env = {**os.environ, "PYTHONPATH": str(REPO) + os.pathsep + os.environ.get("PYTHONPATH", "")}
     proc = subprocess.Popen([sys.executable, "-c", parent], env=env)
     pids = []

@@ -10,8 +10,19 @@ import pytest
 from PIL import Image
 
 from mlx_style.cli.layers import main
-from mlx_style.optim.layers import (FIGURE3_LAYERS, LABEL_HEIGHT, LayersConfig, auto_weights, format_weight, label_tile,
-                              loss_plot, make_grid, reconstruct_style, run, train_command)
+from mlx_style.optim.layers import (
+    FIGURE3_LAYERS,
+    LABEL_HEIGHT,
+    LayersConfig,
+    auto_weights,
+    format_weight,
+    label_tile,
+    loss_plot,
+    make_grid,
+    reconstruct_style,
+    run,
+    train_command,
+)
 from mlx_style.nn.losses import STYLE_LAYERS
 from mlx_style.optim.gatys import noise_image, parse_layers, parse_weights
 from mlx_style.io.vgg_weights import load_vgg
@@ -59,21 +70,44 @@ def test_every_layer_gets_the_full_budget_however_small_its_loss(tmp_path):
 
 def test_grid_has_one_labelled_tile_per_layer(vgg_file, style_path, tmp_path, capsys):
     out = tmp_path / "grid.png"
-    assert main(["--style", str(style_path), "-o", str(out), "--vgg", str(vgg_file), "--size", "48",
-                 "--iters", "5", "--layers", ",".join(LAYERS), "--columns", "2"]) == 0
+    assert (
+        main(
+            [
+                "--style",
+                str(style_path),
+                "-o",
+                str(out),
+                "--vgg",
+                str(vgg_file),
+                "--size",
+                "48",
+                "--iters",
+                "5",
+                "--layers",
+                ",".join(LAYERS),
+                "--columns",
+                "2",
+            ]
+        )
+        == 0
+    )
     grid = np.asarray(Image.open(out).convert("RGB")).astype(int)
     W, H = 48, 16
     assert grid.shape == (2 * (H + LABEL_HEIGHT), 2 * W, 3)  # 3 tiles in 2 columns: 2 rows
-    tiles = [grid[r * (H + LABEL_HEIGHT):r * (H + LABEL_HEIGHT) + H, c * W:(c + 1) * W] for r, c in
-             ((0, 0), (0, 1), (1, 0))]
-    labels = [grid[r * (H + LABEL_HEIGHT) + H:(r + 1) * (H + LABEL_HEIGHT), c * W:(c + 1) * W] for r, c in
-              ((0, 0), (0, 1), (1, 0))]
+    tiles = [
+        grid[r * (H + LABEL_HEIGHT) : r * (H + LABEL_HEIGHT) + H, c * W : (c + 1) * W]
+        for r, c in ((0, 0), (0, 1), (1, 0))
+    ]
+    labels = [
+        grid[r * (H + LABEL_HEIGHT) + H : (r + 1) * (H + LABEL_HEIGHT), c * W : (c + 1) * W]
+        for r, c in ((0, 0), (0, 1), (1, 0))
+    ]
     for i in range(3):
         assert labels[i].min() < 128 and np.median(labels[i]) > 200  # dark text on white
         for j in range(i):
             assert np.abs(tiles[i] - tiles[j]).mean() > 2.0  # each layer reconstructs differently
             assert not np.array_equal(labels[i], labels[j])  # and is labelled with its own name
-    assert grid[H + LABEL_HEIGHT:, W:].min() == 255  # the empty cell stays white
+    assert grid[H + LABEL_HEIGHT :, W:].min() == 255  # the empty cell stays white
     assert "relu2_1" in capsys.readouterr().out
 
 
@@ -103,8 +137,17 @@ def test_format_weight():
 
 def test_auto_weights_command_parses_back(vgg_file, style_path, tmp_path, capsys):
     out = tmp_path / "grid.png"
-    results = run(LayersConfig(style=str(style_path), output=str(out), vgg=str(vgg_file), size=24, iters=5,
-                               layers=("relu1_2", "relu2_2"), auto_weights=True))
+    results = run(
+        LayersConfig(
+            style=str(style_path),
+            output=str(out),
+            vgg=str(vgg_file),
+            size=24,
+            iters=5,
+            layers=("relu1_2", "relu2_2"),
+            auto_weights=True,
+        )
+    )
     lines = capsys.readouterr().out.splitlines()
     commands = [line for line in lines if line.startswith("mlx-style train ")]
     assert len(commands) == 1
@@ -146,8 +189,10 @@ def test_missing_vgg_and_missing_layers_exit_with_one_clear_line(vgg_file, style
 
 def test_train_accepts_the_printed_command():
     from mlx_style.cli import train
+
     weights = auto_weights({"relu1_2": 0.000232, "relu2_2": 0.00166, "relu3_3": 0.0141, "relu4_3": 0.116})
-    args, unknown = train.build_parser().parse_known_args(shlex.split(train_command(weights))[2:] +
-                                                          ["--style", "wave.jpg"])
+    args, unknown = train.build_parser().parse_known_args(
+        shlex.split(train_command(weights))[2:] + ["--style", "wave.jpg"]
+    )
     assert unknown == [] and tuple(args.style_layers) == tuple(weights)
     np.testing.assert_allclose(args.style_layer_weights, list(weights.values()), rtol=5e-3)

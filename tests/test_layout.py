@@ -14,8 +14,7 @@ PACKAGE = Path(__file__).resolve().parents[1] / "mlx_style"
 # Each subpackage's layer; a module may import its own layer and those below, never above.
 LAYERS = {"nn": 1, "io": 2, "optim": 3, "training": 3, "infer": 3, "bench": 4, "cli": 5, "api": 5, "studio": 5}
 BASE = {"errors", "pixels", "timing", "backend", "_blas", "platform"}  # layer 0: below the networks
-SIDEWAYS = {("optim", "training"), ("cli", "api"),
-            ("studio", "api"), ("studio", "cli")}
+SIDEWAYS = {("optim", "training"), ("cli", "api"), ("cli", "studio"), ("studio", "api"), ("studio", "cli")}
 MAX_LINES = 400
 
 

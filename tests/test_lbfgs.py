@@ -7,8 +7,19 @@ import mlx.core as mx
 import numpy as np
 import pytest
 
-from mlx_style.optim.lbfgs import (LBFGSConfig, _Point, armijo_search, cubic_minimizer, iterate, lbfgs_step,
-                             initial_state, minimize, strong_wolfe_search, two_loop_direction, update_history)
+from mlx_style.optim.lbfgs import (
+    LBFGSConfig,
+    _Point,
+    armijo_search,
+    cubic_minimizer,
+    iterate,
+    lbfgs_step,
+    initial_state,
+    minimize,
+    strong_wolfe_search,
+    two_loop_direction,
+    update_history,
+)
 
 SEARCHES = ("strong_wolfe", "armijo")
 # float64 problems run to round-off: the default tolerance on the change in f stops about where float32 would.
@@ -33,8 +44,12 @@ def test_quadratic_reaches_the_linear_solve(line_search):
     A, b = M @ M.T + np.eye(10), rng.standard_normal(10)
     A_mx, b_mx = mx.array(A, dtype=mx.float64), mx.array(b, dtype=mx.float64)
     f = lambda x: 0.5 * x @ A_mx @ x - b_mx @ x  # noqa: E731
-    state = minimize(mx.value_and_grad(f), mx.zeros(10, dtype=mx.float64),
-                     LBFGSConfig(line_search=line_search, **TIGHT), max_iters=200)
+    state = minimize(
+        mx.value_and_grad(f),
+        mx.zeros(10, dtype=mx.float64),
+        LBFGSConfig(line_search=line_search, **TIGHT),
+        max_iters=200,
+    )
     np.testing.assert_allclose(np.array(state.x), np.linalg.solve(A, b), atol=1e-8)
     assert state.converged
 
@@ -42,8 +57,12 @@ def test_quadratic_reaches_the_linear_solve(line_search):
 @pytest.mark.parametrize("dtype", (mx.float32, mx.float64))
 @pytest.mark.parametrize("line_search", SEARCHES)
 def test_rosenbrock_reaches_one_one(line_search, dtype):
-    state = minimize(mx.value_and_grad(rosenbrock), mx.array([-1.2, 1.0], dtype=dtype),
-                     LBFGSConfig(line_search=line_search), max_iters=300)
+    state = minimize(
+        mx.value_and_grad(rosenbrock),
+        mx.array([-1.2, 1.0], dtype=dtype),
+        LBFGSConfig(line_search=line_search),
+        max_iters=300,
+    )
     np.testing.assert_allclose(np.array(state.x), [1.0, 1.0], atol=1e-4)
     assert state.iteration < 100  # steepest descent needs thousands here: the curvature pairs are being used
 
@@ -53,8 +72,9 @@ def test_badly_scaled_quadratic(line_search):
     d = mx.array([1.0, 1e2, 1e4, 1e6, 3.0], dtype=mx.float64)
     b = mx.array([1.0, -2.0, 3.0, 0.5, 1.0], dtype=mx.float64)
     f = lambda x: 0.5 * mx.sum(d * x * x) - mx.sum(b * x)  # noqa: E731
-    state = minimize(mx.value_and_grad(f), mx.ones(5, dtype=mx.float64),
-                     LBFGSConfig(line_search=line_search, **TIGHT), max_iters=300)
+    state = minimize(
+        mx.value_and_grad(f), mx.ones(5, dtype=mx.float64), LBFGSConfig(line_search=line_search, **TIGHT), max_iters=300
+    )
     np.testing.assert_allclose(np.array(state.x), np.array(b / d), rtol=1e-6)
 
 
@@ -115,9 +135,11 @@ def test_curvature_failure_is_skipped_not_fatal():
 
 def _line(f):
     """φ(t) = f(t) on a 1-D problem with x = 0, d = 1, as the line searches see it."""
+
     def evaluate(t):
         value, grad = mx.value_and_grad(f)(mx.array([t], dtype=mx.float64))
         return _Point(t, value.item(), grad, grad[0].item(), None)
+
     return evaluate
 
 

@@ -44,8 +44,13 @@ Pages wired down:                        100000.
 
 def play_mac(monkeypatch, machine="arm64", version="15.1", translated="0", tools=None):
     """Make ``mlx_style.platform`` see a Mac: ``sysctl``, ``ps`` and ``vm_stat`` answer from ``tools``."""
-    answers = {"sysctl.proc_translated": translated + "\n", "kern.osproductversion": version + "\n",
-               "ps": "  204800\n", "vm_stat": VM_STAT, **(tools or {})}
+    answers = {
+        "sysctl.proc_translated": translated + "\n",
+        "kern.osproductversion": version + "\n",
+        "ps": "  204800\n",
+        "vm_stat": VM_STAT,
+        **(tools or {}),
+    }
     monkeypatch.setattr(host, "system", lambda: "darwin")
     monkeypatch.setattr(host, "machine", lambda: machine)
     monkeypatch.setattr(host._platform, "mac_ver", lambda: (version, ("", "", ""), machine))
@@ -197,8 +202,14 @@ def test_mlx_that_does_not_import_is_one_line_with_what_to_do(monkeypatch):
     advice = host.mlx_import_advice(ModuleNotFoundError("No module named 'mlx'"))
     assert len(advice.splitlines()) == 1 and "No module named 'mlx'" in advice and "Rosetta" in advice
     code = "import sys; sys.modules['mlx'] = None; import mlx_style"
-    done = subprocess.run([sys.executable, "-c", code], cwd=REPO_ROOT, capture_output=True, text=True, timeout=120,
-                          env={**os.environ, "PYTHONPATH": str(REPO_ROOT)})
+    done = subprocess.run(
+        [sys.executable, "-c", code],
+        cwd=REPO_ROOT,
+        capture_output=True,
+        text=True,
+        timeout=120,
+        env={**os.environ, "PYTHONPATH": str(REPO_ROOT)},
+    )
     last = done.stderr.strip().splitlines()[-1]
     assert done.returncode == 1 and last.startswith("ImportError: cannot import MLX (") and "pip install" in last
 
@@ -251,8 +262,9 @@ def test_a_gpu_runs_whole_frames_up_to_what_its_memory_holds(monkeypatch, net):
 
 
 def test_gpu_memory_is_read_from_mlx(monkeypatch):
-    monkeypatch.setattr(mx, "device_info", lambda: {"memory_size": 17_179_869_184,
-                                                    "max_recommended_working_set_size": 11_453_251_584})
+    monkeypatch.setattr(
+        mx, "device_info", lambda: {"memory_size": 17_179_869_184, "max_recommended_working_set_size": 11_453_251_584}
+    )
     assert backend.gpu_memory_bytes() == 11_453_251_584
     monkeypatch.setattr(mx, "device_info", lambda: {"total_memory": 85_000_000_000, "free_memory": 1})
     assert backend.gpu_memory_bytes() == 85_000_000_000
@@ -315,8 +327,11 @@ def test_downloads_use_certifis_bundle_and_name_a_failed_certificate_check():
     assert context.verify_mode == ssl.CERT_REQUIRED and context.check_hostname
     pytest.importorskip("certifi")
     assert context.cert_store_stats()["x509_ca"] > 0
-    failed = urllib.error.URLError(ssl.SSLCertVerificationError(1, "[SSL: CERTIFICATE_VERIFY_FAILED] certificate "
-                                                                   "verify failed: unable to get local issuer"))
+    failed = urllib.error.URLError(
+        ssl.SSLCertVerificationError(
+            1, "[SSL: CERTIFICATE_VERIFY_FAILED] certificate verify failed: unable to get local issuer"
+        )
+    )
     assert download.failure_reason(failed) == download.CERTIFICATE_HINT
     assert "Install Certificates" in download.CERTIFICATE_HINT
     assert download.failure_reason(urllib.error.URLError("timed out")) == "<urlopen error timed out>"

@@ -36,7 +36,7 @@ def converted(onnx_file, tmp_path_factory):
 
 def psnr(a, b) -> float:
     mse = float(np.mean((np.asarray(a, np.float64) - np.asarray(b, np.float64)) ** 2))
-    return 10 * np.log10(255.0 ** 2 / max(mse, 1e-12))
+    return 10 * np.log10(255.0**2 / max(mse, 1e-12))
 
 
 @pytest.mark.parametrize("style", [7, 19, "3:0.5,12:0.5"])
@@ -78,8 +78,9 @@ def test_the_importer_reads_a_folder_a_file_and_the_wheel(onnx_file, tmp_path):
 
 def test_other_onnx_files_and_bad_sources_are_one_line(tmp_path, capsys):
     other = shared_data("weights", "magenta_onnx", "arbitrary_transform.onnx")
-    assert convert_cli.main(["--from", str(other), "--kind", "multistyle", "--out",
-                             str(tmp_path / "x.safetensors")]) == 2
+    assert (
+        convert_cli.main(["--from", str(other), "--kind", "multistyle", "--out", str(tmp_path / "x.safetensors")]) == 2
+    )
     assert "not Magenta's multi-style network" in capsys.readouterr().err
     assert convert_cli.main(["--from", str(other), "--out", str(tmp_path / "x.safetensors")]) == 0  # its pair
     assert "any picture as a style" in capsys.readouterr().out
@@ -90,15 +91,16 @@ def test_other_onnx_files_and_bad_sources_are_one_line(tmp_path, capsys):
     with pytest.raises(WeightFileError):
         from mlx_style.io.magenta import find_onnx
 
-        find_onnx(tmp_path)
+        find_onnx(tmp_path, "multistyle26.onnx")
 
 
-def test_stylize_picks_a_style_or_a_blend_and_refuses_style_for_a_single_style_network(converted, tmp_path,
-                                                                                         capsys):
+def test_stylize_picks_a_style_or_a_blend_and_refuses_style_for_a_single_style_network(converted, tmp_path, capsys):
     photo = tmp_path / "p.png"
     save_image(photo, np.random.default_rng(1).integers(0, 255, (30, 41, 3), dtype=np.uint8))
-    assert stylize_cli.main(["-m", str(converted), "--style", "3:0.5,12:0.5", str(photo), "-o",
-                             str(tmp_path / "o.png")]) == 0
+    assert (
+        stylize_cli.main(["-m", str(converted), "--style", "3:0.5,12:0.5", str(photo), "-o", str(tmp_path / "o.png")])
+        == 0
+    )
     assert load_image(tmp_path / "o.png").shape == (30, 41, 3)
     from mlx_style.io.models import save_transformer
     from mlx_style.nn.transformer import TransformerConfig, TransformerNet
@@ -120,8 +122,9 @@ def test_the_26_style_network_exports_to_onnx_with_its_blend_as_an_input(convert
     for style in (5, "3:0.25,12:0.75"):
         net, _ = load_network(converted, style=style)
         ours = np.clip(np.asarray(net(mx.array(photo)[None])[0]), 0, 255)
-        theirs = session.run(None, {"image": photo.transpose(2, 0, 1)[None],
-                                    "style_weights": np.asarray(net.style_weights)})[0][0].transpose(1, 2, 0)
+        theirs = session.run(
+            None, {"image": photo.transpose(2, 0, 1)[None], "style_weights": np.asarray(net.style_weights)}
+        )[0][0].transpose(1, 2, 0)
         assert psnr(ours, theirs) >= 40
     assert export_cli.main([str(converted), "--format", "coreml", "-o", str(tmp_path / "m.mlpackage")]) == 2
     assert "cannot export" in capsys.readouterr().err
@@ -157,9 +160,9 @@ def test_onnx_external_data_is_refused(onnx_file, tmp_path, monkeypatch, capsys)
 def test_zip_bombs_devices_and_oversized_files_are_refused_before_they_are_read(tmp_path, monkeypatch, capsys):
     import os
 
-    from mlx_style.io import magenta
+    from mlx_style.io import magenta, onnx_graph
 
-    monkeypatch.setattr(magenta, "MAX_ONNX_BYTES", 1_000_000)
+    monkeypatch.setattr(onnx_graph, "MAX_ONNX_BYTES", 1_000_000)
     out = str(tmp_path / "m.safetensors")
     bomb = tmp_path / "bomb.whl"
     with zipfile.ZipFile(bomb, "w", zipfile.ZIP_DEFLATED) as z, z.open(f"pkg/{magenta.MULTISTYLE_FILE}", "w") as f:
@@ -171,14 +174,17 @@ def test_zip_bombs_devices_and_oversized_files_are_refused_before_they_are_read(
     assert "declares 4 MB, more than the 1 MB" in one_line(capsys)
     data = bytearray(bomb.read_bytes())  # the same member, declaring 1000 bytes in the index
     index = data.index(b"PK\x01\x02")
-    data[index + 24:index + 28] = (1000).to_bytes(4, "little")
+    data[index + 24 : index + 28] = (1000).to_bytes(4, "little")
     (tmp_path / "liar.whl").write_bytes(data)
     assert convert_cli.main(["--from", str(tmp_path / "liar.whl"), "--kind", "multistyle", "--out", out]) == 2
     assert "not a readable wheel" in one_line(capsys)
     (tmp_path / "big.onnx").write_bytes(bytes(1_500_000))
     os.mkfifo(tmp_path / "pipe.onnx")
-    for source, words in (("/dev/zero", "not a regular file"), (tmp_path / "pipe.onnx", "not a regular file"),
-                          (tmp_path / "big.onnx", "more than the 1 MB")):
+    for source, words in (
+        ("/dev/zero", "not a regular file"),
+        (tmp_path / "pipe.onnx", "not a regular file"),
+        (tmp_path / "big.onnx", "more than the 1 MB"),
+    ):
         assert convert_cli.main(["--from", str(source), "--kind", "multistyle", "--out", out]) == 2
         assert words in one_line(capsys)
 
@@ -192,8 +198,9 @@ def test_graphs_that_fail_validation_are_one_line(tmp_path, capsys):
     weight = numpy_helper.from_array(np.ones((4, 3, 3, 3), np.int8), "transformer/contract/conv1/weights")
     node = helper.make_node("DequantizeLinear", [weight.name], ["w_dequant"])  # no scale
     output = helper.make_tensor_value_info("w_dequant", TensorProto.FLOAT, [4, 3, 3, 3])
-    model = helper.make_model(helper.make_graph([node], "g", [], [output], [weight]),
-                              opset_imports=[helper.make_opsetid("", 13)])
+    model = helper.make_model(
+        helper.make_graph([node], "g", [], [output], [weight]), opset_imports=[helper.make_opsetid("", 13)]
+    )
     with pytest.raises(WeightFileError, match="DequantizeLinear node with 1 inputs"):
         float_graph(model)
     pair = tmp_path / "pair"

@@ -6,8 +6,9 @@ import pytest
 
 from mlx_style import backend as memory  # the allocator policy lives with the backend's
 
-needs_glibc = pytest.mark.skipif(not memory.uses_glibc_heap(),
-                                 reason="glibc's heap is used only on Linux with glibc and MLX's CPU backend")
+needs_glibc = pytest.mark.skipif(
+    not memory.uses_glibc_heap(), reason="glibc's heap is used only on Linux with glibc and MLX's CPU backend"
+)
 
 
 def cache_limit() -> int:

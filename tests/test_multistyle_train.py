@@ -39,8 +39,14 @@ from mlx_style.training.step import make_loss_fn, make_train_step
 from mlx_style.training.styles import freeze_shared, plan_styles, start_from
 
 REPO = Path(__file__).resolve().parents[1]
-TINY_LOSS = LossConfig(content_layer="relu2_2", style_layers=("relu1_2", "relu2_2"), style_layer_weights=(1.0, 1.0),
-                       content_weight=1.0, style_weight=5.0, tv_weight=1e-5)
+TINY_LOSS = LossConfig(
+    content_layer="relu2_2",
+    style_layers=("relu1_2", "relu2_2"),
+    style_layer_weights=(1.0, 1.0),
+    content_weight=1.0,
+    style_weight=5.0,
+    tv_weight=1e-5,
+)
 
 
 @pytest.fixture(scope="module")
@@ -69,8 +75,7 @@ def weights_of(path) -> dict[str, np.ndarray]:
 def _grams(ws, vgg, names):
     from mlx_style.io.image import load_image, resize_max_side, to_batch
 
-    return [style_targets(vgg, to_batch(resize_max_side(load_image(ws[n]), 32)), TINY_LOSS.style_layers)
-            for n in names]
+    return [style_targets(vgg, to_batch(resize_max_side(load_image(ws[n]), 32)), TINY_LOSS.style_layers) for n in names]
 
 
 def test_the_multistyle_loss_is_the_picked_rows_single_style_loss(ws):
@@ -105,8 +110,9 @@ def test_the_multistyle_loss_is_the_picked_rows_single_style_loss(ws):
                 others = [r for r in range(3) if r != row]
                 assert float(mx.abs(g[mx.array(others)]).max()) == 0.0, key
             else:
-                np.testing.assert_allclose(np.asarray(g), np.asarray(single_flat[key]), rtol=1e-4, atol=1e-5,
-                                           err_msg=key)
+                np.testing.assert_allclose(
+                    np.asarray(g), np.asarray(single_flat[key]), rtol=1e-4, atol=1e-5, err_msg=key
+                )
 
 
 def test_the_compiled_multistyle_step_matches_the_uncompiled_one_and_needs_its_style(ws):
@@ -181,8 +187,9 @@ def test_resume_of_a_multistyle_run_is_exact(ws, tmp_path):
     for k in a:
         np.testing.assert_array_equal(a[k], b[k], err_msg=k)
     with pytest.raises(TrainingError, match="another style image"):  # other pictures: refused
-        train(multi(ws, tmp_path / "part", ("style", "p0", "p2"), iters=8, resume="latest", width=8),
-              stream=io.StringIO())
+        train(
+            multi(ws, tmp_path / "part", ("style", "p0", "p2"), iters=8, resume="latest", width=8), stream=io.StringIO()
+        )
 
 
 def test_adding_a_style_trains_only_its_norm_rows(ws, tmp_path):
@@ -222,8 +229,7 @@ def test_adding_a_style_resumes_exactly_and_a_picture_it_holds_keeps_its_row(ws,
     whole = tiny_config(ws, tmp_path / "whole", iters=5, **settings)
     result = train(whole, stream=io.StringIO())
     assert [r["style_index"] for r in result.records] == [0, 1, 0, 1, 0]
-    assert [s["name"] for s in json.loads(read_metadata(whole.output)["styles"])] == ["style", "painting0",
-                                                                                       "painting2"]
+    assert [s["name"] for s in json.loads(read_metadata(whole.output)["styles"])] == ["style", "painting0", "painting2"]
     part = tiny_config(ws, tmp_path / "part", iters=3, checkpoint_every=1, **settings)
     train(part, stream=io.StringIO())
     train(tiny_config(ws, tmp_path / "part", iters=5, resume="latest", **settings), stream=io.StringIO())
@@ -311,8 +317,11 @@ def test_the_cams_playlist_holds_every_style_of_a_multistyle_network(ws, tmp_pat
     single = tiny_config(ws, tmp_path / "s", iters=1)
     train(single, stream=io.StringIO())
     paths = [Path(single.output), Path(config.output)]
-    assert [(e[1], e[2]) for e in network_entries(paths)] == [(None, "net"), ("0", "net: style"),
-                                                               ("1", "net: painting0")]
+    assert [(e[1], e[2]) for e in network_entries(paths)] == [
+        (None, "net"),
+        ("0", "net: style"),
+        ("1", "net: painting0"),
+    ]
     styles = Styles(paths, 1, "float32", lambda net: net)
     assert len(styles) == 3 and styles.index == 1 and styles.name == "net: style"
     assert styles.select(2) and styles.name == "net: painting0"
@@ -338,7 +347,8 @@ def test_resuming_a_fine_tune_whose_from_network_is_gone_says_how(ws, tmp_path):
     train(tuned, stream=io.StringIO())
     Path(base.output).unlink()
     with pytest.raises(TrainingError, match="resumes without --from"):
-        train(tiny_config(ws, tmp_path / "tuned", init_from=base.output, iters=3, resume="latest"),
-              stream=io.StringIO())
+        train(
+            tiny_config(ws, tmp_path / "tuned", init_from=base.output, iters=3, resume="latest"), stream=io.StringIO()
+        )
     done = train(tiny_config(ws, tmp_path / "tuned", iters=3, resume="latest"), stream=io.StringIO())
     assert done.status == "done" and done.step == 3

@@ -66,7 +66,7 @@ def test_subpixel_nearest_equals_upsample_pad_conv(shape, padding):
 def test_subpixel_deconv_equals_conv_transpose(start):
     x, w = _rand((2, 5, 6, 3), 3), _rand((4, 3, 3, 3), 4)
     full = mx.conv_transpose2d(x, w, stride=2)  # (H−1)·2 + 3 rows
-    expected = full[:, start:start + 10, start:start + 12, :]
+    expected = full[:, start : start + 10, start : start + 12, :]
     got = subpixel_conv(mx.pad(x, ((0, 0), (1, 1), (1, 1), (0, 0))), w, "deconv", start)
     assert mx.allclose(got, expected, atol=1e-5).item()
 
@@ -129,8 +129,11 @@ def test_relu_and_its_gradient_match_numpy_including_zero():
         assert y.dtype == dtype and np.array_equal(np.asarray(y.astype(mx.float32)), expected)
 
 
-@pytest.mark.skipif(backend_name() != "cpu", reason="a CPU-backend memory property: on CUDA (H200, MLX 0.32.4) the "
-                    "same comparison peaked 61 MB higher with the mask, not lower (docs/benchmarks.md); Metal unmeasured")
+@pytest.mark.skipif(
+    backend_name() != "cpu",
+    reason="a CPU-backend memory property: on CUDA (H200, MLX 0.32.4) the "
+    "same comparison peaked 61 MB higher with the mask, not lower (docs/benchmarks.md); Metal unmeasured",
+)
 def test_relu_backward_keeps_a_mask_not_the_float_input(monkeypatch, untuned_convs):
     """The transformer's forward and backward (training mode): with nn.relu the backward pass keeps each ReLU's
     float input; ops.relu keeps a 1-byte mask instead, so the peak drops by about 3/4 of those inputs.
@@ -173,8 +176,9 @@ def _instance_norm_reference(x, w, b, eps, g):
     var = ((x - mean) ** 2).mean(axis=(1, 2), keepdims=True)
     xhat = (x - mean) / np.sqrt(var + eps)
     dxhat = g * w
-    dx = (dxhat - dxhat.mean(axis=(1, 2), keepdims=True)
-          - xhat * (dxhat * xhat).mean(axis=(1, 2), keepdims=True)) / np.sqrt(var + eps)
+    dx = (
+        dxhat - dxhat.mean(axis=(1, 2), keepdims=True) - xhat * (dxhat * xhat).mean(axis=(1, 2), keepdims=True)
+    ) / np.sqrt(var + eps)
     return xhat * w + b, dx, (g * xhat).sum(axis=(0, 1, 2)), g.sum(axis=(0, 1, 2))
 
 
@@ -217,7 +221,7 @@ def _max_pool_reference(x, g):
     grad = np.zeros_like(x)
     for k in range(4):
         di, dj = divmod(k, 2)
-        grad[:, di: 2 * h2: 2, dj: 2 * w2: 2] += np.where(first == k, g, 0)
+        grad[:, di : 2 * h2 : 2, dj : 2 * w2 : 2] += np.where(first == k, g, 0)
     return win.max(-1), grad
 
 

@@ -12,14 +12,28 @@ from mlx_style.io.image import load_image
 from mlx_style.nn.losses import recommended_weights, LossConfig
 from mlx_style.io.models import save_vgg
 from mlx_style.cli.optimize import main
-from mlx_style.optim.gatys import (OptimizeConfig, check_layers, loss_config_for, noise_image, optimize_image,
-                                parse_layers, parse_weights, snapshot_path)
+from mlx_style.optim.gatys import (
+    OptimizeConfig,
+    check_layers,
+    loss_config_for,
+    noise_image,
+    optimize_image,
+    parse_layers,
+    parse_weights,
+    snapshot_path,
+)
 from mlx_style.nn.vgg import BLOCK_CHANNELS, layer_names
 from mlx_style.io.vgg_weights import load_vgg
 
 # The synthetic file stops at relu3_3 (the default content layer): small and fast, and the real code path.
-LOSS = LossConfig(content_weight=2.0, style_weight=5.0, tv_weight=1e-5, content_layer="relu3_3",
-                  style_layers=("relu1_2", "relu2_2", "relu3_3"), style_layer_weights=(1.0, 1.0, 1.0))
+LOSS = LossConfig(
+    content_weight=2.0,
+    style_weight=5.0,
+    tv_weight=1e-5,
+    content_layer="relu3_3",
+    style_layers=("relu1_2", "relu2_2", "relu3_3"),
+    style_layer_weights=(1.0, 1.0, 1.0),
+)
 LAYER_FLAGS = ["--style-layers", "relu1_2,relu2_2,relu3_3", "--style-layer-weights", "1,1,1"]
 
 
@@ -82,8 +96,7 @@ def test_lbfgs_loss_decreases_monotonically_and_the_image_changes(vgg):
 
 def test_adam_loss_decreases(vgg):
     content = mx.array(smooth_image(1, 24, 32))
-    result = optimize_image(vgg, content, mx.array(smooth_image(2, 28, 20)), LOSS, iters=15, optimizer="adam",
-                            lr=2.0)
+    result = optimize_image(vgg, content, mx.array(smooth_image(2, 28, 20)), LOSS, iters=15, optimizer="adam", lr=2.0)
     losses = np.array(result.losses)
     assert result.evaluations == 16 and losses[-1] < losses[0]
     assert np.mean(np.diff(losses) <= 0) >= 0.7
@@ -92,8 +105,16 @@ def test_adam_loss_decreases(vgg):
 def test_noise_init_starts_from_noise_and_decreases(vgg):
     content = mx.array(smooth_image(1, 24, 32))
     seen = []
-    result = optimize_image(vgg, content, mx.array(smooth_image(2, 28, 20)), LOSS, iters=6, init="noise",
-                            seed=3, on_step=lambda state, terms: seen.append(np.array(state.x)))
+    result = optimize_image(
+        vgg,
+        content,
+        mx.array(smooth_image(2, 28, 20)),
+        LOSS,
+        iters=6,
+        init="noise",
+        seed=3,
+        on_step=lambda state, terms: seen.append(np.array(state.x)),
+    )
     start = np.array(noise_image(content.shape, 3))
     np.testing.assert_array_equal(seen[0], start)
     assert 20 < start.std() < 40 and start.min() >= 0 and start.max() <= 255
@@ -110,8 +131,27 @@ def test_noise_depends_on_the_seed_only():
 
 def test_main_writes_the_image_snapshots_and_progress(vgg_file, images, tmp_path, capsys):
     out = tmp_path / "out" / "result.png"
-    code = main(["--content", str(images[0]), "--style", str(images[1]), "-o", str(out), "--vgg", str(vgg_file),
-                 "--size", "24", "--iters", "4", "--save-every", "2", "--log-every", "2", *LAYER_FLAGS])
+    code = main(
+        [
+            "--content",
+            str(images[0]),
+            "--style",
+            str(images[1]),
+            "-o",
+            str(out),
+            "--vgg",
+            str(vgg_file),
+            "--size",
+            "24",
+            "--iters",
+            "4",
+            "--save-every",
+            "2",
+            "--log-every",
+            "2",
+            *LAYER_FLAGS,
+        ]
+    )
     assert code == 0
     assert load_image(out).shape == (18, 24, 3)  # content 24×32 → longer side 24
     assert snapshot_path(out, 2).exists() and not snapshot_path(out, 4).exists()
@@ -123,22 +163,39 @@ def test_main_writes_the_image_snapshots_and_progress(vgg_file, images, tmp_path
 
 def test_missing_vgg_says_how_to_convert(images, tmp_path, capsys):
     missing = tmp_path / "nowhere" / "vgg16.safetensors"
-    code = main(["--content", str(images[0]), "--style", str(images[1]), "-o", str(tmp_path / "o.png"),
-                 "--vgg", str(missing)])
+    code = main(
+        ["--content", str(images[0]), "--style", str(images[1]), "-o", str(tmp_path / "o.png"), "--vgg", str(missing)]
+    )
     err = capsys.readouterr().err
     assert code == 2 and f"python scripts/convert_vgg.py -o {missing}" in err
     assert err.startswith("error: no VGG weights") and len(err.strip().splitlines()) == 1
     assert not (tmp_path / "o.png").exists()
 
 
-@pytest.mark.parametrize("flags, message", [
-    (["--style-layers", "relu1_2,relu4_3", "--style-layer-weights", "1,1"], "relu4_3 not in this VGG file"),
-    (["--style-layers", "relu1_2,relu2_2", "--style-layer-weights", "1,1,1"], "one weight per layer"),
-    (["--size", "3", *LAYER_FLAGS], "too small"),
-])
+@pytest.mark.parametrize(
+    "flags, message",
+    [
+        (["--style-layers", "relu1_2,relu4_3", "--style-layer-weights", "1,1"], "relu4_3 not in this VGG file"),
+        (["--style-layers", "relu1_2,relu2_2", "--style-layer-weights", "1,1,1"], "one weight per layer"),
+        (["--size", "3", *LAYER_FLAGS], "too small"),
+    ],
+)
 def test_bad_requests_exit_with_one_clear_line(vgg_file, images, tmp_path, capsys, flags, message):
-    code = main(["--content", str(images[0]), "--style", str(images[1]), "-o", str(tmp_path / "o.png"),
-                 "--vgg", str(vgg_file), "--iters", "1", *flags])
+    code = main(
+        [
+            "--content",
+            str(images[0]),
+            "--style",
+            str(images[1]),
+            "-o",
+            str(tmp_path / "o.png"),
+            "--vgg",
+            str(vgg_file),
+            "--iters",
+            "1",
+            *flags,
+        ]
+    )
     err = capsys.readouterr().err
     assert code == 2 and message in err and len(err.strip().splitlines()) == 1
 
@@ -149,10 +206,17 @@ def test_loss_weights_default_to_the_vgg_file_and_flags_override(vgg_file):
     assert json.loads(meta["recommended_loss_weights"]) == recommended
     config = loss_config_for(OptimizeConfig(), meta)
     assert (config.content_weight, config.style_weight, config.tv_weight) == (
-        recommended["content"], recommended["style"], recommended["tv"])
+        recommended["content"],
+        recommended["style"],
+        recommended["tv"],
+    )
     assert config.style_layer_weights == (1.0, 1.0, 1.0, 1.0)
-    config = loss_config_for(OptimizeConfig(style_weight=50.0, tv_weight=0.0, style_layers=("relu1_2", "relu2_2"),
-                                            style_layer_weights=(0.7, 0.3)), meta)
+    config = loss_config_for(
+        OptimizeConfig(
+            style_weight=50.0, tv_weight=0.0, style_layers=("relu1_2", "relu2_2"), style_layer_weights=(0.7, 0.3)
+        ),
+        meta,
+    )
     assert (config.content_weight, config.style_weight, config.tv_weight) == (recommended["content"], 50.0, 0.0)
     assert config.style_layers == ("relu1_2", "relu2_2") and config.style_layer_weights == (0.7, 0.3)
 

@@ -15,10 +15,27 @@ import numpy as np
 import pytest
 from mlx.utils import tree_flatten
 
-from conftest import (GRAD_VARIANTS, LOSS, VARIANTS, VGG16_RELUS, assert_close, config_fields, fixture,
-                      golden_transformer_state, golden_vgg_state, rel_err, to_mlx_transformer_state)
-from mlx_style.nn.losses import (LossConfig, gram_matrix, perceptual_loss, style_layer_loss, style_targets,
-                              total_variation)
+from conftest import (
+    GRAD_VARIANTS,
+    LOSS,
+    VARIANTS,
+    VGG16_RELUS,
+    assert_close,
+    config_fields,
+    fixture,
+    golden_transformer_state,
+    golden_vgg_state,
+    rel_err,
+    to_mlx_transformer_state,
+)
+from mlx_style.nn.losses import (
+    LossConfig,
+    gram_matrix,
+    perceptual_loss,
+    style_layer_loss,
+    style_targets,
+    total_variation,
+)
 from mlx_style.io.models import convert_vgg_state
 from mlx_style.nn.transformer import TransformerConfig, TransformerNet
 from mlx_style.nn.vgg import VGG
@@ -158,8 +175,14 @@ def compute_loss_case(variant: str, vgg_arrays) -> dict:
     vgg = make_vgg(vgg_arrays, LOSS["preprocess"])
     style = mx.array(fixture("grams")["style"])
     targets = style_targets(vgg, style, LOSS["style_layers"])
-    config = LossConfig(content_weight=wc, style_weight=ws, tv_weight=wtv, content_layer=LOSS["content_layer"],
-                        style_layers=LOSS["style_layers"], style_layer_weights=LOSS["style_layer_weights"])
+    config = LossConfig(
+        content_weight=wc,
+        style_weight=ws,
+        tv_weight=wtv,
+        content_layer=LOSS["content_layer"],
+        style_layers=LOSS["style_layers"],
+        style_layer_weights=LOSS["style_layer_weights"],
+    )
     net = make_transformer(overrides, seed)
     net.train()
     content = mx.array(golden["content"])
@@ -174,8 +197,17 @@ def compute_loss_case(variant: str, vgg_arrays) -> dict:
     features = vgg(output, LOSS["style_layers"])
     per_layer = {n: style_layer_loss(gram_matrix(features[n]), targets[n]) for n in LOSS["style_layers"]}
     mx.eval(total, terms, grads, grad_input, output, per_layer)
-    return {"variant": variant, "overrides": overrides, "golden": golden, "total": total, "terms": terms,
-            "grads": dict(tree_flatten(grads)), "grad_input": grad_input, "output": output, "per_layer": per_layer}
+    return {
+        "variant": variant,
+        "overrides": overrides,
+        "golden": golden,
+        "total": total,
+        "terms": terms,
+        "grads": dict(tree_flatten(grads)),
+        "grad_input": grad_input,
+        "output": output,
+        "per_layer": per_layer,
+    }
 
 
 def test_loss_terms(loss_case):
@@ -210,8 +242,9 @@ def test_gradient_every_parameter(loss_case):
     # rounding of its kink); elsewhere the gradient jumps and no float32 implementation matches to 1e-4.
     assert golden["float32_gradient_error"] <= 3e-5
     expected = to_mlx_transformer_state(
-        {k[len("grad__"):]: v for k, v in golden.items() if k.startswith("grad__") and k != "grad__input"},
-        loss_case["overrides"])
+        {k[len("grad__") :]: v for k, v in golden.items() if k.startswith("grad__") and k != "grad__input"},
+        loss_case["overrides"],
+    )
     grads = {name: np.array(g) for name, g in loss_case["grads"].items()}
     assert sorted(grads) == sorted(expected)
     zero = zero_gradient_params(loss_case["overrides"], expected)

@@ -24,7 +24,7 @@ SHIPPED = registry.BUILTIN_DIR
 
 def psnr(a, b) -> float:
     mse = float(np.mean((np.asarray(a, np.float64) - np.asarray(b, np.float64)) ** 2))
-    return 10 * np.log10(255.0 ** 2 / max(mse, 1e-12))
+    return 10 * np.log10(255.0**2 / max(mse, 1e-12))
 
 
 @pytest.mark.parametrize("name, kind", [("magenta_arbitrary", "arbitrary"), ("magenta26", "multistyle")])
@@ -43,9 +43,12 @@ def sessions(folder):
     ort = pytest.importorskip("onnxruntime", reason="the fidelity test runs the original graphs in onnxruntime")
     from mlx_style.io.onnx_graph import float_graph
 
-    return [ort.InferenceSession(float_graph(onnx.load(str(folder / name))).SerializeToString(),
-                                 providers=["CPUExecutionProvider"])
-            for name in ("arbitrary_predict.onnx", "arbitrary_transform.onnx")]
+    return [
+        ort.InferenceSession(
+            float_graph(onnx.load(str(folder / name))).SerializeToString(), providers=["CPUExecutionProvider"]
+        )
+        for name in ("arbitrary_predict.onnx", "arbitrary_transform.onnx")
+    ]
 
 
 def test_the_shipped_arbitrary_pair_matches_onnxruntime_within_40_db():
@@ -56,22 +59,36 @@ def test_the_shipped_arbitrary_pair_matches_onnxruntime_within_40_db():
         painting = resize(load_image(shared_data("styles", style)), 256, 256)
         ref_vector = predict.run(None, {"style_image": painting[None].astype(np.float32) / 255})[0].reshape(-1)
         content = resize(load_image(shared_data("content", "holdout", photo)), 384, 384).astype(np.float32)
-        ref = transform.run(None, {"content_image": content[None] / 255,
-                                   "mobilenet_conv/Conv/BiasAdd": ref_vector.reshape(1, 1, 1, -1)})[0][0] * 255
+        ref = (
+            transform.run(
+                None,
+                {"content_image": content[None] / 255, "mobilenet_conv/Conv/BiasAdd": ref_vector.reshape(1, 1, 1, -1)},
+            )[0][0]
+            * 255
+        )
         ours = np.asarray(net(mx.array(content)[None], net.style_vector(painting, size=None))[0])
         assert psnr(ours, ref) >= 40, (style, photo, psnr(ours, ref))
 
 
 def test_the_shipped_26_style_network_matches_onnxruntime_within_40_db():
     ort = pytest.importorskip("onnxruntime", reason="the fidelity test runs the original graph in onnxruntime")
-    session = ort.InferenceSession(str(shared_data("weights", "magenta_onnx", "multistyle26.onnx")),
-                                   providers=["CPUExecutionProvider"])
+    session = ort.InferenceSession(
+        str(shared_data("weights", "magenta_onnx", "multistyle26.onnx")), providers=["CPUExecutionProvider"]
+    )
     for style in (7, "3:0.5,12:0.5"):
         net, _ = load_network(SHIPPED / "magenta26.safetensors", style=style)
         photo = resize(load_image(shared_data("content", "holdout", "kodak_kodim13.png")), 200, 300)
         ours = np.asarray(net(mx.array(photo.astype(np.float32))[None])[0])
-        ref = session.run(None, {"image": photo.astype(np.float32).transpose(2, 0, 1)[None] / 255.0,
-                                 "style_weights": np.asarray(net.style_weights)})[0][0].transpose(1, 2, 0) * 255
+        ref = (
+            session.run(
+                None,
+                {
+                    "image": photo.astype(np.float32).transpose(2, 0, 1)[None] / 255.0,
+                    "style_weights": np.asarray(net.style_weights),
+                },
+            )[0][0].transpose(1, 2, 0)
+            * 255
+        )
         assert psnr(ours, ref) >= 40, (style, psnr(ours, ref))
 
 

@@ -39,8 +39,15 @@ from mlx_style.training.config import STABLE_DEFAULT_WEIGHT, TrainingError
 from mlx_style.training.data import prepare
 from mlx_style.training import train
 from mlx_style.training.johnson import describe_stable
-from mlx_style.training.motion import (StableConfig, masked_mean_square, motion_noise, random_motion,
-                                       similarity_matrix, temporal_loss, warp)
+from mlx_style.training.motion import (
+    StableConfig,
+    masked_mean_square,
+    motion_noise,
+    random_motion,
+    similarity_matrix,
+    temporal_loss,
+    warp,
+)
 from mlx_style.training.progress import format_progress, read_log
 from mlx_style.training.step import make_train_step
 
@@ -75,8 +82,9 @@ def reference_warp(images: np.ndarray, matrices: np.ndarray) -> tuple[np.ndarray
                 x0, y0 = int(math.floor(sx)), int(math.floor(sy))
                 x1, y1 = min(x0 + 1, W - 1), min(y0 + 1, H - 1)
                 fx, fy = sx - x0, sy - y0
-                out[b, y, x] = ((1 - fy) * ((1 - fx) * images[b, y0, x0] + fx * images[b, y0, x1])
-                                + fy * ((1 - fx) * images[b, y1, x0] + fx * images[b, y1, x1]))
+                out[b, y, x] = (1 - fy) * ((1 - fx) * images[b, y0, x0] + fx * images[b, y0, x1]) + fy * (
+                    (1 - fx) * images[b, y1, x0] + fx * images[b, y1, x1]
+                )
     return out, mask
 
 
@@ -114,8 +122,9 @@ def test_warp_follows_opencvs_pixel_centres_and_moves_the_content_the_stated_way
         if matrix[0, 1] != 0:  # the turn: a square image, so that the frame maps onto itself
             square = smooth_images(rng, 1, W, W)[0]
             ours = np.asarray(warp(mx.array(square[None]), mx.array(matrix[None].astype(np.float32)))[0])[0]
-            np.testing.assert_allclose(ours, cv2.warpAffine(square, matrix, (W, W), flags=flags, borderMode=border),
-                                       atol=1e-3)
+            np.testing.assert_allclose(
+                ours, cv2.warpAffine(square, matrix, (W, W), flags=flags, borderMode=border), atol=1e-3
+            )
             np.testing.assert_allclose(ours, np.rot90(square, k=-1), atol=1e-3)  # clockwise on the screen
         else:
             ours, theirs = both(matrix)
@@ -212,7 +221,7 @@ def test_temporal_loss_matches_numpy_and_is_zero_without_motion():
     moved = np.clip(moved + 3.0 * noise, 0, 255).astype(np.float32)
     target, _ = reference_warp(np.asarray(output), motion.matrices)
     diff = target - np.asarray(net(mx.array(moved)), dtype=np.float64)
-    per_image = (mask * diff ** 2).sum(axis=(1, 2, 3)) / (3 * mask.sum(axis=(1, 2, 3)))
+    per_image = (mask * diff**2).sum(axis=(1, 2, 3)) / (3 * mask.sum(axis=(1, 2, 3)))
     assert got == pytest.approx(per_image.mean(), rel=1e-4)
     assert got > 1.0
     identity = mx.array(np.tile(np.array([[1, 0, 0], [0, 1, 0]], np.float32), (3, 1, 1)))
@@ -235,17 +244,27 @@ def test_temporal_gradient_flows_through_both_branches_and_matches_finite_differ
         return temporal_loss(model, x, model(x), matrices, keys, 3.0)
 
     grads = dict(tree_flatten(nn.value_and_grad(net, lambda: loss(net))()[1]))
-    only_moved = dict(tree_flatten(nn.value_and_grad(
-        net, lambda: temporal_loss(net, x, mx.stop_gradient(net(x)), matrices, keys, 3.0))()[1]))
+    only_moved = dict(
+        tree_flatten(
+            nn.value_and_grad(net, lambda: temporal_loss(net, x, mx.stop_gradient(net(x)), matrices, keys, 3.0))()[1]
+        )
+    )
     assert not np.allclose(np.asarray(grads["conv.weight"]), np.asarray(only_moved["conv.weight"]))  # T(f(x)) too
-    fixed = dict(tree_flatten(nn.value_and_grad(
-        net, lambda: temporal_loss(net, x, net(x), matrices, keys, 3.0, fixed_target=True))()[1]))
+    fixed = dict(
+        tree_flatten(
+            nn.value_and_grad(net, lambda: temporal_loss(net, x, net(x), matrices, keys, 3.0, fixed_target=True))()[1]
+        )
+    )
     for name in only_moved:  # --stable-fixed-target: the moved crop's branch alone
         assert np.array_equal(np.asarray(fixed[name]), np.asarray(only_moved[name])), name
     params = dict(tree_flatten(net.parameters()))
     h = 0.05  # the term is quadratic in this network's weights: central differences are exact but for rounding
-    for name, index in (("conv.weight", (1, 2, 0, 2)), ("conv.weight", (0, 1, 1, 0)), ("conv.weight", (2, 0, 2, 1)),
-                        ("conv.bias", (2,))):  # (a bias moves both branches alike: its gradient is ~0)
+    for name, index in (
+        ("conv.weight", (1, 2, 0, 2)),
+        ("conv.weight", (0, 1, 1, 0)),
+        ("conv.weight", (2, 0, 2, 1)),
+        ("conv.bias", (2,)),
+    ):  # (a bias moves both branches alike: its gradient is ~0)
         base = np.asarray(params[name]).copy()
         values = []
         for sign in (1, -1):
@@ -274,8 +293,14 @@ def _steps(compile_step: bool, stable: StableConfig | None, steps: int = 3):
     net, vgg = TinyNet(), TinyLossNet()
     optimizer = optim.Adam(learning_rate=1e-2, bias_correction=True)
     optimizer.init(net.trainable_parameters())
-    config = LossConfig(content_weight=1.0, style_weight=10.0, tv_weight=1e-4, content_layer="la",
-                        style_layers=("la",), style_layer_weights=(1.0,))
+    config = LossConfig(
+        content_weight=1.0,
+        style_weight=10.0,
+        tv_weight=1e-4,
+        content_layer="la",
+        style_layers=("la",),
+        style_layer_weights=(1.0,),
+    )
     grams = {k: gram_matrix(v) for k, v in vgg(mx.random.uniform(0, 255, (1, 8, 8, 3)), ("la",)).items()}
     batch = mx.random.uniform(0, 255, (2, 8, 8, 3)).astype(mx.uint8)
     step = make_train_step(net, vgg, optimizer, grams, config, "tensor", compile=compile_step, stable=stable)
@@ -326,7 +351,8 @@ def test_a_stable_step_needs_its_motion_and_a_plain_one_refuses_one():
         make_train_step(net, vgg, optimizer, grams, config, compile=False, stable=StableConfig(1.0))(batch)
     with pytest.raises(ValueError, match="without stable"):
         make_train_step(net, vgg, optimizer, grams, config, compile=False)(
-            batch, random_motion(0, 0, 2, 8, 8, StableConfig(1.0)))
+            batch, random_motion(0, 0, 2, 8, 8, StableConfig(1.0))
+        )
 
 
 # --- training with --stable --------------------------------------------------------------------------------------
@@ -378,13 +404,17 @@ def test_resume_refuses_a_changed_stable_setting_unless_allowed(ws, tmp_path):
     stable = tiny_config(ws, tmp_path / "s", iters=2, stable_weight=STABLE, checkpoint_every=1)
     train(stable, stream=io.StringIO())
     was = "weight 100, shift 3, rotate 2, zoom 0.03, noise 3"
-    for change, now in ((dict(stable_weight=2 * STABLE), "weight 200, shift 3, rotate 2, zoom 0.03, noise 3"),
-                        (dict(stable_weight=STABLE, stable_shift=1.0), "weight 100, shift 1, rotate 2"),
-                        (dict(), "off")):
+    for change, now in (
+        (dict(stable_weight=2 * STABLE), "weight 200, shift 3, rotate 2, zoom 0.03, noise 3"),
+        (dict(stable_weight=STABLE, stable_shift=1.0), "weight 100, shift 1, rotate 2"),
+        (dict(), "off"),
+    ):
         with pytest.raises(TrainingError, match=f"another temporal term \\(--stable {was}, now {now}.*--allow-change"):
             train(tiny_config(ws, tmp_path / "s", iters=3, resume="latest", **change), stream=io.StringIO())
-    resumed = train(tiny_config(ws, tmp_path / "s", iters=3, resume="latest", stable_weight=2 * STABLE,
-                                allow_change=True), stream=io.StringIO())
+    resumed = train(
+        tiny_config(ws, tmp_path / "s", iters=3, resume="latest", stable_weight=2 * STABLE, allow_change=True),
+        stream=io.StringIO(),
+    )
     assert resumed.status == "done" and resumed.step == 3
     assert json.loads(read_metadata(stable.output)["stable"])["weight"] == 2 * STABLE
     plain = tiny_config(ws, tmp_path / "p", iters=1)
@@ -394,8 +424,12 @@ def test_resume_refuses_a_changed_stable_setting_unless_allowed(ws, tmp_path):
     # a checkpoint written before --stable existed records nothing: it had the term off
     path = ckpt.latest_checkpoint(Path(plain.run_dir) / "checkpoints")
     old = ckpt.load_checkpoint(path)
-    ckpt.save_checkpoint(path.parent, old.step, *_restored(old, plain),
-                         {k: v for k, v in old.metadata.items() if k not in ("stable", "kind", "step")})
+    ckpt.save_checkpoint(
+        path.parent,
+        old.step,
+        *_restored(old, plain),
+        {k: v for k, v in old.metadata.items() if k not in ("stable", "kind", "step")},
+    )
     assert "stable" not in ckpt.load_checkpoint(path).metadata
     with pytest.raises(TrainingError, match="--stable off, now weight 100,"):
         train(tiny_config(ws, tmp_path / "p", iters=2, resume="latest", stable_weight=STABLE), stream=io.StringIO())
@@ -417,7 +451,8 @@ def test_stable_training_compiled_and_recomputed_gives_the_same_losses(ws, tmp_p
         assert got.status == "done", name
         for a, b in zip(ref.records, got.records):
             assert b["loss"] == pytest.approx(a["loss"], rel=1e-5) and b["temporal"] == pytest.approx(
-                a["temporal"], rel=1e-5), name
+                a["temporal"], rel=1e-5
+            ), name
 
 
 def test_two_processes_with_stable_match_one(ws, tmp_path):

@@ -18,10 +18,17 @@ def args(*argv):
 
 def test_every_weight_is_trained_at_every_noise_beside_one_plain_network():
     got = stable_compare.variants(args("--weights", "300,1000", "--noise", "3,8"))
-    assert got == [("plain", 0.0, 3.0), ("stable 300", 300.0, 3.0), ("stable 300 noise 8", 300.0, 8.0),
-                   ("stable 1000", 1000.0, 3.0), ("stable 1000 noise 8", 1000.0, 8.0)]
-    assert [v[0] for v in stable_compare.variants(args("--weights", "1000", "--fixed-target"))] == \
-        ["plain", "stable 1000 fixed"]
+    assert got == [
+        ("plain", 0.0, 3.0),
+        ("stable 300", 300.0, 3.0),
+        ("stable 300 noise 8", 300.0, 8.0),
+        ("stable 1000", 1000.0, 3.0),
+        ("stable 1000 noise 8", 1000.0, 8.0),
+    ]
+    assert [v[0] for v in stable_compare.variants(args("--weights", "1000", "--fixed-target"))] == [
+        "plain",
+        "stable 1000 fixed",
+    ]
     for bad in (["--weights", "0"], ["--noise", "-1"], ["--steps", "0"]):
         with pytest.raises(SystemExit):
             stable_compare.variants(args(*bad))

@@ -153,13 +153,25 @@ def test_stylize_array_rejects_non_uint8_rgb(net):
 # Tiles
 
 
-@pytest.mark.parametrize("config", [
-    TINY,
-    TransformerConfig(width=4, num_residual=1, upsample="deconv"),
-    TransformerConfig(width=4, num_residual=1, norm="batch", padding="same"),
-    TransformerConfig(width=4, num_residual=1, upsample="deconv", padding="same", conv_bias=False,
-                      norm_eps=1e-3, output="tanh", final_norm=True),
-], ids=["default", "deconv", "batch-same", "fst"])
+@pytest.mark.parametrize(
+    "config",
+    [
+        TINY,
+        TransformerConfig(width=4, num_residual=1, upsample="deconv"),
+        TransformerConfig(width=4, num_residual=1, norm="batch", padding="same"),
+        TransformerConfig(
+            width=4,
+            num_residual=1,
+            upsample="deconv",
+            padding="same",
+            conv_bias=False,
+            norm_eps=1e-3,
+            output="tanh",
+            final_norm=True,
+        ),
+    ],
+    ids=["default", "deconv", "batch-same", "fst"],
+)
 def test_tiled_run_equals_the_whole_image_run(config):
     mx.random.seed(5)
     net = TransformerNet(config)
@@ -175,7 +187,9 @@ def test_tiled_run_equals_the_whole_image_run(config):
 
 def test_run_any_size_tiles_only_above_the_budget(net, monkeypatch):
     calls = []
-    monkeypatch.setattr(st, "run_tiled", lambda n, image, tile, style=None: calls.append(tile) or st.run_network(n, image))
+    monkeypatch.setattr(
+        st, "run_tiled", lambda n, image, tile, style=None: calls.append(tile) or st.run_network(n, image)
+    )
     st.run_any_size(net, photo_like(32, 32).astype(np.float32), tile_size=32)
     assert calls == []
     st.run_any_size(net, photo_like(33, 32).astype(np.float32), tile_size=32)
@@ -202,7 +216,7 @@ def test_tiled_real_network_matches_untiled_without_seams(tmp_path):
     assert np.abs(st.to_uint8(in_tiles).astype(int) - st.to_uint8(whole)).max() <= 1
     borders = [32, 64, 96]
     # independent tiles cut together (what tiling must avoid) show a clear seam with this metric …
-    naive = np.concatenate([st.run_network(net, image[:, a:a + 32]) for a in range(0, 128, 32)], axis=1)
+    naive = np.concatenate([st.run_network(net, image[:, a : a + 32]) for a in range(0, 128, 32)], axis=1)
     assert column_seam_ratio(naive, borders) > 2.0
     # … ours shows none: its borders look like any other column, as in the untiled result
     assert column_seam_ratio(in_tiles, borders) < 1.5
@@ -237,8 +251,21 @@ def test_folder_run_skips_a_corrupt_file_and_finishes(model_path, tmp_path, caps
 
 def test_single_image_to_a_file(model_path, tmp_path, capsys):
     save_image(tmp_path / "in.png", photo_like(19, 27))
-    code, out, _ = run_cli(["--model", model_path, tmp_path / "in.png", "-o", tmp_path / "res.png",
-                            "--size", "12", "--preserve-color", "--strength", "0.7"], capsys)
+    code, out, _ = run_cli(
+        [
+            "--model",
+            model_path,
+            tmp_path / "in.png",
+            "-o",
+            tmp_path / "res.png",
+            "--size",
+            "12",
+            "--preserve-color",
+            "--strength",
+            "0.7",
+        ],
+        capsys,
+    )
     assert code == 0 and load_image(tmp_path / "res.png").shape == (19, 27, 3)
     assert "network 12×8" in out and "done: 1 stylised" in out
 
@@ -321,8 +348,10 @@ def test_output_planning(tmp_path):
     (tmp_path / "b.png").write_bytes(b"")
     (tmp_path / "clip.mov").write_bytes(b"")
     jobs, problems = files.plan_jobs([str(tmp_path / "a.png"), str(tmp_path / "clip.mov")], str(tmp_path / "o"))
-    assert [(j.target.relative_to(tmp_path), j.kind) for j in jobs] == [(Path("o/a.png"), "image"),
-                                                                       (Path("o/clip.mp4"), "video")]
+    assert [(j.target.relative_to(tmp_path), j.kind) for j in jobs] == [
+        (Path("o/a.png"), "image"),
+        (Path("o/clip.mp4"), "video"),
+    ]
     assert problems == []
     with pytest.raises(ValueError, match="names one file"):
         files.plan_jobs([str(tmp_path / "a.png"), str(tmp_path / "b.png")], str(tmp_path / "x.png"))

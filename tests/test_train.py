@@ -29,8 +29,7 @@ from mlx_style.nn import conv
 from mlx_style.backend import backend_name
 from mlx_style.nn.losses import LossConfig, gram_matrix
 from mlx_style.io.models import load_transformer
-from mlx_style.training.progress import (JsonlLog, ProgressLine, format_duration, plot_loss_curve, read_log,
-                                sample_grid)
+from mlx_style.training.progress import JsonlLog, ProgressLine, format_duration, plot_loss_curve, read_log, sample_grid
 from mlx_style.cli.train import main
 from mlx_style.training.config import TrainConfig, TrainingError, loss_config
 from mlx_style.training import train
@@ -98,8 +97,14 @@ def _run_steps(compile_step: bool, steps: int = 3):
     optimizer = optim.Adam(learning_rate=1e-2, bias_correction=True)
     optimizer.init(net.trainable_parameters())
     # One loss layer keeps the number of fused kernels (each a C++ compile on a cold CPU cache) small.
-    config = LossConfig(content_weight=1.0, style_weight=10.0, tv_weight=1e-4, content_layer="la",
-                        style_layers=("la",), style_layer_weights=(1.0,))
+    config = LossConfig(
+        content_weight=1.0,
+        style_weight=10.0,
+        tv_weight=1e-4,
+        content_layer="la",
+        style_layers=("la",),
+        style_layer_weights=(1.0,),
+    )
     style = mx.random.uniform(0, 255, (1, 8, 8, 3))
     grams = {k: gram_matrix(v) for k, v in vgg(style, ("la",)).items()}
     batch = (mx.random.uniform(0, 255, (2, 8, 8, 3))).astype(mx.uint8)
@@ -129,8 +134,7 @@ def test_loss_weights_default_to_the_vgg_files_recommendation():
     meta = {"recommended_loss_weights": json.dumps({"content": 2e5, "style": 1e10, "tv": 0.3})}
     got = loss_config(TrainConfig(style="s.jpg"), meta)
     assert (got.content_weight, got.style_weight, got.tv_weight) == (2e5, 1e10, 0.3)
-    got = loss_config(TrainConfig(style="s.jpg", style_weight=7.0, style_layer_weights=(0.7, 0.3, 0.03, 0.03)),
-                      meta)
+    got = loss_config(TrainConfig(style="s.jpg", style_weight=7.0, style_layer_weights=(0.7, 0.3, 0.03, 0.03)), meta)
     assert got.style_weight == 7.0 and got.content_weight == 2e5
     assert got.style_layer_weights == (0.7, 0.3, 0.03, 0.03)
     with pytest.raises(TrainingError, match="--content-weight"):
@@ -139,8 +143,18 @@ def test_loss_weights_default_to_the_vgg_files_recommendation():
 
 def test_cli_errors_are_one_clear_line(ws, tmp_path, capsys):
     # --processes 2: the inputs are checked once, before any process starts (not once per process)
-    base = ["--style", str(ws["style"]), "--vgg", str(ws["vgg"]), "--output", str(tmp_path / "n.safetensors"),
-            "--image-size", "32", "--processes", "2"]
+    base = [
+        "--style",
+        str(ws["style"]),
+        "--vgg",
+        str(ws["vgg"]),
+        "--output",
+        str(tmp_path / "n.safetensors"),
+        "--image-size",
+        "32",
+        "--processes",
+        "2",
+    ]
     assert main(base) == 2
     assert "download_coco.py" in capsys.readouterr().err  # no --data: how to get COCO
     assert main(base + ["--data", str(tmp_path / "nowhere")]) == 2
@@ -174,10 +188,12 @@ def test_samples_are_held_out_from_large_folders_only(tmp_path):
     make_images(tmp_path / "small", 12, size=(8, 8))
     files, samples = split_files(TrainConfig(style="s", data=str(tmp_path / "small")))
     assert len(files) == 12 and samples == files[:4]
-    files, samples = split_files(TrainConfig(style="s", data=str(tmp_path / "big"),
-                                             sample_images=str(tmp_path / "small"), subset=5, seed=1))
-    again, _ = split_files(TrainConfig(style="s", data=str(tmp_path / "big"), subset=5, seed=1,
-                                       sample_images=str(tmp_path / "small")))
+    files, samples = split_files(
+        TrainConfig(style="s", data=str(tmp_path / "big"), sample_images=str(tmp_path / "small"), subset=5, seed=1)
+    )
+    again, _ = split_files(
+        TrainConfig(style="s", data=str(tmp_path / "big"), subset=5, seed=1, sample_images=str(tmp_path / "small"))
+    )
     assert len(files) == 5 and files == again and samples[0].parent.name == "small"
 
 
@@ -204,8 +220,11 @@ def test_run_writes_weights_log_curve_samples_and_metadata(ws, tmp_path):
     grid = np.asarray(Image.open(run / "samples" / "step_00000002.png"))
     assert grid.shape == (2 * 36 + 4, 4 * 36 + 4, 3)  # contents above, stylised below; 4 samples
     assert (run / "samples" / "final.png").exists()
-    assert [p.name for p in ckpt.list_checkpoints(run / "checkpoints")] == \
-        ["step_00000000.safetensors", "step_00000002.safetensors", "step_00000004.safetensors"]
+    assert [p.name for p in ckpt.list_checkpoints(run / "checkpoints")] == [
+        "step_00000000.safetensors",
+        "step_00000002.safetensors",
+        "step_00000004.safetensors",
+    ]
 
 
 def test_tuning_before_the_first_step_covers_every_conv_of_the_step(ws, tmp_path, untuned_convs):
@@ -232,8 +251,9 @@ def test_resume_continues_exactly(ws, tmp_path):
     part = tiny_config(ws, tmp_path / "part", iters=4, checkpoint_every=2, keep_checkpoints=2)
     first = train(part, stream=io.StringIO())
     assert first.step == 4
-    second = train(tiny_config(ws, tmp_path / "part", iters=6, resume="latest", keep_checkpoints=2),
-                   stream=io.StringIO())
+    second = train(
+        tiny_config(ws, tmp_path / "part", iters=6, resume="latest", keep_checkpoints=2), stream=io.StringIO()
+    )
     assert second.status == "done" and second.step == 6
     ref = read_log(Path(whole.run_dir) / "log.jsonl")
     got = read_log(Path(part.run_dir) / "log.jsonl")
@@ -285,8 +305,14 @@ def test_diverging_loss_stops_and_keeps_the_last_good_checkpoint(ws, tmp_path):
 def test_ctrl_c_writes_a_checkpoint_and_the_run_resumes(ws, tmp_path, processes):
     config = tiny_config(ws, tmp_path, iters=500, processes=processes)
     env = {**os.environ, "PYTHONPATH": str(REPO) + os.pathsep + os.environ.get("PYTHONPATH", "")}
-    proc = subprocess.Popen([sys.executable, "-m", "mlx_style.train", *cli_args(config)], cwd=tmp_path, env=env,
-                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "mlx_style.train", *cli_args(config)],
+        cwd=tmp_path,
+        env=env,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
     log = Path(config.run_dir) / "log.jsonl"
     try:
         deadline = time.monotonic() + 60

@@ -41,16 +41,34 @@ def trained(ws, tmp_path_factory):
 def run_script(name: str, *args: str) -> subprocess.CompletedProcess:
     """``python -m scripts.bench.<name>`` from the repository root, as the docs run it."""
     module = "scripts.bench." + name.removesuffix(".py")
-    return subprocess.run([sys.executable, "-m", module, *args], capture_output=True, text=True, cwd=REPO,
-                          timeout=300)
+    return subprocess.run([sys.executable, "-m", module, *args], capture_output=True, text=True, cwd=REPO, timeout=300)
 
 
 def test_compare_measures_every_photo_alike_and_draws_the_grid(ws, trained, tmp_path):
     long, short = trained
     out_json, grid = tmp_path / "losses.json", tmp_path / "grid.png"
-    done = run_script("compare_training.py", long.output, short.output, long.output, "--labels", "A,B,A2",
-                      "--style", str(ws["style"]), "--data", str(ws["data"]), "--vgg", str(ws["vgg"]),
-                      "--size", "32", "--grid", str(grid), "--grid-size", "40", "--json", str(out_json))
+    done = run_script(
+        "compare_training.py",
+        long.output,
+        short.output,
+        long.output,
+        "--labels",
+        "A,B,A2",
+        "--style",
+        str(ws["style"]),
+        "--data",
+        str(ws["data"]),
+        "--vgg",
+        str(ws["vgg"]),
+        "--size",
+        "32",
+        "--grid",
+        str(grid),
+        "--grid-size",
+        "40",
+        "--json",
+        str(out_json),
+    )
     assert done.returncode == 0, done.stderr
     data = json.loads(out_json.read_text())
     assert len(data["files"]) == 12
@@ -69,8 +87,18 @@ def test_compare_refuses_a_file_without_a_training_loss_config(ws, tmp_path):
     from mlx_style.nn.transformer import TransformerConfig, TransformerNet
 
     plain = save_transformer(tmp_path / "plain.safetensors", TransformerNet(TransformerConfig(width=4, num_residual=1)))
-    done = run_script("compare_training.py", str(plain), "--style", str(ws["style"]), "--data", str(ws["data"]),
-                      "--vgg", str(ws["vgg"]), "--size", "32")
+    done = run_script(
+        "compare_training.py",
+        str(plain),
+        "--style",
+        str(ws["style"]),
+        "--data",
+        str(ws["data"]),
+        "--vgg",
+        str(ws["vgg"]),
+        "--size",
+        "32",
+    )
     assert done.returncode != 0 and "no loss_config" in done.stderr
 
 
@@ -80,11 +108,35 @@ def test_torch_reference_trains_the_same_recipe_step_for_step(ws, trained, tmp_p
     pytest.importorskip("safetensors")
     long, _ = trained
     log = tmp_path / "torch.jsonl"
-    done = run_script("train_torch_reference.py", "--style", long.style, "--data", long.data, "--vgg", long.vgg,
-                      "--image-size", "32", "--batch-size", "4", "--iters", "4", "--log-every", "1",
-                      "--width", "4", "--residual-blocks", "1", "--style-layers", ",".join(long.style_layers),
-                      "--content-layer", long.content_layer, "--output", str(tmp_path / "torch.safetensors"),
-                      "--log", str(log))
+    done = run_script(
+        "train_torch_reference.py",
+        "--style",
+        long.style,
+        "--data",
+        long.data,
+        "--vgg",
+        long.vgg,
+        "--image-size",
+        "32",
+        "--batch-size",
+        "4",
+        "--iters",
+        "4",
+        "--log-every",
+        "1",
+        "--width",
+        "4",
+        "--residual-blocks",
+        "1",
+        "--style-layers",
+        ",".join(long.style_layers),
+        "--content-layer",
+        long.content_layer,
+        "--output",
+        str(tmp_path / "torch.safetensors"),
+        "--log",
+        str(log),
+    )
     assert done.returncode == 0, done.stderr
     theirs = [json.loads(line) for line in log.read_text().splitlines()]
     ours = read_log(Path(long.run_dir) / "log.jsonl")

@@ -17,13 +17,28 @@ from mlx_style.nn.transformer import TransformerConfig, TransformerNet, count_pa
 from mlx_style.io.weights import WeightFileError
 
 # Report's Table 1: conv weights + bias per layer.
-TABLE1_CONVS = {"conv1": 7808, "conv2": 18496, "conv3": 73856, "deconv1": 73792, "deconv2": 18464, "deconv3": 7779,
-                **{f"res.{i}.conv{j}": 147584 for i in range(5) for j in (1, 2)}}
+TABLE1_CONVS = {
+    "conv1": 7808,
+    "conv2": 18496,
+    "conv3": 73856,
+    "deconv1": 73792,
+    "deconv2": 18464,
+    "deconv3": 7779,
+    **{f"res.{i}.conv{j}": 147584 for i in range(5) for j in (1, 2)},
+}
 TABLE1_TOTAL = 1_679_235  # with the instance norms' scale and shift
 # Engstrom's 48 TF variables (shapes in ../shared/data/weights/fast_style_transfer_ml5/README.md): no conv bias,
 # an instance norm after every conv including the output one.
-FST_TOTAL = (9 * 9 * 3 * 32 + 3 * 3 * 32 * 64 + 3 * 3 * 64 * 128 + 10 * 3 * 3 * 128 * 128 + 3 * 3 * 128 * 64
-             + 3 * 3 * 64 * 32 + 9 * 9 * 32 * 3 + 2 * (32 + 64 + 128 + 10 * 128 + 64 + 32 + 3))
+FST_TOTAL = (
+    9 * 9 * 3 * 32
+    + 3 * 3 * 32 * 64
+    + 3 * 3 * 64 * 128
+    + 10 * 3 * 3 * 128 * 128
+    + 3 * 3 * 128 * 64
+    + 3 * 3 * 64 * 32
+    + 9 * 9 * 32 * 3
+    + 2 * (32 + 64 + 128 + 10 * 128 + 64 + 32 + 3)
+)
 
 SMALL = {"width": 4, "num_residual": 2}
 VARIANTS = {
@@ -96,23 +111,27 @@ def test_rejects_non_rgb_input():
 # Config
 
 
-@pytest.mark.parametrize("config", [TransformerConfig(), TransformerConfig.fst(),
-                                    TransformerConfig(norm="batch", width=16, num_residual=3)])
+@pytest.mark.parametrize(
+    "config", [TransformerConfig(), TransformerConfig.fst(), TransformerConfig(norm="batch", width=16, num_residual=3)]
+)
 def test_config_json_round_trip(config):
     text = config.to_json()
     assert json.loads(text)["width"] == config.width
     assert TransformerConfig.from_json(text) == config
 
 
-@pytest.mark.parametrize("fields, message", [
-    ({"norm": "group"}, "norm must be one of"),
-    ({"upsample": "bilinear"}, "upsample must be one of"),
-    ({"padding": "zeros"}, "padding must be one of"),
-    ({"output": "sigmoid"}, "output must be one of"),
-    ({"width": 0}, "width"),
-    ({"num_residual": -1}, "num_residual"),
-    ({"norm_eps": 0.0}, "norm_eps"),
-])
+@pytest.mark.parametrize(
+    "fields, message",
+    [
+        ({"norm": "group"}, "norm must be one of"),
+        ({"upsample": "bilinear"}, "upsample must be one of"),
+        ({"padding": "zeros"}, "padding must be one of"),
+        ({"output": "sigmoid"}, "output must be one of"),
+        ({"width": 0}, "width"),
+        ({"num_residual": -1}, "num_residual"),
+        ({"norm_eps": 0.0}, "norm_eps"),
+    ],
+)
 def test_bad_config_raises(fields, message):
     with pytest.raises(ValueError, match=message):
         TransformerConfig(**fields)
@@ -148,8 +167,9 @@ def test_save_load_round_trip(tmp_path, variant):
     assert TransformerConfig.from_json(meta["config"]) == VARIANTS[variant]
     assert not loaded.training
     np.testing.assert_array_equal(np.array(loaded(x)), expected)
-    assert sorted(k for k, _ in tree_flatten(loaded.parameters())) == sorted(k for k, _ in
-                                                                                tree_flatten(net.parameters()))
+    assert sorted(k for k, _ in tree_flatten(loaded.parameters())) == sorted(
+        k for k, _ in tree_flatten(net.parameters())
+    )
 
 
 def test_load_transformer_missing_file_says_what_to_do(tmp_path):
@@ -235,8 +255,9 @@ def test_multi_style_tiled_forward_matches_and_configs_refuse_batch_norm():
     net = _multi()
     bound = BlendedStyle(net, mx.array([0.5, 0.0, 0.5]))
     photo = np.random.default_rng(2).uniform(0, 255, (60, 44, 3)).astype(np.float32)
-    np.testing.assert_allclose(run_any_size(bound, photo, tile_size=16), run_any_size(bound, photo, tile_size=0),
-                               atol=2e-2)
+    np.testing.assert_allclose(
+        run_any_size(bound, photo, tile_size=16), run_any_size(bound, photo, tile_size=0), atol=2e-2
+    )
     with pytest.raises(ValueError, match="norm 'instance'"):
         TransformerConfig(norm="batch", styles=2)
 

@@ -46,8 +46,9 @@ def real_vgg(tmp_path_factory):
 def photos():
     paths = list_images(shared_data("content", "holdout"))[::5]
     assert len(paths) >= 8
-    return mx.array(np.stack([center_crop(resize_shorter(load_image(p), SIZE), SIZE, SIZE) for p in paths])
-                    .astype(np.float32))
+    return mx.array(
+        np.stack([center_crop(resize_shorter(load_image(p), SIZE), SIZE, SIZE) for p in paths]).astype(np.float32)
+    )
 
 
 def with_preprocess(vgg: VGG, preprocess: str) -> VGG:

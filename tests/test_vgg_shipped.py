@@ -61,9 +61,30 @@ def test_train_runs_on_a_fresh_install_with_no_vgg_of_its_own(tmp_path, monkeypa
     for i in range(4):
         Image.fromarray(rng.integers(0, 255, (40, 48, 3), np.uint8)).save(tmp_path / "photos" / f"{i}.png")
     Image.fromarray(rng.integers(0, 255, (40, 40, 3), np.uint8)).save(tmp_path / "painting.png")
-    rc = train_cli.main(["--style", "painting.png", "--data", "photos", "--iters", "2", "--image-size", "32",
-                         "--batch-size", "2", "--width", "4", "--residual-blocks", "1", "--no-compile",
-                         "--no-tune", "--processes", "1", "--sample-every", "0"])
+    rc = train_cli.main(
+        [
+            "--style",
+            "painting.png",
+            "--data",
+            "photos",
+            "--iters",
+            "2",
+            "--image-size",
+            "32",
+            "--batch-size",
+            "2",
+            "--width",
+            "4",
+            "--residual-blocks",
+            "1",
+            "--no-compile",
+            "--no-tune",
+            "--processes",
+            "1",
+            "--sample-every",
+            "0",
+        ]
+    )
     assert rc == 0, capsys.readouterr().err
     meta = load_weights(tmp_path / "weights" / "painting.safetensors")[1]
     assert meta["vgg"].startswith("vgg16_caffe_imagenet.safetensors sha256:")

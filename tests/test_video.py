@@ -28,7 +28,7 @@ from mlx.utils import tree_map
 from conftest import REPO_ROOT, shared_data
 from mlx_style.cli import cam as cam_cli
 from mlx_style.cli import stylize as stylize_cli
-from mlx_style.infer import files
+from mlx_style.infer import jobs, video_files
 from mlx_style.infer.flicker import read_video
 from mlx_style.io import video
 from mlx_style.io.models import save_transformer
@@ -52,13 +52,23 @@ def pattern(i: int, width: int, height: int) -> np.ndarray:
     """Frame ``i``: a bar moving right over a red ramp, a green block in the top-left corner (shows orientation)."""
     image = np.zeros((height, width, 3), np.uint8)
     image[..., 0] = np.linspace(40, 200, width, dtype=np.uint8)
-    image[:, (3 * i) % width:(3 * i) % width + 6] = 230
+    image[:, (3 * i) % width : (3 * i) % width + 6] = 230
     image[: height // 4, : width // 4] = (0, 255, 0)
     return image
 
 
-def make_clip(path: Path, frames: int = 20, size=(64, 48), fps: int = 10, tone: bool = True, rotation: int = 0,
-              vfr: bool = False, faststart: bool = False, codec: str = "libx264", noise: bool = False) -> Path:
+def make_clip(
+    path: Path,
+    frames: int = 20,
+    size=(64, 48),
+    fps: int = 10,
+    tone: bool = True,
+    rotation: int = 0,
+    vfr: bool = False,
+    faststart: bool = False,
+    codec: str = "libx264",
+    noise: bool = False,
+) -> Path:
     """A clip written with PyAV; ``vfr``: frame durations of 50 and 150 ms in turn (time base 1/1000); ``noise``:
     fresh noise in every frame (frames of similar sizes in bytes)."""
     rng = np.random.default_rng(0)
@@ -86,7 +96,7 @@ def make_clip(path: Path, frames: int = 20, size=(64, 48), fps: int = 10, tone: 
             samples = int(float(pts * time_base) * RATE)
             wave = (0.3 * np.sin(2 * np.pi * TONE * np.arange(samples) / RATE)).astype(np.float32)
             for start in range(0, samples, 1024):
-                chunk = av.AudioFrame.from_ndarray(wave[None, start:start + 1024], format="flt", layout="mono")
+                chunk = av.AudioFrame.from_ndarray(wave[None, start : start + 1024], format="flt", layout="mono")
                 chunk.sample_rate, chunk.pts = RATE, start
                 out.mux(sound.encode(chunk))
             out.mux(sound.encode(None))
@@ -166,8 +176,9 @@ def test_a_rotated_clip_comes_out_upright(model, tmp_path, capsys):
     capture.release()
     assert upright.shape == (64, 48, 3)
     # strength 0: the output is the input, so its orientation can be compared
-    code, out, _ = stylize("-m", model, clip, "-o", tmp_path / "out.mp4", "--strength", "0", "--smooth", "0",
-                           capsys=capsys)
+    code, out, _ = stylize(
+        "-m", model, clip, "-o", tmp_path / "out.mp4", "--strength", "0", "--smooth", "0", capsys=capsys
+    )
     assert code == 0 and "48×64, 4 frames" in out
     first = decoded(tmp_path / "out.mp4")[0]
     with av.open(str(tmp_path / "out.mp4")) as container:
@@ -229,8 +240,9 @@ def test_fox_keeps_its_frames_timing_and_size(model, tmp_path, capsys):
     """A real phone-made H.264 clip (B-frames, 29.97 fps, time base 1/11988): its first 30-odd frames, since all 420
     at 640×640 take a minute on two cores."""
     fox = first_frames_of(shared_data("video", "fox.mp4"), tmp_path / "fox.mp4", at_least=30)
-    code, out, _ = stylize("-m", model, fox, "-o", tmp_path / "out.mp4", "--size", "32", "--quality", "35",
-                           capsys=capsys)
+    code, out, _ = stylize(
+        "-m", model, fox, "-o", tmp_path / "out.mp4", "--size", "32", "--quality", "35", capsys=capsys
+    )
     assert code == 0, out
     info = video.probe(tmp_path / "out.mp4")
     assert info.frames == video.probe(fox).frames >= 30 and (info.width, info.height) == (640, 640)
@@ -246,10 +258,18 @@ def test_kill_9_then_resume_equals_an_uninterrupted_run(model, tmp_path, capsys)
     assert stylize("-m", model, clip, "-o", tmp_path / "reference.mp4", capsys=capsys)[0] == 0
     target = tmp_path / "out.mp4"
     target.write_bytes(b"an older result")
-    env = {**os.environ, video.SLOW_FRAME_ENV: "0.15",
-           "PYTHONPATH": str(REPO_ROOT) + os.pathsep + os.environ.get("PYTHONPATH", "")}
-    proc = subprocess.Popen([sys.executable, "-m", "mlx_style.stylize", "-m", str(model), str(clip), "-o",
-                             str(target)], env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
+    env = {
+        **os.environ,
+        video.SLOW_FRAME_ENV: "0.15",
+        "PYTHONPATH": str(REPO_ROOT) + os.pathsep + os.environ.get("PYTHONPATH", ""),
+    }
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "mlx_style.stylize", "-m", str(model), str(clip), "-o", str(target)],
+        env=env,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
     first = tmp_path / ".out.mp4.partial" / "00000.mp4"
     try:
         deadline = time.monotonic() + 60
@@ -298,7 +318,7 @@ def _fail_on_second_segment(close):
 def test_progress_lines_give_frames_rate_and_time_left():
     clock = iter([0.0, 6.0, 7.0, 12.5])
     lines = []
-    progress = files.Progress(total=100, done=40, log=lines.append, clock=lambda: next(clock))
+    progress = video_files.Progress(total=100, done=40, log=lines.append, clock=lambda: next(clock))
     progress.tick(), progress.tick(), progress.tick()
     assert lines == ["  frame 41/100 (41%): 0.17 frames/s, 5:54 left", "  frame 43/100 (43%): 0.24 frames/s, 3:58 left"]
 
@@ -313,16 +333,46 @@ def test_flicker_and_the_cam_read_the_new_files_and_the_cam_keeps_the_sound(mode
     frames = read_video(tmp_path / "styled.mp4")
     assert len(frames) == 8 and frames[0].shape == (48, 64, 3)
     out = tmp_path / "cam.mp4"
-    assert cam_cli.main(["--headless", "--source", str(tmp_path / "styled.mp4"), "--model", str(model),
-                         "--size", "32", "--output", str(out)]) == 0
+    assert (
+        cam_cli.main(
+            [
+                "--headless",
+                "--source",
+                str(tmp_path / "styled.mp4"),
+                "--model",
+                str(model),
+                "--size",
+                "32",
+                "--output",
+                str(out),
+            ]
+        )
+        == 0
+    )
     printed = capsys.readouterr().out
     assert "sound of" in printed and f"wrote {out} (8 frames)" in printed
     with av.open(str(out)) as container:
         assert container.streams.video[0].codec_context.name == "h264" and container.streams.video[0].frames == 8
         assert len(container.streams.audio) == 1
     assert audio_of(out)[0] == audio_of(clip)[0]
-    assert cam_cli.main(["--headless", "--source", str(clip), "--model", str(model), "--size", "32", "--frames",
-                         "3", "--output", str(tmp_path / "part.mp4")]) == 0
+    assert (
+        cam_cli.main(
+            [
+                "--headless",
+                "--source",
+                str(clip),
+                "--model",
+                str(model),
+                "--size",
+                "32",
+                "--frames",
+                "3",
+                "--output",
+                str(tmp_path / "part.mp4"),
+            ]
+        )
+        == 0
+    )
     assert "no sound added: 3 of the source's 8 frames were written" in capsys.readouterr().out
 
 
@@ -371,8 +421,9 @@ def test_the_cam_output_on_a_full_disk_is_one_line_and_exit_1(model, tmp_path, c
     target = tmp_path / "cam.mp4"
     target.write_bytes(b"earlier")
     monkeypatch.setattr(video, "mux", full_disk_after(2))
-    code = cam_cli.main(["--headless", "--source", str(clip), "--model", str(model), "--size", "32", "--output",
-                         str(target)])
+    code = cam_cli.main(
+        ["--headless", "--source", str(clip), "--model", str(model), "--size", "32", "--output", str(target)]
+    )
     err = capsys.readouterr().err.strip().splitlines()
     assert code == 1 and err == [f"error: could not write {target}: the disk is full"]
     assert target.read_bytes() == b"earlier" and not list(tmp_path.glob(".cam*"))
@@ -412,8 +463,11 @@ def test_bad_videos_in_a_folder_are_one_line_each_and_the_rest_goes_on(model, tm
     (folder / "alien.avi").write_bytes(data.replace(b"MJPG", b"ZQZQ"))  # a codec FFmpeg does not know
     code, out, err = stylize("-m", model, folder, "-o", tmp_path / "out", capsys=capsys)
     assert code == 1 and "done: 2 stylised, 4 failed" in out
-    skipped = {line.split(": skipped: ")[0].rsplit("/", 1)[-1]: line.split(": skipped: ")[1]
-               for line in err.splitlines() if ": skipped: " in line}
+    skipped = {
+        line.split(": skipped: ")[0].rsplit("/", 1)[-1]: line.split(": skipped: ")[1]
+        for line in err.splitlines()
+        if ": skipped: " in line
+    }
     assert skipped.keys() == {"notes.mp4", "sound_only.m4a.mp4", "empty.avi", "alien.avi"}
     assert "not a video FFmpeg can read" in skipped["notes.mp4"]
     assert "no video stream" in skipped["sound_only.m4a.mp4"]
@@ -424,7 +478,7 @@ def test_bad_videos_in_a_folder_are_one_line_each_and_the_rest_goes_on(model, tm
 
 def test_a_video_too_large_for_memory_is_refused_before_decoding(model, tmp_path, capsys, monkeypatch):
     clip = make_clip(tmp_path / "clip.mp4", frames=3, tone=False)
-    monkeypatch.setattr(files.backend, "available_memory_bytes", lambda: 2_000_000_000)
+    monkeypatch.setattr(jobs.backend, "available_memory_bytes", lambda: 2_000_000_000)
     monkeypatch.setattr(video.VideoReader, "__iter__", lambda self: pytest.fail("decoded"))
     code, _, err = stylize("-m", model, clip, "-o", tmp_path / "out.mp4", "--size", "20000", capsys=capsys)
     assert code == 2 and "network size 20000×15000 needs about" in err and "pass --size" in err

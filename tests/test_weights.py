@@ -14,8 +14,15 @@ import numpy as np
 import pytest
 from mlx.utils import tree_flatten
 
-from mlx_style.io.weights import (FORMAT, WeightFileError, atomic_write, check_and_load, load_weights, save_weights,
-                               tensors_sha256)
+from mlx_style.io.weights import (
+    FORMAT,
+    WeightFileError,
+    atomic_write,
+    check_and_load,
+    load_weights,
+    save_weights,
+    tensors_sha256,
+)
 
 
 class Tiny(nn.Module):
@@ -28,8 +35,7 @@ class Tiny(nn.Module):
 
 def tiny_arrays(seed: int = 0) -> dict[str, mx.array]:
     rng = np.random.default_rng(seed)
-    return {k: mx.array(rng.standard_normal(v.shape).astype(np.float32)) for k, v in
-            tree_flatten(Tiny().parameters())}
+    return {k: mx.array(rng.standard_normal(v.shape).astype(np.float32)) for k, v in tree_flatten(Tiny().parameters())}
 
 
 def saved(tmp_path, name="tiny.safetensors", kind="transformer", seed=0) -> Path:

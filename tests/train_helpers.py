@@ -61,22 +61,62 @@ def make_workspace(root: Path, images: int = 12) -> dict[str, Path]:
 def tiny_config(ws: dict[str, Path], out: Path, **overrides) -> TrainConfig:
     """A seconds-long run: 32² crops, batch 4, width 4, one residual block, uncompiled (no kernel build), untuned
     (tuning times strategies, so its choices, and the float rounding, could differ between runs)."""
-    settings = dict(style=str(ws["style"]), data=str(ws["data"]), vgg=str(ws["vgg"]), image_size=32,
-                    batch_size=4, width=4, residual_blocks=1, iters=4, log_every=1, sample_every=0,
-                    checkpoint_every=0, output=str(out / "net.safetensors"), run_dir=str(out / "run"),
-                    compile=False, tune=False, **TINY_LAYERS)
+    settings = dict(
+        style=str(ws["style"]),
+        data=str(ws["data"]),
+        vgg=str(ws["vgg"]),
+        image_size=32,
+        batch_size=4,
+        width=4,
+        residual_blocks=1,
+        iters=4,
+        log_every=1,
+        sample_every=0,
+        checkpoint_every=0,
+        output=str(out / "net.safetensors"),
+        run_dir=str(out / "run"),
+        compile=False,
+        tune=False,
+        **TINY_LAYERS,
+    )
     settings.update(overrides)
     return TrainConfig(**settings)
 
 
 def cli_args(config: TrainConfig) -> list[str]:
     """The command-line flags that reproduce ``config`` (for subprocess runs)."""
-    args = ["--style", *config.style_list(), "--data", config.data, "--vgg", config.vgg, "--image-size",
-            str(config.image_size), "--batch-size", str(config.batch_size), "--width", str(config.width),
-            "--residual-blocks", str(config.residual_blocks), "--log-every", str(config.log_every),
-            "--sample-every", str(config.sample_every), "--checkpoint-every", str(config.checkpoint_every),
-            "--output", config.output, "--run-dir", config.run_dir, "--style-layers",
-            ",".join(config.style_layers), "--content-layer", config.content_layer, "--seed", str(config.seed)]
+    args = [
+        "--style",
+        *config.style_list(),
+        "--data",
+        config.data,
+        "--vgg",
+        config.vgg,
+        "--image-size",
+        str(config.image_size),
+        "--batch-size",
+        str(config.batch_size),
+        "--width",
+        str(config.width),
+        "--residual-blocks",
+        str(config.residual_blocks),
+        "--log-every",
+        str(config.log_every),
+        "--sample-every",
+        str(config.sample_every),
+        "--checkpoint-every",
+        str(config.checkpoint_every),
+        "--output",
+        config.output,
+        "--run-dir",
+        config.run_dir,
+        "--style-layers",
+        ",".join(config.style_layers),
+        "--content-layer",
+        config.content_layer,
+        "--seed",
+        str(config.seed),
+    ]
     if config.iters is not None:
         args += ["--iters", str(config.iters)]
     if not config.compile:

@@ -47,15 +47,24 @@ def _session(data: bytes, threads: int, providers):
     return ort.InferenceSession(data, options, providers=providers)
 
 
-def compare_imported(model: str | Path, onnx_source: str | Path, sizes: list[tuple[int, int]], warmup: int = 2,
-                     repeats: int = 5, threads: int = 0, style_image: str | None = None, log=print) -> dict:
+def compare_imported(
+    model: str | Path,
+    onnx_source: str | Path,
+    sizes: list[tuple[int, int]],
+    warmup: int = 2,
+    repeats: int = 5,
+    threads: int = 0,
+    style_image: str | None = None,
+    log=print,
+) -> dict:
     """Time ``model`` (a converted Magenta network) and onnxruntime on the same inputs; returns the rows.
 
-    ``sizes`` are ``(height, width)`` (as ``benchmark.parse_sizes`` gives them). ``onnx_source`` is the original .onnx file, or for the arbitrary pair the
-    folder (or wheel) holding both files. Ratios are MLX time / onnxruntime time (below 1: MLX is faster).
+    ``sizes`` are ``(height, width)`` (as ``bench.inference.parse_sizes`` gives them). ``onnx_source`` is the
+    original .onnx file, or for the arbitrary pair the folder (or wheel) holding both files. Ratios are MLX time /
+    onnxruntime time (below 1: MLX is faster).
     """
     try:
-        import onnx
+        import onnx  # noqa: F401  (only whether it is installed)
         import onnxruntime as ort
     except ImportError:
         raise MlxStyleError("timing against onnxruntime needs onnx and onnxruntime: pip install -e '.[dev]'") from None
@@ -67,8 +76,15 @@ def compare_imported(model: str | Path, onnx_source: str | Path, sizes: list[tup
 
     kind = read_metadata(model).get("kind")
     providers = [p for p in ("CUDAExecutionProvider", "CPUExecutionProvider") if p in ort.get_available_providers()]
-    result = {"mlx_version": mx.__version__, "device": str(mx.default_device()), "onnxruntime": ort.__version__,
-              "providers": providers, "model": str(model), "kind": kind, "rows": []}
+    result = {
+        "mlx_version": mx.__version__,
+        "device": str(mx.default_device()),
+        "onnxruntime": ort.__version__,
+        "providers": providers,
+        "model": str(model),
+        "kind": kind,
+        "rows": [],
+    }
     log(f"MLX {mx.__version__} on {mx.default_device()}; onnxruntime {ort.__version__} ({providers[0]})")
     rng = np.random.default_rng(0)
     if kind == "multistyle":
@@ -76,22 +92,29 @@ def compare_imported(model: str | Path, onnx_source: str | Path, sizes: list[tup
         session = _session(graph.SerializeToString(), threads, providers)
         net, _ = load_network(model, style=7)
         weights = np.asarray(net.style_weights)
-        peers = {"ort": lambda image: session.run(None, {"image": image.transpose(0, 3, 1, 2) / 255.0,
-                                                         "style_weights": weights})}
+        peers = {
+            "ort": lambda image: session.run(
+                None, {"image": image.transpose(0, 3, 1, 2) / 255.0, "style_weights": weights}
+            )
+        }
         forward = net
     elif kind == "arbitrary":
         source = Path(onnx_source).parent if Path(onnx_source).suffix == ".onnx" else Path(onnx_source)
         predict, _, _ = read_onnx(source, PREDICT_FILE)
         transform, _, _ = read_onnx(source, TRANSFORM_FILE)
-        net, _ = load_network(model, style_images=[style_image] if style_image else
-                              [rng.integers(0, 256, (256, 256, 3), dtype=np.uint8)])
+        net, _ = load_network(
+            model, style_images=[style_image] if style_image else [rng.integers(0, 256, (256, 256, 3), dtype=np.uint8)]
+        )
         vector = np.asarray(net.vector, np.float32).reshape(1, 1, 1, -1)
         int8 = _session(free_image_size(transform, "content_image").SerializeToString(), threads, providers)
-        floats = _session(free_image_size(float_graph(transform), "content_image").SerializeToString(), threads,
-                          providers)
+        floats = _session(
+            free_image_size(float_graph(transform), "content_image").SerializeToString(), threads, providers
+        )
         feed = lambda image: {"content_image": image / 255.0, "mobilenet_conv/Conv/BiasAdd": vector}  # noqa: E731
-        peers = {"ort": lambda image: int8.run(None, feed(image)),
-                 "ort_float": lambda image: floats.run(None, feed(image))}
+        peers = {
+            "ort": lambda image: int8.run(None, feed(image)),
+            "ort_float": lambda image: floats.run(None, feed(image)),
+        }
         forward = lambda x: net.net(x, net.vector)  # noqa: E731  (the bound vector: the transformer alone)
         painting = rng.uniform(0, 255, (1, 256, 256, 3)).astype(np.float32)
         predictor = _session(predict.SerializeToString(), threads, providers)
@@ -99,14 +122,19 @@ def compare_imported(model: str | Path, onnx_source: str | Path, sizes: list[tup
         tune_convs(net.net.predictor, x)
         mlx_s = median_seconds(lambda: mx.eval(net.net.predictor(x)), warmup, repeats)
         ort_s = median_seconds(lambda: predictor.run(None, {"style_image": painting / 255.0}), warmup, repeats)
-        result["predictor"] = {"size": "256x256", "mlx_ms": 1e3 * mlx_s, "ort_ms": 1e3 * ort_s,
-                               "mlx_over_ort": mlx_s / ort_s}
-        log(f"style predictor 256x256: MLX {1e3 * mlx_s:.1f} ms, onnxruntime (int8) {1e3 * ort_s:.1f} ms, "
-            f"MLX/ORT {mlx_s / ort_s:.2f}×")
+        result["predictor"] = {
+            "size": "256x256",
+            "mlx_ms": 1e3 * mlx_s,
+            "ort_ms": 1e3 * ort_s,
+            "mlx_over_ort": mlx_s / ort_s,
+        }
+        log(
+            f"style predictor 256x256: MLX {1e3 * mlx_s:.1f} ms, onnxruntime (int8) {1e3 * ort_s:.1f} ms, "
+            f"MLX/ORT {mlx_s / ort_s:.2f}×"
+        )
     else:
         raise MlxStyleError(f"{model} is not an imported Magenta network (kind {kind!r})")
-    log(f"{'size':>10} {'MLX ms':>8} " + " ".join(f"{k + ' ms':>12}" for k in peers) + "   MLX/" +
-        " MLX/".join(peers))
+    log(f"{'size':>10} {'MLX ms':>8} " + " ".join(f"{k + ' ms':>12}" for k in peers) + "   MLX/" + " MLX/".join(peers))
     for H, W in sizes:
         image = rng.uniform(0, 255, (1, H, W, 3)).astype(np.float32)
         x = mx.array(image)
@@ -116,6 +144,10 @@ def compare_imported(model: str | Path, onnx_source: str | Path, sizes: list[tup
             row[f"{name}_ms"] = 1e3 * median_seconds(lambda: run(image), warmup, repeats)
             row[f"mlx_over_{name}"] = row["mlx_ms"] / row[f"{name}_ms"]
         result["rows"].append(row)
-        log(f"{f'{W}x{H}':>10} {row['mlx_ms']:8.1f} " + " ".join(f"{row[k + '_ms']:12.1f}" for k in peers) +
-            "   " + " ".join(f"{row['mlx_over_' + k]:.2f}×" for k in peers))
+        log(
+            f"{f'{W}x{H}':>10} {row['mlx_ms']:8.1f} "
+            + " ".join(f"{row[k + '_ms']:12.1f}" for k in peers)
+            + "   "
+            + " ".join(f"{row['mlx_over_' + k]:.2f}×" for k in peers)
+        )
     return result

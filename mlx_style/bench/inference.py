@@ -62,10 +62,24 @@ class BenchConfig:
     style_image: str | None = None  # the arbitrary-style network's style for --onnx (default: a random picture)
 
 
-FULL = {"sizes": "256x256,640x480,1280x720", "dtype": "all", "warmup": 3, "repeats": 20,
-        "train_batch": 4, "train_size": 256, "train_steps": 5}
-QUICK = {"sizes": "256x256", "dtype": "float32", "warmup": 1, "repeats": 3,
-         "train_batch": 1, "train_size": 128, "train_steps": 2}
+FULL = {
+    "sizes": "256x256,640x480,1280x720",
+    "dtype": "all",
+    "warmup": 3,
+    "repeats": 20,
+    "train_batch": 4,
+    "train_size": 256,
+    "train_steps": 5,
+}
+QUICK = {
+    "sizes": "256x256",
+    "dtype": "float32",
+    "warmup": 1,
+    "repeats": 3,
+    "train_batch": 1,
+    "train_size": 128,
+    "train_steps": 2,
+}
 
 
 class BenchError(MlxStyleError, ValueError):
@@ -75,8 +89,12 @@ class BenchError(MlxStyleError, ValueError):
 def resolve(config: BenchConfig) -> BenchConfig:
     """Fill the ``None`` fields from ``QUICK`` or ``FULL``."""
     table = QUICK if config.quick else FULL
-    return BenchConfig(**{f.name: table[f.name] if getattr(config, f.name) is None and f.name in table
-                          else getattr(config, f.name) for f in fields(config)})
+    return BenchConfig(
+        **{
+            f.name: table[f.name] if getattr(config, f.name) is None and f.name in table else getattr(config, f.name)
+            for f in fields(config)
+        }
+    )
 
 
 def parse_sizes(text: str) -> list[tuple[int, int]]:
@@ -118,10 +136,15 @@ def platform_info() -> dict:
     except Exception:  # older MLX, or a backend without device_info
         name = ""
     status = _blas.STATUS
-    return {"device": f"{'gpu' if device.type == mx.DeviceType.gpu else 'cpu'}" + (f" ({name})" if name else ""),
-            "backend": backend_name(), "mlx_version": mx.__version__, "mlx_style_version": mlx_style.__version__,
-            "python": platform.python_version(), "machine": f"{platform.system()} {platform.machine()}",
-            "blas": f"OpenBLAS {status.loaded}" if status.loaded else f"MLX bundled ({status.reason})"}
+    return {
+        "device": f"{'gpu' if device.type == mx.DeviceType.gpu else 'cpu'}" + (f" ({name})" if name else ""),
+        "backend": backend_name(),
+        "mlx_version": mx.__version__,
+        "mlx_style_version": mlx_style.__version__,
+        "python": platform.python_version(),
+        "machine": f"{platform.system()} {platform.machine()}",
+        "blas": f"OpenBLAS {status.loaded}" if status.loaded else f"MLX bundled ({status.reason})",
+    }
 
 
 def summarise(times_s: list[float]) -> dict[str, float]:
@@ -164,8 +187,9 @@ def time_calls(fn, x: mx.array, warmup: int, repeats: int) -> tuple[float, list[
     return first, times
 
 
-def bench_mlx(net: TransformerNet, sizes, dtypes, modes, warmup: int, repeats: int, on_row=None,
-              tune: bool = False) -> list[dict]:
+def bench_mlx(
+    net: TransformerNet, sizes, dtypes, modes, warmup: int, repeats: int, on_row=None, tune: bool = False
+) -> list[dict]:
     """One row per (size, dtype, compiled): ``height, width, dtype, compiled, ms_p50, ms_p95, fps, ms_first``.
 
     ``on_row(row)`` is called as each row is done (to print it, or to add the PyTorch timing).
@@ -184,8 +208,14 @@ def bench_mlx(net: TransformerNet, sizes, dtypes, modes, warmup: int, repeats: i
             for compiled in modes:
                 fn = mx.compile(net) if compiled else net  # a fresh compile: no trace carried between rows
                 first, times = time_calls(fn, x, warmup, repeats)
-                row = {"height": H, "width": W, "dtype": dtype, "compiled": compiled, **summarise(times),
-                       "ms_first": first * 1000}
+                row = {
+                    "height": H,
+                    "width": W,
+                    "dtype": dtype,
+                    "compiled": compiled,
+                    **summarise(times),
+                    "ms_first": first * 1000,
+                }
                 rows.append(row)
                 if on_row:
                     on_row(row)
@@ -194,67 +224,14 @@ def bench_mlx(net: TransformerNet, sizes, dtypes, modes, warmup: int, repeats: i
 
 
 # ---------------------------------------------------------------------------------------------------------------
-# PyTorch (optional): the same network, the same weights
-
-
-def torch_device_name(torch) -> str | None:
-    """The PyTorch device matching MLX's default device, or None when PyTorch lacks it."""
-    if mx.default_device().type == mx.DeviceType.cpu:
-        return "cpu"
-    if mx.metal.is_available():
-        return "mps" if torch.backends.mps.is_available() else None
-    return "cuda" if torch.cuda.is_available() else None
-
-
-def make_torch_net(net: TransformerNet):
-    """``(torch module, its device name, torch)`` with ``net``'s weights, or raise ImportError."""
-    import torch
-
-    device = torch_device_name(torch)
-    if device is None:
-        raise ImportError(f"PyTorch has no device matching MLX's {mx.default_device()}")
-    from mlx_style.bench import torch_twin
-
-    return torch_twin.twin_of(torch, net, device), device, torch
-
-
-def torch_max_difference(net: TransformerNet, module, torch, device: str, size=(64, 48)) -> float:
-    """max |MLX − PyTorch| on one random float32 image (0–255 scale): the two really are the same network."""
-    H, W = size
-    x = np.random.default_rng(0).uniform(0, 255, (1, H, W, 3)).astype(np.float32)
-    mlx_out = np.asarray(net(mx.array(x)))
-    with torch.inference_mode():
-        torch_out = module(torch.from_numpy(x.transpose(0, 3, 1, 2)).to(device)).float().cpu().numpy()
-    return float(np.max(np.abs(mlx_out - torch_out.transpose(0, 2, 3, 1))))
-
-
-def bench_torch(module, torch, device: str, H: int, W: int, dtype: str, warmup: int, repeats: int) -> dict:
-    """``ms_p50, ms_p95, fps`` for the PyTorch module (synchronising the device around each call)."""
-    tdtype = getattr(torch, dtype)
-    module = module.to(tdtype)
-    sync = {"cuda": torch.cuda.synchronize, "mps": lambda: torch.mps.synchronize()}.get(device, lambda: None)
-    x = (torch.rand(1, 3, H, W, device=device) * 255).to(tdtype)
-    with torch.inference_mode():
-        for _ in range(max(1, warmup)):
-            module(x)
-        sync()
-        times = []
-        for _ in range(repeats):
-            start = time.perf_counter()
-            module(x)
-            sync()
-            times.append(time.perf_counter() - start)
-    module.to(torch.float32)
-    return summarise(times)
-
-
-# ---------------------------------------------------------------------------------------------------------------
 # Report
 
 
 def format_row(row: dict) -> str:
-    text = (f"{row['width']:>5}x{row['height']:<5} {row['dtype']:<9} {'yes' if row['compiled'] else 'no':<8} "
-            f"{row['ms_p50']:9.1f} {row['ms_p95']:9.1f} {row['fps']:7.2f} {row['ms_first']:9.0f}")
+    text = (
+        f"{row['width']:>5}x{row['height']:<5} {row['dtype']:<9} {'yes' if row['compiled'] else 'no':<8} "
+        f"{row['ms_p50']:9.1f} {row['ms_p95']:9.1f} {row['fps']:7.2f} {row['ms_first']:9.0f}"
+    )
     if "torch_ms_p50" in row:
         text += f" {row['torch_ms_p50']:10.1f} {row['mlx_over_torch']:9.2f}"
     elif "torch_error" in row:
@@ -262,7 +239,7 @@ def format_row(row: dict) -> str:
     return text
 
 
-HEADER = (f"{'size':>11} {'dtype':<9} {'compiled':<8} {'p50 ms':>9} {'p95 ms':>9} {'FPS':>7} {'first ms':>9}")
+HEADER = f"{'size':>11} {'dtype':<9} {'compiled':<8} {'p50 ms':>9} {'p95 ms':>9} {'FPS':>7} {'first ms':>9}"
 TORCH_HEADER = f" {'torch p50':>10} {'MLX/torch':>9}"
 
 
@@ -277,29 +254,50 @@ def run(config: BenchConfig, log=print) -> dict:
 
         if not config.model:
             raise BenchError("--onnx compares an imported network: give it with --model (convert-magenta writes it)")
-        results = compare_imported(config.model, config.onnx, sizes, config.warmup, config.repeats,
-                                   style_image=config.style_image, log=log)
+        results = compare_imported(
+            config.model, config.onnx, sizes, config.warmup, config.repeats, style_image=config.style_image, log=log
+        )
         if config.json:
             Path(config.json).write_text(json.dumps(results, indent=1))
         return results
     info = platform_info()
     net, label = load_model(config.model)
-    log(f"mlx_style bench: MLX {info['mlx_version']} on {info['device']}, backend {info['backend']}, "
-        f"BLAS {info['blas']}")
-    log(f"model: {label}, {count_parameters(net) / 1e6:.2f} M parameters; warm-up {config.warmup}, "
-        f"repeats {config.repeats}")
-    results = {**info, "model": label, "model_config": asdict(net.config), "warmup": config.warmup,
-               "repeats": config.repeats, "infer": [], "torch": None, "train": None}
+    log(
+        f"mlx_style bench: MLX {info['mlx_version']} on {info['device']}, backend {info['backend']}, "
+        f"BLAS {info['blas']}"
+    )
+    log(
+        f"model: {label}, {count_parameters(net) / 1e6:.2f} M parameters; warm-up {config.warmup}, "
+        f"repeats {config.repeats}"
+    )
+    results = {
+        **info,
+        "model": label,
+        "model_config": asdict(net.config),
+        "warmup": config.warmup,
+        "repeats": config.repeats,
+        "infer": [],
+        "torch": None,
+        "train": None,
+    }
 
     torch_parts = None
     if config.torch:
+        from mlx_style.bench.torch_speed import bench_torch, make_torch_net, torch_max_difference
+
         try:
             module, device, torch = make_torch_net(net)
             diff = torch_max_difference(net, module, torch, device)
-            results["torch"] = {"version": torch.__version__, "device": device, "threads": torch.get_num_threads(),
-                                "max_abs_diff_float32": diff}
-            log(f"PyTorch {torch.__version__} on {device} ({torch.get_num_threads()} threads): same weights, "
-                f"max |MLX − PyTorch| = {diff:.2g} (0–255 scale) at 48x64 float32")
+            results["torch"] = {
+                "version": torch.__version__,
+                "device": device,
+                "threads": torch.get_num_threads(),
+                "max_abs_diff_float32": diff,
+            }
+            log(
+                f"PyTorch {torch.__version__} on {device} ({torch.get_num_threads()} threads): same weights, "
+                f"max |MLX − PyTorch| = {diff:.2g} (0–255 scale) at 48x64 float32"
+            )
             torch_parts = (module, torch, device)
         except ImportError as exc:
             results["torch"] = {"skipped": str(exc)}
@@ -312,31 +310,38 @@ def run(config: BenchConfig, log=print) -> dict:
             key = (row["height"], row["width"], row["dtype"])
             if key not in torch_cache:
                 try:
-                    torch_cache[key] = bench_torch(*torch_parts, row["height"], row["width"], row["dtype"],
-                                                   config.warmup, config.repeats)
+                    torch_cache[key] = bench_torch(
+                        *torch_parts, row["height"], row["width"], row["dtype"], config.warmup, config.repeats
+                    )
                 except Exception as exc:  # e.g. a dtype PyTorch has no kernel for on this device
                     torch_cache[key] = {"error": str(exc).splitlines()[0][:80]}
             timing = torch_cache[key]
             if "error" in timing:
                 row["torch_error"] = timing["error"]
             else:
-                row.update(torch_ms_p50=timing["ms_p50"], torch_ms_p95=timing["ms_p95"], torch_fps=timing["fps"],
-                           mlx_over_torch=row["ms_p50"] / timing["ms_p50"])
+                row.update(
+                    torch_ms_p50=timing["ms_p50"],
+                    torch_ms_p95=timing["ms_p95"],
+                    torch_fps=timing["fps"],
+                    mlx_over_torch=row["ms_p50"] / timing["ms_p50"],
+                )
         log(format_row(row))
 
     log(HEADER + (TORCH_HEADER if torch_parts else ""))
-    results["infer"] = bench_mlx(net, sizes, dtypes, modes, config.warmup, config.repeats, on_row,
-                                 tune=config.tune)
+    results["infer"] = bench_mlx(net, sizes, dtypes, modes, config.warmup, config.repeats, on_row, tune=config.tune)
     if torch_parts:
         log("MLX/torch: median MLX time over median PyTorch time (above 1: MLX is slower)")
 
     if config.train:
         results["train"] = bench_train(config, log)
         t = results["train"]
-        log(f"training: {t['skipped']}" if "skipped" in t else
-            f"training: {t['images_per_s']:.2f} images/s (batch {t['batch']} × {t['size']}², "
+        log(
+            f"training: {t['skipped']}"
+            if "skipped" in t
+            else f"training: {t['images_per_s']:.2f} images/s (batch {t['batch']} × {t['size']}², "
             f"{t['s_per_step_p50']:.2f} s/step, first step {t['s_first_step']:.1f} s, "
-            f"peak memory {t['peak_memory_gb']:.1f} GB)")
+            f"peak memory {t['peak_memory_gb']:.1f} GB)"
+        )
     if config.json:
         Path(config.json).parent.mkdir(parents=True, exist_ok=True)
         Path(config.json).write_text(json.dumps(results, indent=2) + "\n")

@@ -94,8 +94,9 @@ def make_loss(torch, vgg, target_grams: dict, loss_config):
         feats = vgg(output, layers)
         B, C, H, W = content_features.shape
         l_content = ((feats[c.content_layer] - content_features) ** 2).sum() / (2.0 * B * C * H * W)
-        l_style = sum(w * ((gram(feats[k]) - target_grams[k]) ** 2).mean()
-                      for k, w in zip(c.style_layers, c.style_layer_weights))
+        l_style = sum(
+            w * ((gram(feats[k]) - target_grams[k]) ** 2).mean() for k, w in zip(c.style_layers, c.style_layer_weights)
+        )
         l_tv = total_variation(torch, output)
         total = c.content_weight * l_content + c.style_weight * l_style + c.tv_weight * l_tv
         return total, {"content": l_content, "style": l_style, "tv": l_tv}
@@ -146,8 +147,9 @@ def build_transformer(torch, cfg: dict):
             if self.mode == "nearest":
                 self.conv2d = nn.Conv2d(cin, cout, 3, 1, bias=cfg["conv_bias"])
             elif self.padding == "reflect":
-                self.conv2d = nn.ConvTranspose2d(cin, cout, 3, stride=2, padding=1, output_padding=1,
-                                                 bias=cfg["conv_bias"])
+                self.conv2d = nn.ConvTranspose2d(
+                    cin, cout, 3, stride=2, padding=1, output_padding=1, bias=cfg["conv_bias"]
+                )
             else:
                 self.conv2d = nn.ConvTranspose2d(cin, cout, 3, stride=2, padding=0, bias=cfg["conv_bias"])
 

@@ -11,16 +11,22 @@ from mlx_style.bench.inference import BenchConfig, COMPILE_CHOICES, FULL, QUICK,
 
 
 def build_parser() -> argparse.ArgumentParser:
-    p = argparse.ArgumentParser(prog="mlx-style bench", description=__doc__.splitlines()[0],
-                                formatter_class=argparse.RawDescriptionHelpFormatter)
+    p = argparse.ArgumentParser(
+        prog="mlx-style bench",
+        description=__doc__.splitlines()[0],
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
     p.add_argument("--sizes", help=f"WIDTHxHEIGHT list (default {FULL['sizes']}; --quick: {QUICK['sizes']})")
     p.add_argument("--dtype", help="float32, float16, bfloat16, a comma list, or all (default all; --quick: float32)")
     p.add_argument("--compile", choices=COMPILE_CHOICES, default="both", help="time mx.compile'd, plain, or both")
     p.add_argument("--model", help="a style network .safetensors (default: a random-init report network)")
     p.add_argument("--warmup", type=int, help=f"untimed calls per row (default {FULL['warmup']})")
     p.add_argument("--repeats", type=int, help=f"timed calls per row (default {FULL['repeats']})")
-    p.add_argument("--tune", action="store_true",
-                   help="autotune the convolution strategy per layer shape first (mlx_style.nn.conv; cached)")
+    p.add_argument(
+        "--tune",
+        action="store_true",
+        help="autotune the convolution strategy per layer shape first (mlx_style.nn.conv; cached)",
+    )
     p.add_argument("--quick", action="store_true", help="256x256, float32, 1 warm-up, 3 repeats (for CPUs)")
     p.add_argument("--torch", action="store_true", help="also time PyTorch with the same weights (needs torch)")
     p.add_argument("--train", action="store_true", help="also time training steps (needs VGG weights)")
@@ -28,9 +34,12 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--train-batch", type=int, help="images per training step (default 4; --quick: 1)")
     p.add_argument("--train-size", type=int, help="training crop side (default 256; --quick: 128)")
     p.add_argument("--train-steps", type=int, help="timed training steps (default 5; --quick: 2)")
-    p.add_argument("--onnx", metavar="FILE|DIR",
-                   help="with an imported --model: time its original graph in onnxruntime beside MLX instead "
-                        "(the arbitrary pair: the folder holding both files)")
+    p.add_argument(
+        "--onnx",
+        metavar="FILE|DIR",
+        help="with an imported --model: time its original graph in onnxruntime beside MLX instead "
+        "(the arbitrary pair: the folder holding both files)",
+    )
     p.add_argument("--style-image", help="with --onnx and the arbitrary pair: the style (default: a random picture)")
     p.add_argument("--json", help="write the results to this JSON file")
     return p

@@ -15,12 +15,22 @@ def build_parser() -> argparse.ArgumentParser:
     d = ConvertConfig()
     p = argparse.ArgumentParser(prog="mlx-style convert-vgg", description=__doc__.splitlines()[0])
     p.add_argument("--arch", choices=("vgg16", "vgg19"), default=d.arch)
-    p.add_argument("--from", dest="source", metavar="FILE", default=d.source,
-                   help="local torchvision/timm-format .safetensors, .npz or .pth, or a folder holding one (offline)")
-    p.add_argument("--preprocess", choices=PREPROCESSING, default=d.preprocess,
-                   help="what the weights expect (default: from the file's metadata, else torchvision)")
-    p.add_argument("-o", "--output", dest="out", default=d.out,
-                   help="output path (default: weights/<arch>.safetensors)")
+    p.add_argument(
+        "--from",
+        dest="source",
+        metavar="FILE",
+        default=d.source,
+        help="local torchvision/timm-format .safetensors, .npz or .pth, or a folder holding one (offline)",
+    )
+    p.add_argument(
+        "--preprocess",
+        choices=PREPROCESSING,
+        default=d.preprocess,
+        help="what the weights expect (default: from the file's metadata, else torchvision)",
+    )
+    p.add_argument(
+        "-o", "--output", dest="out", default=d.out, help="output path (default: weights/<arch>.safetensors)"
+    )
     p.add_argument("--out", dest="out", default=argparse.SUPPRESS, help=argparse.SUPPRESS)  # the old spelling
     return p
 
@@ -34,8 +44,10 @@ def main(argv: list[str] | None = None) -> int:
         return fail(exc)
     _, meta = load_weights(out)
     size_mb = out.stat().st_size / 1e6
-    print(f"wrote {out} ({size_mb:.1f} MB): {config.arch}, preprocess={meta['preprocess']}, "
-          f"recommended loss weights {meta['recommended_loss_weights']}")
+    print(
+        f"wrote {out} ({size_mb:.1f} MB): {config.arch}, preprocess={meta['preprocess']}, "
+        f"recommended loss weights {meta['recommended_loss_weights']}"
+    )
     return 0
 
 

@@ -18,8 +18,12 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("model", help="a style network: a .safetensors file, a name in weights/, or a built-in name")
     p.add_argument("--format", choices=tuple(EXPORT_SUFFIXES), default="onnx")
     p.add_argument("-o", "--output", required=True, help="the file to write (.onnx, or a .mlpackage folder)")
-    p.add_argument("--dtype", choices=DTYPES, default="float32",
-                   help="float16 halves the file (the weights); the graph computes in float32")
+    p.add_argument(
+        "--dtype",
+        choices=DTYPES,
+        default="float32",
+        help="float16 halves the file (the weights); the graph computes in float32",
+    )
     return p
 
 
@@ -36,8 +40,10 @@ def main(argv: list[str] | None = None) -> int:
         sizes = ", ".join(f"{w}x{h}" for h, w in SHAPES[:6])
         print(f"wrote {out}: image in, image out (RGB), sizes {sizes}, … ({len(SHAPES)} in all)")
         return 0
-    print(f"wrote {out} ({out.stat().st_size / 1e6:.1f} MB, {args.dtype} weights): input 'image' and output "
-          "'stylized', (1, 3, H, W) RGB 0-255, any H and W")
+    print(
+        f"wrote {out} ({out.stat().st_size / 1e6:.1f} MB, {args.dtype} weights): input 'image' and output "
+        "'stylized', (1, 3, H, W) RGB 0-255, any H and W"
+    )
     return 0
 
 

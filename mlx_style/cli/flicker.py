@@ -36,9 +36,11 @@ def main(argv: list[str] | None = None) -> int:
     print(f"{'':<10} {'warping error':>14} {'static flicker':>15}   ({s['frames']} frames)")
     print(f"{'stylised':<10} {s['warping_error']:>14.5f} {s['static_flicker']:>15.3f}")
     print(f"{'original':<10} {o['warping_error']:>14.5f} {o['static_flicker']:>15.3f}   (the floor)")
-    print(f"warping error: mean squared RGB difference (0-1) of the previous frame warped by the original's flow, "
-          f"over consistent pixels; static flicker: mean |change| of luma (0-255) where the original changed "
-          f"less than {STATIC_THRESHOLD:g} levels and moved less than {STILL_FLOW:g} px")
+    print(
+        f"warping error: mean squared RGB difference (0-1) of the previous frame warped by the original's flow, "
+        f"over consistent pixels; static flicker: mean |change| of luma (0-255) where the original changed "
+        f"less than {STATIC_THRESHOLD:g} levels and moved less than {STILL_FLOW:g} px"
+    )
     if args.json:
         try:
             atomic_write(args.json, lambda tmp: Path(tmp).write_text(json.dumps(result, indent=1)))

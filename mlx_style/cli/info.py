@@ -47,9 +47,14 @@ def report(weights_dir: str | Path = "weights", measure: bool = True) -> list[st
         f"MLX {mx.__version__}, default device: {mx.default_device()}",
         f"BLAS: {'OpenBLAS ' + status.loaded if status.loaded else 'MLX bundled'} ({status.reason})",
     ]
-    lines.append("freed memory: " + ("kept by glibc's malloc heap, reused at any size (MLX_STYLE_MALLOC=mlx: "
-                                     "MLX's size-matched cache instead)" if memory.uses_glibc_heap()
-                                     else "kept in MLX's buffer cache"))
+    lines.append(
+        "freed memory: "
+        + (
+            "kept by glibc's malloc heap, reused at any size (MLX_STYLE_MALLOC=mlx: MLX's size-matched cache instead)"
+            if memory.uses_glibc_heap()
+            else "kept in MLX's buffer cache"
+        )
+    )
     if measure:
         lines.append(f"matmul 1024³ float32: {matmul_gflops():.0f} GFLOP/s")
     lines.append("loss network: " + loss_network(weights_dir))

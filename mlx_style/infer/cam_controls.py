@@ -26,7 +26,6 @@ def step_size(size: int, direction: int) -> int:
     return next((s for s in reversed(SIZE_STEPS) if s < size), min(size, SIZE_STEPS[0]))
 
 
-
 @dataclass(frozen=True)
 class CamState:
     """What the keys control. ``snapshot`` is a request the loop carries out and clears."""
@@ -123,8 +122,10 @@ class FrameStats:
         """FPS p50/p95 (1 / the median and the 95th-percentile frame interval: p95 is the rate 95 % of frames
         reach) and model latency p50/p95 in ms."""
         inv = lambda s: 1.0 / s if s > 0 else float("nan")  # noqa: E731
-        return {"frames": self.frames,
-                "fps_p50": inv(percentile(self.intervals, 50)), "fps_p95": inv(percentile(self.intervals, 95)),
-                "latency_ms_p50": 1000 * percentile(self.latencies, 50),
-                "latency_ms_p95": 1000 * percentile(self.latencies, 95)}
-
+        return {
+            "frames": self.frames,
+            "fps_p50": inv(percentile(self.intervals, 50)),
+            "fps_p95": inv(percentile(self.intervals, 95)),
+            "latency_ms_p50": 1000 * percentile(self.latencies, 50),
+            "latency_ms_p95": 1000 * percentile(self.latencies, 95),
+        }

@@ -110,9 +110,19 @@ class CaptureThread(threading.Thread):
         expected_frames: the file's frame count, when known: a file that ends before it says it was cut short.
     """
 
-    def __init__(self, capture, slot: FrameSlot, *, every_frame: bool = False, end_on_failure: bool = False,
-                 lost_timeout: float = 2.0, pace: float | None = None, label: str = "the source",
-                 loop: bool = False, expected_frames: int | None = None):
+    def __init__(
+        self,
+        capture,
+        slot: FrameSlot,
+        *,
+        every_frame: bool = False,
+        end_on_failure: bool = False,
+        lost_timeout: float = 2.0,
+        pace: float | None = None,
+        label: str = "the source",
+        loop: bool = False,
+        expected_frames: int | None = None,
+    ):
         super().__init__(name="mlx_style-capture", daemon=True)  # daemon: a read stuck in a driver never blocks exit
         self.capture, self.slot = capture, slot
         self.every_frame, self.end_on_failure = every_frame, end_on_failure
@@ -135,8 +145,10 @@ class CaptureThread(threading.Thread):
         if self.frames_read == 0:
             return f"{self.label} gave no frames"
         if self.expected_frames and 0 < frames_in_pass < self.expected_frames - 1:
-            return (f"end of video after {frames_in_pass} of its {self.expected_frames} frames (the file is cut "
-                    "short or damaged)")
+            return (
+                f"end of video after {frames_in_pass} of its {self.expected_frames} frames (the file is cut "
+                "short or damaged)"
+            )
         return "end of video"
 
     def stop(self) -> None:
@@ -194,8 +206,7 @@ def parse_source(source: str) -> tuple[str, int | str]:
     return "file", text
 
 
-def open_source(source: str, width: int | None = None, height: int | None = None,
-                open_timeout: float = 5.0):
+def open_source(source: str, width: int | None = None, height: int | None = None, open_timeout: float = 5.0):
     """Open a camera index, video file or stream URL with OpenCV; returns ``(capture, SourceInfo)``.
 
     ``width``/``height`` are requests to a camera or stream (the driver picks the nearest mode it has).
@@ -205,16 +216,18 @@ def open_source(source: str, width: int | None = None, height: int | None = None
 
     kind, target = parse_source(source)
     if kind == "file" and not Path(target).is_file():
-        raise SourceError(f"no video file at {target}: check the path, or pass a camera index (--source 0) "
-                          "or a stream URL")
+        raise SourceError(
+            f"no video file at {target}: check the path, or pass a camera index (--source 0) or a stream URL"
+        )
     logging = cv2.utils.logging
     previous = logging.getLogLevel()
     logging.setLogLevel(logging.LOG_LEVEL_SILENT)  # OpenCV prints each backend's failure; one message is ours
     try:
         if kind == "stream":
             ms = int(open_timeout * 1000)  # without these FFmpeg may wait 30 s or more on a dead URL
-            capture = cv2.VideoCapture(target, cv2.CAP_ANY,
-                                       [cv2.CAP_PROP_OPEN_TIMEOUT_MSEC, ms, cv2.CAP_PROP_READ_TIMEOUT_MSEC, ms])
+            capture = cv2.VideoCapture(
+                target, cv2.CAP_ANY, [cv2.CAP_PROP_OPEN_TIMEOUT_MSEC, ms, cv2.CAP_PROP_READ_TIMEOUT_MSEC, ms]
+            )
         else:
             capture = cv2.VideoCapture(target)
     finally:
@@ -224,16 +237,21 @@ def open_source(source: str, width: int | None = None, height: int | None = None
         if kind == "camera":
             raise SourceError(camera_not_opened(target))  # on macOS, first of all the camera permission
         if kind == "stream":
-            raise SourceError(f"cannot open stream {target} (waited up to {open_timeout:g} s): check the URL and "
-                              "the network")
+            raise SourceError(
+                f"cannot open stream {target} (waited up to {open_timeout:g} s): check the URL and the network"
+            )
         raise SourceError(f"cannot read video {target}: not a video OpenCV can decode (try an .mp4 or .avi)")
     if kind != "file":
         if width:
             capture.set(cv2.CAP_PROP_FRAME_WIDTH, width)
         if height:
             capture.set(cv2.CAP_PROP_FRAME_HEIGHT, height)
-    info = SourceInfo(kind, f"camera {target}" if kind == "camera" else str(target),
-                      int(capture.get(cv2.CAP_PROP_FRAME_WIDTH)), int(capture.get(cv2.CAP_PROP_FRAME_HEIGHT)),
-                      float(capture.get(cv2.CAP_PROP_FPS) or 0.0),
-                      max(0, int(capture.get(cv2.CAP_PROP_FRAME_COUNT) or 0)) if kind == "file" else 0)
+    info = SourceInfo(
+        kind,
+        f"camera {target}" if kind == "camera" else str(target),
+        int(capture.get(cv2.CAP_PROP_FRAME_WIDTH)),
+        int(capture.get(cv2.CAP_PROP_FRAME_HEIGHT)),
+        float(capture.get(cv2.CAP_PROP_FPS) or 0.0),
+        max(0, int(capture.get(cv2.CAP_PROP_FRAME_COUNT) or 0)) if kind == "file" else 0,
+    )
     return capture, info

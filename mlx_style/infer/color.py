@@ -8,9 +8,9 @@ from mlx_style.errors import UsageError
 
 
 # BT.601 full range (JPEG's YCbCr): Y is luminance, Cb and Cr the chroma, offset by 128.
-_RGB_TO_YCBCR = np.array([[0.299, 0.587, 0.114],
-                          [-0.168736, -0.331264, 0.5],
-                          [0.5, -0.418688, -0.081312]], dtype=np.float32)
+_RGB_TO_YCBCR = np.array(
+    [[0.299, 0.587, 0.114], [-0.168736, -0.331264, 0.5], [0.5, -0.418688, -0.081312]], dtype=np.float32
+)
 _YCBCR_TO_RGB = np.linalg.inv(_RGB_TO_YCBCR).astype(np.float32)
 _CHROMA_OFFSET = np.array([0.0, 128.0, 128.0], dtype=np.float32)
 
@@ -35,4 +35,3 @@ def blend(stylized: np.ndarray, original: np.ndarray, strength: float) -> np.nda
     if not 0.0 <= strength <= 1.0:
         raise UsageError(f"--strength must be between 0 and 1, got {strength}")
     return strength * np.asarray(stylized, np.float32) + (1.0 - strength) * np.asarray(original, np.float32)
-

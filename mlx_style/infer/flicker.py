@@ -87,12 +87,16 @@ def consistent(backward: np.ndarray, forward: np.ndarray) -> np.ndarray:
     ``|b + f(x + b)|² < 0.01 (|b|² + |f(x + b)|²) + 0.5``. False at occlusions and where the flow is wrong."""
     f_back = warp(forward, backward)
     total = backward + f_back
-    bound = 0.01 * (np.sum(backward ** 2, -1) + np.sum(f_back ** 2, -1)) + 0.5
-    return np.sum(total ** 2, -1) < bound
+    bound = 0.01 * (np.sum(backward**2, -1) + np.sum(f_back**2, -1)) + 0.5
+    return np.sum(total**2, -1) < bound
 
 
-def stability(original: list[np.ndarray], stylised: list[np.ndarray],
-              static_threshold: float = STATIC_THRESHOLD, flow: FlowEstimator | None = None) -> Stability:
+def stability(
+    original: list[np.ndarray],
+    stylised: list[np.ndarray],
+    static_threshold: float = STATIC_THRESHOLD,
+    flow: FlowEstimator | None = None,
+) -> Stability:
     """The warping error and static flicker of ``stylised`` against the motion of ``original`` (BGR frames).
 
     A stylised video of another size is compared at the original's size (it is resized).
@@ -112,13 +116,15 @@ def stability(original: list[np.ndarray], stylised: list[np.ndarray],
         diff = np.sum((cur_s.astype(np.float32) / 255.0 - warped) ** 2, -1) / 3.0
         if mask.any():
             errors.append(float(diff[mask].mean()))
-        still = (np.abs(luma(original[t]) - luma(original[t - 1])) < static_threshold) & \
-            (np.sum(backward ** 2, -1) < STILL_FLOW ** 2)
+        still = (np.abs(luma(original[t]) - luma(original[t - 1])) < static_threshold) & (
+            np.sum(backward**2, -1) < STILL_FLOW**2
+        )
         if still.any():
             flickers.append(float(np.abs(luma(cur_s) - luma(prev_s))[still].mean()))
         prev_g, prev_s = cur_g, cur_s
-    return Stability(float(np.mean(errors)) if errors else float("nan"),
-                     float(np.mean(flickers)) if flickers else float("nan"), n)
+    return Stability(
+        float(np.mean(errors)) if errors else float("nan"), float(np.mean(flickers)) if flickers else float("nan"), n
+    )
 
 
 def _fit(frame: np.ndarray, height: int, width: int) -> np.ndarray:

@@ -43,17 +43,26 @@ from mlx_style.platform import window_close_detectable, window_flags
 from mlx_style.errors import MlxStyleError
 from mlx_style.infer.cam_controls import CamState, FrameStats, describe_change, handle_key
 from mlx_style.infer.capture import CaptureThread, FrameSlot, SourceInfo, open_source
-from mlx_style.infer.playlist import PictureStyles, PlaylistError, Styles
+from mlx_style.infer.playlist import PlaylistError, open_styles, resolve_models  # noqa: F401
 from mlx_style.infer.overlay import draw_overlay, status_lines
 from mlx_style.infer.smoothing import DEFAULT_WEIGHT, TemporalSmoother
 from mlx_style.infer.stylize import DTYPES
 from mlx_style.infer.terminal_keys import TerminalKeys
 from mlx_style.infer.vcam import VirtualCameraLost, VirtualSettings, call_view, open_for_cam
-from mlx_style.infer.stylizer import (COMPILE_CHOICES, FRAME_SHARE, TARGET_FPS, Stylizer, start_next,  # noqa: F401
-                                      calibrate_size, processing_shape, stylise_frame, use_compile)
+from mlx_style.infer.stylizer import (
+    COMPILE_CHOICES,
+    FRAME_SHARE,
+    TARGET_FPS,
+    Stylizer,
+    start_next,  # noqa: F401
+    calibrate_size,
+    processing_shape,
+    stylise_frame,
+    use_compile,
+)
 from mlx_style.infer.video_out import VideoOut, check_output_path, snapshot_path
 from mlx_style.io.paths import check_not_an_input
-from mlx_style.io.registry import NO_MODEL_HINT, available_models, default_model, resolve_model
+from mlx_style.io.registry import NO_MODEL_HINT, available_models, default_model, resolve_model, resolve_style
 from mlx_style.io.style_models import ARBITRARY_HINT, PICTURE_KINDS, load_style_model, model_kind
 from mlx_style.io.weights import WeightFileError
 
@@ -98,33 +107,13 @@ class CamConfig:
     virtual: VirtualSettings | None = None  # also send the frames to a virtual camera (infer.vcam); None: don't
 
 
-def resolve_models(model: str | None, weights_dir: str | Path) -> tuple[list[Path], int]:
-    """The style networks n/p cycle through and the index of the one to start with (``io.registry``'s rule).
-
-    Raises ``CamError`` saying how to get a model when there is none.
-    """
-    # networks that take a picture as their style join the cam through --style-image, not n/p
-    models = [entry.path for entry in available_models(weights_dir) if model_kind(entry.path) not in PICTURE_KINDS]
-    if model is None:
-        if not models:
-            raise CamError(f"no style network in {weights_dir}/: {NO_MODEL_HINT}")
-        first = default_model(weights_dir).resolve()  # the style `stylize` uses without --model
-        return models, next((i for i, p in enumerate(models) if p.resolve() == first), 0)
-    try:
-        path = resolve_model(model, weights_dir)
-    except WeightFileError as exc:
-        raise CamError(str(exc)) from None
-    resolved = [p.resolve() for p in models]
-    if path.resolve() in resolved:
-        return models, resolved.index(path.resolve())
-    return [path] + models, 0
-
-
 def check_display() -> None:
     """Fail with advice instead of letting Qt abort the process when there is no screen to show a window on."""
     if sys.platform.startswith("linux") and not (os.environ.get("DISPLAY") or os.environ.get("WAYLAND_DISPLAY")):
-        raise CamError("no display (DISPLAY is not set): run with --headless --output OUT.mp4, "
-                       "or start an X server (e.g. xvfb-run)")
+        raise CamError(
+            "no display (DISPLAY is not set): run with --headless --output OUT.mp4, "
+            "or start an X server (e.g. xvfb-run)"
+        )
 
 
 # ---------------------------------------------------------------------------------------------------------------
@@ -149,15 +138,21 @@ def choose_size(config: CamConfig, stylizer: Stylizer, info: SourceInfo, log=pri
         return config.size, "--size"
     if cam_default_size():
         return cam_default_size(), "GPU default"
-    size, measured = calibrate_size(stylizer, info.height or 480, info.width or 640, config.target_fps,
-                                    smooth=config.smooth)
+    size, measured = calibrate_size(
+        stylizer, info.height or 480, info.width or 640, config.target_fps, smooth=config.smooth
+    )
     timings = ", ".join(f"{s}: {1000 * t:.0f} ms" for s, t in measured.items())
     fits = measured[size] <= FRAME_SHARE / config.target_fps
-    why = (f"the largest that reaches {config.target_fps:g} FPS on this CPU" if fits else
-           f"the smallest step: none reaches {config.target_fps:g} FPS on this CPU now")
+    why = (
+        f"the largest that reaches {config.target_fps:g} FPS on this CPU"
+        if fits
+        else f"the smallest step: none reaches {config.target_fps:g} FPS on this CPU now"
+    )
     what = "model and smoothing" if config.smooth else "model"
-    log(f"processing size {size}: {why} ({what} time per frame {timings}; the {what} may use {FRAME_SHARE:.0%} "
-        "of a frame); --size sets it")
+    log(
+        f"processing size {size}: {why} ({what} time per frame {timings}; the {what} may use {FRAME_SHARE:.0%} "
+        "of a frame); --size sets it"
+    )
     return size, f"auto {config.target_fps:g} FPS" if fits else "auto, smallest"
 
 
@@ -178,23 +173,6 @@ def show_and_read_keys(image: np.ndarray, state: CamState, styles) -> CamState:
     if window_close_detectable() and cv2.getWindowProperty(WINDOW, cv2.WND_PROP_VISIBLE) < 1:
         new = replace(new, quit=True)
     return apply_style_keys(state, new, styles)
-
-
-def open_styles(config: CamConfig, make_stylizer):
-    """The playlist: pictures for the arbitrary-style network (``--style-image``), else style networks."""
-    if config.style_images:
-        try:
-            path = resolve_model(config.model, config.weights_dir) if config.model else \
-                default_model(config.weights_dir, arbitrary=True)
-            model = load_style_model(path, config.dtype)
-        except (WeightFileError, OSError) as exc:
-            raise CamError(str(exc)) from None
-        if not model.takes_picture:
-            raise CamError(f"{path.name} is a network for {model.describe()}: any picture as a style needs the "
-                           f"arbitrary-style network ({ARBITRARY_HINT}) or an AdaIN network (train --method adain)")
-        return PictureStyles(model, config.style_images, config.style_strength, make_stylizer)
-    paths, index = resolve_models(config.model, config.weights_dir)
-    return Styles(paths, index, config.dtype, make_stylizer)
 
 
 def _pacing(config: CamConfig, info: SourceInfo) -> tuple[bool, float | None]:
@@ -240,30 +218,48 @@ def run(config: CamConfig, capture=None, info: SourceInfo | None = None, log=pri
         capture, info = open_source(config.source, config.width, config.height)
     info = info or SourceInfo("camera", str(config.source), 0, 0, 0.0)
     try:  # before the size is measured: a missing virtual camera fails at once
-        vcam = open_for_cam(config.virtual, info.width or 640, info.height or 480, info.fps, log) \
-            if config.virtual else None
+        vcam = (
+            open_for_cam(config.virtual, info.width or 640, info.height or 480, info.fps, log)
+            if config.virtual
+            else None
+        )
     except MlxStyleError:
         capture.release()
         raise
     keys = TerminalKeys()  # without a window, the keys come from the terminal (when it is one)
     size, size_note = choose_size(config, styles.stylizer, info, log)
-    state = CamState(model_index=styles.index, model_count=len(styles), size=size,
-                     side_by_side=config.side_by_side, preserve_color=config.preserve_color,
-                     smooth=config.smooth > 0)
+    state = CamState(
+        model_index=styles.index,
+        model_count=len(styles),
+        size=size,
+        side_by_side=config.side_by_side,
+        preserve_color=config.preserve_color,
+        smooth=config.smooth > 0,
+    )
 
     slot = FrameSlot()
     every_frame, pace = _pacing(config, info)
-    reader = CaptureThread(capture, slot, every_frame=every_frame, end_on_failure=info.kind == "file",
-                           lost_timeout=config.lost_timeout, pace=pace, label=info.name,
-                           loop=config.loop and info.kind == "file", expected_frames=info.frames or None)
+    reader = CaptureThread(
+        capture,
+        slot,
+        every_frame=every_frame,
+        end_on_failure=info.kind == "file",
+        lost_timeout=config.lost_timeout,
+        pace=pace,
+        label=info.name,
+        loop=config.loop and info.kind == "file",
+        expected_frames=info.frames or None,
+    )
     stats, reason, failed = FrameStats(), "", False
     smoother = TemporalSmoother(config.smooth or DEFAULT_WEIGHT)  # used while state.smooth (key t)
     smoothing_for = None
     video = VideoOut(config.output, info.fps if info.fps > 0 else 30.0) if config.output else None
     compiled = " compiled" if compile else ""
-    log(f"{info.name}: {info.width}x{info.height} at {info.fps:g} FPS; style {styles.name}, "
+    log(
+        f"{info.name}: {info.width}x{info.height} at {info.fps:g} FPS; style {styles.name}, "
         f"{config.dtype}{compiled} on {mx.default_device()}, processing size {size} ({size_note}), "
-        + (f"smoothing {config.smooth:g}" if config.smooth else "smoothing off"))
+        + (f"smoothing {config.smooth:g}" if config.smooth else "smoothing off")
+    )
     if not config.headless:
         cv2.namedWindow(WINDOW, window_flags())  # AUTOSIZE: follows side by side; on Qt no toolbar either
     ahead = None  # the next frame, its network started before the window's key wait (stylizer.start_next)
@@ -285,16 +281,28 @@ def run(config: CamConfig, capture=None, info: SourceInfo | None = None, log=pri
             if (styles.name, state.size, state.smooth) != smoothing_for:
                 smoother.reset()  # another style or size, or smoothing just turned on: nothing to blend with
                 smoothing_for = (styles.name, state.size, state.smooth)
-            view, latency, shape = stylise_frame(image, styles.stylizer, state, smoother if state.smooth else None,
-                                                 ahead)
+            view, latency, shape = stylise_frame(
+                image, styles.stylizer, state, smoother if state.smooth else None, ahead
+            )
             ahead = None
             if video:
                 video.write(view)
             if vcam is not None:
-                lines = None if not config.virtual.overlay else status_lines(
-                    fps=stats.recent_fps(), latency_ms=1000 * latency, processing=shape, size_note=size_note,
-                    model=styles.name, dtype=config.dtype, preserve_color=state.preserve_color, dropped=slot.dropped,
-                    smooth=smoother.weight if state.smooth else 0.0)
+                lines = (
+                    None
+                    if not config.virtual.overlay
+                    else status_lines(
+                        fps=stats.recent_fps(),
+                        latency_ms=1000 * latency,
+                        processing=shape,
+                        size_note=size_note,
+                        model=styles.name,
+                        dtype=config.dtype,
+                        preserve_color=state.preserve_color,
+                        dropped=slot.dropped,
+                        smooth=smoother.weight if state.smooth else 0.0,
+                    )
+                )
                 try:
                     vcam.send(call_view(view, config.mirror, lines))
                 except VirtualCameraLost as exc:
@@ -311,10 +319,17 @@ def run(config: CamConfig, capture=None, info: SourceInfo | None = None, log=pri
                 log(f"saved {path}")
                 state = replace(state, snapshot=False)
             if not config.headless:
-                lines = status_lines(fps=stats.recent_fps(), latency_ms=1000 * latency, processing=shape,
-                                     size_note=size_note if state.size == size else "+/-", model=styles.name,
-                                     dtype=config.dtype, preserve_color=state.preserve_color,
-                                     dropped=slot.dropped, smooth=smoother.weight if state.smooth else 0.0)
+                lines = status_lines(
+                    fps=stats.recent_fps(),
+                    latency_ms=1000 * latency,
+                    processing=shape,
+                    size_note=size_note if state.size == size else "+/-",
+                    model=styles.name,
+                    dtype=config.dtype,
+                    preserve_color=state.preserve_color,
+                    dropped=slot.dropped,
+                    smooth=smoother.weight if state.smooth else 0.0,
+                )
                 ahead = start_next(slot, styles.stylizer, state, config.mirror)  # computes during the key wait
                 state = show_and_read_keys(draw_overlay(view, lines), state, styles)
                 if state.quit:
@@ -347,16 +362,22 @@ def run(config: CamConfig, capture=None, info: SourceInfo | None = None, log=pri
             video.close()
         if not config.headless:
             cv2.destroyAllWindows()
-    return RunResult(reason, failed, stats.summary(), slot.dropped, video.frames if video else 0,
-                     vcam.stats() if vcam is not None else None)
+    return RunResult(
+        reason,
+        failed,
+        stats.summary(),
+        slot.dropped,
+        video.frames if video else 0,
+        vcam.stats() if vcam is not None else None,
+    )
 
 
 def format_summary(result: RunResult) -> str:
     s = result.stats
     if not s["frames"]:
         return "no frames processed"
-    fps = (f"FPS p50 {s['fps_p50']:.1f}, p95 {s['fps_p95']:.1f}" if s["frames"] > 1
-           else "FPS n/a (one frame)")
-    return (f"{s['frames']} frames, {result.dropped} dropped; {fps}; "
-            f"model latency p50 {s['latency_ms_p50']:.1f} ms, p95 {s['latency_ms_p95']:.1f} ms")
-
+    fps = f"FPS p50 {s['fps_p50']:.1f}, p95 {s['fps_p95']:.1f}" if s["frames"] > 1 else "FPS n/a (one frame)"
+    return (
+        f"{s['frames']} frames, {result.dropped} dropped; {fps}; "
+        f"model latency p50 {s['latency_ms_p50']:.1f} ms, p95 {s['latency_ms_p95']:.1f} ms"
+    )

@@ -19,13 +19,25 @@ def compose_view(original: np.ndarray, stylised: np.ndarray, side_by_side: bool)
     return np.ascontiguousarray(stylised)
 
 
-def status_lines(*, fps: float, latency_ms: float, processing: tuple[int, int], size_note: str, model: str,
-                 dtype: str, preserve_color: bool, dropped: int, smooth: float = 0.0) -> list[str]:
+def status_lines(
+    *,
+    fps: float,
+    latency_ms: float,
+    processing: tuple[int, int],
+    size_note: str,
+    model: str,
+    dtype: str,
+    preserve_color: bool,
+    dropped: int,
+    smooth: float = 0.0,
+) -> list[str]:
     """The overlay's text: rates, the processing resolution ``(H, W)`` and why, the model and the toggles."""
     H, W = processing
-    lines = [f"{fps:5.1f} FPS   model {latency_ms:6.1f} ms",
-             f"{W}x{H} ({size_note})   {dtype}   " + (f"smooth {smooth:g}" if smooth else "smooth off"),
-             f"style: {model}" + ("   [colour kept]" if preserve_color else "")]
+    lines = [
+        f"{fps:5.1f} FPS   model {latency_ms:6.1f} ms",
+        f"{W}x{H} ({size_note})   {dtype}   " + (f"smooth {smooth:g}" if smooth else "smooth off"),
+        f"style: {model}" + ("   [colour kept]" if preserve_color else ""),
+    ]
     if dropped:
         lines.append(f"dropped frames: {dropped}")
     return lines

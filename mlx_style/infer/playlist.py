@@ -18,7 +18,16 @@ import mlx.core as mx
 
 from mlx_style.errors import MlxStyleError
 from mlx_style.io.image import IMAGE_EXTENSIONS, ImageError, list_images, load_image
-from mlx_style.io.registry import resolve_style_image
+from mlx_style.io.registry import (
+    NO_MODEL_HINT,
+    available_models,
+    default_model,
+    resolve_model,
+    resolve_style,
+    resolve_style_image,
+)
+from mlx_style.io.style_models import ARBITRARY_HINT, PICTURE_KINDS, load_style_model, model_kind
+from mlx_style.io.weights import WeightFileError
 
 RESCAN_SECONDS = 1.0  # how often a style folder is listed again (a listing costs well under a millisecond)
 
@@ -50,13 +59,17 @@ class Styles:
 
     blend = 0.0  # networks do not blend live
 
-    def __init__(self, paths: list[Path], index: int, dtype: str, make_stylizer):
-        """``index``: the network of ``paths`` to start with (its first style)."""
+    def __init__(self, paths: list[Path], index: int, dtype: str, make_stylizer, style: str | None = None):
+        """``index``: the network of ``paths`` to start with, at its style named ``style`` (default: its first)."""
         self.entries = network_entries(paths)
         self.dtype, self.make_stylizer = dtype, make_stylizer
         self.index = -1
         self.stylizer = None
-        self.select([e[0] for e in self.entries].index(paths[index]))
+        first = [e[0] for e in self.entries].index(paths[index])
+        named = [
+            i for i, (path, _, name) in enumerate(self.entries) if path == paths[index] and name.endswith(f": {style}")
+        ]
+        self.select(named[0] if style is not None and named else first)
 
     @property
     def paths(self) -> list[Path]:
@@ -116,8 +129,10 @@ class PictureStyles:
         start = next((i for i in range(len(self.paths)) if self.vector(self.paths[i]) is not None), None)
         if start is None:
             where = ", ".join(sources)
-            raise PlaylistError(f"no readable style picture in {where}: give pictures or a folder of them "
-                                f"({', '.join(sorted(IMAGE_EXTENSIONS))})")
+            raise PlaylistError(
+                f"no readable style picture in {where}: give pictures or a folder of them "
+                f"({', '.join(sorted(IMAGE_EXTENSIONS))})"
+            )
         self.index = start
         self.stylizer = make_stylizer(model.bind(vector=self.vector(self.paths[start]), style_strength=style_strength))
 
@@ -187,3 +202,49 @@ class PictureStyles:
         if following is not None:
             vector = mix_vectors([vector, following], [1.0 - self.blend, self.blend])
         self.stylizer.net.vector = vector
+
+
+def resolve_models(model: str | None, weights_dir: str | Path) -> tuple[list[Path], int]:
+    """The style networks n/p cycle through and the index of the one to start with (``io.registry``'s rule).
+
+    Raises ``PlaylistError`` saying how to get a model when there is none.
+    """
+    # networks that take a picture as their style join the cam through --style-image, not n/p
+    models = [entry.path for entry in available_models(weights_dir) if model_kind(entry.path) not in PICTURE_KINDS]
+    if model is None:
+        if not models:
+            raise PlaylistError(f"no style network in {weights_dir}/: {NO_MODEL_HINT}")
+        first = default_model(weights_dir).resolve()  # the style `stylize` uses without --model
+        return models, next((i for i, p in enumerate(models) if p.resolve() == first), 0)
+    try:
+        path, _ = resolve_style(model, weights_dir)  # ``udnie``: the built-ins' network (the style: open_styles)
+    except WeightFileError as exc:
+        raise PlaylistError(str(exc)) from None
+    resolved = [p.resolve() for p in models]
+    if path.resolve() in resolved:
+        return models, resolved.index(path.resolve())
+    return [path] + models, 0
+
+
+def open_styles(config, make_stylizer):
+    """The cam's playlist (``config``: an ``infer.live.CamConfig``): pictures for a network that takes any picture
+    (``--style-image``), else style networks. Raises ``PlaylistError`` with one line."""
+    if config.style_images:
+        try:
+            path = (
+                resolve_model(config.model, config.weights_dir)
+                if config.model
+                else default_model(config.weights_dir, arbitrary=True)
+            )
+            model = load_style_model(path, config.dtype)
+        except (WeightFileError, OSError) as exc:
+            raise PlaylistError(str(exc)) from None
+        if not model.takes_picture:
+            raise PlaylistError(
+                f"{path.name} is a network for {model.describe()}: any picture as a style needs the "
+                f"arbitrary-style network ({ARBITRARY_HINT}) or an AdaIN network (train --method adain)"
+            )
+        return PictureStyles(model, config.style_images, config.style_strength, make_stylizer)
+    paths, index = resolve_models(config.model, config.weights_dir)
+    held = resolve_style(config.model, config.weights_dir)[1] if config.model else None
+    return Styles(paths, index, config.dtype, make_stylizer, style=held)

@@ -23,20 +23,34 @@ from mlx_style.io.weights import WeightFileError, read_metadata
 THUMBNAIL = 256
 
 
-def model_card(repo: str, meta: dict[str, str], style_picture: str | None, samples: list[str],
-               onnx: bool) -> str:
+def model_card(repo: str, meta: dict[str, str], style_picture: str | None, samples: list[str], onnx: bool) -> str:
     """The README.md of a shared style."""
     config = json.loads(meta.get("train_config", "{}") or "{}")
     licence = meta.get("licence") or "not recorded: state the licence of the style picture and training photos"
-    lines = ["---", "library_name: mlx_style", "tags: [style-transfer, mlx, image-to-image]", "---", "",
-             f"# {repo}", "",
-             f"A style network for [mlx_style](https://github.com/) (Johnson et al. 2016, in MLX): "
-             f"style {meta.get('style', '?')}.", ""]
+    lines = [
+        "---",
+        "library_name: mlx_style",
+        "tags: [style-transfer, mlx, image-to-image]",
+        "---",
+        "",
+        f"# {repo}",
+        "",
+        f"A style network for [mlx_style](https://github.com/) (Johnson et al. 2016, in MLX): "
+        f"style {meta.get('style', '?')}.",
+        "",
+    ]
     if style_picture:
         lines += ["![the style](style.jpg)", ""]
     picture = " --style-image PAINTING.jpg" if meta.get("kind") in PICTURE_KINDS else ""
-    lines += ["## Use", "", "```bash", f"mlx-style stylize --model hf:{repo}{picture} photo.jpg -o out.jpg",
-              f"mlx-style cam --model hf:{repo}{picture}", "```", ""]
+    lines += [
+        "## Use",
+        "",
+        "```bash",
+        f"mlx-style stylize --model hf:{repo}{picture} photo.jpg -o out.jpg",
+        f"mlx-style cam --model hf:{repo}{picture}",
+        "```",
+        "",
+    ]
     if onnx:
         lines += ["`model.onnx` beside it: input `image`, output `stylized`, `(1, 3, H, W)` RGB 0–255.", ""]
     if samples:
@@ -54,8 +68,17 @@ def model_card(repo: str, meta: dict[str, str], style_picture: str | None, sampl
     return "\n".join(lines) + "\n"
 
 
-def push(model: str | Path, repo: str, *, style_picture: str | None = None, samples: list[str] | None = None,
-         onnx: bool = False, private: bool = False, endpoint: str | None = None, token: str | None = None) -> str:
+def push(
+    model: str | Path,
+    repo: str,
+    *,
+    style_picture: str | None = None,
+    samples: list[str] | None = None,
+    onnx: bool = False,
+    private: bool = False,
+    endpoint: str | None = None,
+    token: str | None = None,
+) -> str:
     """Upload a style to ``repo`` (``user/name``, its main branch); returns the commit URL. A network that takes
     any picture as its style stylises the samples in ``style_picture``'s. Every request gives up after
     ``HF_HUB_DOWNLOAD_TIMEOUT`` seconds without an answer (``io.hub.hub_timeout``).
@@ -75,8 +98,10 @@ def push(model: str | Path, repo: str, *, style_picture: str | None = None, samp
     meta = read_metadata(path)
     if meta.get("kind") in PICTURE_KINDS:
         if not style_picture:
-            raise WeightFileError(f"{path.name} takes any picture as its style: give hub push --style-image PICTURE "
-                                  "(the card shows it, and the samples are stylised in it)")
+            raise WeightFileError(
+                f"{path.name} takes any picture as its style: give hub push --style-image PICTURE "
+                "(the card shows it, and the samples are stylised in it)"
+            )
         net, _ = load_network(path, style_images=[np.asarray(load_image(style_picture))])
     else:
         net, _ = load_network(path)
@@ -100,14 +125,16 @@ def push(model: str | Path, repo: str, *, style_picture: str | None = None, samp
             session.timeout = hub_timeout()  # huggingface_hub waits forever on a server that never answers
             api = HfApi(endpoint=endpoint, token=token)
             api.create_repo(repo_id, private=private, exist_ok=True)
-            info = api.upload_folder(repo_id=repo_id, folder_path=str(folder),
-                                     commit_message=f"mlx_style: {meta.get('style', 'a style')}")
+            info = api.upload_folder(
+                repo_id=repo_id, folder_path=str(folder), commit_message=f"mlx_style: {meta.get('style', 'a style')}"
+            )
         except Exception as exc:  # noqa: BLE001  (HTTP, auth, timeouts and connection errors: one line)
             reason = str(exc).strip().splitlines()[0][:160] if str(exc).strip() else type(exc).__name__
             if "Timeout" in type(exc).__name__:  # httpx's kinds, however huggingface_hub imports it
                 reason = f"no answer within {session.timeout.read:g} s, set {TIMEOUT_ENV} to wait longer"
-            raise DownloadError(f"could not push to {repo_id} ({reason}): check `hf auth login` and the "
-                                "connection") from None
+            raise DownloadError(
+                f"could not push to {repo_id} ({reason}): check `hf auth login` and the connection"
+            ) from None
         finally:
             session.timeout = previous
     return str(getattr(info, "commit_url", info))

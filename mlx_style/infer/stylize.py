@@ -16,24 +16,31 @@ import numpy as np
 
 from mlx_style.infer.color import blend, keep_colors
 from mlx_style.io.image import resize
-from mlx_style.io.registry import resolve_model
+from mlx_style.io.registry import resolve_style
 from mlx_style.io.style_models import DTYPES, load_style_model, style_names  # noqa: F401  (DTYPES re-exported)
 from mlx_style.nn.tiled import run_tiled
 from mlx_style import backend
 from mlx_style.errors import UsageError
+
 MAX_SCALE = 64.0  # --scale above this is a typo (and inf would overflow the size)
 TILE_SIZE = None  # None: the backend's threshold (backend.tile_threshold); 0: never tile; N: tile above N² px
 DEFAULT_ACTIVATION_BYTES_PER_PIXEL = 192  # a network without stages (Magenta's 26 styles): Johnson's width-32 peak
 
 
-def load_network(path: str | Path, dtype: str = "float32", style: str | int | None = None,
-                 style_images=None, style_strength: float = 1.0):
+def load_network(
+    path: str | Path,
+    dtype: str = "float32",
+    style: str | int | None = None,
+    style_images=None,
+    style_strength: float = 1.0,
+):
     """Load a style network file of any kind (``io.style_models``) bound to one style, in ``dtype``; returns
     ``(frame function, metadata)``. ``path`` may be a name (see ``io.registry``); see ``bind_style``.
     Raises ``WeightFileError`` with a one-line reason, ``ImageError`` for an unreadable style image, and
     ``ValueError`` for a ``style`` the network does not hold.
     """
-    return bind_style(load_style_model(resolve_model(path), dtype), style, style_images, style_strength)
+    path, held = resolve_style(path)  # a name such as ``udnie`` may be one style of the built-ins' network
+    return bind_style(load_style_model(path, dtype), held if style is None else style, style_images, style_strength)
 
 
 def bind_style(model, style: str | int | None = None, style_images=None, style_strength: float = 1.0):
@@ -142,17 +149,27 @@ def run_any_size(net, image: np.ndarray, tile_size: int | None = TILE_SIZE) -> n
     H, W, _ = image.shape
     if not runs_tiled(net, H, W, tile_size):
         return run_network(net, image)
-    return run_tiled(net.tiled_stages(), image, tile_side(net, tile_size),
-                     net.tiled_style(mx.array(np.asarray(image, np.float32))[None]))
+    return run_tiled(
+        net.tiled_stages(),
+        image,
+        tile_side(net, tile_size),
+        net.tiled_style(mx.array(np.asarray(image, np.float32))[None]),
+    )
 
 
 def to_uint8(image: np.ndarray) -> np.ndarray:
     return np.clip(np.rint(image), 0, 255).astype(np.uint8)
 
 
-def stylize_array(net, image: np.ndarray, size: int | None = None, scale: float | None = None,
-                  preserve_color: bool = False, strength: float = 1.0,
-                  tile_size: int | None = TILE_SIZE) -> np.ndarray:
+def stylize_array(
+    net,
+    image: np.ndarray,
+    size: int | None = None,
+    scale: float | None = None,
+    preserve_color: bool = False,
+    strength: float = 1.0,
+    tile_size: int | None = TILE_SIZE,
+) -> np.ndarray:
     """Stylise one uint8 RGB image ``(H, W, 3)``; returns uint8 RGB of exactly the same size.
 
     Args:
@@ -196,7 +213,7 @@ def activation_bytes_per_pixel(net) -> float:
         conv = stage[0]
         weight = conv.conv2d.weight
         cin, cout = weight.shape[-1], weight.shape[0]
-        out_fraction = fraction * 4 if isinstance(conv, UpsampleConvLayer) else fraction / conv.stride ** 2
+        out_fraction = fraction * 4 if isinstance(conv, UpsampleConvLayer) else fraction / conv.stride**2
         peak = max(peak, 4 * (cin * fraction + cout * out_fraction))
         fraction = out_fraction
     return peak
@@ -218,8 +235,9 @@ def whole_bytes_per_pixel(net) -> float:
     return backend.whole_bytes_per_pixel(peak)
 
 
-def memory_needed(net, height: int, width: int, net_height: int, net_width: int,
-                  tile_size: int | None = TILE_SIZE) -> int:
+def memory_needed(
+    net, height: int, width: int, net_height: int, net_width: int, tile_size: int | None = TILE_SIZE
+) -> int:
     """Bytes that stylising one ``height × width`` image at ``net_height × net_width`` takes at its peak: the
     decoded, resized and blended images, and the network's activations (tiled or not)."""
     images = 24 * height * width  # uint8 decode, float32 result at full size, uint8 copies
@@ -229,8 +247,7 @@ def memory_needed(net, height: int, width: int, net_height: int, net_width: int,
     return int(images + per_pixel * pixels)
 
 
-def largest_size_within(net, height: int, width: int, budget: int,
-                        tile_size: int | None = TILE_SIZE) -> int | None:
+def largest_size_within(net, height: int, width: int, budget: int, tile_size: int | None = TILE_SIZE) -> int | None:
     """The largest ``--size`` (longer side) whose ``memory_needed`` fits ``budget`` bytes, or None."""
     low, high = 8, max(height, width)
     if memory_needed(net, height, width, *network_shape(height, width, low), tile_size) > budget:

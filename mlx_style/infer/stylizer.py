@@ -90,8 +90,11 @@ class Started:
     settings: tuple  # (size, model index, blend)
 
     def holds(self, stylizer: Stylizer, state: CamState) -> bool:
-        return (self.stylizer is stylizer and self.vector is getattr(stylizer.net, "vector", None)
-                and self.settings == (state.size, state.model_index, state.blend))
+        return (
+            self.stylizer is stylizer
+            and self.vector is getattr(stylizer.net, "vector", None)
+            and self.settings == (state.size, state.model_index, state.blend)
+        )
 
 
 def start_frame(image: np.ndarray, stylizer: Stylizer, state: CamState, frame=None) -> Started:
@@ -100,8 +103,15 @@ def start_frame(image: np.ndarray, stylizer: Stylizer, state: CamState, frame=No
     small = cv2.resize(image, (W, H), interpolation=cv2.INTER_AREA)
     start = time.perf_counter()
     out = stylizer.start(small[:, :, ::-1])
-    return Started(frame, small, out, start, stylizer, getattr(stylizer.net, "vector", None),
-                   (state.size, state.model_index, state.blend))
+    return Started(
+        frame,
+        small,
+        out,
+        start,
+        stylizer,
+        getattr(stylizer.net, "vector", None),
+        (state.size, state.model_index, state.blend),
+    )
 
 
 def start_next(slot, stylizer: Stylizer, state: CamState, mirror: bool) -> Started | None:
@@ -112,8 +122,13 @@ def start_next(slot, stylizer: Stylizer, state: CamState, mirror: bool) -> Start
     return start_frame(cv2.flip(frame.image, 1) if mirror else frame.image, stylizer, state, frame)
 
 
-def stylise_frame(image: np.ndarray, stylizer: Stylizer, state: CamState, smoother: TemporalSmoother | None = None,
-                  started: Started | None = None) -> tuple[np.ndarray, float, tuple]:
+def stylise_frame(
+    image: np.ndarray,
+    stylizer: Stylizer,
+    state: CamState,
+    smoother: TemporalSmoother | None = None,
+    started: Started | None = None,
+) -> tuple[np.ndarray, float, tuple]:
     """One camera frame (BGR) → ``(view to show, model seconds, processing (H, W))``; with a ``smoother``, the
     stylised frame is blended with the previous one along the motion, at the processing size. ``started``: the
     frame's network already started (``start_next``), used while it holds; its model seconds then include the
@@ -127,9 +142,16 @@ def stylise_frame(image: np.ndarray, stylizer: Stylizer, state: CamState, smooth
         stylised = smoother(started.small, stylised)
     return compose_view(image, stylised, state.side_by_side), latency, started.small.shape[:2]
 
-def calibrate_size(stylizer: Stylizer, height: int, width: int, target_fps: float = TARGET_FPS,
-                   steps: tuple[int, ...] = SIZE_STEPS, clock=time.perf_counter,
-                   smooth: float = 0.0) -> tuple[int, dict[int, float]]:
+
+def calibrate_size(
+    stylizer: Stylizer,
+    height: int,
+    width: int,
+    target_fps: float = TARGET_FPS,
+    steps: tuple[int, ...] = SIZE_STEPS,
+    clock=time.perf_counter,
+    smooth: float = 0.0,
+) -> tuple[int, dict[int, float]]:
     """The largest step whose model time fits ``FRAME_SHARE / target_fps`` for frames of ``height × width``.
 
     Steps are tried smallest first (one untimed call, then the mean of two timed calls) and the search stops at

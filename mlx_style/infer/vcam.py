@@ -60,12 +60,16 @@ def setup_hint(platform: str | None = None) -> str:
     """How to get a virtual camera on this platform, in one sentence."""
     platform = sys.platform if platform is None else platform
     if platform == "darwin":
-        return ("install OBS Studio 30+ (obsproject.com), click Start Virtual Camera then Stop Virtual Camera once "
-                f"and quit OBS; {INSTALL_EXTRA}")
+        return (
+            "install OBS Studio 30+ (obsproject.com), click Start Virtual Camera then Stop Virtual Camera once "
+            f"and quit OBS; {INSTALL_EXTRA}"
+        )
     if platform.startswith("win"):
         return f"install OBS Studio (obsproject.com; keep its own virtual camera stopped); {INSTALL_EXTRA}"
-    return (f"sudo modprobe v4l2loopback devices=1 exclusive_caps=1 (package v4l2loopback-dkms); {INSTALL_EXTRA}; "
-            "--device /dev/videoN picks one of several")
+    return (
+        f"sudo modprobe v4l2loopback devices=1 exclusive_caps=1 (package v4l2loopback-dkms); {INSTALL_EXTRA}; "
+        "--device /dev/videoN picks one of several"
+    )
 
 
 def open_pyvirtualcam(width: int, height: int, fps: float, backend: str | None, device: str | None):
@@ -114,7 +118,7 @@ def fit_frame(frame: np.ndarray, width: int, height: int) -> np.ndarray:
         return scaled
     out = np.zeros((height, width) + frame.shape[2:], frame.dtype)
     top, left = (height - h) // 2, (width - w) // 2
-    out[top:top + h, left:left + w] = scaled
+    out[top : top + h, left : left + w] = scaled
     return out
 
 
@@ -140,11 +144,21 @@ class VirtualCamera:
     Raises ``VirtualCameraError`` with one line saying what to install when there is no camera to open.
     """
 
-    def __init__(self, width: int, height: int, fps: float, backend: str | None = None, device: str | None = None,
-                 mirror: bool = False, *, open_camera=None):
+    def __init__(
+        self,
+        width: int,
+        height: int,
+        fps: float,
+        backend: str | None = None,
+        device: str | None = None,
+        mirror: bool = False,
+        *,
+        open_camera=None,
+    ):
         if width < 2 or height < 2 or width % 2 or height % 2:  # YUV 4:2:0 (OBS, most call apps) needs even sizes
-            raise VirtualCameraError(f"a virtual camera's size must be even and at least 2x2 (--virtual-size), got "
-                                     f"{width}x{height}")
+            raise VirtualCameraError(
+                f"a virtual camera's size must be even and at least 2x2 (--virtual-size), got {width}x{height}"
+            )
         if not fps > 0:
             raise VirtualCameraError(f"a virtual camera's frame rate must be positive (--virtual-fps), got {fps:g}")
         self.width, self.height, self.fps, self.mirror = width, height, float(fps), mirror
@@ -166,15 +180,20 @@ class VirtualCamera:
             return open_camera(self.width, self.height, self.fps, backend, device)
         except ImportError as exc:
             if exc.name != "pyvirtualcam":  # installed, but its native part for this system would not load
-                raise VirtualCameraError(f"pyvirtualcam is installed but does not load here ({exc}): reinstall it "
-                                         f"with {INSTALL_EXTRA}") from None
-            raise VirtualCameraError(f"--virtual needs pyvirtualcam (GPL-2.0, an optional extra): {INSTALL_EXTRA}, "
-                                     f"then {setup_hint().replace('; ' + INSTALL_EXTRA, '')}") from None
+                raise VirtualCameraError(
+                    f"pyvirtualcam is installed but does not load here ({exc}): reinstall it with {INSTALL_EXTRA}"
+                ) from None
+            raise VirtualCameraError(
+                f"--virtual needs pyvirtualcam (GPL-2.0, an optional extra): {INSTALL_EXTRA}, "
+                f"then {setup_hint().replace('; ' + INSTALL_EXTRA, '')}"
+            ) from None
         except Exception as exc:  # pyvirtualcam raises RuntimeError per backend, ValueError on a bad size
             what = f"virtual camera {device}" if device else "a virtual camera"
             reason = " / ".join(line.strip() for line in str(exc).splitlines() if line.strip()) or type(exc).__name__
-            raise VirtualCameraError(f"cannot open {what} ({reason}); it may be missing or another program may be "
-                                     f"sending to it: {setup_hint()}") from None
+            raise VirtualCameraError(
+                f"cannot open {what} ({reason}); it may be missing or another program may be "
+                f"sending to it: {setup_hint()}"
+            ) from None
 
     def send(self, frame_rgb: np.ndarray) -> None:
         """Hand over the newest frame (uint8 RGB ``(H, W, 3)``, any size); returns at once, copying it.
@@ -184,8 +203,9 @@ class VirtualCamera:
         if self.error:
             raise VirtualCameraLost(self.error)
         if frame_rgb.dtype != np.uint8 or frame_rgb.ndim != 3 or frame_rgb.shape[2] != 3:
-            raise ValueError(f"[VirtualCamera] frames must be uint8 (H, W, 3) RGB, got {frame_rgb.dtype} "
-                             f"{frame_rgb.shape}")
+            raise ValueError(
+                f"[VirtualCamera] frames must be uint8 (H, W, 3) RGB, got {frame_rgb.dtype} {frame_rgb.shape}"
+            )
         frame = fit_frame(frame_rgb, self.width, self.height)
         frame = np.ascontiguousarray(frame[:, ::-1] if self.mirror else frame)
         if frame is frame_rgb:
@@ -221,8 +241,14 @@ class VirtualCamera:
         frame sent and the latest)."""
         seconds = self._last_sent - self._first_sent
         rate = lambda n: (n - 1) / seconds if seconds > 0 and n > 1 else float("nan")  # noqa: E731
-        return {"frames_sent": self.frames_sent, "frames_new": self.frames_new, "repeats": self.repeats,
-                "seconds": seconds, "fps_sent": rate(self.frames_sent), "fps_new": rate(self.frames_new)}
+        return {
+            "frames_sent": self.frames_sent,
+            "frames_new": self.frames_new,
+            "repeats": self.repeats,
+            "seconds": seconds,
+            "fps_sent": rate(self.frames_sent),
+            "fps_new": rate(self.frames_new),
+        }
 
     def close(self) -> None:
         """Stop the sender and release the camera (safe to call twice)."""
@@ -242,24 +268,29 @@ class VirtualCamera:
         return False
 
 
-def open_for_cam(settings: VirtualSettings, width: int, height: int, source_fps: float, log=print,
-                 open_camera=None) -> VirtualCamera:
+def open_for_cam(
+    settings: VirtualSettings, width: int, height: int, source_fps: float, log=print, open_camera=None
+) -> VirtualCamera:
     """The cam's virtual camera: ``settings`` over the capture's size and rate (``call_view`` undoes the preview's
     ``--mirror``; ``settings.mirror`` flips what the call sees)."""
     W, H = settings.size or (width, height)
     if settings.size is None:
         W, H = W - W % 2, H - H % 2  # an odd capture size: one column or row less
     fps = settings.fps or (source_fps if source_fps > 0 else DEFAULT_FPS)
-    camera = VirtualCamera(W, H, fps, settings.backend, settings.device, mirror=settings.mirror,
-                           open_camera=open_camera)
+    camera = VirtualCamera(
+        W, H, fps, settings.backend, settings.device, mirror=settings.mirror, open_camera=open_camera
+    )
     seen = "a mirror image" if settings.mirror else "the unmirrored picture"
-    log(f"virtual camera {camera.device}: {W}x{H} at {fps:g} FPS, {seen}, overlay "
-        + ("on" if settings.overlay else "off"))
+    log(
+        f"virtual camera {camera.device}: {W}x{H} at {fps:g} FPS, {seen}, overlay "
+        + ("on" if settings.overlay else "off")
+    )
     return camera
-
 
 
 def format_stats(stats: dict[str, float]) -> str:
     """One line for the end of a run: what the call received."""
-    return (f"virtual camera: {stats['frames_sent']} frames sent at {stats['fps_sent']:.1f} FPS, "
-            f"{stats['frames_new']} of them new ({stats['fps_new']:.1f} FPS), {stats['repeats']} repeats")
+    return (
+        f"virtual camera: {stats['frames_sent']} frames sent at {stats['fps_sent']:.1f} FPS, "
+        f"{stats['frames_new']} of them new ({stats['fps_new']:.1f} FPS), {stats['repeats']} repeats"
+    )

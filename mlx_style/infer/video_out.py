@@ -20,8 +20,9 @@ import cv2
 import numpy as np
 
 from mlx_style.errors import MlxStyleError
-from mlx_style.io import video
+from mlx_style.io import video, video_join
 from mlx_style.io.paths import check_suffix
+
 
 class ResumeError(MlxStyleError, ValueError):
     """An unfinished video that cannot be continued with the settings given."""
@@ -75,8 +76,9 @@ class VideoOut:
                 self.path.parent.mkdir(parents=True, exist_ok=True)
                 rate = Fraction(self.fps).limit_denominator(1001)  # 29.97 → 30000/1001
                 # frame n at n / rate: the cam writes at a constant rate, which every container (AVI too) holds
-                self._writer = video.SegmentWriter(self.partial, self.encoder, video.DEFAULT_QUALITY, rate,
-                                                   1 / rate, *size)
+                self._writer = video.SegmentWriter(
+                    self.partial, self.encoder, video.DEFAULT_QUALITY, rate, 1 / rate, *size
+                )
                 self._size = size
             if size != self._size:
                 view = cv2.resize(view, self._size, interpolation=cv2.INTER_AREA)
@@ -122,7 +124,7 @@ def add_source_audio(path: str | Path, source: str | Path, frames: int) -> str:
         return f"no sound added: {frames} of the source's {info.frames} frames were written"
     joined = partial_file(path)
     try:
-        video.join([path], joined, Path(source))
+        video_join.join([path], joined, Path(source))
         finish_file(joined, path, frames)
     except OSError as exc:
         raise video.write_failure(path, exc, " (the video without sound is kept)") from None
@@ -151,13 +153,29 @@ class PartialVideo:
         last_pts: at the start, the timestamp of frame ``done - 1`` (None at 0): a resumed run decodes from it.
     """
 
-    def __init__(self, target: Path, settings: dict, segment_frames: int, encoder: str, quality: int,
-                 rate: Fraction, time_base: Fraction, resume: bool, log=print):
+    def __init__(
+        self,
+        target: Path,
+        settings: dict,
+        segment_frames: int,
+        encoder: str,
+        quality: int,
+        rate: Fraction,
+        time_base: Fraction,
+        resume: bool,
+        log=print,
+    ):
         self.target, self.segment_frames = Path(target), segment_frames
         self.encoder, self.encoding = encoder, (encoder, quality, rate, time_base)
         self.folder = self.target.with_name(f".{self.target.name}.partial")
-        self.settings = {**settings, "segment_frames": segment_frames, "encoder": encoder, "quality": quality,
-                         "rate": str(rate), "time_base": str(time_base)}
+        self.settings = {
+            **settings,
+            "segment_frames": segment_frames,
+            "encoder": encoder,
+            "quality": quality,
+            "rate": str(rate),
+            "time_base": str(time_base),
+        }
         self.done, self.last_pts, self.segments = 0, None, []
         self._writer: video.SegmentWriter | None = None
         if self.folder.exists():
@@ -177,8 +195,10 @@ class PartialVideo:
             return
         if stored != self.settings:
             changed = sorted(k for k in self.settings if stored.get(k) != self.settings[k])
-            raise ResumeError(f"cannot resume {self.folder.name}: it was made with other settings "
-                              f"({', '.join(changed)}); run without --resume to start over")
+            raise ResumeError(
+                f"cannot resume {self.folder.name}: it was made with other settings "
+                f"({', '.join(changed)}); run without --resume to start over"
+            )
         for temp in self.folder.glob("*.tmp*"):  # a segment a kill cut short
             temp.unlink()
         for index in itertools.count():
@@ -192,8 +212,10 @@ class PartialVideo:
         if self.segments:
             self.last_pts = last_pts(self.segments[-1], Fraction(self.settings["time_base"]))
         count = len(self.segments)
-        log(f"  resuming after frame {self.done} ({count} finished segment{'s' if count != 1 else ''} in "
-            f"{self.folder.name})")
+        log(
+            f"  resuming after frame {self.done} ({count} finished segment{'s' if count != 1 else ''} in "
+            f"{self.folder.name})"
+        )
 
     @property
     def kept(self) -> int:
@@ -231,7 +253,7 @@ class PartialVideo:
             self._close_segment()
         joined = partial_file(self.target)
         try:
-            video.join(self.segments, joined, source)
+            video_join.join(self.segments, joined, source)
             finish_file(joined, self.target, self.done)
         finally:
             joined.unlink(missing_ok=True)

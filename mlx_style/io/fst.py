@@ -87,8 +87,9 @@ def read_ml5_folder(folder: str | Path) -> dict[str, np.ndarray]:
     folder = Path(folder)
     manifest_path = folder / "manifest.json"
     if not folder.is_dir():
-        raise WeightFileError(f"no folder at {folder}: give an ml5 style folder (manifest.json + Variable files), "
-                              "or use --download NAME")
+        raise WeightFileError(
+            f"no folder at {folder}: give an ml5 style folder (manifest.json + Variable files), or use --download NAME"
+        )
     if not manifest_path.exists():
         raise WeightFileError(f"{folder} has no manifest.json: it is not an ml5 style folder")
     try:
@@ -102,16 +103,22 @@ def read_ml5_folder(folder: str | Path) -> dict[str, np.ndarray]:
             raise WeightFileError(f"{manifest_path}: {name} points outside the folder ({filename!r})")
         path = folder / filename
         if not path.exists():
-            raise WeightFileError(f"{path} is missing ({name}, shape {shape}): the folder is incomplete; "
-                                  "download it again (downloads resume)")
+            raise WeightFileError(
+                f"{path} is missing ({name}, shape {shape}): the folder is incomplete; "
+                "download it again (downloads resume)"
+            )
         expected = math.prod(shape) * 4  # exact: a crafted shape cannot overflow
         if expected > MAX_VARIABLE_BYTES:
-            raise WeightFileError(f"{manifest_path}: {name} has shape {shape}, far larger than any variable of "
-                                  "Engstrom's network: not an ml5 style folder")
+            raise WeightFileError(
+                f"{manifest_path}: {name} has shape {shape}, far larger than any variable of "
+                "Engstrom's network: not an ml5 style folder"
+            )
         actual = check_input_file(path, MAX_VARIABLE_BYTES, f"{name} at").stat().st_size
         if actual != expected:
-            raise WeightFileError(f"{path} has {actual} bytes, but shape {shape} needs {expected}: the file is "
-                                  "truncated or not float32; download it again")
+            raise WeightFileError(
+                f"{path} has {actual} bytes, but shape {shape} needs {expected}: the file is "
+                "truncated or not float32; download it again"
+            )
         arrays[name] = np.fromfile(path, dtype="<f4").reshape(shape)
     return arrays
 
@@ -143,8 +150,10 @@ def convert_ml5(arrays: dict[str, np.ndarray]) -> dict[str, mx.array]:
     """
     expected = {k: tuple(v.shape) for k, v in tree_flatten(TransformerNet(TransformerConfig.fst()).parameters())}
     if len(arrays) != NUM_VARIABLES:
-        raise WeightFileError(f"expected {NUM_VARIABLES} variables (Engstrom's network), found {len(arrays)}: "
-                              "not a fast-style-transfer checkpoint")
+        raise WeightFileError(
+            f"expected {NUM_VARIABLES} variables (Engstrom's network), found {len(arrays)}: "
+            "not a fast-style-transfer checkpoint"
+        )
     out, problems, index = {}, [], 0
     for conv, norm, kind in ml5_layout():
         # creation order inside a layer: conv weight, then instance norm shift, then scale
@@ -169,8 +178,7 @@ def convert_ml5(arrays: dict[str, np.ndarray]) -> dict[str, mx.array]:
     return out
 
 
-def import_fst(folder: str | Path, out_path: str | Path, name: str | None = None,
-               source: str | None = None) -> Path:
+def import_fst(folder: str | Path, out_path: str | Path, name: str | None = None, source: str | None = None) -> Path:
     """Read, convert and check an ml5 style folder, then write a self-describing transformer weight file.
 
     Args:
@@ -210,8 +218,9 @@ def _fetch(url: str, timeout: float, max_bytes: int) -> bytes:
     return data
 
 
-def download_fst(name: str, dest_dir: str | Path, base_url: str = ML5_BASE_URL, timeout: float = 60.0,
-                 log=print) -> Path:
+def download_fst(
+    name: str, dest_dir: str | Path, base_url: str = ML5_BASE_URL, timeout: float = 60.0, log=print
+) -> Path:
     """Fetch one of the six styles from ml5's repository at the pinned commit into ``dest_dir``.
 
     ``manifest.json`` first, then each variable file, each size-checked and written atomically; files already
@@ -222,8 +231,10 @@ def download_fst(name: str, dest_dir: str | Path, base_url: str = ML5_BASE_URL, 
         raise UsageError(f"[download_fst] unknown style {name!r}; choose one of {', '.join(STYLES)}")
     dest = Path(dest_dir)
     url = f"{base_url}/{name}"
-    manual = (f"when online, run the command again, or copy models/style-transfer/{name}/ from "
-              f"github.com/{ML5_REPO} (commit {ML5_COMMIT[:8]}) and run `python scripts/convert_fst.py FOLDER`")
+    manual = (
+        f"when online, run the command again, or copy models/style-transfer/{name}/ from "
+        f"github.com/{ML5_REPO} (commit {ML5_COMMIT[:8]}) and run `python scripts/convert_fst.py FOLDER`"
+    )
     if not reachable(base_url):
         raise DownloadError(f"cannot reach {base_url.split('/')[2]} (offline?): {manual}")
     try:
@@ -244,8 +255,9 @@ def download_fst(name: str, dest_dir: str | Path, base_url: str = ML5_BASE_URL, 
                 continue
             data = _fetch(f"{url}/{filename}", timeout, min(expected, MAX_VARIABLE_BYTES))
             if len(data) != expected:
-                raise DownloadError(f"{url}/{filename} sent {len(data)} bytes, shape {shape} needs {expected}; "
-                                    "run the command again")
+                raise DownloadError(
+                    f"{url}/{filename} sent {len(data)} bytes, shape {shape} needs {expected}; run the command again"
+                )
             atomic_write(path, lambda tmp, data=data: Path(tmp).write_bytes(data))
             fetched += len(data)
     except (DownloadError, WeightFileError):
@@ -255,8 +267,9 @@ def download_fst(name: str, dest_dir: str | Path, base_url: str = ML5_BASE_URL, 
     arrays = read_ml5_folder(dest)
     expected_sha = ML5_SHA256.get(name)
     if expected_sha and ml5_sha256(arrays) != expected_sha:
-        raise WeightFileError(f"{dest} does not match the pinned checksum of {name}: delete the folder and "
-                              "download again")
+        raise WeightFileError(
+            f"{dest} does not match the pinned checksum of {name}: delete the folder and download again"
+        )
     if fetched:
         log(f"downloaded {name}: {fetched / 1e6:.1f} MB in {time.perf_counter() - start:.1f} s to {dest}")
     return dest
@@ -282,8 +295,9 @@ def convert_fst(config: ConvertFstConfig, log=print) -> list[Path]:
         return [import_fst(folder, out, name=name, source=f"{Path(folder).name} (ml5 variables)")]
     names = list(STYLES) if config.download == "all" else [config.download]
     if (config.out or config.name) and len(names) > 1:
-        raise UsageError("-o and --name describe one style; with --download all the files go to "
-                         "weights/<style>.safetensors")
+        raise UsageError(
+            "-o and --name describe one style; with --download all the files go to weights/<style>.safetensors"
+        )
     written = []
     for name in names:
         folder = download_fst(name, Path(config.cache_dir) / name, log=log)

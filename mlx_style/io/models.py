@@ -24,8 +24,10 @@ from mlx_style.nn.vgg import ARCHS, VGG
 from mlx_style.io.weights import WeightFileError, check_and_load, load_weights, save_weights
 from mlx_style.errors import UsageError
 
-DEFAULT_STYLE_HINT = ("train one with `python -m mlx_style.train --style STYLE.jpg`, or import a pretrained one "
-                      "with `python scripts/convert_fst.py --download wave`")
+DEFAULT_STYLE_HINT = (
+    "train one with `python -m mlx_style.train --style STYLE.jpg`, or import a pretrained one "
+    "with `python scripts/convert_fst.py --download wave`"
+)
 
 
 def read_state_dict(path: str | Path) -> tuple[dict[str, np.ndarray], dict[str, str]]:
@@ -53,15 +55,22 @@ def read_state_dict(path: str | Path) -> tuple[dict[str, np.ndarray], dict[str, 
         try:
             import torch
         except ImportError:
-            raise WeightFileError(f"{path} is a PyTorch pickle; reading it needs torch (`pip install torch`), "
-                                  "or give the .safetensors version of the same weights")
+            raise WeightFileError(
+                f"{path} is a PyTorch pickle; reading it needs torch (`pip install torch`), "
+                "or give the .safetensors version of the same weights"
+            )
         try:
             state = torch.load(path, map_location="cpu", weights_only=True)
         except Exception as exc:  # noqa: BLE001  (torch raises many kinds; none may escape as a traceback)
-            kind = "it holds pickled objects other than tensors" if "weights_only" in str(exc) else \
-                f"{type(exc).__name__}: {str(exc).splitlines()[0][:80] if str(exc) else 'unreadable'}"
-            raise WeightFileError(f"{path} is not a readable PyTorch state dict ({kind}); arbitrary pickles are "
-                                  "never loaded: give a .safetensors or .npz copy of the weights") from None
+            kind = (
+                "it holds pickled objects other than tensors"
+                if "weights_only" in str(exc)
+                else f"{type(exc).__name__}: {str(exc).splitlines()[0][:80] if str(exc) else 'unreadable'}"
+            )
+            raise WeightFileError(
+                f"{path} is not a readable PyTorch state dict ({kind}); arbitrary pickles are "
+                "never loaded: give a .safetensors or .npz copy of the weights"
+            ) from None
         state = state.get("state_dict", state) if isinstance(state, dict) else None
         if not isinstance(state, dict):
             raise WeightFileError(f"{path} holds no state dict of tensors")
@@ -187,8 +196,13 @@ def save_adain(path: str | Path, net, extra: dict[str, str] | None = None) -> Pa
     """Write an AdaIN network (``nn.adain``) standalone: the encoder up to relu4_1 and the decoder, the config,
     the preprocessing and e.g. the training settings in the metadata (about 28 MB for the VGG16 layout)."""
     arrays = dict(tree_flatten(net.parameters()))
-    meta = {**(extra or {}), "kind": "adain", "architecture": "huang2017", "config": net.config.to_json(),
-            "preprocess": net.config.preprocess}
+    meta = {
+        **(extra or {}),
+        "kind": "adain",
+        "architecture": "huang2017",
+        "config": net.config.to_json(),
+        "preprocess": net.config.preprocess,
+    }
     return save_weights(path, arrays, meta)
 
 
@@ -203,8 +217,11 @@ def load_adain(path: str | Path):
         raise WeightFileError(f"{path} has no usable network config ({exc}); re-create the file") from None
     decoders = {key.split(".")[2] for key in arrays if key.startswith("decoder.layers.")}
     encoders = {int(key.split(".")[2]) for key in arrays if key.startswith("encoder.features.")}
-    if (len(decoders) != len(decoder_layout(config.arch, config.decoder_widths))
-            or not encoders or max(encoders) + 2 != encoder_depth(config.arch)):
+    if (
+        len(decoders) != len(decoder_layout(config.arch, config.decoder_widths))
+        or not encoders
+        or max(encoders) + 2 != encoder_depth(config.arch)
+    ):
         raise WeightFileError(f"{path}: the file's metadata does not match its tensors")
     net = AdaINNet(config)
     check_and_load(net, arrays, where=f"AdaIN network {path}")
@@ -219,9 +236,13 @@ def check_config_fits(config: TransformerConfig, arrays: dict[str, mx.array], wh
     if conv1 is None or conv1.ndim != 4:
         raise WeightFileError(f"{where} has no conv1.conv2d.weight tensor: not a style network")
     if conv1.shape[0] != config.width:
-        raise WeightFileError(f"{where} says width {config.width}, but its first convolution has {conv1.shape[0]} "
-                              "channels: the file's metadata does not match its tensors")
+        raise WeightFileError(
+            f"{where} says width {config.width}, but its first convolution has {conv1.shape[0]} "
+            "channels: the file's metadata does not match its tensors"
+        )
     blocks = {key.split(".")[1] for key in arrays if key.startswith("res.")}
     if len(blocks) != config.num_residual:
-        raise WeightFileError(f"{where} says {config.num_residual} residual blocks, but its tensors hold "
-                              f"{len(blocks)}: the file's metadata does not match its tensors")
+        raise WeightFileError(
+            f"{where} says {config.num_residual} residual blocks, but its tensors hold "
+            f"{len(blocks)}: the file's metadata does not match its tensors"
+        )

@@ -96,8 +96,9 @@ def _upsample_layer(g: _Graph, x: str, layer: UpsampleConvLayer, hint: str) -> s
     conv = layer.conv2d
     if layer.mode == "nearest":
         scales = g.const(np.array([1, 1, 2, 2], np.float32), "scales")
-        up = g.op("Resize", [x, "", scales], mode="nearest", coordinate_transformation_mode="asymmetric",
-                  nearest_mode="floor")
+        up = g.op(
+            "Resize", [x, "", scales], mode="nearest", coordinate_transformation_mode="asymmetric", nearest_mode="floor"
+        )
         up = _pad(g, up, 1, 1, 1, 1, "reflect" if layer.padding == "reflect" else "constant")
         return _conv(g, up, conv, 1, hint)
     w = _weights(conv, "weight").transpose(3, 0, 1, 2)  # (out, kH, kW, in) → (in, out, kH, kW)
@@ -136,10 +137,14 @@ def _multistyle_body(g: _Graph, x: str, net) -> str:
         x = _pad(g, x, k // 2, k // 2, k // 2, k // 2, "reflect")
         x = _conv(g, x, layer.conv, layer.conv.stride, hint)
         flat = g.const(np.array([-1], np.int64), "flat")
-        scale = g.op("Reshape", [g.op("MatMul", [weights_row, g.const(_weights(layer.norm, "weight"), hint + "_g",
-                                                                      weight=True)]), flat])
-        shift = g.op("Reshape", [g.op("MatMul", [weights_row, g.const(_weights(layer.norm, "bias"), hint + "_b",
-                                                                      weight=True)]), flat])
+        scale = g.op(
+            "Reshape",
+            [g.op("MatMul", [weights_row, g.const(_weights(layer.norm, "weight"), hint + "_g", weight=True)]), flat],
+        )
+        shift = g.op(
+            "Reshape",
+            [g.op("MatMul", [weights_row, g.const(_weights(layer.norm, "bias"), hint + "_b", weight=True)]), flat],
+        )
         x = g.op("InstanceNormalization", [x, scale, shift], hint + "_norm", epsilon=float(layer.norm.eps))
         return g.op("Relu", [x]) if act else x
 
@@ -150,8 +155,9 @@ def _multistyle_body(g: _Graph, x: str, net) -> str:
         x = g.op("Add", [x, cond(cond(x, first, True, f"res{i}_0"), second, False, f"res{i}_1")])
     scales = g.const(np.array([1, 1, 2, 2], np.float32), "scales")
     for i in range(2):
-        x = g.op("Resize", [x, "", scales], mode="nearest", coordinate_transformation_mode="asymmetric",
-                 nearest_mode="floor")
+        x = g.op(
+            "Resize", [x, "", scales], mode="nearest", coordinate_transformation_mode="asymmetric", nearest_mode="floor"
+        )
         x = cond(x, net.expand[i], True, f"expand{i}")
     x = g.op("Sigmoid", [cond(x, net.expand[2], False, "expand2")])
     return g.op("Mul", [x, g.const(np.array(255.0, np.float32), "k255out")])
@@ -166,8 +172,7 @@ def build_onnx(net, dtype: str = "float32"):
         raise ExportError(f"--dtype must be one of {DTYPES} for ONNX, got {dtype!r}")
     net = net.net if isinstance(net, BlendedStyle) else net
     if not isinstance(net, (TransformerNet, MultiStyleNet)):
-        raise ExportError(f"cannot export a {type(net).__name__} to ONNX: not a style network this version "
-                          "knows")
+        raise ExportError(f"cannot export a {type(net).__name__} to ONNX: not a style network this version knows")
     g = _Graph(dtype)
     helper, TP = g.helper, g.TensorProto
     # Pad to the network's size: a multiple of 4, at least 8 (``padded_size``), with edge pixels.
@@ -192,10 +197,16 @@ def build_onnx(net, dtype: str = "float32"):
         else:
             x = _stage(g, x, *stage, f"stage{index}")
     if not multi and net.config.output == "tanh":
-        x = g.op("Add", [g.op("Mul", [g.op("Tanh", [x]), g.const(np.array(150.0, np.float32), "k150")]),
-                         g.const(np.array(127.5, np.float32), "k127")])
-    x = g.op("Slice", [x, g.const(np.array([0, 0], np.int64), "starts"), hw,
-                       g.const(np.array([2, 3], np.int64), "axes")])
+        x = g.op(
+            "Add",
+            [
+                g.op("Mul", [g.op("Tanh", [x]), g.const(np.array(150.0, np.float32), "k150")]),
+                g.const(np.array(127.5, np.float32), "k127"),
+            ],
+        )
+    x = g.op(
+        "Slice", [x, g.const(np.array([0, 0], np.int64), "starts"), hw, g.const(np.array([2, 3], np.int64), "axes")]
+    )
     g.op("Clip", [x, g.const(np.array(0.0, np.float32), "lo"), g.const(np.array(255.0, np.float32), "hi")])
     g.nodes[-1].output[0] = "stylized"
     image = helper.make_tensor_value_info("image", TP.FLOAT, [1, 3, "height", "width"])
@@ -210,8 +221,9 @@ def build_onnx(net, dtype: str = "float32"):
     return model
 
 
-def export_onnx(net: TransformerNet, path: str | Path, dtype: str = "float32",
-                metadata: dict[str, str] | None = None) -> Path:
+def export_onnx(
+    net: TransformerNet, path: str | Path, dtype: str = "float32", metadata: dict[str, str] | None = None
+) -> Path:
     """Write ``net`` as an ONNX file (atomically), with the weight file's metadata as model properties."""
     from mlx_style.io.weights import atomic_write
 

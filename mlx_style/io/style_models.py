@@ -110,8 +110,9 @@ class StyleModel:
             raise UsageError(f"{self.path.name} is a network for {self.describe()}: it takes no style picture")
         return self.net.style_vector(image)
 
-    def bind(self, style: str | int | dict | None = None, vector: mx.array | None = None,
-             style_strength: float = 1.0) -> nn.Module:
+    def bind(
+        self, style: str | int | dict | None = None, vector: mx.array | None = None, style_strength: float = 1.0
+    ) -> nn.Module:
         """The frame function for one style: ``style`` picks or blends a multi-style network's styles (``7``,
         ``"wave:0.5,udnie:0.5"``; default the first); ``vector`` is the style of a picture network.
 
@@ -120,8 +121,10 @@ class StyleModel:
         """
         if self.takes_picture:
             if style is not None:
-                raise UsageError(f"--blend {style}: {self.path.name} takes any picture as its style: give "
-                                 "--style-image PICTURE instead")
+                raise UsageError(
+                    f"--blend {style}: {self.path.name} takes any picture as its style: give "
+                    "--style-image PICTURE instead"
+                )
             if vector is None:
                 raise UsageError("an arbitrary-style network needs a style: give --style-image PICTURE (any painting)")
             if self.kind == "adain":
@@ -132,12 +135,16 @@ class StyleModel:
 
             return VectorStyle(self.net, vector, style_strength)
         if vector is not None:
-            raise UsageError(f"--style-image: {self.path.name} is a network for {self.describe()}; any picture as a "
-                             f"style needs the arbitrary-style network ({ARBITRARY_HINT})")
+            raise UsageError(
+                f"--style-image: {self.path.name} is a network for {self.describe()}; any picture as a "
+                f"style needs the arbitrary-style network ({ARBITRARY_HINT})"
+            )
         if self.net.config.styles == 1:
             if style is not None:
-                raise UsageError(f"--blend {style}: {self.path.name} holds one style (--blend picks among the styles "
-                                 "of a multi-style network)")
+                raise UsageError(
+                    f"--blend {style}: {self.path.name} holds one style (--blend picks among the styles "
+                    "of a multi-style network)"
+                )
             return self.net
         from mlx_style.nn.multistyle import BlendedStyle, blend_weights
 

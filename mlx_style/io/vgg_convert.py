@@ -53,8 +53,10 @@ def source_file(path: Path) -> Path:
     if len(found) == 1:
         return found[0]
     if not found:
-        raise WeightFileError(f"{path} is a folder with no weight file ({', '.join(CHECKPOINT_SUFFIXES)}) in it: "
-                              "pass the checkpoint file itself with --from")
+        raise WeightFileError(
+            f"{path} is a folder with no weight file ({', '.join(CHECKPOINT_SUFFIXES)}) in it: "
+            "pass the checkpoint file itself with --from"
+        )
     names = ", ".join(p.name for p in found[:4]) + (", …" if len(found) > 4 else "")
     raise WeightFileError(f"{path} holds {len(found)} weight files ({names}): pass one of them with --from")
 

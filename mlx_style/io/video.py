@@ -15,7 +15,6 @@ OpenCV stays for cameras and streams (``infer.capture``) and for image operation
 from __future__ import annotations
 
 import errno
-import heapq
 import os
 import sys
 import time
@@ -111,8 +110,17 @@ def probe(path: str | Path) -> VideoInfo:
             duration = container.duration / av.time_base if container.duration else 0.0
         exact = bool(stream.frames)
         frames = stream.frames if exact else round(duration * rate)
-        return VideoInfo(context.width, context.height, Fraction(rate), Fraction(stream.time_base), frames, exact,
-                         duration, context.name, len(container.streams.audio))
+        return VideoInfo(
+            context.width,
+            context.height,
+            Fraction(rate),
+            Fraction(stream.time_base),
+            frames,
+            exact,
+            duration,
+            context.name,
+            len(container.streams.audio),
+        )
 
 
 def upright_rgb(frame: av.VideoFrame) -> np.ndarray:
@@ -137,7 +145,7 @@ class VideoReader:
 
     def __iter__(self):
         start = self.start_pts
-        for seek in ((True, False) if start is not None else (False,)):
+        for seek in (True, False) if start is not None else (False,):
             with open_input(self.path) as container:
                 stream = container.streams.video[0]
                 stream.thread_type = "AUTO"  # frame threads: several times faster on long videos
@@ -218,7 +226,7 @@ def _configure(stream, encoder: str, quality: int) -> tuple[str, str, str]:
     return "yuv420p", "ITU709", "MPEG"
 
 
-def _container_options(path: Path, time_base: Fraction) -> dict:
+def container_options(path: Path, time_base: Fraction) -> dict:
     if path.suffix.lower() == ".avi":  # shifting for the copied sound's priming would push frame 1 a slot late
         return {"avoid_negative_ts": "disabled"}
     if path.suffix.lower() not in MOV_SUFFIXES:
@@ -243,11 +251,12 @@ class SegmentWriter:
     ``writable_size`` by repeating the edge. Any write raises ``OSError`` (a full disk): the caller removes the file.
     """
 
-    def __init__(self, path: str | Path, encoder: str, quality: int, rate: Fraction, time_base: Fraction,
-                 width: int, height: int):
+    def __init__(
+        self, path: str | Path, encoder: str, quality: int, rate: Fraction, time_base: Fraction, width: int, height: int
+    ):
         self.path, self.time_base, self.frames = Path(path), time_base, 0
         self.width, self.height = writable_size(encoder, width, height)
-        self.container = av.open(str(self.path), "w", options=_container_options(self.path, time_base))
+        self.container = av.open(str(self.path), "w", options=container_options(self.path, time_base))
         try:
             self.stream = self.container.add_stream(encoder, rate=rate)
             self.stream.width, self.stream.height = self.width, self.height
@@ -293,103 +302,6 @@ class SegmentWriter:
             self.container.close()
         except Exception:  # noqa: BLE001  (a full disk may fail the trailer too: the file is discarded anyway)
             pass
-
-
-# ---------------------------------------------------------------------------------------------------------------
-# Joining segments with the source's sound
-
-
-def _audio_routes(output, source) -> list[tuple]:
-    """``(input stream, output stream, copy?)`` per audio stream of ``source``: copied where the output container
-    takes its codec, else re-encoded (AAC; Opus in WebM, which takes no AAC)."""
-    routes = []
-    for stream in source.streams.audio:
-        name = stream.codec_context.name if stream.codec_context else None
-        if name and name in output.supported_codecs:
-            routes.append((stream, output.add_stream_from_template(stream), True))
-            continue
-        encoder = "libopus" if output.format.name == "webm" else "aac"
-        out = output.add_stream(encoder, rate=48000 if encoder == "libopus" else stream.rate)
-        out.layout = stream.layout
-        routes.append((stream, out, False))
-    return routes
-
-
-def _audio_packets(source, routes):
-    by_index = {inp.index: (out, copy) for inp, out, copy in routes}
-    for packet in source.demux([inp for inp, _, _ in routes]):
-        out, copy = by_index[packet.stream.index]
-        if copy:
-            if packet.dts is not None:  # None: the demuxer's end-of-stream marker
-                packet.stream = out
-                yield packet
-        else:
-            for frame in packet.decode():
-                yield from out.encode(frame)
-    for _, out, copy in routes:
-        if not copy:
-            yield from out.encode(None)
-
-
-def _frame_durations(segments) -> dict[int, int]:
-    """Each frame's duration by pts (time base of the segments): to the next frame, and for a segment's last frame
-    to the end of the segment (MP4 reads packet durations back as dts steps, which B-frames reorder)."""
-    durations = {}
-    for segment in segments:
-        stream = segment.streams.video[0]
-        stamps = sorted(p.pts for p in segment.demux(stream) if p.pts is not None)
-        segment.seek(0)
-        end = (stream.start_time or 0) + (stream.duration or 0)
-        for pts, following in zip(stamps, stamps[1:] + [max(end, stamps[-1] + 1)] if stamps else []):
-            durations[pts] = following - pts
-    return durations
-
-
-def _video_packets(segments, out_stream, written: list[int], renumber: bool):
-    durations = _frame_durations(segments)
-    for segment in segments:
-        for packet in segment.demux(segment.streams.video[0]):
-            if packet.dts is None:
-                continue
-            if renumber:  # AVI is constant-rate: frame n at n / rate (MJPEG has no reordering)
-                packet.pts = packet.dts = written[0]
-                packet.time_base, packet.duration = out_stream.time_base, 1
-            else:
-                packet.duration = durations.get(packet.pts, packet.duration)
-            packet.stream = out_stream
-            written[0] += 1
-            yield packet
-
-
-def _when(packet) -> Fraction:
-    stamp = packet.dts if packet.dts is not None else packet.pts
-    return stamp * packet.time_base if stamp is not None else Fraction(0)
-
-
-def join(segments: list[Path], target: Path, source: Path | None = None) -> int:
-    """Remux the video of ``segments`` (in order; one encoder's settings) into ``target``, with every audio stream of
-    ``source`` when given, interleaved by time; returns the video packets written."""
-    inputs = [av.open(str(s)) for s in segments]
-    sound = open_input(source) if source is not None and probe(source).audio else None
-    try:
-        template = inputs[0].streams.video[0]
-        if len({bytes(i.streams.video[0].codec_context.extradata or b"") for i in inputs}) > 1:
-            raise VideoWriteError(f"could not write {target}: its segments were encoded with different settings")
-        output = av.open(str(target), "w", options=_container_options(target, Fraction(template.time_base)))
-        with output:
-            video = output.add_stream_from_template(template)
-            renumber = target.suffix.lower() == ".avi"
-            rate = template.average_rate or template.guessed_rate or Fraction(30)
-            video.time_base = 1 / Fraction(rate) if renumber else template.time_base
-            routes = _audio_routes(output, sound) if sound is not None else []
-            written = [0]
-            streams = [_video_packets(inputs, video, written, renumber)]
-            streams += [_audio_packets(sound, routes)] if routes else []
-            mux(output, heapq.merge(*streams, key=_when))
-        return written[0]
-    finally:
-        for container in inputs + ([sound] if sound is not None else []):
-            container.close()
 
 
 def count_frames(path: str | Path) -> int:

@@ -158,8 +158,21 @@ def save_weights(path: str | Path, arrays: dict[str, mx.array], metadata: dict[s
 
 
 MAX_HEADER_BYTES = 100_000_000  # a header that large is not a safetensors file
-DTYPE_BYTES = {"BOOL": 1, "U8": 1, "I8": 1, "U16": 2, "I16": 2, "F16": 2, "BF16": 2, "U32": 4, "I32": 4, "F32": 4,
-               "U64": 8, "I64": 8, "F64": 8}
+DTYPE_BYTES = {
+    "BOOL": 1,
+    "U8": 1,
+    "I8": 1,
+    "U16": 2,
+    "I16": 2,
+    "F16": 2,
+    "BF16": 2,
+    "U32": 4,
+    "I32": 4,
+    "F32": 4,
+    "U64": 8,
+    "I64": 8,
+    "F64": 8,
+}
 
 
 def read_header(path: str | Path) -> dict:
@@ -180,8 +193,9 @@ def read_header(path: str | Path) -> dict:
     data_size, spans = size - 8 - length, []
     for name, entry in header.items():
         if name == "__metadata__":
-            if entry is not None and (not isinstance(entry, dict)
-                                      or not all(isinstance(v, str) for v in entry.values())):
+            if entry is not None and (
+                not isinstance(entry, dict) or not all(isinstance(v, str) for v in entry.values())
+            ):
                 raise ValueError("metadata must map names to strings")
             continue
         if not isinstance(entry, dict):
@@ -189,11 +203,17 @@ def read_header(path: str | Path) -> dict:
         dtype, shape, offsets = entry.get("dtype"), entry.get("shape"), entry.get("data_offsets")
         if dtype not in DTYPE_BYTES:
             raise ValueError(f"tensor {name!r} has unknown dtype {dtype!r}")
-        if (not isinstance(shape, list) or len(shape) > 8
-                or not all(isinstance(d, int) and not isinstance(d, bool) and 0 <= d for d in shape)):
+        if (
+            not isinstance(shape, list)
+            or len(shape) > 8
+            or not all(isinstance(d, int) and not isinstance(d, bool) and 0 <= d for d in shape)
+        ):
             raise ValueError(f"tensor {name!r} has an invalid shape")
-        if (not isinstance(offsets, list) or len(offsets) != 2
-                or not all(isinstance(o, int) and not isinstance(o, bool) for o in offsets)):
+        if (
+            not isinstance(offsets, list)
+            or len(offsets) != 2
+            or not all(isinstance(o, int) and not isinstance(o, bool) for o in offsets)
+        ):
             raise ValueError(f"tensor {name!r} has invalid data offsets")
         begin, end = offsets
         if not 0 <= begin <= end <= data_size:
@@ -225,20 +245,26 @@ def load_weights(path: str | Path, kind: str | None = None) -> tuple[dict[str, m
     except Exception as exc:  # MLX raises RuntimeError/ValueError on truncated or foreign bytes
         raise WeightFileError(f"{path} is not a readable safetensors file ({exc}); re-create or re-download it")
     if meta.get("format") != FORMAT:
-        raise WeightFileError(f"{path} was not written by mlx_style (no format metadata); convert it first "
-                              "(scripts/convert_vgg.py for VGG, scripts/convert_fst.py for style networks)")
+        raise WeightFileError(
+            f"{path} was not written by mlx_style (no format metadata); convert it first "
+            "(scripts/convert_vgg.py for VGG, scripts/convert_fst.py for style networks)"
+        )
     if kind is not None and meta.get("kind") != kind:
         raise WeightFileError(f"{path} holds a {meta.get('kind')!r} network, but a {kind!r} network is needed here")
     if "sha256" in meta and tensors_sha256(arrays) != meta["sha256"]:
         raise WeightFileError(f"{path} is corrupt: its tensors do not match the checksum in its metadata")
     if "metadata_sha256" in meta and metadata_sha256(meta) != meta["metadata_sha256"]:
-        raise WeightFileError(f"{path} is corrupt: its metadata does not match its checksum (edited or damaged); "
-                              "re-create or re-download it")
-    bad = next((k for k, a in arrays.items() if mx.issubdtype(a.dtype, mx.floating) and not mx.all(mx.isfinite(a))),
-               None)
+        raise WeightFileError(
+            f"{path} is corrupt: its metadata does not match its checksum (edited or damaged); "
+            "re-create or re-download it"
+        )
+    bad = next(
+        (k for k, a in arrays.items() if mx.issubdtype(a.dtype, mx.floating) and not mx.all(mx.isfinite(a))), None
+    )
     if bad is not None:  # a checksum can be recomputed over NaNs: they would paint every picture black
-        raise WeightFileError(f"{path} holds values that are not finite numbers (in {bad}); re-create or "
-                              "re-download it")
+        raise WeightFileError(
+            f"{path} holds values that are not finite numbers (in {bad}); re-create or re-download it"
+        )
     return arrays, meta
 
 
@@ -247,8 +273,11 @@ def check_and_load(module: nn.Module, arrays: dict[str, mx.array], where: str = 
     expected = dict(tree_flatten(module.parameters()))
     missing = sorted(set(expected) - set(arrays))
     unexpected = sorted(set(arrays) - set(expected))
-    misshaped = sorted(f"{k}: file {tuple(arrays[k].shape)} vs network {tuple(expected[k].shape)}"
-                       for k in set(expected) & set(arrays) if tuple(arrays[k].shape) != tuple(expected[k].shape))
+    misshaped = sorted(
+        f"{k}: file {tuple(arrays[k].shape)} vs network {tuple(expected[k].shape)}"
+        for k in set(expected) & set(arrays)
+        if tuple(arrays[k].shape) != tuple(expected[k].shape)
+    )
     if missing or unexpected or misshaped:
         parts = []
         for label, items in (("missing", missing), ("unexpected", unexpected), ("mis-shaped", misshaped)):

@@ -34,8 +34,14 @@ import mlx.core as mx
 import mlx.nn as nn
 import numpy as np
 
-from mlx_style.pixels import (CAFFE_MEAN_BGR, IMAGENET_MEAN_RGB, IMAGENET_STD_RGB, PREPROCESSING,
-                              resize_max_side, resize_shorter)
+from mlx_style.pixels import (
+    CAFFE_MEAN_BGR,
+    IMAGENET_MEAN_RGB,
+    IMAGENET_STD_RGB,
+    PREPROCESSING,
+    resize_max_side,
+    resize_shorter,
+)
 from mlx_style.nn.ops import relu
 from mlx_style.nn.config import check_choice, check_int, check_ints, check_number, from_json, to_json
 from mlx_style.nn.style import FrameFunction
@@ -128,8 +134,10 @@ def stats_vector(mean: mx.array, std: mx.array) -> mx.array:
 def split_vector(vector: mx.array, channels: int) -> tuple[mx.array, mx.array]:
     """``(μ, σ)`` of a style vector ``(2C,)`` or ``(B, 2C)``."""
     if vector.shape[-1] != 2 * channels:
-        raise UsageError(f"[AdaIN] a style vector holds {2 * channels} numbers (μ and σ of {channels} channels), "
-                         f"got shape {vector.shape}")
+        raise UsageError(
+            f"[AdaIN] a style vector holds {2 * channels} numbers (μ and σ of {channels} channels), "
+            f"got shape {vector.shape}"
+        )
     return vector[..., :channels], vector[..., channels:]
 
 
@@ -162,8 +170,10 @@ class Decoder(nn.Module):
     def __init__(self, config: AdaINConfig):
         super().__init__()
         self.layout = decoder_layout(config.arch, config.decoder_widths)
-        self.layers = [UpsampleConvLayer(cin, cout, LAYERS) if up else ConvLayer(cin, cout, 3, 1, LAYERS)
-                       for cin, cout, up in self.layout]
+        self.layers = [
+            UpsampleConvLayer(cin, cout, LAYERS) if up else ConvLayer(cin, cout, 3, 1, LAYERS)
+            for cin, cout, up in self.layout
+        ]
 
     def __call__(self, features: mx.array) -> mx.array:
         y = features
@@ -214,8 +224,10 @@ class AdaINNet(nn.Module):
         if encoder is None:
             encoder = VGG(config.arch, config.preprocess)
         if (encoder.arch, encoder.preprocess) != (config.arch, config.preprocess):
-            raise UsageError(f"[AdaINNet] the encoder is {encoder.arch}/{encoder.preprocess}, the config says "
-                             f"{config.arch}/{config.preprocess}")
+            raise UsageError(
+                f"[AdaINNet] the encoder is {encoder.arch}/{encoder.preprocess}, the config says "
+                f"{config.arch}/{config.preprocess}"
+            )
         self.encoder = truncate_to_encoder(encoder)
         self.decoder = Decoder(config)
 
@@ -244,8 +256,9 @@ class AdaINNet(nn.Module):
             if max(image.shape[:2]) > 2 * size:  # a panorama: its longer side bounded too, so memory is
                 image = resize_max_side(image, 2 * size)
         if min(image.shape[:2]) < 16:
-            raise UsageError(f"[AdaINNet] a style image needs at least 16×16 pixels, got {image.shape[1]}×"
-                             f"{image.shape[0]}")
+            raise UsageError(
+                f"[AdaINNet] a style image needs at least 16×16 pixels, got {image.shape[1]}×{image.shape[0]}"
+            )
         return stats_vector(*self.style_features(mx.array(image.astype(np.float32))[None]))[0]
 
     def __call__(self, content: mx.array, style_stats, alpha: float = 1.0) -> mx.array:
@@ -256,11 +269,11 @@ class AdaINNet(nn.Module):
             raise UsageError(f"[AdaINNet] expected NHWC RGB input with 3 channels, got shape {content.shape}")
         if not 0.0 <= alpha <= 1.0:
             raise UsageError(f"--style-strength must be between 0 and 1, got {alpha}")
-        mean, std = (style_stats if isinstance(style_stats, (tuple, list))
-                     else split_vector(style_stats, self.config.channels))
+        mean, std = (
+            style_stats if isinstance(style_stats, (tuple, list)) else split_vector(style_stats, self.config.channels)
+        )
         Hp, Wp = padded_size(H), padded_size(W)
-        x = content if (Hp, Wp) == (H, W) else mx.pad(content, ((0, 0), (0, Hp - H), (0, Wp - W), (0, 0)),
-                                                        mode="edge")
+        x = content if (Hp, Wp) == (H, W) else mx.pad(content, ((0, 0), (0, Hp - H), (0, Wp - W), (0, 0)), mode="edge")
         features = self.encode(x)[ENCODER_LAYER]
         t = interpolate(features, adain_from_stats(features, mean, std, self.config.eps), alpha)
         return self.decode(t)[:, :H, :W, :]
@@ -322,8 +335,10 @@ class AdaINLossConfig:
 
     def __post_init__(self):
         if len(self.style_layers) != len(self.style_layer_weights) or not self.style_layers:
-            raise UsageError(f"[AdaINLossConfig] {len(self.style_layers)} style layers but "
-                             f"{len(self.style_layer_weights)} style layer weights")
+            raise UsageError(
+                f"[AdaINLossConfig] {len(self.style_layers)} style layers but "
+                f"{len(self.style_layer_weights)} style layer weights"
+            )
         if min(self.content_weight, self.style_weight, *self.style_layer_weights) < 0:
             raise UsageError("[AdaINLossConfig] loss weights must be ≥ 0")
 

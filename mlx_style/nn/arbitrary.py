@@ -38,9 +38,25 @@ from mlx_style.errors import UsageError
 
 STYLE_IMAGE_SIZE = 256  # shorter side of a style image for the predictor: its training size (as Magenta does)
 # MobileNetV2 1.0 (Sandler et al. 2018): (hidden channels, output channels, stride) per inverted residual.
-MOBILENET_V2_BLOCKS = ((32, 16, 1), (96, 24, 2), (144, 24, 1), (144, 32, 2), (192, 32, 1), (192, 32, 1),
-                       (192, 64, 2), (384, 64, 1), (384, 64, 1), (384, 64, 1), (384, 96, 1), (576, 96, 1),
-                       (576, 96, 1), (576, 160, 2), (960, 160, 1), (960, 160, 1), (960, 320, 1))
+MOBILENET_V2_BLOCKS = (
+    (32, 16, 1),
+    (96, 24, 2),
+    (144, 24, 1),
+    (144, 32, 2),
+    (192, 32, 1),
+    (192, 32, 1),
+    (192, 64, 2),
+    (384, 64, 1),
+    (384, 64, 1),
+    (384, 64, 1),
+    (384, 96, 1),
+    (576, 96, 1),
+    (576, 96, 1),
+    (576, 160, 2),
+    (960, 160, 1),
+    (960, 160, 1),
+    (960, 320, 1),
+)
 
 
 @dataclass(frozen=True)
@@ -189,11 +205,17 @@ class ArbitraryTransformer(nn.Module):
     def __init__(self, config: ArbitraryConfig):
         super().__init__()
         c, L = config, LAYERS
-        self.contract = [ConvLayer(3, c.contract[0], 9, 1, L), ConvLayer(c.contract[0], c.contract[1], 3, 2, L),
-                         ConvLayer(c.contract[1], c.contract[2], 3, 2, L)]
+        self.contract = [
+            ConvLayer(3, c.contract[0], 9, 1, L),
+            ConvLayer(c.contract[0], c.contract[1], 3, 2, L),
+            ConvLayer(c.contract[1], c.contract[2], 3, 2, L),
+        ]
         self.res = [StyleResidualBlock(c.contract[2], c) for _ in range(c.num_residual)]
-        self.expand = [UpsampleConvLayer(c.contract[2], c.expand[0], L), UpsampleConvLayer(c.expand[0], c.expand[1], L),
-                       ConvLayer(c.expand[1], 3, 9, 1, L)]
+        self.expand = [
+            UpsampleConvLayer(c.contract[2], c.expand[0], L),
+            UpsampleConvLayer(c.expand[0], c.expand[1], L),
+            ConvLayer(c.expand[1], 3, 9, 1, L),
+        ]
         self.expand_norms = [StyleNorm(c.style_dim, ch, c.norm_eps) for ch in (*c.expand, 3)]
 
     def stages(self) -> list:
@@ -202,8 +224,13 @@ class ArbitraryTransformer(nn.Module):
         The one statement of the topology: ``__call__`` and the tiled forward (``nn.tiled``) both walk it.
         """
         norms = self.expand_norms
-        return [*((conv, None, True) for conv in self.contract), *self.res,
-                (self.expand[0], norms[0], True), (self.expand[1], norms[1], True), (self.expand[2], norms[2], False)]
+        return [
+            *((conv, None, True) for conv in self.contract),
+            *self.res,
+            (self.expand[0], norms[0], True),
+            (self.expand[1], norms[1], True),
+            (self.expand[2], norms[2], False),
+        ]
 
     def input_transform(self, x):
         """0–255 pixels to the 0–1 the network was trained on (MLX arrays: in the dtype it was cast to)."""
@@ -252,16 +279,18 @@ class ArbitraryStyleNet(nn.Module):
         resized to ``size`` first (Magenta's default; None keeps it as it is)."""
         image = np.asarray(image)
         if image.ndim != 3 or image.shape[-1] != 3 or image.dtype != np.uint8:
-            raise UsageError(f"[ArbitraryStyleNet] expected a uint8 (H, W, 3) style image, got {image.dtype} "
-                             f"{image.shape}")
+            raise UsageError(
+                f"[ArbitraryStyleNet] expected a uint8 (H, W, 3) style image, got {image.dtype} {image.shape}"
+            )
         if size is not None:
             image = resize_shorter(image, size)
         return self.predictor(mx.array(image.astype(np.float32))[None])[0]
 
     def __call__(self, x: mx.array, style: mx.array) -> mx.array:
         if style.shape[-1] != self.config.style_dim:
-            raise UsageError(f"[ArbitraryStyleNet] style vectors have {self.config.style_dim} numbers, "
-                             f"got shape {style.shape}")
+            raise UsageError(
+                f"[ArbitraryStyleNet] style vectors have {self.config.style_dim} numbers, got shape {style.shape}"
+            )
         return self.transformer(x, style)
 
 

@@ -32,8 +32,9 @@ def check_ints(owner: str, name: str, values, count: int | None, low: int, high:
 
 def check_number(owner: str, name: str, value, low: float, high: float) -> None:
     """A real number with ``low < value < high`` (so never NaN or infinite)."""
-    if not (isinstance(value, (int, float)) and not isinstance(value, bool) and math.isfinite(value)
-            and low < value < high):
+    if not (
+        isinstance(value, (int, float)) and not isinstance(value, bool) and math.isfinite(value) and low < value < high
+    ):
         raise UsageError(f"[{owner}] {name} > {low:g} and < {high:g} is required, got {value!r}")
 
 
@@ -62,8 +63,10 @@ def from_json(cls, text: str):
         raise UsageError(f"[{cls.__name__}] expected a JSON object, got {type(data).__name__}")
     unknown = set(data) - {f.name for f in fields(cls)}
     if unknown:
-        raise UsageError(f"[{cls.__name__}] unknown fields {sorted(unknown)}: the weight file was written by a newer "
-                         "mlx_style, or is not this kind of network; upgrade mlx_style or re-create the file")
+        raise UsageError(
+            f"[{cls.__name__}] unknown fields {sorted(unknown)}: the weight file was written by a newer "
+            "mlx_style, or is not this kind of network; upgrade mlx_style or re-create the file"
+        )
     return cls(**{k: _tuples(v) for k, v in data.items()})
 
 

@@ -18,7 +18,7 @@ here are the same sums rearranged so that copies move whole image rows and the p
 
 Stride s > 1 is a polyphase split: each of the s² input phases sees a stride-1 convolution with the taps that
 fall on it, so nothing is computed and thrown away. Gradients: gathering windows and summing shifted windows
-are each other's adjoints, and a custom VJP (``_window_sums``) says so; MLX's own VJP of a slice allocates a
+are each other's adjoints, and a custom VJP (``nn.conv_windows.window_sums``) says so; MLX's own VJP of a slice allocates a
 zero array the size of the whole input per window. Everything is differentiable MLX ops.
 
 Choosing: ``tune()`` times the candidates for one layer shape, each followed by a bias and a ReLU as in the
@@ -34,12 +34,13 @@ winner in memory and in ``$MLX_STYLE_CACHE/conv_autotune.json`` (default ``~/.ca
     y = conv.conv2d(x, w, stride, training=True) + bias   # inside the compiled, differentiated step
 
 ``padding=p`` zero-pads: ``direct`` passes it to ``mx.conv2d`` (cuDNN pads inside the kernel, faster on a GPU
-than a padded copy; docs/notes/performance_details.md), the other strategies pad first; choices and tuning use the padded shape.
+than a padded copy; docs/notes/performance_details.md), the other strategies pad first; choices and tuning use
+the padded shape.
 
 Large temporaries (tens of MB) make MLX's small default CPU buffer cache (32 MB here) hand memory back to the
 OS and fault it in again on every call; ``mx.set_cache_limit`` of a few GB makes the network's convolutions
-markedly faster (``scripts/bench/bench_conv.py --cache-limit-mb``; docs/notes/performance_details.md). That is the application's
-choice.
+markedly faster (``scripts/bench/bench_conv.py --cache-limit-mb``; docs/notes/performance_details.md). That is
+the application's choice.
 """
 
 from __future__ import annotations
@@ -47,10 +48,26 @@ from __future__ import annotations
 import mlx.core as mx
 
 from mlx_style.backend import release_freed_memory
-from mlx_style.nn.conv_strategies import (FLOAT32_ONLY, METHODS, WINOGRAD, candidates, check, heuristic,  # noqa: F401
-                                          method_fn, padded_shape, scratch_bytes)
-from mlx_style.nn.conv_tuning import (CACHE_FILE, CACHE_VERSION, ENV_CACHE, ENV_METHOD, MEMORY_FRACTION,  # noqa: F401
-                                      ConvTuner, shape_key)
+from mlx_style.nn.conv_strategies import (
+    FLOAT32_ONLY,
+    METHODS,
+    WINOGRAD,
+    candidates,
+    check,
+    heuristic,  # noqa: F401
+    method_fn,
+    padded_shape,
+    scratch_bytes,
+)
+from mlx_style.nn.conv_tuning import (
+    CACHE_FILE,
+    CACHE_VERSION,
+    ENV_CACHE,
+    ENV_METHOD,
+    MEMORY_FRACTION,  # noqa: F401
+    ConvTuner,
+    shape_key,
+)
 from mlx_style.errors import UsageError
 
 TUNER = ConvTuner()  # the process's choices; tests and benchmarks may swap in their own
@@ -59,8 +76,9 @@ TUNER = ConvTuner()  # the process's choices; tests and benchmarks may swap in t
 IMPLICIT_PADDING = True
 
 
-def conv2d(x: mx.array, weight: mx.array, stride: int = 1, method: str = "auto",
-           training: bool | str = False, padding: int = 0) -> mx.array:
+def conv2d(
+    x: mx.array, weight: mx.array, stride: int = 1, method: str = "auto", training: bool | str = False, padding: int = 0
+) -> mx.array:
     """2-D convolution with zero padding, equal to ``mx.conv2d(x, weight, stride, padding)`` up to float rounding.
 
     Args:
@@ -98,8 +116,17 @@ def conv2d(x: mx.array, weight: mx.array, stride: int = 1, method: str = "auto",
     return method_fn(method, stride)(x, weight)
 
 
-def tune(x_shape, w_shape, stride: int = 1, dtype=mx.float32, training: bool | str = False, methods=None,
-         repeats: int = 3, force: bool = False, save: bool = True) -> str:
+def tune(
+    x_shape,
+    w_shape,
+    stride: int = 1,
+    dtype=mx.float32,
+    training: bool | str = False,
+    methods=None,
+    repeats: int = 3,
+    force: bool = False,
+    save: bool = True,
+) -> str:
     """``TUNER.tune``: time the strategies for one layer shape and remember the fastest (see ``ConvTuner.tune``)."""
     return TUNER.tune(x_shape, w_shape, stride, dtype, training, methods, repeats, force, save)
 

@@ -13,115 +13,7 @@ from functools import partial
 import mlx.core as mx
 
 from mlx_style.backend import conv_prefers_direct
-from mlx_style.errors import UsageError
-
-# ----------------------------------------------------------------------------------------------- shapes
-
-
-def out_size(n: int, k: int, s: int) -> int:
-    return (n - k) // s + 1
-
-
-def padded_shape(x_shape, padding: int) -> tuple:
-    """The NHWC shape after zero-padding both spatial axes by ``padding`` on each side."""
-    n, h, w, c = x_shape
-    return (n, h + 2 * padding, w + 2 * padding, c)
-
-
-def check(x: mx.array, weight: mx.array, stride: int, padding: int = 0) -> None:
-    """Raises ValueError for arguments ``mx.conv2d`` would reject or silently misread."""
-    if not isinstance(stride, int) or isinstance(stride, bool) or stride < 1:
-        raise UsageError(f"[conv2d] stride must be a positive int, got {stride!r}")
-    if not isinstance(padding, int) or isinstance(padding, bool) or padding < 0:
-        raise UsageError(f"[conv2d] padding must be a non-negative int, got {padding!r}")
-    if x.ndim != 4 or weight.ndim != 4:
-        raise UsageError(f"[conv2d] expected NHWC input and OHWI weight (4-D), got {x.shape} and {weight.shape}")
-    if x.shape[3] != weight.shape[3]:
-        raise UsageError(f"[conv2d] input has {x.shape[3]} channels but weight expects {weight.shape[3]} "
-                         f"(input {x.shape}, weight {weight.shape})")
-    h, w = x.shape[1] + 2 * padding, x.shape[2] + 2 * padding
-    if weight.shape[1] > h or weight.shape[2] > w:
-        raise UsageError(f"[conv2d] kernel {weight.shape[1:3]} is larger than the padded input {(h, w)} "
-                         "(pad more, or use a smaller kernel)")
-
-
-# ------------------------------------------------------------------- the one data-movement primitive
-
-
-def _window_sums(y: mx.array, groups: tuple, ho: int, wo: int) -> mx.array:
-    """Stack, over groups, of sums of (ho, wo) windows: both im2col's gather and taps' shifted sum.
-
-    ``groups[g]`` is a tuple of terms ``(p, di, dj)`` or ``(p, di, dj, coef)``; output group g is the sum
-    over its terms of ``coef * y[:, p, :, di:di + ho, dj:dj + wo]`` (coef 1 when absent). im2col uses one
-    term per group, taps one group of all taps, winograd's transforms 4 or 9 signed terms per group. The
-    adjoint is the same operation on the zero-padded cotangent with the roles of g and p swapped, and a
-    custom VJP says so: MLX's own VJP of a slice allocates a zero array the size of ``y`` per window.
-
-    Shape:
-        - y: (N, P, C, H, W)
-        - output: (N, len(groups), C, ho, wo)
-    """
-
-    @mx.custom_function
-    def forward(y):
-        sums = []
-        for terms in groups:
-            total = None
-            for p, di, dj, *coef in terms:
-                part = y[:, p, :, di:di + ho, dj:dj + wo]
-                part = part * coef[0] if coef and coef[0] != 1 else part
-                total = part if total is None else total + part
-            sums.append(total)
-        return mx.stack(sums, axis=1) if len(sums) > 1 else mx.expand_dims(sums[0], 1)  # no copy for one
-
-    @forward.vjp
-    def backward(primals, cot, _out):
-        y = primals[0] if isinstance(primals, (list, tuple)) else primals
-        h, w = y.shape[-2:]
-        ph = max(term[1] for terms in groups for term in terms)
-        pw = max(term[2] for terms in groups for term in terms)
-        # Pixel (r, c) of plane p collects cot[g] at (r - di, c - dj) for every term (p, di, dj) of group g:
-        # a window at (ph - di, pw - dj) of the cotangent padded by (ph, pw) in front and to size (h+ph, w+pw).
-        back = [[] for _ in range(y.shape[1])]
-        for g, terms in enumerate(groups):
-            for p, di, dj, *coef in terms:
-                back[p].append((g, ph - di, pw - dj, *coef))
-        padded = mx.pad(cot, [(0, 0)] * 3 + [(ph, h - ho), (pw, w - wo)])
-        if all(back):
-            return _window_sums(padded, tuple(map(tuple, back)), h, w)
-        # A plane no window reads (stride > kernel) gets a zero gradient.
-        used = [p for p in range(y.shape[1]) if back[p]]
-        got = _window_sums(padded, tuple(tuple(back[p]) for p in used), h, w)
-        zero = mx.zeros(y.shape[:1] + y.shape[2:], y.dtype)
-        return mx.stack([got[:, used.index(p)] if back[p] else zero for p in range(y.shape[1])], axis=1)
-
-    return forward(y)
-
-
-def _planes(x: mx.array, s: int) -> mx.array:
-    """NHWC -> (N, s², C, ceil(H/s), ceil(W/s)) contiguous: channel-major stride phases (space to depth).
-
-    Channel-major so every window copy moves whole rows (NHWC windows move C_in floats at a time); phases so
-    that a stride-s convolution is s² stride-1 ones with no product computed and thrown away. One copy, and
-    its VJP is a reshape and a transpose. The zero padding to a multiple of s is never read by a window.
-    """
-    n, h, w, c = x.shape
-    hp, wp = -(-h // s), -(-w // s)
-    if (hp * s, wp * s) != (h, w):
-        x = mx.pad(x, [(0, 0), (0, hp * s - h), (0, wp * s - w), (0, 0)])
-    x = x.reshape(n, hp, s, wp, s, c).transpose(0, 2, 4, 5, 1, 3)
-    return mx.contiguous(x.reshape(n, s * s, c, hp, wp))
-
-
-def _phase_taps(kh: int, kw: int, s: int) -> list[tuple[int, list[tuple[int, int]]]]:
-    """Per input phase p = a·s + b: the kernel taps (i, j) with i ≡ a, j ≡ b (mod s), in row-major order.
-    Tap (i, j) reads phase p at offset (i // s, j // s)."""
-    phases = []
-    for a in range(min(s, kh)):
-        for b in range(min(s, kw)):
-            phases.append((a * s + b, [(i, j) for i in range(a, kh, s) for j in range(b, kw, s)]))
-    return phases
-
+from mlx_style.nn.conv_windows import check, out_size, padded_shape, phase_taps, planes, window_sums  # noqa: F401
 
 # ------------------------------------------------------------------------------------------- strategies
 
@@ -138,8 +30,8 @@ def _im2col(x: mx.array, w: mx.array, stride: int) -> mx.array:
     ho, wo = out_size(h, kh, stride), out_size(wd, kw, stride)
     if kh == kw == 1:  # a 1×1 conv is already a GEMM
         return x[:, ::stride, ::stride, :] @ w.reshape(o, c).T
-    taps = [(p, i, j) for p, ij in _phase_taps(kh, kw, stride) for i, j in ij]
-    u = _window_sums(_planes(x, stride), tuple(((p, i // stride, j // stride),) for p, i, j in taps), ho, wo)
+    taps = [(p, i, j) for p, ij in phase_taps(kh, kw, stride) for i, j in ij]
+    u = window_sums(planes(x, stride), tuple(((p, i // stride, j // stride),) for p, i, j in taps), ho, wo)
     wm = mx.stack([w[:, i, j, :] for _, i, j in taps], axis=1).reshape(o, -1)  # (O, T·C), u's K order
     # (O, K) @ (N, K, M): the cotangent of the unfolded matrix comes out contiguous in the backward pass.
     return (wm @ u.reshape(n, -1, ho * wo)).reshape(n, o, ho, wo).transpose(0, 2, 3, 1)
@@ -151,32 +43,48 @@ def _taps(x: mx.array, w: mx.array, stride: int) -> mx.array:
     o, kh, kw, _ = w.shape
     ho, wo = out_size(h, kh, stride), out_size(wd, kw, stride)
     if stride == 1:  # (N, C, H·W) as a transposed view of the NHWC input: BLAS reads it in place
-        planes, hp, wp = [x.reshape(n, h * wd, c).swapaxes(1, 2)], h, wd
+        split, hp, wp = [x.reshape(n, h * wd, c).swapaxes(1, 2)], h, wd
     else:
-        xp = _planes(x, stride)
+        xp = planes(x, stride)
         hp, wp = xp.shape[-2:]
-        planes = [xp[:, p].reshape(n, c, hp * wp) for p in range(stride * stride)]
+        split = [xp[:, p].reshape(n, c, hp * wp) for p in range(stride * stride)]
     out = None
-    for p, ij in _phase_taps(kh, kw, stride):
+    for p, ij in phase_taps(kh, kw, stride):
         wt = mx.stack([w[:, i, j, :] for i, j in ij]).reshape(-1, c)  # (T·O, C)
         # The product comes out channel-major, one (hp, wp) plane per tap and output channel, so the shifted
         # windows summed below are whole-row reads.
-        y = (wt @ planes[p]).reshape(n, len(ij), o, hp, wp)
-        part = _window_sums(y, (tuple((t, i // stride, j // stride) for t, (i, j) in enumerate(ij)),), ho, wo)
+        y = (wt @ split[p]).reshape(n, len(ij), o, hp, wp)
+        part = window_sums(y, (tuple((t, i // stride, j // stride) for t, (i, j) in enumerate(ij)),), ho, wo)
         out = part if out is None else out + part
     return out[:, 0].transpose(0, 2, 3, 1)
 
 
 # Winograd F(m×m, 3×3) (Lavin & Gray 2016): B^T (input tile), G (kernel), A^T (output tile), per output size m.
 _WINOGRAD = {
-    2: (((1, 0, -1, 0), (0, 1, 1, 0), (0, -1, 1, 0), (0, 1, 0, -1)),
+    2: (
+        ((1, 0, -1, 0), (0, 1, 1, 0), (0, -1, 1, 0), (0, 1, 0, -1)),
         ((1, 0, 0), (0.5, 0.5, 0.5), (0.5, -0.5, 0.5), (0, 0, 1)),
-        ((1, 1, 1, 0), (0, 1, -1, -1))),
-    4: (((4, 0, -5, 0, 1, 0), (0, -4, -4, 1, 1, 0), (0, 4, -4, -1, 1, 0), (0, -2, -1, 2, 1, 0),
-         (0, 2, -1, -2, 1, 0), (0, 4, 0, -5, 0, 1)),
-        ((1 / 4, 0, 0), (-1 / 6, -1 / 6, -1 / 6), (-1 / 6, 1 / 6, -1 / 6), (1 / 24, 1 / 12, 1 / 6),
-         (1 / 24, -1 / 12, 1 / 6), (0, 0, 1)),
-        ((1, 1, 1, 1, 1, 0), (0, 1, -1, 2, -2, 0), (0, 1, 1, 4, 4, 0), (0, 1, -1, 8, -8, 1))),
+        ((1, 1, 1, 0), (0, 1, -1, -1)),
+    ),
+    4: (
+        (
+            (4, 0, -5, 0, 1, 0),
+            (0, -4, -4, 1, 1, 0),
+            (0, 4, -4, -1, 1, 0),
+            (0, -2, -1, 2, 1, 0),
+            (0, 2, -1, -2, 1, 0),
+            (0, 4, 0, -5, 0, 1),
+        ),
+        (
+            (1 / 4, 0, 0),
+            (-1 / 6, -1 / 6, -1 / 6),
+            (-1 / 6, 1 / 6, -1 / 6),
+            (1 / 24, 1 / 12, 1 / 6),
+            (1 / 24, -1 / 12, 1 / 6),
+            (0, 0, 1),
+        ),
+        ((1, 1, 1, 1, 1, 0), (0, 1, -1, 2, -2, 0), (0, 1, 1, 4, 4, 0), (0, 1, -1, 8, -8, 1)),
+    ),
 }
 
 
@@ -190,7 +98,7 @@ def _gather_tiles(x: mx.array, m: int, th: int, tw: int) -> mx.array:
 
     Forward: one stack of strided views (one copy, runs of C floats). Backward (a custom VJP: MLX's own would
     allocate a zero array the size of ``x`` per tile element): the adjoint of gathering the tiles from the
-    stride-m phases of ``x`` (``_window_sums``), then the phases interleaved back.
+    stride-m phases of ``x`` (``window_sums``), then the phases interleaved back.
     """
     n, h, w, c = x.shape
     t = m + 2
@@ -199,15 +107,17 @@ def _gather_tiles(x: mx.array, m: int, th: int, tw: int) -> mx.array:
 
     @mx.custom_function
     def forward(x):
-        return mx.stack([x[:, r:r + m * (th - 1) + 1:m, q:q + m * (tw - 1) + 1:m, :]
-                         for r in range(t) for q in range(t)])
+        return mx.stack(
+            [x[:, r : r + m * (th - 1) + 1 : m, q : q + m * (tw - 1) + 1 : m, :] for r in range(t) for q in range(t)]
+        )
 
     @forward.vjp
     def backward(primals, cot, _out):
         # cot: (t², N, th, tw, C) -> the window sums' cotangent layout (1, t², N, th, tw·C)
         phases = mx.zeros((1, m * m, n, hp, wp * c), cot.dtype)  # shape only: never computed
-        _, (dphases,) = mx.vjp(lambda p: _window_sums(p, gather, th, tw * c), [phases],
-                               [cot.reshape(1, t * t, n, th, tw * c)])
+        _, (dphases,) = mx.vjp(
+            lambda p: window_sums(p, gather, th, tw * c), [phases], [cot.reshape(1, t * t, n, th, tw * c)]
+        )
         dx = dphases.reshape(m, m, n, hp, wp, c).transpose(2, 3, 0, 4, 1, 5).reshape(n, hp * m, wp * m, c)
         return dx[:, :h, :w] if (hp * m, wp * m) != (h, w) else dx
 
@@ -281,18 +191,30 @@ def _s2d(x: mx.array, w: mx.array, stride: int) -> mx.array:
     if (hb * s, wb * s) != (h, wd):  # whole blocks (hb·s ≥ h since s ≥ (k − 1)/2); the zeros are never read
         x = mx.pad(x, [(0, 0), (0, hb * s - h), (0, wb * s - wd), (0, 0)])
     blocks = x.reshape(n, hb, s, wb, s, c).transpose(0, 1, 3, 2, 4, 5).reshape(n, hb, wb, s * s * c)
-    kernel = mx.concatenate([
-        mx.pad(w, [(0, 0), (u, span - k - u), (v, span - k - v), (0, 0)])
-        .reshape(o, 3, s, 3, s, c).transpose(0, 1, 3, 2, 4, 5).reshape(o, 3, 3, s * s * c)
-        for u in range(s) for v in range(s)])  # (s²·O, 3, 3, s²·C): output channels ordered (u, v, o)
+    kernel = mx.concatenate(
+        [
+            mx.pad(w, [(0, 0), (u, span - k - u), (v, span - k - v), (0, 0)])
+            .reshape(o, 3, s, 3, s, c)
+            .transpose(0, 1, 3, 2, 4, 5)
+            .reshape(o, 3, 3, s * s * c)
+            for u in range(s)
+            for v in range(s)
+        ]
+    )  # (s²·O, 3, 3, s²·C): output channels ordered (u, v, o)
     y = _winograd_tiles(blocks, kernel, 4)  # (N, hb − 2, wb − 2, s²·O)
     a, b = y.shape[1], y.shape[2]
     y = y.reshape(n, a, b, s, s, o).transpose(0, 1, 3, 2, 4, 5).reshape(n, a * s, b * s, o)
     return y[:, :ho, :wo]
 
 
-METHODS = {"direct": _direct, "im2col": _im2col, "taps": _taps, "winograd": _winograd,
-           "winograd4": _winograd4, "s2d": _s2d}
+METHODS = {
+    "direct": _direct,
+    "im2col": _im2col,
+    "taps": _taps,
+    "winograd": _winograd,
+    "winograd4": _winograd4,
+    "s2d": _s2d,
+}
 WINOGRAD = ("winograd", "winograd4")
 
 
@@ -305,10 +227,13 @@ def candidates(w_shape, stride: int = 1, dtype=mx.float32) -> list[str]:
     float32 or wider."""
     kernel = tuple(w_shape[1:3])
     half = dtype in (mx.float16, mx.bfloat16)
-    return [m for m in METHODS if (m not in WINOGRAD or (kernel, stride) == ((3, 3), 1))
-            and (m != "s2d" or (stride == 1 and kernel[0] == kernel[1] >= 5))
-            and not (half and m in FLOAT32_ONLY)]
-
+    return [
+        m
+        for m in METHODS
+        if (m not in WINOGRAD or (kernel, stride) == ((3, 3), 1))
+        and (m != "s2d" or (stride == 1 and kernel[0] == kernel[1] >= 5))
+        and not (half and m in FLOAT32_ONLY)
+    ]
 
 
 @functools.lru_cache(maxsize=None)
@@ -320,8 +245,14 @@ def method_fn(name: str, stride: int):
 # ------------------------------------------------------------------------------------------------ choice
 
 
-def heuristic(x_shape, w_shape, stride: int = 1, training: bool | str = False, dtype=mx.float32,
-              device: mx.Device | mx.DeviceType | None = None) -> str:
+def heuristic(
+    x_shape,
+    w_shape,
+    stride: int = 1,
+    training: bool | str = False,
+    dtype=mx.float32,
+    device: mx.Device | mx.DeviceType | None = None,
+) -> str:
     """The untuned default, from the measured winners on the style network's layers (forward and training).
 
     On the CPU: 3×3 stride-1 with both channel counts ≥ 64: ``winograd4`` (4× fewer multiplies; it won nearly
@@ -352,8 +283,9 @@ def heuristic(x_shape, w_shape, stride: int = 1, training: bool | str = False, d
     return "im2col" if c < o else "taps"
 
 
-def scratch_bytes(method: str, x_shape, w_shape, stride: int = 1, itemsize: int = 4,
-                  training: bool | str = False) -> int:
+def scratch_bytes(
+    method: str, x_shape, w_shape, stride: int = 1, itemsize: int = 4, training: bool | str = False
+) -> int:
     """Rough size of a strategy's largest temporaries, for skipping candidates that would not fit.
 
     ``im2col`` unfolds the input (∝ C_in), ``taps`` keeps one product plane per tap (∝ C_out),
@@ -368,8 +300,10 @@ def scratch_bytes(method: str, x_shape, w_shape, stride: int = 1, itemsize: int 
     per_tap = n * kh * kw * o * (h // stride + 1) * (w // stride + 1)
     # Winograd F(m): (m+2)²/m² transformed values per input and output value, twice (before and after the
     # transform GEMM).
-    wino = {name: 2 * n * (m + 2) ** 2 * (c + o) * out_size(h, kh, stride) * out_size(w, kw, stride) // m ** 2
-            for name, m in (("winograd", 2), ("winograd4", 4))}
+    wino = {
+        name: 2 * n * (m + 2) ** 2 * (c + o) * out_size(h, kh, stride) * out_size(w, kw, stride) // m**2
+        for name, m in (("winograd", 2), ("winograd4", 4))
+    }
     fallback = per_tap if c >= o else unfold  # taps / im2col, for kernels a strategy does not cover
     if (kh, kw, stride) != (3, 3, 1):
         wino = dict.fromkeys(wino, fallback)
@@ -379,4 +313,3 @@ def scratch_bytes(method: str, x_shape, w_shape, stride: int = 1, itemsize: int 
         return (unfold + per_tap if training else unfold) * itemsize
     size = {"im2col": unfold, "taps": per_tap, **wino}[method]
     return size * itemsize * (3 if training else 1)
-

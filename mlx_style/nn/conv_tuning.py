@@ -41,8 +41,16 @@ def mode_name(training) -> str:
 def shape_key(x_shape, w_shape, stride, dtype, training) -> str:
     """The cache key of one layer shape on MLX's default backend: its name (``cpu``, ``metal``, ``cuda``), since a
     device alone reads ``Device(gpu, 0)`` on CUDA and Metal alike, whose timings have nothing in common."""
-    return "|".join(["x" + "x".join(map(str, x_shape)), "w" + "x".join(map(str, w_shape)), f"s{stride}",
-                     str(dtype).rsplit(".", 1)[-1], backend.backend_name(), mode_name(training)])
+    return "|".join(
+        [
+            "x" + "x".join(map(str, x_shape)),
+            "w" + "x".join(map(str, w_shape)),
+            f"s{stride}",
+            str(dtype).rsplit(".", 1)[-1],
+            backend.backend_name(),
+            mode_name(training),
+        ]
+    )
 
 
 def _time_ms(fn, args, repeats: int, budget_ms: float) -> float:
@@ -180,8 +188,9 @@ class ConvTuner:
                 return entry["method"]
         return heuristic(x_shape, w_shape, stride, training, dtype)
 
-    def tuned_entry(self, x_shape, w_shape, stride: int = 1, dtype=mx.float32,
-                    training: bool | str = False) -> dict | None:
+    def tuned_entry(
+        self, x_shape, w_shape, stride: int = 1, dtype=mx.float32, training: bool | str = False
+    ) -> dict | None:
         """The cached tuning record ``{"method": name, "ms": {name: ms}}`` for a shape, or None."""
         self._load_file_once()
         return self.tuned.get(shape_key(tuple(x_shape), tuple(w_shape), stride, dtype, training))
@@ -198,8 +207,18 @@ class ConvTuner:
 
     # ------------------------------------------------------------------------------------------------- tuning
 
-    def tune(self, x_shape, w_shape, stride: int = 1, dtype=mx.float32, training: bool | str = False,
-             methods=None, repeats: int = 3, force: bool = False, save: bool = True) -> str:
+    def tune(
+        self,
+        x_shape,
+        w_shape,
+        stride: int = 1,
+        dtype=mx.float32,
+        training: bool | str = False,
+        methods=None,
+        repeats: int = 3,
+        force: bool = False,
+        save: bool = True,
+    ) -> str:
         """Time the strategies for one layer shape, remember the fastest, and return its name.
 
         Run it eagerly (not inside ``mx.compile`` or a gradient transform), once per layer shape, before the
@@ -239,8 +258,12 @@ class ConvTuner:
         check(x, w, stride)
         args = [x, w, mx.random.normal(w_shape[:1], dtype=dtype, key=kb)]
         if training:
-            out_shape = (x_shape[0], out_size(x_shape[1], w_shape[1], stride),
-                         out_size(x_shape[2], w_shape[2], stride), w_shape[0])
+            out_shape = (
+                x_shape[0],
+                out_size(x_shape[1], w_shape[1], stride),
+                out_size(x_shape[2], w_shape[2], stride),
+                w_shape[0],
+            )
             args.append(mx.random.normal(out_shape, dtype=dtype, key=kc))
         mx.eval(args)
         # Skip candidates whose temporaries would crowd out the rest of the process (keep at least one).

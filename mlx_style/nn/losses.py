@@ -62,8 +62,10 @@ class LossConfig:
 
     def __post_init__(self):
         if len(self.style_layers) != len(self.style_layer_weights):
-            raise UsageError(f"[LossConfig] {len(self.style_layers)} style layers but "
-                             f"{len(self.style_layer_weights)} style layer weights")
+            raise UsageError(
+                f"[LossConfig] {len(self.style_layers)} style layers but "
+                f"{len(self.style_layer_weights)} style layer weights"
+            )
         if min(self.content_weight, self.style_weight, self.tv_weight) < 0:
             raise UsageError("[LossConfig] loss weights must be ≥ 0")
 
@@ -104,8 +106,12 @@ def style_layer_loss(output_gram: mx.array, target_gram: mx.array) -> mx.array:
     return _sum_all(diff * diff) / diff.size
 
 
-def style_loss(output_features: dict[str, mx.array], target_grams: dict[str, mx.array],
-               layers: tuple[str, ...], weights: tuple[float, ...]) -> mx.array:
+def style_loss(
+    output_features: dict[str, mx.array],
+    target_grams: dict[str, mx.array],
+    layers: tuple[str, ...],
+    weights: tuple[float, ...],
+) -> mx.array:
     """Σ_j w_j · style_layer_loss at each style layer."""
     total = mx.array(0.0)
     for name, w in zip(layers, weights):
@@ -131,8 +137,14 @@ def style_targets(vgg, style_image: mx.array, layers: tuple[str, ...]) -> dict[s
     return {name: gram_matrix(features[name]) for name in layers}
 
 
-def perceptual_loss(vgg, output: mx.array, content: mx.array, target_grams: dict[str, mx.array],
-                    config: LossConfig, content_features: mx.array | None = None):
+def perceptual_loss(
+    vgg,
+    output: mx.array,
+    content: mx.array,
+    target_grams: dict[str, mx.array],
+    config: LossConfig,
+    content_features: mx.array | None = None,
+):
     """The weighted total and its terms for a batch of network ``output`` and the ``content`` images.
 
     ``content_features`` (φ at the content layer of ``content``) may be passed in when already computed.
@@ -146,6 +158,7 @@ def perceptual_loss(vgg, output: mx.array, content: mx.array, target_grams: dict
         "style": style_loss(features, target_grams, config.style_layers, config.style_layer_weights),
         "tv": total_variation(output),
     }
-    total = (config.content_weight * terms["content"] + config.style_weight * terms["style"]
-             + config.tv_weight * terms["tv"])
+    total = (
+        config.content_weight * terms["content"] + config.style_weight * terms["style"] + config.tv_weight * terms["tv"]
+    )
     return total, terms

@@ -56,6 +56,7 @@ class MultiStyleConfig:
     def from_json(cls, text: str) -> "MultiStyleConfig":
         return from_json(cls, text)
 
+
 class ConditionalConv(nn.Module):
     """Reflect padding, a bias-free convolution, a conditional instance norm."""
 
@@ -75,20 +76,29 @@ class MultiStyleNet(nn.Module):
     def __init__(self, config: MultiStyleConfig | None = None):
         super().__init__()
         self.config = c = config or MultiStyleConfig()
-        self.contract = [ConditionalConv(3, c.width, 9, 1, c), ConditionalConv(c.width, c.width, 3, 2, c),
-                         ConditionalConv(c.width, c.width, 3, 2, c)]
-        self.res = [[ConditionalConv(c.width, c.width, 3, 1, c), ConditionalConv(c.width, c.width, 3, 1, c)]
-                    for _ in range(c.num_residual)]
-        self.expand = [ConditionalConv(c.width, c.expand[0], 3, 1, c), ConditionalConv(c.expand[0], c.expand[1], 3, 1, c),
-                       ConditionalConv(c.expand[1], 3, 9, 1, c)]
+        self.contract = [
+            ConditionalConv(3, c.width, 9, 1, c),
+            ConditionalConv(c.width, c.width, 3, 2, c),
+            ConditionalConv(c.width, c.width, 3, 2, c),
+        ]
+        self.res = [
+            [ConditionalConv(c.width, c.width, 3, 1, c), ConditionalConv(c.width, c.width, 3, 1, c)]
+            for _ in range(c.num_residual)
+        ]
+        self.expand = [
+            ConditionalConv(c.width, c.expand[0], 3, 1, c),
+            ConditionalConv(c.expand[0], c.expand[1], 3, 1, c),
+            ConditionalConv(c.expand[1], 3, 9, 1, c),
+        ]
 
     def __call__(self, x: mx.array, style_weights: mx.array) -> mx.array:
         B, H, W, C = x.shape
         if C != 3:
             raise UsageError(f"[MultiStyleNet] expected NHWC RGB input with 3 channels, got shape {x.shape}")
         if style_weights.shape != (self.config.styles,):
-            raise UsageError(f"[MultiStyleNet] style weights must have shape ({self.config.styles},), "
-                             f"got {style_weights.shape}")
+            raise UsageError(
+                f"[MultiStyleNet] style weights must have shape ({self.config.styles},), got {style_weights.shape}"
+            )
         Hp, Wp = padded_size(H), padded_size(W)
         if (Hp, Wp) != (H, W):
             x = mx.pad(x, ((0, 0), (0, Hp - H), (0, Wp - W), (0, 0)), mode="edge")
@@ -125,8 +135,9 @@ def blend_weights(spec: str | int | dict[int, float], styles: int, names: list[s
                 parts[int(key)] = parts.get(int(key), 0.0) + (float(weight) if weight else 1.0)
             except ValueError:
                 known = f" or a name ({', '.join(names)})" if names else ""
-                raise UsageError(f"--blend {spec!r}: expected an index like 7{known}, or a blend like "
-                                 "3:0.5,12:0.5") from None
+                raise UsageError(
+                    f"--blend {spec!r}: expected an index like 7{known}, or a blend like 3:0.5,12:0.5"
+                ) from None
     for index, weight in parts.items():
         if not 0 <= index < styles:
             raise UsageError(f"--blend {spec!r}: this network holds styles 0 to {styles - 1}, not {index}")

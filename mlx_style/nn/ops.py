@@ -18,7 +18,6 @@ from mlx_style.backend import elementwise_max_pool, native_depthwise
 from mlx_style.errors import UsageError
 
 
-
 def _border_rows(x: mx.array, pad: int, axis: int, mode: str) -> tuple[list[mx.array], list[mx.array]]:
     """The ``pad`` slices that go before and after ``x`` along ``axis`` for reflect or edge padding."""
     n = x.shape[axis]
@@ -42,8 +41,9 @@ def pad_spatial(x: mx.array, pad: int, mode: str = "reflect") -> mx.array:
     if pad == 0:
         return x
     if mode == "reflect" and pad >= min(x.shape[1], x.shape[2]):
-        raise UsageError(f"[pad_spatial] reflect padding {pad} needs more than {pad} rows and columns, got "
-                         f"{x.shape[1]}×{x.shape[2]}")
+        raise UsageError(
+            f"[pad_spatial] reflect padding {pad} needs more than {pad} rows and columns, got {x.shape[1]}×{x.shape[2]}"
+        )
     for axis in (1, 2):
         before, after = _border_rows(x, pad, axis, mode)
         x = mx.concatenate([*before, x, *after], axis=axis)
@@ -92,7 +92,8 @@ def relu(x: mx.array) -> mx.array:
     """``max(x, 0)``, whose gradient (1 where x > 0, else 0, as torch's) is read from a 1-byte mask made in the
     forward pass, so the backward pass need not keep the float input alive as ``nn.relu``'s does. On the CPU
     backend a training step peaks lower than with ``nn.relu`` or with the gradient read from the output, with
-    the same losses; on CUDA the saving did not show and the step's time was the same (docs/notes/performance_details.md)."""
+    the same losses; on CUDA the saving did not show and the step's time was the same
+    (docs/notes/performance_details.md)."""
     return _relu_and_mask(x)[0]
 
 
@@ -148,8 +149,8 @@ def _instance_norm_fn(eps: float):
     backward pass keeps only ``x`` (which it needs anyway) and two small arrays. The per-channel factors go
     through ``mx.contiguous``: inside ``mx.compile`` it stops the fusion of the small ``rsqrt`` and products
     into the full-size kernel, which otherwise recomputes them for every pixel and, on the CPU, makes the
-    compiled norm + ReLU slower than the eager one (docs/notes/performance_details.md). The gradient is the closed form (as
-    torch's), one fused pass for ``dx`` instead of MLX's autodiff through the mean, variance and broadcasts.
+    compiled norm + ReLU slower than the eager one (docs/notes/performance_details.md). The gradient is the closed
+    form (as torch's), one fused pass for ``dx`` instead of MLX's autodiff through the mean, variance and broadcasts.
     """
 
     @mx.custom_function
@@ -170,8 +171,7 @@ def _instance_norm_fn(eps: float):
         sum_g = mx.sum(g, axis=(1, 2), keepdims=True)
         sum_gx = mx.sum((x - mean) * g, axis=(1, 2), keepdims=True) * rstd  # Σ(g·x̂)
         a = rstd * weight
-        dx = (mx.contiguous(a) * g - mx.contiguous(a * sum_g / n)
-              - mx.contiguous(a * rstd * sum_gx / n) * (x - mean))
+        dx = mx.contiguous(a) * g - mx.contiguous(a * sum_g / n) - mx.contiguous(a * rstd * sum_gx / n) * (x - mean)
         return dx, mx.sum(sum_gx, axis=(0, 1, 2)), mx.sum(sum_g, axis=(0, 1, 2))
 
     return norm
@@ -198,8 +198,15 @@ class Conv2d(nn.Module):
         - Output: ``(B, (H + 2·padding − k) // stride + 1, …, out_channels)``
     """
 
-    def __init__(self, in_channels: int, out_channels: int, kernel_size: int, stride: int = 1,
-                 padding: int = 0, bias: bool = True):
+    def __init__(
+        self,
+        in_channels: int,
+        out_channels: int,
+        kernel_size: int,
+        stride: int = 1,
+        padding: int = 0,
+        bias: bool = True,
+    ):
         super().__init__()
         scale = math.sqrt(1.0 / (in_channels * kernel_size * kernel_size))
         self.weight = mx.random.uniform(-scale, scale, (out_channels, kernel_size, kernel_size, in_channels))
@@ -243,7 +250,10 @@ def depthwise_conv(x: mx.array, weight: mx.array, stride: int = 1, native: bool 
     out = None
     for i in range(k):
         for j in range(k):
-            term = x[:, i:i + stride * (Ho - 1) + 1:stride, j:j + stride * (Wo - 1) + 1:stride, :] * weight[:, i, j, 0]
+            term = (
+                x[:, i : i + stride * (Ho - 1) + 1 : stride, j : j + stride * (Wo - 1) + 1 : stride, :]
+                * weight[:, i, j, 0]
+            )
             out = term if out is None else out + term
     return out
 
@@ -281,8 +291,7 @@ def phase_taps(mode: str, kernel: int = 3, start: int = 1) -> tuple[tuple[int, t
     return tuple(phases)
 
 
-def subpixel_conv(z: mx.array, weight: mx.array, mode: str, start: int = 1,
-                  training: bool | str = False) -> mx.array:
+def subpixel_conv(z: mx.array, weight: mx.array, mode: str, start: int = 1, training: bool | str = False) -> mx.array:
     """A ×2 upsampling convolution computed at the input's resolution, one small convolution per output phase.
 
     ``z`` is the input padded by one pixel on each side (``(B, H+2, W+2, C)``); the result is ``(B, 2H, 2W, O)``,
@@ -300,7 +309,7 @@ def subpixel_conv(z: mx.array, weight: mx.array, mode: str, start: int = 1,
     for ra, ma in phases:
         for cb, mb in phases:
             kernel = mx.einsum("ui,vj,oijc->ouvc", mx.array(ma, weight.dtype), mx.array(mb, weight.dtype), weight)
-            window = z[:, ra:ra + H + len(ma) - 1, cb:cb + W + len(mb) - 1, :]
+            window = z[:, ra : ra + H + len(ma) - 1, cb : cb + W + len(mb) - 1, :]
             _conv.TUNER.note(window.shape, kernel.shape, 1, z.dtype, training)
             outputs.append(_conv.conv2d(window, kernel, stride=1, training=training))
     y = mx.stack(outputs, axis=3).reshape(B, H, W, 2, 2, -1).transpose(0, 1, 3, 2, 4, 5)
@@ -315,8 +324,15 @@ class ConvTranspose2d(nn.Module):
     of the full ``(H−1)·stride + k`` output.
     """
 
-    def __init__(self, in_channels: int, out_channels: int, kernel_size: int, stride: int,
-                 bias: bool = True, align: str = "torch"):
+    def __init__(
+        self,
+        in_channels: int,
+        out_channels: int,
+        kernel_size: int,
+        stride: int,
+        bias: bool = True,
+        align: str = "torch",
+    ):
         super().__init__()
         if align not in ("torch", "tf_same"):
             raise UsageError(f"[ConvTranspose2d] align must be 'torch' or 'tf_same', got {align!r}")
@@ -334,14 +350,13 @@ class ConvTranspose2d(nn.Module):
         if s == 2 and k == 3:
             # One 2×2, 2×1, 1×2 or 1×1 convolution per output phase (subpixel_conv): 4× fewer multiplies than
             # convolving the zero-dilated input, which was itself far faster than mx.conv_transpose2d on the CPU.
-            y = subpixel_conv(mx.pad(x, ((0, 0), (1, 1), (1, 1), (0, 0))), self.weight, "deconv", start,
-                              self.training)
+            y = subpixel_conv(mx.pad(x, ((0, 0), (1, 1), (1, 1), (0, 0))), self.weight, "deconv", start, self.training)
         else:
             # As a convolution of the zero-dilated input with the flipped kernel (any stride and kernel).
             x = mx.pad(dilate(x, s), ((0, 0), (k - 1, k - 1), (k - 1, k - 1), (0, 0)))
             _conv.TUNER.note(x.shape, self.weight.shape, 1, x.dtype, self.training)
             y = _conv.conv2d(x, self.weight[:, ::-1, ::-1, :], stride=1, training=self.training)
-            y = y[:, start:start + s * H, start:start + s * W, :]
+            y = y[:, start : start + s * H, start : start + s * W, :]
         if "bias" in self:
             y = y + self.bias
         return y

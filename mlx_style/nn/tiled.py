@@ -27,8 +27,15 @@ def network_dtype(net: nn.Module) -> mx.Dtype:
     return tree_flatten(net.parameters())[0][1].dtype
 
 
-def _window(get, height: int, width: int, rows: tuple[int, int], cols: tuple[int, int],
-            pads: tuple[tuple[int, int], tuple[int, int]], mode: str) -> np.ndarray:
+def _window(
+    get,
+    height: int,
+    width: int,
+    rows: tuple[int, int],
+    cols: tuple[int, int],
+    pads: tuple[tuple[int, int], tuple[int, int]],
+    mode: str,
+) -> np.ndarray:
     """Rows and columns (in padded coordinates) of an array padded by ``pads``, padding only what is needed.
 
     ``get(r0, r1, c0, c1)`` returns the in-range block of the unpadded ``(height, width, C)`` array. Reflection
@@ -72,8 +79,9 @@ def _tiled_conv(layer, x: np.ndarray, tile: int, dtype: mx.Dtype) -> np.ndarray:
     out = None
     for r0, r1 in _spans(Ho, tile):
         for c0, c1 in _spans(Wo, tile):
-            block = _window(lambda a, b, c, d: x[a:b, c:d], H, W, (r0 * s, (r1 - 1) * s + k),
-                            (c0 * s, (c1 - 1) * s + k), pads, mode)
+            block = _window(
+                lambda a, b, c, d: x[a:b, c:d], H, W, (r0 * s, (r1 - 1) * s + k), (c0 * s, (c1 - 1) * s + k), pads, mode
+            )
             y = _call(layer.conv2d, block, dtype)
             if out is None:
                 out = np.empty((Ho, Wo, y.shape[-1]), dtype=np.float32)
@@ -92,12 +100,19 @@ def _tiled_upsample_conv(layer, x: np.ndarray, tile: int, dtype: mx.Dtype) -> np
                 # module itself so its crop (torch or TF 'SAME' alignment) applies unchanged
                 a, b = max(r0 // 2 - 1, 0), min(r1 // 2 + 1, H)
                 c, d = max(c0 // 2 - 1, 0), min(c1 // 2 + 1, W)
-                y = _call(layer, x[a:b, c:d], dtype)[r0 - 2 * a:r1 - 2 * a, c0 - 2 * c:c1 - 2 * c]
+                y = _call(layer, x[a:b, c:d], dtype)[r0 - 2 * a : r1 - 2 * a, c0 - 2 * c : c1 - 2 * c]
             else:
                 # output rows [r0, r1) = input rows [r0/2, r1/2) and one row of halo each side, padded by 1 as
                 # the layer pads its whole input (edge for reflect, zeros for TF 'SAME')
-                block = _window(lambda a, b, c, d: x[a:b, c:d], H, W, (r0 // 2, r1 // 2 + 2), (c0 // 2, c1 // 2 + 2),
-                                ((1, 1), (1, 1)), layer.input_padding)
+                block = _window(
+                    lambda a, b, c, d: x[a:b, c:d],
+                    H,
+                    W,
+                    (r0 // 2, r1 // 2 + 2),
+                    (c0 // 2, c1 // 2 + 2),
+                    ((1, 1), (1, 1)),
+                    layer.input_padding,
+                )
                 y = _call(layer.from_padded, block, dtype)
             if out is None:
                 out = np.empty((2 * H, 2 * W, y.shape[-1]), dtype=np.float32)

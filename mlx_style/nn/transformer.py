@@ -31,8 +31,16 @@ import mlx.nn as nn
 import numpy as np
 from mlx.utils import tree_flatten
 
-from mlx_style.nn.ops import (Conv2d, ConvTranspose2d, instance_norm, pad_spatial, reflect_pad, relu, same_pad,
-                           subpixel_conv)
+from mlx_style.nn.ops import (
+    Conv2d,
+    ConvTranspose2d,
+    instance_norm,
+    pad_spatial,
+    reflect_pad,
+    relu,
+    same_pad,
+    subpixel_conv,
+)
 from mlx_style.nn.config import check_choice, check_flag, check_int, check_number, from_json, to_json
 from mlx_style.nn.style import FrameFunction
 from mlx_style.errors import UsageError
@@ -74,8 +82,15 @@ class TransformerConfig:
     @classmethod
     def fst(cls) -> "TransformerConfig":
         """Engstrom's lengstrom/fast-style-transfer network (the published pretrained styles)."""
-        return cls(norm="instance", upsample="deconv", padding="same", conv_bias=False, norm_eps=1e-3,
-                   output="tanh", final_norm=True)
+        return cls(
+            norm="instance",
+            upsample="deconv",
+            padding="same",
+            conv_bias=False,
+            norm_eps=1e-3,
+            output="tanh",
+            final_norm=True,
+        )
 
     def to_json(self) -> str:
         return to_json(self)
@@ -83,6 +98,7 @@ class TransformerConfig:
     @classmethod
     def from_json(cls, text: str) -> "TransformerConfig":
         return from_json(cls, text)
+
 
 class InstanceNorm(nn.Module):
     """Affine instance normalisation over H and W (torch's ``InstanceNorm2d(affine=True)`` names).
@@ -245,8 +261,10 @@ class TransformerNet(FrameFunction):
         if C != 3:
             raise UsageError(f"[TransformerNet] expected NHWC RGB input with 3 channels, got shape {x.shape}")
         if self.config.styles > 1 and (style is None or style.shape != (self.config.styles,)):
-            raise UsageError(f"[TransformerNet] this network holds {self.config.styles} styles: give a "
-                             f"({self.config.styles},) style blend, got {None if style is None else style.shape}")
+            raise UsageError(
+                f"[TransformerNet] this network holds {self.config.styles} styles: give a "
+                f"({self.config.styles},) style blend, got {None if style is None else style.shape}"
+            )
         Hp, Wp = padded_size(H), padded_size(W)
         if (Hp, Wp) != (H, W):
             x = mx.pad(x, ((0, 0), (0, Hp - H), (0, Wp - W), (0, 0)), mode="edge")
@@ -268,15 +286,20 @@ class TransformerNet(FrameFunction):
         The one statement of the topology: ``__call__`` and the tiled forward (``nn.tiled``) both walk it.
         """
         final_norm = self.in6 if self.config.final_norm else None
-        return [(self.conv1, self.in1, True), (self.conv2, self.in2, True), (self.conv3, self.in3, True),
-                *self.res,
-                (self.deconv1, self.in4, True), (self.deconv2, self.in5, True), (self.deconv3, final_norm, False)]
+        return [
+            (self.conv1, self.in1, True),
+            (self.conv2, self.in2, True),
+            (self.conv3, self.in3, True),
+            *self.res,
+            (self.deconv1, self.in4, True),
+            (self.deconv2, self.in5, True),
+            (self.deconv3, final_norm, False),
+        ]
 
     def with_style(self, style: mx.array) -> "TransformerNet":
         """A single-style copy of a multi-style network for the blend ``style`` (every norm's rows mixed): what
         export writes, so an exported file needs no blend input."""
         from dataclasses import replace
-
 
         single = TransformerNet(replace(self.config, styles=1))
         weights = style.astype(mx.float32)

@@ -81,12 +81,16 @@ class VGG(nn.Module):
     def __call__(self, x: mx.array, layers: tuple[str, ...] | list[str]) -> dict[str, mx.array]:
         unknown = [name for name in layers if name not in self.names]
         if unknown and all(name in layer_names(self.arch) for name in unknown):  # weights that stop earlier
-            raise UsageError(f"[VGG] {unknown[0]} is beyond these weights (they stop at {self.names[-1]}): convert "
-                             f"the whole {self.arch} with `mlx-style convert-vgg` and pass --vgg weights/"
-                             f"{self.arch}.safetensors")
+            raise UsageError(
+                f"[VGG] {unknown[0]} is beyond these weights (they stop at {self.names[-1]}): convert "
+                f"the whole {self.arch} with `mlx-style convert-vgg` and pass --vgg weights/"
+                f"{self.arch}.safetensors"
+            )
         if unknown:
-            raise UsageError(f"[VGG] unknown layers {unknown} for {self.arch}; known: relu1_1 … "
-                             f"{[n for n in self.names if n.startswith('relu')][-1]}")
+            raise UsageError(
+                f"[VGG] unknown layers {unknown} for {self.arch}; known: relu1_1 … "
+                f"{[n for n in self.names if n.startswith('relu')][-1]}"
+            )
         wanted = set(layers)
         last = max(self.names.index(name) for name in layers)
         y = vgg_preprocess(x, self.preprocess).astype(self.features[0].weight.dtype)

@@ -125,8 +125,10 @@ def load_loss_network(path: str | Path) -> tuple[VGG, dict[str, str]]:
     path = Path(path)
     if not path.exists():
         command = "python scripts/convert_vgg.py" + ("" if path == USER_VGG else f" -o {path}")
-        raise WeightFileError(f"no VGG weights at {path}: run `{command}` to create them "
-                              "(add `--from FILE` to convert a local checkpoint offline)")
+        raise WeightFileError(
+            f"no VGG weights at {path}: run `{command}` to create them "
+            "(add `--from FILE` to convert a local checkpoint offline)"
+        )
     return load_vgg(path)
 
 
@@ -135,28 +137,42 @@ def check_layers(vgg: VGG, layers: tuple[str, ...], height: int, width: int) -> 
     missing = [name for name in layers if name not in vgg.names]
     if missing:
         known = [n for n in vgg.names if n.startswith("relu")]
-        raise UsageError(f"layer(s) {', '.join(missing)} not in this VGG file ({vgg.arch}, relu1_1 … {known[-1]}): "
-                         "choose other layers or convert the full network")
+        raise UsageError(
+            f"layer(s) {', '.join(missing)} not in this VGG file ({vgg.arch}, relu1_1 … {known[-1]}): "
+            "choose other layers or convert the full network"
+        )
     deepest = max(layers, key=vgg.names.index)
     pools = sum(1 for n in vgg.names[: vgg.names.index(deepest)] if n.startswith("pool"))
     if min(height, width) < 2**pools:
-        raise UsageError(f"a {width}×{height} image is too small for {deepest} (needs at least {2**pools} px "
-                         "on each side): use a larger --size")
+        raise UsageError(
+            f"a {width}×{height} image is too small for {deepest} (needs at least {2**pools} px "
+            "on each side): use a larger --size"
+        )
 
 
 def loss_config_for(config: OptimizeConfig, meta: dict[str, str]) -> LossConfig:
     """The loss weights and layers of a run: flags first, else the VGG file's recommended weights."""
-    recommended = json.loads(meta["recommended_loss_weights"]) if "recommended_loss_weights" in meta \
+    recommended = (
+        json.loads(meta["recommended_loss_weights"])
+        if "recommended_loss_weights" in meta
         else recommended_weights(meta.get("preprocess", "torchvision"))
+    )
     layer_weights = config.style_layer_weights or (1.0,) * len(config.style_layers)
     if len(layer_weights) != len(config.style_layers):
-        raise UsageError(f"--style-layer-weights has {len(layer_weights)} values but --style-layers names "
-                         f"{len(config.style_layers)} layers: give one weight per layer")
+        raise UsageError(
+            f"--style-layer-weights has {len(layer_weights)} values but --style-layers names "
+            f"{len(config.style_layers)} layers: give one weight per layer"
+        )
     flags = {"content": config.content_weight, "style": config.style_weight, "tv": config.tv_weight}
     weights = {key: recommended[key] if flag is None else flag for key, flag in flags.items()}
-    return LossConfig(content_weight=weights["content"], style_weight=weights["style"], tv_weight=weights["tv"],
-                      content_layer=config.content_layer, style_layers=tuple(config.style_layers),
-                      style_layer_weights=tuple(layer_weights))
+    return LossConfig(
+        content_weight=weights["content"],
+        style_weight=weights["style"],
+        tv_weight=weights["tv"],
+        content_layer=config.content_layer,
+        style_layers=tuple(config.style_layers),
+        style_layer_weights=tuple(layer_weights),
+    )
 
 
 def noise_image(shape: tuple[int, ...], seed: int, std: float = NOISE_STD) -> mx.array:
@@ -179,8 +195,7 @@ def initial_image(content: mx.array, init: str, seed: int) -> mx.array:
 
 def weighted_terms(terms: dict[str, mx.array], loss_config: LossConfig) -> dict[str, float]:
     """λ·ℓ for each term, so the three add up to the total."""
-    weights = {"content": loss_config.content_weight, "style": loss_config.style_weight,
-               "tv": loss_config.tv_weight}
+    weights = {"content": loss_config.content_weight, "style": loss_config.style_weight, "tv": loss_config.tv_weight}
     return {name: weights[name] * value.item() for name, value in terms.items()}
 
 
@@ -190,7 +205,8 @@ def make_objective(vgg: VGG, content: mx.array, style: mx.array, loss_config: Lo
     content_features = vgg(content, (loss_config.content_layer,))[loss_config.content_layer]
     mx.eval(target_grams, content_features)
     value_and_grad = mx.value_and_grad(
-        lambda x: perceptual_loss(vgg, x, content, target_grams, loss_config, content_features))
+        lambda x: perceptual_loss(vgg, x, content, target_grams, loss_config, content_features)
+    )
 
     def objective(x: mx.array):
         (total, terms), grad = value_and_grad(x)
@@ -212,8 +228,14 @@ def adam_iterate(objective: Callable, x0: mx.array, lr: float) -> Iterator[AdamS
         mx.eval(f, g, aux, params, optimizer.state)
 
 
-def optimizer_states(objective: Callable, x0: mx.array, optimizer: str, lr: float | None,
-                     history_size: int = 10, line_search: str = "strong_wolfe") -> Iterator:
+def optimizer_states(
+    objective: Callable,
+    x0: mx.array,
+    optimizer: str,
+    lr: float | None,
+    history_size: int = 10,
+    line_search: str = "strong_wolfe",
+) -> Iterator:
     """The chosen optimiser's states, from iteration 0 on; each has x, f, aux, iteration, evaluations."""
     lr = DEFAULT_LR[optimizer] if lr is None else lr
     if optimizer == "lbfgs":
@@ -224,10 +246,20 @@ def optimizer_states(objective: Callable, x0: mx.array, optimizer: str, lr: floa
     raise UsageError(f"[optimize] optimizer must be one of {OPTIMIZERS}, got {optimizer!r}")
 
 
-def optimize_image(vgg: VGG, content: mx.array, style: mx.array, loss_config: LossConfig, iters: int,
-                   init: str = "content", optimizer: str = "lbfgs", lr: float | None = None, seed: int = 0,
-                   history_size: int = 10, line_search: str = "strong_wolfe",
-                   on_step: Callable[[Any, dict[str, float]], None] | None = None) -> OptimizeResult:
+def optimize_image(
+    vgg: VGG,
+    content: mx.array,
+    style: mx.array,
+    loss_config: LossConfig,
+    iters: int,
+    init: str = "content",
+    optimizer: str = "lbfgs",
+    lr: float | None = None,
+    seed: int = 0,
+    history_size: int = 10,
+    line_search: str = "strong_wolfe",
+    on_step: Callable[[Any, dict[str, float]], None] | None = None,
+) -> OptimizeResult:
     """Minimise the perceptual loss over the pixels for ``iters`` iterations; returns the image and the curve.
 
     ``content`` and ``style`` are ``(1, H, W, 3)`` RGB 0–255 (sizes may differ). ``on_step(state, terms)`` is
@@ -238,8 +270,7 @@ def optimize_image(vgg: VGG, content: mx.array, style: mx.array, loss_config: Lo
     check_layers(vgg, loss_config.layers, H, W)
     check_layers(vgg, loss_config.style_layers, style.shape[1], style.shape[2])
     objective = make_objective(vgg, content, style, loss_config)
-    states = optimizer_states(objective, initial_image(content, init, seed), optimizer, lr, history_size,
-                              line_search)
+    states = optimizer_states(objective, initial_image(content, init, seed), optimizer, lr, history_size, line_search)
     result, start, state = OptimizeResult(image=content), time.perf_counter(), None
     try:
         for state in islice(states, iters + 1):
@@ -267,11 +298,14 @@ def snapshot_path(output: str | Path, iteration: int) -> Path:
     return output.with_name(f"{output.stem}_{iteration:04d}{output.suffix}")
 
 
-def format_progress(iteration: int, iters: int, total: float, terms: dict[str, float], rate: float,
-                    evaluations: int) -> str:
+def format_progress(
+    iteration: int, iters: int, total: float, terms: dict[str, float], rate: float, evaluations: int
+) -> str:
     eta = f"ETA {(iters - iteration) / rate / 60:.1f} min" if rate > 0 else "ETA ?"
-    return (f"iter {iteration:4d}/{iters}  loss {total:.4e}  content {terms['content']:.3e}  "
-            f"style {terms['style']:.3e}  tv {terms['tv']:.3e}  {rate:.2f} it/s  {eta}  ({evaluations} evals)")
+    return (
+        f"iter {iteration:4d}/{iters}  loss {total:.4e}  content {terms['content']:.3e}  "
+        f"style {terms['style']:.3e}  tv {terms['tv']:.3e}  {rate:.2f} it/s  {eta}  ({evaluations} evals)"
+    )
 
 
 def load_inputs(config: OptimizeConfig) -> tuple[mx.array, mx.array]:
@@ -296,9 +330,11 @@ def run(config: OptimizeConfig) -> OptimizeResult:
     vgg, meta = load_loss_network(config.vgg)
     loss_config = loss_config_for(config, meta)
     content, style = load_inputs(config)
-    print(f"optimising a {content.shape[2]}×{content.shape[1]} image (style {style.shape[2]}×{style.shape[1]}), "
-          f"{config.optimizer}, init {config.init}, λ content {loss_config.content_weight:g} style "
-          f"{loss_config.style_weight:g} tv {loss_config.tv_weight:g}; terms below are weighted (λ·ℓ)")
+    print(
+        f"optimising a {content.shape[2]}×{content.shape[1]} image (style {style.shape[2]}×{style.shape[1]}), "
+        f"{config.optimizer}, init {config.init}, λ content {loss_config.content_weight:g} style "
+        f"{loss_config.style_weight:g} tv {loss_config.tv_weight:g}; terms below are weighted (λ·ℓ)"
+    )
     start = time.perf_counter()
 
     def on_step(state, terms):
@@ -309,11 +345,24 @@ def run(config: OptimizeConfig) -> OptimizeResult:
         if config.save_every and i > 0 and i % config.save_every == 0 and i < config.iters:
             save_image(snapshot_path(config.output, i), np.asarray(state.x))
 
-    result = optimize_image(vgg, content, style, loss_config, config.iters, init=config.init,
-                            optimizer=config.optimizer, lr=config.lr, seed=config.seed,
-                            history_size=config.history_size, line_search=config.line_search, on_step=on_step)
+    result = optimize_image(
+        vgg,
+        content,
+        style,
+        loss_config,
+        config.iters,
+        init=config.init,
+        optimizer=config.optimizer,
+        lr=config.lr,
+        seed=config.seed,
+        history_size=config.history_size,
+        line_search=config.line_search,
+        on_step=on_step,
+    )
     save_image(config.output, np.asarray(result.image))
     note = f" ({result.stopped})" if result.stopped else ""
-    print(f"wrote {config.output}: {result.iterations} iterations, {result.evaluations} loss evaluations in "
-          f"{result.seconds:.1f} s{note}")
+    print(
+        f"wrote {config.output}: {result.iterations} iterations, {result.evaluations} loss evaluations in "
+        f"{result.seconds:.1f} s{note}"
+    )
     return result

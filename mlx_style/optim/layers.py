@@ -53,8 +53,18 @@ FIGURE3_LAYERS = ("relu1_1", "relu1_2", "relu2_1", "relu2_2", "relu3_1", "relu3_
 # relu2_2's ~1e5) early. Only a line search that finds no decrease at all ends a run sooner.
 FIXED_BUDGET = lbfgs.LBFGSConfig(tolerance_grad=0.0, tolerance_change=0.0)
 LABEL_HEIGHT = 16  # px under each tile: room for one line of PIL's default font
-CURVE_COLOURS = ((31, 119, 180), (255, 127, 14), (44, 160, 44), (214, 39, 40), (148, 103, 189),
-                 (140, 86, 75), (227, 119, 194), (127, 127, 127), (188, 189, 34), (23, 190, 207))
+CURVE_COLOURS = (
+    (31, 119, 180),
+    (255, 127, 14),
+    (44, 160, 44),
+    (214, 39, 40),
+    (148, 103, 189),
+    (140, 86, 75),
+    (227, 119, 194),
+    (127, 127, 127),
+    (188, 189, 34),
+    (23, 190, 207),
+)
 
 
 @dataclass
@@ -108,13 +118,15 @@ def style_objective(vgg: VGG, style: mx.array, layer: str):
     return mx.value_and_grad(loss)
 
 
-def reconstruct_style(vgg: VGG, style: mx.array, layer: str, iters: int, seed: int = 0,
-                      config: lbfgs.LBFGSConfig = FIXED_BUDGET) -> Reconstruction:
+def reconstruct_style(
+    vgg: VGG, style: mx.array, layer: str, iters: int, seed: int = 0, config: lbfgs.LBFGSConfig = FIXED_BUDGET
+) -> Reconstruction:
     """Minimise one layer's style loss over an image of the style's size, from noise, with L-BFGS."""
     check_layers(vgg, (layer,), style.shape[1], style.shape[2])
     start, state, losses = time.perf_counter(), None, []
-    for state in islice(lbfgs.iterate(style_objective(vgg, style, layer), noise_image(style.shape, seed), config),
-                        iters + 1):
+    for state in islice(
+        lbfgs.iterate(style_objective(vgg, style, layer), noise_image(style.shape, seed), config), iters + 1
+    ):
         losses.append(state.f)
     return Reconstruction(layer, np.asarray(state.x[0]), losses, state.evaluations, time.perf_counter() - start)
 
@@ -136,8 +148,10 @@ def format_weight(w: float) -> str:
 
 def train_command(weights: dict[str, float]) -> str:
     """The ``mlx-style train`` flags that use these style-layer weights."""
-    return (f"mlx-style train --style-layers {','.join(weights)} "
-            f"--style-layer-weights {','.join(format_weight(w) for w in weights.values())}")
+    return (
+        f"mlx-style train --style-layers {','.join(weights)} "
+        f"--style-layer-weights {','.join(format_weight(w) for w in weights.values())}"
+    )
 
 
 def label_tile(image: np.ndarray, text: str, label_height: int = LABEL_HEIGHT) -> Image.Image:
@@ -149,8 +163,12 @@ def label_tile(image: np.ndarray, text: str, label_height: int = LABEL_HEIGHT) -
     draw = ImageDraw.Draw(tile)
     font = ImageFont.load_default()
     left, top, right, bottom = draw.textbbox((0, 0), text, font=font)
-    draw.text(((W - (right - left)) // 2 - left, H + (label_height - (bottom - top)) // 2 - top), text,
-              fill="black", font=font)
+    draw.text(
+        ((W - (right - left)) // 2 - left, H + (label_height - (bottom - top)) // 2 - top),
+        text,
+        fill="black",
+        font=font,
+    )
     return tile
 
 
@@ -167,8 +185,9 @@ def make_grid(tiles: list[Image.Image], columns: int) -> Image.Image:
     return grid
 
 
-def loss_plot(curves: dict[str, list[float]], weights: dict[str, float] | None = None, width: int = 640,
-              height: int = 400) -> Image.Image:
+def loss_plot(
+    curves: dict[str, list[float]], weights: dict[str, float] | None = None, width: int = 640, height: int = 400
+) -> Image.Image:
     """Figure 9: each layer's style loss against the iteration, log scale, one colour per layer.
 
     ``curves`` are normalised by their first value (the fraction of the loss left); the legend gives each
@@ -197,9 +216,13 @@ def loss_plot(curves: dict[str, list[float]], weights: dict[str, float] | None =
         draw.line((to_x(i), y1, to_x(i), y1 + 4), fill="black")
         draw.text((to_x(i), y1 + 6), str(i), fill="black", font=font, anchor="mt")
     draw.text(((x0 + x1) / 2, height - 4), "L-BFGS iteration", fill="black", font=font, anchor="md")
-    draw.text(((x0 + x1) / 2, 6), "fraction of each layer's style loss left, optimised alone from noise",
-              fill="black",
-              font=font, anchor="mt")
+    draw.text(
+        ((x0 + x1) / 2, 6),
+        "fraction of each layer's style loss left, optimised alone from noise",
+        fill="black",
+        font=font,
+        anchor="mt",
+    )
     for k, (name, curve) in enumerate(curves.items()):
         colour = CURVE_COLOURS[k % len(CURVE_COLOURS)]
         points = [(to_x(i), to_y(v)) for i, v in enumerate(curve) if v > 0 and math.isfinite(v)]
@@ -242,14 +265,19 @@ def run(config: LayersConfig) -> dict[str, Reconstruction]:
     vgg, _ = load_loss_network(config.vgg)
     style = to_batch(resize_max_side(load_image(config.style), config.size))
     check_layers(vgg, layers, style.shape[1], style.shape[2])
-    print(f"reconstructing a {style.shape[2]}×{style.shape[1]} texture from noise, one layer at a time, "
-          f"{iters} L-BFGS iterations each")
+    print(
+        f"reconstructing a {style.shape[2]}×{style.shape[1]} texture from noise, one layer at a time, "
+        f"{iters} L-BFGS iterations each"
+    )
     results = {}
     for layer in layers:
         r = reconstruct_style(vgg, style, layer, iters, config.seed)
         results[layer] = r
-        print(f"{layer}: style loss {r.losses[0]:.4g} → {r.losses[-1]:.4g} ({r.remaining:.3g} left) "
-              f"in {r.seconds:.1f} s, {r.evaluations} evaluations", flush=True)
+        print(
+            f"{layer}: style loss {r.losses[0]:.4g} → {r.losses[-1]:.4g} ({r.remaining:.3g} left) "
+            f"in {r.seconds:.1f} s, {r.evaluations} evaluations",
+            flush=True,
+        )
     grid = make_grid([label_tile(r.image, layer) for layer, r in results.items()], config.columns)
     save_image(config.output, np.asarray(grid))
     print(f"wrote {config.output} ({grid.size[0]}×{grid.size[1]})")

@@ -126,8 +126,9 @@ def two_loop_direction(g: mx.array, history: tuple[Pair, ...]) -> mx.array:
     return -q
 
 
-def update_history(history: tuple[Pair, ...], s: mx.array, y: mx.array, history_size: int,
-                   curvature_eps: float) -> tuple[tuple[Pair, ...], bool]:
+def update_history(
+    history: tuple[Pair, ...], s: mx.array, y: mx.array, history_size: int, curvature_eps: float
+) -> tuple[tuple[Pair, ...], bool]:
     """Append (s, y) when it keeps H positive definite; returns ``(history, accepted)``, oldest pair dropped."""
     ys = dot(y, s).item()
     scale = math.sqrt(dot(s, s).item() * dot(y, y).item())
@@ -163,8 +164,9 @@ def _sufficient_decrease(p: _Point, start: _Point, c1: float) -> bool:
     return math.isfinite(p.f) and p.f <= start.f + c1 * p.t * start.gtd
 
 
-def strong_wolfe_search(evaluate: Callable[[float], _Point], start: _Point, t: float, d_max: float,
-                        config: LBFGSConfig) -> tuple[_Point, int]:
+def strong_wolfe_search(
+    evaluate: Callable[[float], _Point], start: _Point, t: float, d_max: float, config: LBFGSConfig
+) -> tuple[_Point, int]:
     """A step satisfying the strong Wolfe conditions (Nocedal & Wright, Algorithms 3.5 and 3.6).
 
     ``evaluate(t)`` gives the point x + t·d; ``start`` is t = 0. Returns ``(point, evaluations)``; when the
@@ -211,8 +213,9 @@ def strong_wolfe_search(evaluate: Callable[[float], _Point], start: _Point, t: f
     return lo, evals
 
 
-def armijo_search(evaluate: Callable[[float], _Point], start: _Point, t: float,
-                  config: LBFGSConfig) -> tuple[_Point, int]:
+def armijo_search(
+    evaluate: Callable[[float], _Point], start: _Point, t: float, config: LBFGSConfig
+) -> tuple[_Point, int]:
     """Backtrack from ``t`` until f decreases enough; returns ``(point, evaluations)``, ``start`` on failure.
 
     Each shorter step is the minimiser of the quadratic through f(0), f'(0) and f(t), kept within [0.1t, 0.5t].
@@ -240,8 +243,9 @@ def initial_state(fun: Callable, x0: mx.array, has_aux: bool = False) -> LBFGSSt
     return LBFGSState(x=x0, f=f, g=g, aux=aux)
 
 
-def lbfgs_step(fun: Callable, state: LBFGSState, config: LBFGSConfig = LBFGSConfig(),
-               has_aux: bool = False) -> LBFGSState:
+def lbfgs_step(
+    fun: Callable, state: LBFGSState, config: LBFGSConfig = LBFGSConfig(), has_aux: bool = False
+) -> LBFGSState:
     """One L-BFGS iteration: a direction from the history, a line search along it, a history update.
 
     ``fun(x)`` returns ``(f, g)`` (``(f, g, aux)`` with ``has_aux``): the value as a scalar array and its gradient
@@ -279,9 +283,17 @@ def lbfgs_step(fun: Callable, state: LBFGSState, config: LBFGSConfig = LBFGSConf
     s = point.t * d
     y = point.g - state.g
     history, accepted = update_history(history, s, y, config.history_size, config.curvature_eps)
-    new = LBFGSState(x=state.x + s, f=point.f, g=point.g, aux=point.aux, history=history,
-                     iteration=state.iteration + 1, evaluations=evaluations,
-                     skipped_updates=state.skipped_updates + (not accepted), step=point.t)
+    new = LBFGSState(
+        x=state.x + s,
+        f=point.f,
+        g=point.g,
+        aux=point.aux,
+        history=history,
+        iteration=state.iteration + 1,
+        evaluations=evaluations,
+        skipped_updates=state.skipped_updates + (not accepted),
+        step=point.t,
+    )
     mx.eval(new.x)
     return replace(new, converged=_converged(state, new, s, config))
 
@@ -296,8 +308,9 @@ def _converged(old: LBFGSState, new: LBFGSState, s: mx.array, config: LBFGSConfi
     return None
 
 
-def iterate(fun: Callable, x0: mx.array, config: LBFGSConfig = LBFGSConfig(),
-            has_aux: bool = False) -> Iterator[LBFGSState]:
+def iterate(
+    fun: Callable, x0: mx.array, config: LBFGSConfig = LBFGSConfig(), has_aux: bool = False
+) -> Iterator[LBFGSState]:
     """Yield the state at ``x0`` (iteration 0), then after every iteration, until it converges.
 
     The generator ends after yielding the converged state; stop it early (``itertools.islice``) for a fixed
@@ -310,8 +323,9 @@ def iterate(fun: Callable, x0: mx.array, config: LBFGSConfig = LBFGSConfig(),
         yield state
 
 
-def minimize(fun: Callable, x0: mx.array, config: LBFGSConfig = LBFGSConfig(), max_iters: int = 100,
-             has_aux: bool = False) -> LBFGSState:
+def minimize(
+    fun: Callable, x0: mx.array, config: LBFGSConfig = LBFGSConfig(), max_iters: int = 100, has_aux: bool = False
+) -> LBFGSState:
     """Run up to ``max_iters`` iterations from ``x0``; returns the last state (``converged`` says if it did)."""
     state = None
     for state in iterate(fun, x0, config, has_aux):

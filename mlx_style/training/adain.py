@@ -95,7 +95,7 @@ def style_crops(styles: StyleSet, seed: int, step: int, batch: int, size: int) -
         image = styles.images[int(index)]
         H, W = image.shape[:2]
         top, left = int(rng.integers(H - size + 1)), int(rng.integers(W - size + 1))
-        crops.append(image[top:top + size, left:left + size])
+        crops.append(image[top : top + size, left : left + size])
     return np.stack(crops)
 
 
@@ -142,11 +142,12 @@ def tune_adain_convs(net: AdaINNet, losses: AdaINLossConfig, batch_shape: tuple[
 def split_content(config: AdaINTrainConfig) -> tuple[list[Path], list[Path]]:
     """(training photos, sample photos): the last ``sample_count`` held out when there are ten times as many."""
     if not config.data:
-        raise DatasetError("no --data folder given: a folder of content photos (COCO: "
-                           "`python scripts/download_coco.py`)")
+        raise DatasetError(
+            "no --data folder given: a folder of content photos (COCO: `python scripts/download_coco.py`)"
+        )
     files = find_images(config.data)
     if len(files) >= 10 * config.sample_count:
-        return files[: -config.sample_count], files[-config.sample_count:]
+        return files[: -config.sample_count], files[-config.sample_count :]
     return files, files[: config.sample_count]
 
 
@@ -156,13 +157,17 @@ def check_resumable(found: ckpt.Checkpoint, net_config: AdaINConfig, recipe: dic
     if found.metadata.get("method") != "adain":
         raise TrainingError(f"{found.path} is a checkpoint of another kind of training, not of an AdaIN decoder")
     if found.metadata.get("config") != net_config.to_json():
-        raise TrainingError(f"{found.path} is of another AdaIN network ({found.metadata.get('config')}): resume "
-                            "with the same --vgg and --decoder-widths")
+        raise TrainingError(
+            f"{found.path} is of another AdaIN network ({found.metadata.get('config')}): resume "
+            "with the same --vgg and --decoder-widths"
+        )
     if found.metadata.get("styles_digest") != styles_digest:
         raise TrainingError(f"{found.path} was trained on other style pictures: resume with the same --styles")
     if found.json("recipe") != recipe:
-        raise TrainingError(f"{found.path} was trained with other settings ({found.metadata.get('recipe')}): "
-                            "resume with the same loss weights, --lr, --lr-decay and --style-resize")
+        raise TrainingError(
+            f"{found.path} was trained with other settings ({found.metadata.get('recipe')}): "
+            "resume with the same loss weights, --lr, --lr-decay and --style-resize"
+        )
 
 
 def stylize_samples(net: AdaINNet, samples: np.ndarray, pictures: list[np.ndarray]) -> list[list[np.ndarray]]:
@@ -213,8 +218,10 @@ class AdaINMethod(Method):
         try:
             truncate_to_encoder(vgg)
         except ValueError:
-            raise TrainingError(f"{config.vgg} stops at {vgg.names[-1]}: the AdaIN encoder needs VGG weights up to "
-                                "relu4_1 (re-convert the full VGG with scripts/convert_vgg.py)") from None
+            raise TrainingError(
+                f"{config.vgg} stops at {vgg.names[-1]}: the AdaIN encoder needs VGG weights up to "
+                "relu4_1 (re-convert the full VGG with scripts/convert_vgg.py)"
+            ) from None
         for name in self.losses.layers:
             if name not in vgg.names:
                 raise TrainingError(f"--style-layers: {name} is not a layer of the encoder (relu1_1 … relu4_1)")
@@ -241,19 +248,26 @@ class AdaINMethod(Method):
 
     def metadata(self) -> dict[str, str]:
         config = self.config
-        return {"method": "adain", "config": self.net_config.to_json(),
-                "train_config": json.dumps(config.shareable()), "recipe": json.dumps(config.recipe()),
-                "styles": self.styles.record(), "styles_digest": self.styles.digest(),
-                "vgg": self.vgg_meta.get("source", Path(config.vgg).name),
-                "vgg_preprocess": self.vgg_meta.get("preprocess", "")}
+        return {
+            "method": "adain",
+            "config": self.net_config.to_json(),
+            "train_config": json.dumps(config.shareable()),
+            "recipe": json.dumps(config.recipe()),
+            "styles": self.styles.record(),
+            "styles_digest": self.styles.digest(),
+            "vgg": self.vgg_meta.get("source", Path(config.vgg).name),
+            "vgg_preprocess": self.vgg_meta.get("preprocess", ""),
+        }
 
     def describe(self, start: int, world: int) -> str:
         config, plan, losses = self.config, self.plan, self.losses
-        return (f"training the AdaIN decoder {config.output_path()} on {len(plan.source.files)} photos "
-                f"({plan.steps_per_epoch} steps/epoch) and {len(self.styles.names)} style pictures, steps "
-                f"{start}→{plan.total_steps}, batch {config.batch_size} × {config.image_size}²; content "
-                f"{losses.content_weight:g}, style {losses.style_weight:g} at {','.join(losses.style_layers)}; lr "
-                f"{config.lr:g} (decay {config.lr_decay:g})")
+        return (
+            f"training the AdaIN decoder {config.output_path()} on {len(plan.source.files)} photos "
+            f"({plan.steps_per_epoch} steps/epoch) and {len(self.styles.names)} style pictures, steps "
+            f"{start}→{plan.total_steps}, batch {config.batch_size} × {config.image_size}²; content "
+            f"{losses.content_weight:g}, style {losses.style_weight:g} at {','.join(losses.style_layers)}; lr "
+            f"{config.lr:g} (decay {config.lr_decay:g})"
+        )
 
     def samples(self, images: np.ndarray) -> list[list[np.ndarray]]:
         return stylize_samples(self.net, images, self.sample_pictures)
@@ -267,8 +281,7 @@ def _say(text: str) -> None:
     print(text, file=sys.stderr, flush=True)
 
 
-def train_adain(config: AdaINTrainConfig, say=_say, line: ProgressLine | None = None,
-                on_step=None) -> AdaINResult:
+def train_adain(config: AdaINTrainConfig, say=_say, line: ProgressLine | None = None, on_step=None) -> AdaINResult:
     """Train an AdaIN decoder as ``config`` says (``runner.run``); returns what it did (``config.TrainResult``).
 
     ``say`` prints a message line; ``line`` shows progress; ``on_step(step)`` is called after each step (tests).

@@ -74,8 +74,9 @@ def latest_checkpoint(folder: str | Path) -> Path | None:
     return found[-1] if found else None
 
 
-def save_checkpoint(folder: str | Path, step: int, model: nn.Module, optimizer: optim.Optimizer,
-                    metadata: dict[str, str]) -> Path:
+def save_checkpoint(
+    folder: str | Path, step: int, model: nn.Module, optimizer: optim.Optimizer, metadata: dict[str, str]
+) -> Path:
     """Write the checkpoint of ``step`` atomically (a crash mid-write leaves the previous ones intact)."""
     arrays = {f"model.{k}": v for k, v in tree_flatten(model.parameters())}
     arrays.update({f"optimizer.{k}": v for k, v in tree_flatten(optimizer.state)})
@@ -105,8 +106,8 @@ def load_checkpoint(path: str | Path) -> Checkpoint:
         raise WeightFileError(f"checkpoint {path} has unusable metadata ({exc})") from None
     if step < 0:
         raise WeightFileError(f"checkpoint {path} says step {step}")
-    model = {k[len("model."):]: v for k, v in arrays.items() if k.startswith("model.")}
-    optimizer = {k[len("optimizer."):]: v for k, v in arrays.items() if k.startswith("optimizer.")}
+    model = {k[len("model.") :]: v for k, v in arrays.items() if k.startswith("model.")}
+    optimizer = {k[len("optimizer.") :]: v for k, v in arrays.items() if k.startswith("optimizer.")}
     return Checkpoint(Path(path), step, model, optimizer, meta)
 
 
@@ -129,8 +130,9 @@ def load_newest_readable(folder: str | Path, warn=None) -> Checkpoint | None:
             continue
         return checkpoint
     if found:
-        raise WeightFileError(f"no readable checkpoint in {folder} ({', '.join(skipped)} are damaged): start "
-                              "again with --overwrite")
+        raise WeightFileError(
+            f"no readable checkpoint in {folder} ({', '.join(skipped)} are damaged): start again with --overwrite"
+        )
     return None
 
 
@@ -140,8 +142,10 @@ def restore(checkpoint: Checkpoint, model: nn.Module, optimizer: optim.Optimizer
     optimizer.init(model.trainable_parameters())
     expected = dict(tree_flatten(optimizer.state))
     if set(expected) != set(checkpoint.optimizer):
-        raise WeightFileError(f"checkpoint {checkpoint.path} has optimizer state for another network or "
-                              "optimizer; start a new run (different --output) or resume with the same settings")
+        raise WeightFileError(
+            f"checkpoint {checkpoint.path} has optimizer state for another network or "
+            "optimizer; start a new run (different --output) or resume with the same settings"
+        )
     optimizer.state = tree_unflatten(list(checkpoint.optimizer.items()))
     optimizer.init(model.trainable_parameters())  # marks it initialised; every entry already exists
 
@@ -167,8 +171,10 @@ def run_lock(run_dir: str | Path):
         handle.seek(0)
         holder = handle.read().strip()[:40] or "another process"
         handle.close()
-        raise RunInUse(f"{run_dir} is in use by a training run ({holder}): wait for it to finish or stop it, or "
-                       "give this run another --output or --run-dir") from None
+        raise RunInUse(
+            f"{run_dir} is in use by a training run ({holder}): wait for it to finish or stop it, or "
+            "give this run another --output or --run-dir"
+        ) from None
     try:
         handle.seek(0)
         handle.truncate()

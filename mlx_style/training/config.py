@@ -104,7 +104,7 @@ class TrainConfig:
         if self.low_memory is not None:
             return self.low_memory
         above = recompute_above_pixels(backend)
-        pixels = self.batch_size // processes * local * self.image_size ** 2
+        pixels = self.batch_size // processes * local * self.image_size**2
         return self.norm == "instance" and above is not None and pixels > above
 
     def planned_processes(self) -> int:
@@ -132,8 +132,14 @@ class TrainConfig:
 
     def stable(self) -> StableConfig:
         """The temporal term's settings (``StableConfig``; raises ``ValueError`` for a negative one)."""
-        return StableConfig(self.stable_weight, self.stable_shift, self.stable_rotate, self.stable_zoom,
-                            self.stable_noise, self.stable_fixed_target)
+        return StableConfig(
+            self.stable_weight,
+            self.stable_shift,
+            self.stable_rotate,
+            self.stable_zoom,
+            self.stable_noise,
+            self.stable_fixed_target,
+        )
 
     def run_path(self) -> Path:
         return Path(self.run_dir) if self.run_dir else Path("runs") / self.output_path().stem
@@ -144,8 +150,13 @@ class TrainConfig:
     def network_config(self, styles: int | None = None) -> TransformerConfig:
         """The network trained: one norm row per style of the run, or ``styles`` rows (``--from`` a multi-style
         network adds its rows)."""
-        return TransformerConfig(norm=self.norm, upsample=self.upsample, width=self.width,
-                                 num_residual=self.residual_blocks, styles=styles or len(self.style_list()))
+        return TransformerConfig(
+            norm=self.norm,
+            upsample=self.upsample,
+            width=self.width,
+            num_residual=self.residual_blocks,
+            styles=styles or len(self.style_list()),
+        )
 
 
 @dataclass
@@ -177,8 +188,10 @@ def vgg_header(path: str) -> dict[str, str]:
     except (OSError, ValueError) as exc:
         raise WeightFileError(f"{path} is not a readable safetensors file ({exc}): {CONVERT_HINT}")
     if meta.get("kind") != "vgg":
-        raise WeightFileError(f"{path} holds a {meta.get('kind', 'unknown')!r} network, not VGG weights: "
-                              f"{CONVERT_HINT}, or pass --vgg PATH")
+        raise WeightFileError(
+            f"{path} holds a {meta.get('kind', 'unknown')!r} network, not VGG weights: "
+            f"{CONVERT_HINT}, or pass --vgg PATH"
+        )
     return meta
 
 
@@ -190,14 +203,19 @@ def loss_config(config: TrainConfig, vgg_meta: dict[str, str]) -> LossConfig:
         value = getattr(config, f"{key}_weight")
         if value is None:
             if key not in recommended:
-                raise TrainingError(f"{config.vgg} carries no recommended loss weights: pass --{key}-weight "
-                                    "(or re-convert it with scripts/convert_vgg.py)")
+                raise TrainingError(
+                    f"{config.vgg} carries no recommended loss weights: pass --{key}-weight "
+                    "(or re-convert it with scripts/convert_vgg.py)"
+                )
             value = recommended[key]
         weights[f"{key}_weight"] = float(value)
     layer_weights = config.style_layer_weights or (1.0,) * len(config.style_layers)
-    return LossConfig(content_layer=config.content_layer, style_layers=tuple(config.style_layers),
-                      style_layer_weights=tuple(layer_weights), **weights)
-
+    return LossConfig(
+        content_layer=config.content_layer,
+        style_layers=tuple(config.style_layers),
+        style_layer_weights=tuple(layer_weights),
+        **weights,
+    )
 
 
 @dataclass
@@ -248,18 +266,22 @@ class AdaINTrainConfig:
         return self.style_resize or 2 * self.image_size
 
     def network_config(self, preprocess: str, arch: str) -> adain.AdaINConfig:
-        return adain.AdaINConfig(arch=arch, preprocess=preprocess, decoder_widths=tuple(self.decoder_widths),
-                                 style_size=self.style_size)
+        return adain.AdaINConfig(
+            arch=arch, preprocess=preprocess, decoder_widths=tuple(self.decoder_widths), style_size=self.style_size
+        )
 
     def loss_config(self) -> adain.AdaINLossConfig:
         weights = self.style_layer_weights or (1.0,) * len(self.style_layers)
-        return adain.AdaINLossConfig(self.content_weight, self.style_weight, tuple(self.style_layers),
-                                     tuple(weights))
+        return adain.AdaINLossConfig(self.content_weight, self.style_weight, tuple(self.style_layers), tuple(weights))
 
     def recipe(self) -> dict:
         """What a resume must find unchanged besides the network and the data (else it would not be exact)."""
-        return {"loss": json.loads(json.dumps(asdict(self.loss_config()))), "lr": self.lr, "lr_decay": self.lr_decay,
-                "style_resize": self.style_crop_source()}
+        return {
+            "loss": json.loads(json.dumps(asdict(self.loss_config()))),
+            "lr": self.lr,
+            "lr_decay": self.lr_decay,
+            "style_resize": self.style_crop_source(),
+        }
 
     def shareable(self) -> dict:
         """The settings as recorded in weight files: paths reduced to their file names (no local folders)."""
@@ -276,10 +298,13 @@ class AdaINTrainConfig:
             if getattr(self, name) < 1:
                 raise TrainingError(f"--{name.replace('_', '-')} must be at least 1")
         if self.image_size < 16 or self.image_size % 8:
-            raise TrainingError(f"--image-size must be a multiple of 8 and at least 16 (the encoder pools three "
-                                f"times), got {self.image_size}")
+            raise TrainingError(
+                f"--image-size must be a multiple of 8 and at least 16 (the encoder pools three "
+                f"times), got {self.image_size}"
+            )
         if self.style_crop_source() < self.image_size:
-            raise TrainingError(f"--style-resize {self.style_resize} is smaller than the crops (--image-size "
-                                f"{self.image_size})")
+            raise TrainingError(
+                f"--style-resize {self.style_resize} is smaller than the crops (--image-size {self.image_size})"
+            )
         if not self.lr > 0 or self.lr_decay < 0:
             raise TrainingError("--lr must be positive and --lr-decay at least 0")

@@ -33,8 +33,10 @@ if TYPE_CHECKING:
     from mlx_style.training.config import TrainConfig
 from mlx_style.errors import MlxStyleError
 
-COCO_HINT = ("get COCO with `python scripts/download_coco.py` (val2017, ~1 GB; `--split train2017` for the full "
-             "~18 GB set) and pass `--data data/coco/val2017`")
+COCO_HINT = (
+    "get COCO with `python scripts/download_coco.py` (val2017, ~1 GB; `--split train2017` for the full "
+    "~18 GB set) and pass `--data data/coco/val2017`"
+)
 
 
 class DatasetError(MlxStyleError, ValueError):
@@ -96,8 +98,9 @@ class ImageSource:
         on_skip: called once per bad file with ``(path, reason)``.
     """
 
-    def __init__(self, files: list[Path], image_size: int, min_side: int,
-                 on_skip: Callable[[Path, str], None] | None = None):
+    def __init__(
+        self, files: list[Path], image_size: int, min_side: int, on_skip: Callable[[Path, str], None] | None = None
+    ):
         self.files, self.image_size, self.min_side = list(files), image_size, min_side
         self.on_skip = on_skip
         self.bad: dict[int, str] = {}
@@ -111,8 +114,9 @@ class ImageSource:
         try:
             image = load_image(path)
             if min(image.shape[:2]) < self.min_side:
-                raise ImageError(f"{path}: too small ({image.shape[1]}×{image.shape[0]}, shorter side under "
-                                 f"{self.min_side} px)")
+                raise ImageError(
+                    f"{path}: too small ({image.shape[1]}×{image.shape[0]}, shorter side under {self.min_side} px)"
+                )
             return prepare(image, self.image_size)
         except Exception as exc:  # a bad file must never stop a long run: ImageError, PIL oddities, MemoryError
             reason = str(exc) if isinstance(exc, ImageError) else f"{path}: {type(exc).__name__}: {exc}"
@@ -130,8 +134,9 @@ class ImageSource:
             crop = self.try_load(int(order[(slot + k) % n]))
             if crop is not None:
                 return crop
-        raise DatasetError(f"none of the {n} content images could be used ({len(self.bad)} skipped): "
-                           "check the folder, or " + COCO_HINT)
+        raise DatasetError(
+            f"none of the {n} content images could be used ({len(self.bad)} skipped): check the folder, or " + COCO_HINT
+        )
 
 
 def check_dataset(source: ImageSource, limit: int = 50) -> int:
@@ -145,8 +150,10 @@ def check_dataset(source: ImageSource, limit: int = 50) -> int:
         if source.try_load(index) is not None:
             return index
     reasons = "; ".join(list(source.bad.values())[:3])
-    raise DatasetError(f"none of the first {min(limit, len(source.files))} content images is usable ({reasons}): "
-                       f"check the folder, or {COCO_HINT}")
+    raise DatasetError(
+        f"none of the first {min(limit, len(source.files))} content images is usable ({reasons}): "
+        f"check the folder, or {COCO_HINT}"
+    )
 
 
 def shard_batch(source: ImageSource, order: np.ndarray, offset: int, batch: int, rank: int) -> np.ndarray:
@@ -167,15 +174,27 @@ class BatchIterator:
         prefetch: batches prepared ahead (bounded memory: ``prefetch·batch·S²·3`` bytes).
     """
 
-    def __init__(self, source: ImageSource, seed: int, start_step: int, total_steps: int, global_batch: int,
-                 rank: int = 0, world_size: int = 1, prefetch: int = 2):
+    def __init__(
+        self,
+        source: ImageSource,
+        seed: int,
+        start_step: int,
+        total_steps: int,
+        global_batch: int,
+        rank: int = 0,
+        world_size: int = 1,
+        prefetch: int = 2,
+    ):
         if global_batch % world_size:
-            raise DatasetError(f"the batch size {global_batch} must be a multiple of the number of processes "
-                               f"({world_size})")
+            raise DatasetError(
+                f"the batch size {global_batch} must be a multiple of the number of processes ({world_size})"
+            )
         self.steps_per_epoch = steps_per_epoch(len(source.files), global_batch)
         if self.steps_per_epoch == 0:
-            raise DatasetError(f"{len(source.files)} content images is fewer than one batch of {global_batch}: "
-                               f"lower --batch-size or add images ({COCO_HINT})")
+            raise DatasetError(
+                f"{len(source.files)} content images is fewer than one batch of {global_batch}: "
+                f"lower --batch-size or add images ({COCO_HINT})"
+            )
         self.source, self.seed, self.global_batch = source, seed, global_batch
         self.rank, self.batch = rank, global_batch // world_size
         self.start_step, self.total_steps = start_step, total_steps
@@ -236,13 +255,15 @@ def split_files(config: TrainConfig) -> tuple[list[Path], list[Path]]:
     of fewer than ``10·sample_count`` images are too small to spare them and share them with training.
     """
     if not config.data:
-        raise DatasetError("no --data folder given: get COCO with `python scripts/download_coco.py` "
-                           "and pass `--data data/coco/val2017`")
+        raise DatasetError(
+            "no --data folder given: get COCO with `python scripts/download_coco.py` "
+            "and pass `--data data/coco/val2017`"
+        )
     files = find_images(config.data)
     if config.sample_images:
         samples = list_images(config.sample_images)[: config.sample_count]
     elif len(files) >= 10 * config.sample_count:
-        files, samples = files[: -config.sample_count], files[-config.sample_count:]
+        files, samples = files[: -config.sample_count], files[-config.sample_count :]
     else:
         samples = files[: config.sample_count]
     if config.subset:
@@ -280,12 +301,18 @@ def plan_data(config: TrainConfig, say, split=split_files) -> DataPlan:
     check_dataset(source)
     per_epoch = steps_per_epoch(len(files), config.batch_size)
     if per_epoch == 0:
-        raise DatasetError(f"{len(files)} content images is fewer than one batch of {config.batch_size}: lower "
-                           "--batch-size or add images")
+        raise DatasetError(
+            f"{len(files)} content images is fewer than one batch of {config.batch_size}: lower "
+            "--batch-size or add images"
+        )
     total = config.iters if config.iters is not None else config.epochs * per_epoch
-    info = {"seed": config.seed, "files": len(files),
-            "files_digest": file_list_digest([p.relative_to(config.data) for p in files]),
-            "global_batch": config.batch_size, "image_size": config.image_size}
+    info = {
+        "seed": config.seed,
+        "files": len(files),
+        "files_digest": file_list_digest([p.relative_to(config.data) for p in files]),
+        "global_batch": config.batch_size,
+        "image_size": config.image_size,
+    }
     return DataPlan(source, sample_paths, per_epoch, total, info, skipped)
 
 

@@ -54,4 +54,3 @@ def machine_memory_gb(group, local: int) -> tuple[float, float]:
         total = mx.distributed.all_sum(mx.array([peak, resident], mx.float32), group=group).tolist()
         peak, resident = total
     return peak, resident
-

@@ -96,8 +96,14 @@ def ring_hostfile(ports: list[int]) -> str:
 def child_env(base: dict[str, str], rank: int, processes: int, hostfile: str, blas_threads: int) -> dict[str, str]:
     """The environment of one rank."""
     env = dict(base)
-    env.update({"MLX_HOSTFILE": hostfile, "MLX_RANK": str(rank), LOCAL_ENV: str(processes),
-                "OPENBLAS_NUM_THREADS": str(blas_threads)})
+    env.update(
+        {
+            "MLX_HOSTFILE": hostfile,
+            "MLX_RANK": str(rank),
+            LOCAL_ENV: str(processes),
+            "OPENBLAS_NUM_THREADS": str(blas_threads),
+        }
+    )
     return env
 
 
@@ -138,7 +144,7 @@ def remove_stale_ring_folders(root: str | None = None) -> list[Path]:
     removed = []
     for folder in Path(root or tempfile.gettempdir()).glob(f"{RING_FOLDER_PREFIX}*"):
         try:
-            pid = int(folder.name[len(RING_FOLDER_PREFIX):].split("_", 1)[0])
+            pid = int(folder.name[len(RING_FOLDER_PREFIX) :].split("_", 1)[0])
         except ValueError:
             continue
         try:
@@ -169,8 +175,14 @@ def _forward_stderr(pipe, quiet_prefixes=("[ring]",)) -> threading.Thread:
     return thread
 
 
-def run_local(processes: int, args: list[str], env: dict[str, str] | None = None, blas_threads: int | None = None,
-              grace_s: float = 20.0, poll_s: float = 0.2) -> int:
+def run_local(
+    processes: int,
+    args: list[str],
+    env: dict[str, str] | None = None,
+    blas_threads: int | None = None,
+    grace_s: float = 20.0,
+    poll_s: float = 0.2,
+) -> int:
     """Run ``python *args`` as ``processes`` ranks of one MLX ring on this machine; return the run's exit code.
 
     Rank 0's exit code if it failed, else the first failing rank's, else 0. Ctrl-C, SIGTERM and SIGHUP are passed
@@ -197,11 +209,15 @@ def run_local(processes: int, args: list[str], env: dict[str, str] | None = None
             for sig in FORWARDED_SIGNALS:
                 previous[sig] = signal.signal(sig, forward)
             for rank in range(processes):
-                children.append(subprocess.Popen(
-                    [sys.executable, *args], start_new_session=True,
-                    preexec_fn=_die_with_parent if sys.platform.startswith("linux") else None,
-                    stderr=subprocess.PIPE if rank else None,
-                    env=child_env(base, rank, processes, str(hostfile), threads)))
+                children.append(
+                    subprocess.Popen(
+                        [sys.executable, *args],
+                        start_new_session=True,
+                        preexec_fn=_die_with_parent if sys.platform.startswith("linux") else None,
+                        stderr=subprocess.PIPE if rank else None,
+                        env=child_env(base, rank, processes, str(hostfile), threads),
+                    )
+                )
                 if rank:
                     _forward_stderr(children[-1].stderr)
             while True:

@@ -88,8 +88,9 @@ def similarity_matrix(dx: float, dy: float, degrees: float, scale: float, height
     return np.concatenate([inverse, offset[:, None]], axis=1)
 
 
-def random_motion(seed: int, step: int, count: int, height: int, width: int, config: StableConfig,
-                  first: int = 0) -> Motion:
+def random_motion(
+    seed: int, step: int, count: int, height: int, width: int, config: StableConfig, first: int = 0
+) -> Motion:
     """The motions of images ``first … first + count − 1`` of the global batch of ``step`` (0-based).
 
     Each image draws from its own ``PCG64([seed, step, index, MOTION_STREAM])``: a pure function of those, so a
@@ -101,7 +102,7 @@ def random_motion(seed: int, step: int, count: int, height: int, width: int, con
         rng = np.random.Generator(np.random.PCG64([seed, step, first + i, MOTION_STREAM]))
         dx, dy, degrees, zoom = rng.uniform(-1.0, 1.0, 4) * (config.shift, config.shift, config.rotate, config.zoom)
         matrices[i] = similarity_matrix(dx, dy, degrees, 1.0 + zoom, height, width)
-        keys[i] = rng.integers(0, 2 ** 32, 2, dtype=np.uint32)
+        keys[i] = rng.integers(0, 2**32, 2, dtype=np.uint32)
     return Motion(matrices, keys)
 
 
@@ -125,8 +126,9 @@ def warp(images: mx.array, matrices: mx.array) -> tuple[mx.array, mx.array]:
     ys = mx.arange(H, dtype=mx.float32)[:, None]
     src_x = m[:, 0, 0] * xs + m[:, 0, 1] * ys + m[:, 0, 2]  # (B, H, W)
     src_y = m[:, 1, 0] * xs + m[:, 1, 1] * ys + m[:, 1, 2]
-    inside = ((src_x >= -INSIDE_EPS) & (src_x <= W - 1 + INSIDE_EPS)
-              & (src_y >= -INSIDE_EPS) & (src_y <= H - 1 + INSIDE_EPS))
+    inside = (
+        (src_x >= -INSIDE_EPS) & (src_x <= W - 1 + INSIDE_EPS) & (src_y >= -INSIDE_EPS) & (src_y <= H - 1 + INSIDE_EPS)
+    )
     src_x, src_y = mx.clip(src_x, 0, W - 1), mx.clip(src_y, 0, H - 1)
     x0, y0 = mx.floor(src_x), mx.floor(src_y)
     fx, fy = (src_x - x0)[..., None], (src_y - y0)[..., None]
@@ -163,8 +165,15 @@ def moved_input(content: mx.array, matrices: mx.array, keys: mx.array, noise: fl
     return moved, mask
 
 
-def temporal_loss(model, content: mx.array, output: mx.array, matrices: mx.array, keys: mx.array,
-                  noise: float, fixed_target: bool = False) -> mx.array:
+def temporal_loss(
+    model,
+    content: mx.array,
+    output: mx.array,
+    matrices: mx.array,
+    keys: mx.array,
+    noise: float,
+    fixed_target: bool = False,
+) -> mx.array:
     """``ℓ_temporal`` of the module docstring, for ``output = model(content)``; gradients flow through both
     branches (``T(f(x))`` and ``f(T(x) + n)``), or with ``fixed_target`` through the moved crop's only."""
     moved, mask = moved_input(content, matrices, keys, noise)

@@ -18,8 +18,13 @@ from mlx_style.io.weights import atomic_write
 from mlx_style.timing import format_duration  # noqa: F401  (re-exported for the runner)
 from mlx_style.errors import UsageError
 
-SERIES_COLOURS = {"loss": (0, 0, 0), "content": (31, 119, 180), "style": (214, 39, 40), "tv": (44, 160, 44),
-                  "temporal": (148, 103, 189)}
+SERIES_COLOURS = {
+    "loss": (0, 0, 0),
+    "content": (31, 119, 180),
+    "style": (214, 39, 40),
+    "tv": (44, 160, 44),
+    "temporal": (148, 103, 189),
+}
 SERIES = ("loss", "content", "style", "tv")
 OPTIONAL_SERIES = ("temporal",)  # drawn when the log has them (train --stable)
 
@@ -28,8 +33,10 @@ def format_progress(record: dict, total: int, eta_s: float) -> str:
     """One human line: step/total, throughput, ETA and the losses (the terms the method has: an AdaIN run has no tv,
     a ``--stable`` one a temporal term)."""
     terms = ", ".join(f"{k} {record[k]:.4g}" for k in SERIES[1:] + OPTIONAL_SERIES if k in record)
-    return (f"step {record['step']}/{total}  {record['images_per_s']:.2f} img/s  ETA {format_duration(eta_s)}  "
-            f"loss {record['loss']:.4g} ({terms})")
+    return (
+        f"step {record['step']}/{total}  {record['images_per_s']:.2f} img/s  ETA {format_duration(eta_s)}  "
+        f"loss {record['loss']:.4g} ({terms})"
+    )
 
 
 class ProgressLine:
@@ -89,8 +96,11 @@ class JsonlLog:
 
     def __init__(self, path: str | Path, keep_through_step: int | None = None):
         self.path = Path(path)
-        kept = [] if keep_through_step is None else [r for r in read_log(self.path)
-                                                     if r.get("step", 0) <= keep_through_step]
+        kept = (
+            []
+            if keep_through_step is None
+            else [r for r in read_log(self.path) if r.get("step", 0) <= keep_through_step]
+        )
         text = "".join(json.dumps(r) + "\n" for r in kept)
         atomic_write(self.path, lambda tmp: Path(tmp).write_text(text))
         self.records = kept
@@ -102,11 +112,12 @@ class JsonlLog:
 
 
 def _nice_log_ticks(lo: float, hi: float) -> list[float]:
-    return [10.0 ** k for k in range(math.floor(math.log10(lo)), math.ceil(math.log10(hi)) + 1)]
+    return [10.0**k for k in range(math.floor(math.log10(lo)), math.ceil(math.log10(hi)) + 1)]
 
 
-def plot_loss_curve(records: Iterable[dict], keys: tuple[str, ...] | None = None,
-                    size: tuple[int, int] = (720, 420)) -> Image.Image:
+def plot_loss_curve(
+    records: Iterable[dict], keys: tuple[str, ...] | None = None, size: tuple[int, int] = (720, 420)
+) -> Image.Image:
     """A log-scale line chart of the logged losses against the step (the terms are unweighted).
 
     ``keys`` None: ``SERIES``, and those of ``OPTIONAL_SERIES`` that some record has."""
@@ -118,8 +129,10 @@ def plot_loss_curve(records: Iterable[dict], keys: tuple[str, ...] | None = None
     img = Image.new("RGB", size, "white")
     draw = ImageDraw.Draw(img)
     font = ImageFont.load_default()
-    series = {k: [(r["step"], r[k]) for r in records if k in r and r[k] is not None and r[k] > 0
-                  and math.isfinite(r[k])] for k in keys}
+    series = {
+        k: [(r["step"], r[k]) for r in records if k in r and r[k] is not None and r[k] > 0 and math.isfinite(r[k])]
+        for k in keys
+    }
     values = [v for pts in series.values() for _, v in pts]
     steps = [s for pts in series.values() for s, _ in pts]
     draw.rectangle([left, top, W - right, H - bottom], outline="black")
@@ -172,7 +185,7 @@ def sample_grid(rows: list[list[np.ndarray]], pad: int = 4) -> np.ndarray:
             if image.shape[:2] != (h, w):
                 raise UsageError(f"[sample_grid] image {i},{j} is {image.shape[:2]}, expected {(h, w)}")
             y, x = pad + i * (h + pad), pad + j * (w + pad)
-            grid[y:y + h, x:x + w] = image
+            grid[y : y + h, x : x + w] = image
     return grid
 
 

@@ -41,8 +41,10 @@ from mlx_style.training.step import all_finite
 
 # MLX's CUDA backend builds each fused kernel of the compiled step with NVRTC on first use and caches it on disk:
 # on a fresh machine the first step waits minutes for it (docs/benchmarks.md).
-KERNEL_BUILD_NOTE = ("the first step builds MLX's CUDA kernels: it can take minutes on a machine that has not run "
-                     "this step before (they are cached on disk for later runs)")
+KERNEL_BUILD_NOTE = (
+    "the first step builds MLX's CUDA kernels: it can take minutes on a machine that has not run "
+    "this step before (they are cached on disk for later runs)"
+)
 DATA_KEYS = ("seed", "files", "files_digest", "global_batch", "image_size")  # what fixes the data order
 
 
@@ -85,8 +87,9 @@ class Method:
     def batches(self, start: int, group) -> BatchIterator:
         """This rank's content batches from step ``start`` on (``data.BatchIterator``)."""
         c, plan = self.config, self.plan
-        return BatchIterator(plan.source, c.seed, start, plan.total_steps, c.batch_size, group.rank(), group.size(),
-                             c.prefetch)
+        return BatchIterator(
+            plan.source, c.seed, start, plan.total_steps, c.batch_size, group.rank(), group.size(), c.prefetch
+        )
 
     def step(self, step_index: int, batch: np.ndarray) -> tuple[mx.array, dict[str, mx.array]]:
         """Train on ``batch`` (step ``step_index``, 0-based): ``(total, {term: loss})``, not yet evaluated."""
@@ -142,9 +145,11 @@ def find_resume(config, folder: Path, say=lambda text: None) -> ckpt.Checkpoint 
     if config.resume is None:
         existing = ckpt.list_checkpoints(folder)
         if existing and not config.overwrite:
-            raise TrainingError(f"{folder} already holds checkpoints of an earlier run (latest "
-                                f"{existing[-1].name}): pass --resume to continue it, or --overwrite to start "
-                                "again (its checkpoints will be deleted)")
+            raise TrainingError(
+                f"{folder} already holds checkpoints of an earlier run (latest "
+                f"{existing[-1].name}): pass --resume to continue it, or --overwrite to start "
+                "again (its checkpoints will be deleted)"
+            )
         return None
     if config.resume == LATEST:
         found = ckpt.load_newest_readable(folder, say)
@@ -166,15 +171,19 @@ def check_run(method: Method, say, world: int = 1, main_rank: bool = True) -> ck
     config = method.config
     output = config.output_path()
     if config.resume is None and output.exists() and not config.overwrite:
-        raise TrainingError(f"{output} already exists: pass --resume to continue its run, choose "
-                            "another --output, or pass --overwrite to replace it")
+        raise TrainingError(
+            f"{output} already exists: pass --resume to continue its run, choose "
+            "another --output, or pass --overwrite to replace it"
+        )
     found = find_resume(config, config.run_path() / "checkpoints", say)
     if found is not None:
         saved = found.json("data")
         for key in DATA_KEYS:  # the batches of step s are a function of these and s alone (training.data)
             if saved.get(key) != method.plan.info[key]:
-                raise TrainingError(f"cannot resume {found.path} exactly: {key} was {saved.get(key)!r}, now "
-                                    f"{method.plan.info[key]!r}; use the same {method.data_flags}")
+                raise TrainingError(
+                    f"cannot resume {found.path} exactly: {key} was {saved.get(key)!r}, now "
+                    f"{method.plan.info[key]!r}; use the same {method.data_flags}"
+                )
         method.resume_check(found)
     return found
 
@@ -195,8 +204,11 @@ class RunWriter:
         self.folder = self.run_dir / "checkpoints"
         self.meta = method.metadata()
         self.log = JsonlLog(self.config.log_path(), keep_through_step=resumed_step) if main_rank else None
-        self.images = (load_sample_batch(method.plan.sample_paths, self.config.image_size)
-                       if main_rank and self.config.sample_every else None)
+        self.images = (
+            load_sample_batch(method.plan.sample_paths, self.config.image_size)
+            if main_rank and self.config.sample_every
+            else None
+        )
 
     def records(self) -> list[dict]:
         return self.log.records if self.log else []
@@ -205,10 +217,15 @@ class RunWriter:
         if not self.main_rank:
             return None
         plan, batch = self.method.plan, self.config.batch_size
-        data = {**plan.info, "next_step": step, "epoch": step // plan.steps_per_epoch,
-                "offset": (step % plan.steps_per_epoch) * batch}
-        path = ckpt.save_checkpoint(self.folder, step, self.method.model, self.method.optimizer,
-                                    {**self.meta, "data": json.dumps(data)})
+        data = {
+            **plan.info,
+            "next_step": step,
+            "epoch": step // plan.steps_per_epoch,
+            "offset": (step % plan.steps_per_epoch) * batch,
+        }
+        path = ckpt.save_checkpoint(
+            self.folder, step, self.method.model, self.method.optimizer, {**self.meta, "data": json.dumps(data)}
+        )
         ckpt.prune_checkpoints(self.folder, self.config.keep_checkpoints)
         save_loss_curve(self.log.records, self.log.path.with_name("loss.png"))
         return path
@@ -266,12 +283,14 @@ def _run(method: Method, group, line: ProgressLine, say, on_step) -> TrainResult
         start = found.step
     start = broadcast_from_rank0(method.model, method.optimizer, start, group)
     if start > method.plan.total_steps:
-        raise TrainingError(f"the checkpoint is at step {start}, past --iters {method.plan.total_steps}: pass a "
-                            "larger --iters")
+        raise TrainingError(
+            f"the checkpoint is at step {start}, past --iters {method.plan.total_steps}: pass a larger --iters"
+        )
     method.prepare_step(group, say)
     out = RunWriter(method, main_rank, start if found else None, line)
-    say(f"{method.describe(start, world)}; run folder {out.run_dir}"
-        + (f"; resumed from {found.path}" if found else ""))
+    say(
+        f"{method.describe(start, world)}; run folder {out.run_dir}" + (f"; resumed from {found.path}" if found else "")
+    )
     if config.compile and backend_name() == "cuda":
         say(KERNEL_BUILD_NOTE)
 
@@ -280,14 +299,17 @@ def _run(method: Method, group, line: ProgressLine, say, on_step) -> TrainResult
         return _run_steps(method, result, found is None, out, group, line, say, on_step)
     except WeightWriteError as exc:  # a full disk or lost permissions: stop cleanly, say how to continue
         line.close()
-        say(f"error: {exc}; training stopped. The last good checkpoint is {result.checkpoint or 'none yet'}: "
-            f"{exc.remedy}, then run the same command with --resume")
+        say(
+            f"error: {exc}; training stopped. The last good checkpoint is {result.checkpoint or 'none yet'}: "
+            f"{exc.remedy}, then run the same command with --resume"
+        )
         result.status, result.records = "failed", out.records()
         return result
 
 
-def _run_steps(method: Method, result: TrainResult, fresh: bool, out: RunWriter, group, line: ProgressLine, say,
-               on_step) -> TrainResult:
+def _run_steps(
+    method: Method, result: TrainResult, fresh: bool, out: RunWriter, group, line: ProgressLine, say, on_step
+) -> TrainResult:
     """The steps from ``result.step`` on, with logging, samples and checkpoints, then the final write."""
     config, plan = method.config, method.plan
     world, local, total = group.size(), local_processes(), plan.total_steps
@@ -303,21 +325,28 @@ def _run_steps(method: Method, result: TrainResult, fresh: bool, out: RunWriter,
             window_steps += 1
             # Ranks agree on stopping through a collective: every step when all share this machine (a loopback
             # collective costs ~1 ms), else only at log steps (no per-step sync between machines).
-            stopping = ((world == local or step % config.log_every == 0)
-                        and agree(stop.signum is not None, group))
+            stopping = (world == local or step % config.log_every == 0) and agree(stop.signum is not None, group)
             due_checkpoint = bool(config.checkpoint_every) and step % config.checkpoint_every == 0
             if step % config.log_every == 0 or step == total or due_checkpoint or stopping:
                 now = time.perf_counter()
                 peak_gb, resident_gb = machine_memory_gb(group, local)
-                record = {"step": step, "loss": total_loss.item(), **{k: v.item() for k, v in terms.items()},
-                          "images_per_s": window_steps * config.batch_size / (now - window_start),
-                          "peak_memory_gb": peak_gb, "resident_gb": resident_gb, **method.record(step_index)}
+                record = {
+                    "step": step,
+                    "loss": total_loss.item(),
+                    **{k: v.item() for k, v in terms.items()},
+                    "images_per_s": window_steps * config.batch_size / (now - window_start),
+                    "peak_memory_gb": peak_gb,
+                    "resident_gb": resident_gb,
+                    **method.record(step_index),
+                }
                 window_start, window_steps = now, 0
                 if not losses_finite(record) or not all_finite(method.model.parameters()):
                     line.close()
-                    say(f"error: the loss became {record['loss']} by step {step}: training stopped and nothing "
+                    say(
+                        f"error: the loss became {record['loss']} by step {step}: training stopped and nothing "
                         f"more was written; the last good checkpoint is {result.checkpoint}. "
-                        f"{method.divergence_hint} and continue from it with --resume")
+                        f"{method.divergence_hint} and continue from it with --resume"
+                    )
                     result.status, result.records = "diverged", out.records()
                     return result
                 out.record(record)
@@ -330,8 +359,10 @@ def _run_steps(method: Method, result: TrainResult, fresh: bool, out: RunWriter,
                 on_step(step)
             if stopping:
                 line.close()
-                say(f"interrupted after step {step}: wrote {result.checkpoint}; continue with the same command "
-                    "plus --resume")
+                say(
+                    f"interrupted after step {step}: wrote {result.checkpoint}; continue with the same command "
+                    "plus --resume"
+                )
                 result.status = "interrupted"
                 break
     line.close()

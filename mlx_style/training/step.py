@@ -50,8 +50,15 @@ def all_finite(tree) -> bool:
     return bool(mx.all(mx.array([mx.all(mx.isfinite(v)) for v in leaves])).item()) if leaves else True
 
 
-def make_loss_fn(model: nn.Module, vgg: nn.Module, target_grams: dict[str, mx.array], loss_config: LossConfig,
-                 recompute: bool = False, stable: StableConfig | None = None, style_rows: mx.array | None = None):
+def make_loss_fn(
+    model: nn.Module,
+    vgg: nn.Module,
+    target_grams: dict[str, mx.array],
+    loss_config: LossConfig,
+    recompute: bool = False,
+    stable: StableConfig | None = None,
+    style_rows: mx.array | None = None,
+):
     """``loss_fn(content) -> (total, terms)``: stylise the batch, then the perceptual loss against its content.
 
     ``stable`` (on): ``loss_fn(content, matrices, keys)`` also adds ``stable.weight × terms["temporal"]``
@@ -69,8 +76,10 @@ def make_loss_fn(model: nn.Module, vgg: nn.Module, target_grams: dict[str, mx.ar
     """
     layer = loss_config.content_layer
     if recompute and any(isinstance(m, nn.BatchNorm) for _, m in model.named_modules()):
-        raise UsageError("[make_loss_fn] recompute needs instance norm: recomputing a batch-norm network's "
-                         "forward updates its running statistics a second time")
+        raise UsageError(
+            "[make_loss_fn] recompute needs instance norm: recomputing a batch-norm network's "
+            "forward updates its running statistics a second time"
+        )
     if recompute and not hasattr(model, "recompute_residual"):
         raise UsageError("[make_loss_fn] recompute needs a TransformerNet (its residual blocks are recomputed)")
     if hasattr(model, "recompute_residual"):
@@ -91,8 +100,7 @@ def make_loss_fn(model: nn.Module, vgg: nn.Module, target_grams: dict[str, mx.ar
         total, terms = perceptual_loss(vgg, output, content, grams, loss_config, content_features)
         if stable is not None:
             matrices, keys = motion
-            terms["temporal"] = temporal_loss(net, content, output, matrices, keys, stable.noise,
-                                              stable.fixed_target)
+            terms["temporal"] = temporal_loss(net, content, output, matrices, keys, stable.noise, stable.fixed_target)
             total = total + stable.weight * terms["temporal"]
         return total, terms
 
@@ -103,8 +111,14 @@ def make_loss_fn(model: nn.Module, vgg: nn.Module, target_grams: dict[str, mx.ar
     return lambda content: loss(content, None)
 
 
-def tune_step_convs(model: nn.Module, vgg: nn.Module, target_grams: dict[str, mx.array], loss_config: LossConfig,
-                    batch_shape: tuple[int, ...], style_rows: mx.array | None = None) -> dict[tuple, str]:
+def tune_step_convs(
+    model: nn.Module,
+    vgg: nn.Module,
+    target_grams: dict[str, mx.array],
+    loss_config: LossConfig,
+    batch_shape: tuple[int, ...],
+    style_rows: mx.array | None = None,
+) -> dict[tuple, str]:
     """Autotune (``conv.tune_convs``) every convolution of a training step on batches of ``batch_shape``.
 
     One eager forward records the layer shapes; each is then timed forward and backward (both networks are in
@@ -116,10 +130,19 @@ def tune_step_convs(model: nn.Module, vgg: nn.Module, target_grams: dict[str, mx
     return tune_convs(lambda b: loss_fn(b, *extra)[0], mx.zeros(batch_shape, mx.float32))
 
 
-def make_train_step(model: nn.Module, vgg: nn.Module, optimizer: optim.Optimizer,
-                    target_grams: dict[str, mx.array], loss_config: LossConfig, clip: str = "tensor",
-                    group: mx.distributed.Group | None = None, compile: bool = True, recompute: bool = False,
-                    stable: StableConfig | None = None, style_rows: mx.array | None = None):
+def make_train_step(
+    model: nn.Module,
+    vgg: nn.Module,
+    optimizer: optim.Optimizer,
+    target_grams: dict[str, mx.array],
+    loss_config: LossConfig,
+    clip: str = "tensor",
+    group: mx.distributed.Group | None = None,
+    compile: bool = True,
+    recompute: bool = False,
+    stable: StableConfig | None = None,
+    style_rows: mx.array | None = None,
+):
     """Build ``step(batch, motion=None, style=None) -> (total, {"content", "style", "tv"})`` that trains ``model``
     in place.
 
@@ -150,8 +173,9 @@ def make_train_step(model: nn.Module, vgg: nn.Module, optimizer: optim.Optimizer
         raise UsageError(f"[make_train_step] clip must be one of {CLIP_MODES}, got {clip!r}")
     world = group.size() if group is not None else 1
     stable = stable if stable is not None and stable.on else None
-    loss_and_grad = nn.value_and_grad(model, make_loss_fn(model, vgg, target_grams, loss_config, recompute, stable,
-                                                          style_rows))
+    loss_and_grad = nn.value_and_grad(
+        model, make_loss_fn(model, vgg, target_grams, loss_config, recompute, stable, style_rows)
+    )
     picks = None if style_rows is None else mx.eye(style_rows.shape[0])
 
     def average(x):
@@ -171,9 +195,14 @@ def make_train_step(model: nn.Module, vgg: nn.Module, optimizer: optim.Optimizer
 
     def train_step(batch, motion: Motion | None = None, style: int | None = None):
         if (style is None) != (picks is None):
-            raise UsageError("[make_train_step] " + ("pass the batch's style index: the step trains several styles"
-                                                     if style is None else "a style index was given but the step "
-                                                     "was built for one style"))
+            raise UsageError(
+                "[make_train_step] "
+                + (
+                    "pass the batch's style index: the step trains several styles"
+                    if style is None
+                    else "a style index was given but the step was built for one style"
+                )
+            )
         extra = () if picks is None else (picks[style],)
         if stable is None:
             if motion is not None:

@@ -75,8 +75,11 @@ def thumbnail(image: np.ndarray, size: int) -> np.ndarray:
 def style_record(path: Path, image: np.ndarray, size: int) -> dict:
     """How a weight file lists a style: its name, the picture's sha256, and the sha256 of the pixels trained on."""
     pixels = np.ascontiguousarray(thumbnail(image, size))
-    return {"name": path.stem, "sha256": file_sha256(path),
-            "thumbnail_sha256": hashlib.sha256(pixels.tobytes() + str(pixels.shape).encode()).hexdigest()}
+    return {
+        "name": path.stem,
+        "sha256": file_sha256(path),
+        "thumbnail_sha256": hashlib.sha256(pixels.tobytes() + str(pixels.shape).encode()).hexdigest(),
+    }
 
 
 def read_styles(sources: tuple[str, ...], size: int) -> tuple[list[Path], list[np.ndarray], list[dict]]:
@@ -87,8 +90,9 @@ def read_styles(sources: tuple[str, ...], size: int) -> tuple[list[Path], list[n
     seen: dict[str, Path] = {}
     for path, record in zip(paths, records):
         if record["sha256"] in seen:
-            raise UsageError(f"--style: {path.name} is the same picture as {seen[record['sha256']].name}; give each "
-                             "style once")
+            raise UsageError(
+                f"--style: {path.name} is the same picture as {seen[record['sha256']].name}; give each style once"
+            )
         seen[record["sha256"]] = path
     return paths, images, records
 
@@ -106,8 +110,13 @@ def init_records(meta: dict[str, str], styles: int) -> list[dict]:
     return [e if isinstance(e, dict) else {"name": str(e)} for e in entries]
 
 
-def plan_styles(sources: tuple[str, ...], size: int, init: TransformerNet | None = None,
-                init_meta: dict[str, str] | None = None, train_all: bool = False) -> StylePlan:
+def plan_styles(
+    sources: tuple[str, ...],
+    size: int,
+    init: TransformerNet | None = None,
+    init_meta: dict[str, str] | None = None,
+    train_all: bool = False,
+) -> StylePlan:
     """The plan of a run training ``sources`` (pictures or built-in names) at thumbnail size ``size``, starting
     fresh or from ``init`` (a trained network, with its metadata)."""
     paths, images, records = read_styles(sources, size)

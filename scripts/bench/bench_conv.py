@@ -79,9 +79,11 @@ def torch_runner(x_shape, w_shape, stride, training):
     o, kh, kw, _ = w_shape
     x, wt = torch.randn(n, c, h, w), torch.randn(o, c, kh, kw) * 0.1
     if not training:
+
         def fwd():
             with torch.no_grad():
                 F.conv2d(x, wt, stride=stride)
+
         return fwd
     x.requires_grad_(True)
     wt.requires_grad_(True)
@@ -90,6 +92,7 @@ def torch_runner(x_shape, w_shape, stride, training):
     def fwd_bwd():
         x.grad = wt.grad = None
         F.conv2d(x, wt, stride=stride).backward(cot)
+
     return fwd_bwd
 
 
@@ -124,8 +127,11 @@ def time_all(runners, repeats, slow_ms):
 def bench(title, shapes, training, args):
     print(f"\n## {title}: median / min ms per strategy")
     cols = list(conv.METHODS) + (["torch"] if torch is not None else [])
-    print(f"{'layer':20} {'input NHWC':16} {'GFLOP':>6} " + " ".join(f"{c:>13}" for c in cols)
-          + f" {'winner':>8} {'GFLOP/s':>7} {'vs torch':>8}")
+    print(
+        f"{'layer':20} {'input NHWC':16} {'GFLOP':>6} "
+        + " ".join(f"{c:>13}" for c in cols)
+        + f" {'winner':>8} {'GFLOP/s':>7} {'vs torch':>8}"
+    )
     total = {c: 0.0 for c in cols + ["best"]}
     complete = {c: True for c in cols}
     for name, x_shape, w_shape, stride, count in shapes:
@@ -154,11 +160,17 @@ def bench(title, shapes, training, args):
         total["best"] += count * mlx_ms[best]
         ratio = f"{mlx_ms[best] / res['torch'][0]:7.2f}x" if torch is not None else "       -"
         shape = "x".join(map(str, x_shape))
-        print(f"{name:20} {shape:16} {gf:6.2f} " + " ".join(cells)
-              + f" {best:>8} {gf / mlx_ms[best] * 1e3:7.0f} {ratio}", flush=True)
+        print(
+            f"{name:20} {shape:16} {gf:6.2f} " + " ".join(cells) + f" {best:>8} {gf / mlx_ms[best] * 1e3:7.0f} {ratio}",
+            flush=True,
+        )
     cells = " ".join(f"{total[c]:13.1f}" if complete[c] else f"{'(partial)':>13}" for c in cols)
-    print(f"{'network (10x res)':20} {'':16} {'':6} " + cells + f" {total['best']:8.1f}"
-          + (f" {'':7} {total['best'] / total['torch']:7.2f}x" if torch is not None else ""))
+    print(
+        f"{'network (10x res)':20} {'':16} {'':6} "
+        + cells
+        + f" {total['best']:8.1f}"
+        + (f" {'':7} {total['best'] / total['torch']:7.2f}x" if torch is not None else "")
+    )
     return total
 
 
@@ -168,19 +180,22 @@ def main():
     p.add_argument("--train-batch", type=int, default=4, help="batch for forward+backward at 256² (0: skip)")
     p.add_argument("--repeats", type=int, default=5)
     p.add_argument("--slow-ms", type=float, default=1000.0, help="time once what is this slow and 10x the best")
-    p.add_argument("--cache-limit-mb", type=int, default=0,
-                   help="mx.set_cache_limit before timing (0: keep MLX's default)")
+    p.add_argument(
+        "--cache-limit-mb", type=int, default=0, help="mx.set_cache_limit before timing (0: keep MLX's default)"
+    )
     p.add_argument("--layers", default="", help="comma-separated substrings of layer names to keep")
     args = p.parse_args()
     if args.cache_limit_mb:
         mx.set_cache_limit(args.cache_limit_mb << 20)
     old = mx.set_cache_limit(mx.get_memory_limit())
     mx.set_cache_limit(old)
-    print(f"mlx {mx.__version__} ({mx.default_device()}), BLAS: {mlx_style._blas.STATUS.loaded}, "
-          f"buffer cache limit {old / 2**20:.0f} MB; torch {torch.__version__ if torch else 'not installed'}"
-          f"{f' ({torch.get_num_threads()} threads)' if torch else ''}; {args.repeats} runs after warm-up "
-          f"(* = timed once: too slow; mem = skipped, temporaries too large; - = not applicable); "
-          f"load average {os.getloadavg()[0]:.1f} on {os.cpu_count()} CPUs")
+    print(
+        f"mlx {mx.__version__} ({mx.default_device()}), BLAS: {mlx_style._blas.STATUS.loaded}, "
+        f"buffer cache limit {old / 2**20:.0f} MB; torch {torch.__version__ if torch else 'not installed'}"
+        f"{f' ({torch.get_num_threads()} threads)' if torch else ''}; {args.repeats} runs after warm-up "
+        f"(* = timed once: too slow; mem = skipped, temporaries too large; - = not applicable); "
+        f"load average {os.getloadavg()[0]:.1f} on {os.cpu_count()} CPUs"
+    )
     keep = [s for s in args.layers.split(",") if s]
 
     def pick(shapes):
@@ -190,8 +205,12 @@ def main():
         fw, fh = map(int, size.lower().split("x"))
         bench(f"{fw}x{fh}, batch 1, forward", pick(layer_shapes(fh, fw, 1)), False, args)
     if args.train_batch:
-        bench(f"256x256, batch {args.train_batch}, forward + backward (dx, dw)",
-              pick(layer_shapes(256, 256, args.train_batch)), True, args)
+        bench(
+            f"256x256, batch {args.train_batch}, forward + backward (dx, dw)",
+            pick(layer_shapes(256, 256, args.train_batch)),
+            True,
+            args,
+        )
 
 
 if __name__ == "__main__":

@@ -33,8 +33,9 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--threads", type=int, default=0, help="onnxruntime intra-op threads (0: its default)")
     p.add_argument("--json", default=None)
     args = p.parse_args(argv)
-    result = compare_imported(args.model, args.onnx, parse_sizes(args.sizes), args.warmup, args.repeats,
-                              args.threads, args.style_image)
+    result = compare_imported(
+        args.model, args.onnx, parse_sizes(args.sizes), args.warmup, args.repeats, args.threads, args.style_image
+    )
     if args.json:
         with open(args.json, "w") as f:
             json.dump(result, f, indent=1)

@@ -64,20 +64,28 @@ def ops_rows(torch, size: int, repeats: int) -> list[tuple[str, float, float, fl
         mx.eval(x)
         xt = torch.from_numpy(np.asarray(x)).permute(0, 3, 1, 2).contiguous()
         widths = ((0, 0), (pad, pad), (pad, pad), (0, 0))
-        rows.append((f"reflect pad {pad}, {'×'.join(map(str, shape))}",
-                     median_ms(lambda: mx.eval(mx.pad(x, widths, mode="reflect")), repeats),
-                     median_ms(lambda: mx.eval(pad_spatial(x, pad)), repeats),
-                     median_ms(lambda: F.pad(xt, (pad,) * 4, mode="reflect"), repeats)))
+        rows.append(
+            (
+                f"reflect pad {pad}, {'×'.join(map(str, shape))}",
+                median_ms(lambda: mx.eval(mx.pad(x, widths, mode="reflect")), repeats),
+                median_ms(lambda: mx.eval(pad_spatial(x, pad)), repeats),
+                median_ms(lambda: F.pad(xt, (pad,) * 4, mode="reflect"), repeats),
+            )
+        )
     for shape in ((1, size, size, 32), (4, size // 2, size // 2, 64), (1, size // 4, size // 4, 128)):
         x = mx.random.normal(shape) * 30 + 50
         w, b = mx.random.normal(shape[-1:]), mx.random.normal(shape[-1:])
         mx.eval(x, w, b)
         xt = torch.from_numpy(np.asarray(x)).permute(0, 3, 1, 2).contiguous()
         wt, bt = torch.from_numpy(np.asarray(w)), torch.from_numpy(np.asarray(b))
-        rows.append((f"instance norm + ReLU, {'×'.join(map(str, shape))}",
-                     median_ms(lambda: mx.eval(nn.relu(instance_norm_with_var(x, w, b, 1e-5))), repeats),
-                     median_ms(lambda: mx.eval(nn.relu(instance_norm(x, w, b, 1e-5))), repeats),
-                     median_ms(lambda: F.relu(F.instance_norm(xt, weight=wt, bias=bt, eps=1e-5)), repeats)))
+        rows.append(
+            (
+                f"instance norm + ReLU, {'×'.join(map(str, shape))}",
+                median_ms(lambda: mx.eval(nn.relu(instance_norm_with_var(x, w, b, 1e-5))), repeats),
+                median_ms(lambda: mx.eval(nn.relu(instance_norm(x, w, b, 1e-5))), repeats),
+                median_ms(lambda: F.relu(F.instance_norm(xt, weight=wt, bias=bt, eps=1e-5)), repeats),
+            )
+        )
     return rows
 
 
@@ -89,8 +97,9 @@ def instance_norm_autodiff(x, weight, bias, eps):
     return centred * (mx.rsqrt(mx.mean(centred * centred, axis=(1, 2), keepdims=True) + eps) * weight) + bias
 
 
-def norm_comparison(torch, shapes, first, second, repeats: int, device: str = "cpu", label: str = "norm + ReLU",
-                    show_gap: bool = False) -> list[tuple[str, float, float, float]]:
+def norm_comparison(
+    torch, shapes, first, second, repeats: int, device: str = "cpu", label: str = "norm + ReLU", show_gap: bool = False
+) -> list[tuple[str, float, float, float]]:
     """Instance norm + ReLU under ``mx.compile``, forward alone and with the gradients of x, weight and bias, for
     two MLX formulations (``first``, ``second``) beside PyTorch's (eager, autograd) on ``device``."""
     F = torch.nn.functional
@@ -108,6 +117,7 @@ def norm_comparison(torch, shapes, first, second, repeats: int, device: str = "c
         def mlx_pair(norm):
             def fwd(a, wt_, bt_):
                 return relu(norm(a, wt_, bt_, 1e-5))
+
             grad = mx.grad(lambda a, wt_, bt_: (fwd(a, wt_, bt_) * cot).sum(), argnums=(0, 1, 2))
             return mx.compile(fwd), mx.compile(grad)
 
@@ -124,11 +134,22 @@ def norm_comparison(torch, shapes, first, second, repeats: int, device: str = "c
         name = f"{label}, {'×'.join(map(str, shape))}"
         if show_gap:
             name += f" (Δ {float(mx.abs(fwd_a(x, w, b) - fwd_b(x, w, b)).max()):.0e})"
-        rows.append((name, median_ms(lambda: mx.eval(fwd_a(x, w, b)), repeats),
-                     median_ms(lambda: mx.eval(fwd_b(x, w, b)), repeats), median_ms(torch_fwd, repeats)))
-        rows.append((f"  and its gradients, {'×'.join(map(str, shape))}",
-                     median_ms(lambda: mx.eval(grad_a(x, w, b)), repeats),
-                     median_ms(lambda: mx.eval(grad_b(x, w, b)), repeats), median_ms(torch_grad, repeats)))
+        rows.append(
+            (
+                name,
+                median_ms(lambda: mx.eval(fwd_a(x, w, b)), repeats),
+                median_ms(lambda: mx.eval(fwd_b(x, w, b)), repeats),
+                median_ms(torch_fwd, repeats),
+            )
+        )
+        rows.append(
+            (
+                f"  and its gradients, {'×'.join(map(str, shape))}",
+                median_ms(lambda: mx.eval(grad_a(x, w, b)), repeats),
+                median_ms(lambda: mx.eval(grad_b(x, w, b)), repeats),
+                median_ms(torch_grad, repeats),
+            )
+        )
     return rows
 
 
@@ -136,8 +157,7 @@ def compiled_norm_rows(torch, size: int, repeats: int) -> list[tuple[str, float,
     """Instance norm + ReLU as a training step runs it on the CPU (batch 4, the step's widths): the autodiff
     formulation ``ops.instance_norm`` replaced, then ``ops.instance_norm``, then PyTorch."""
     shapes = ((4, size // 2, size // 2, 32), (4, size // 4, size // 4, 64), (4, size // 8, size // 8, 128))
-    return norm_comparison(torch, shapes, instance_norm_autodiff, instance_norm, repeats,
-                           label="compiled norm + ReLU")
+    return norm_comparison(torch, shapes, instance_norm_autodiff, instance_norm, repeats, label="compiled norm + ReLU")
 
 
 def pool_rows(torch, size: int, batch: int, repeats: int, device: str) -> list[tuple[str, float, float, float]]:
@@ -155,6 +175,7 @@ def pool_rows(torch, size: int, batch: int, repeats: int, device: str) -> list[t
         def forms(elementwise):
             def pool(a):
                 return max_pool_2x2(a, elementwise)
+
             return mx.compile(pool), mx.compile(lambda a: mx.vjp(pool, [a], [cot]))
 
         (fwd_max, grad_max), (fwd_fused, grad_fused) = forms(False), forms(True)
@@ -169,10 +190,22 @@ def pool_rows(torch, size: int, batch: int, repeats: int, device: str) -> list[t
             sync()
 
         label = "×".join(map(str, shape))
-        rows.append((f"2×2 max-pool, {label}", median_ms(lambda: mx.eval(fwd_max(x)), repeats),
-                     median_ms(lambda: mx.eval(fwd_fused(x)), repeats), median_ms(torch_fwd, repeats)))
-        rows.append((f"  and its gradient, {label}", median_ms(lambda: mx.eval(grad_max(x)), repeats),
-                     median_ms(lambda: mx.eval(grad_fused(x)), repeats), median_ms(torch_grad, repeats)))
+        rows.append(
+            (
+                f"2×2 max-pool, {label}",
+                median_ms(lambda: mx.eval(fwd_max(x)), repeats),
+                median_ms(lambda: mx.eval(fwd_fused(x)), repeats),
+                median_ms(torch_fwd, repeats),
+            )
+        )
+        rows.append(
+            (
+                f"  and its gradient, {label}",
+                median_ms(lambda: mx.eval(grad_max(x)), repeats),
+                median_ms(lambda: mx.eval(grad_fused(x)), repeats),
+                median_ms(torch_grad, repeats),
+            )
+        )
     return rows
 
 
@@ -193,18 +226,28 @@ def norm_rows(torch, size: int, batch: int, repeats: int, device: str) -> list[t
     """Instance norm + ReLU on the style network's three widths on MLX's default device: ``ops.instance_norm``
     (the package's), the matmul-statistics candidate, PyTorch on ``device``."""
     shapes = ((batch, size, size, 32), (batch, size // 2, size // 2, 64), (batch, size // 4, size // 4, 128))
-    return norm_comparison(torch, shapes, instance_norm, instance_norm_matmul_stats, repeats, device,
-                           show_gap=True)
+    return norm_comparison(torch, shapes, instance_norm, instance_norm_matmul_stats, repeats, device, show_gap=True)
 
 
 def stages(net, relu, module_list):
     """``(name, callable)`` per stage of a TransformerNet or its PyTorch twin (same attribute names but for the
     residual blocks, ``module_list``: MLX's ``net.res``, the twin's ``res1`` …)."""
-    out = [("conv1", net.conv1), ("in1 + ReLU", lambda v: relu(net.in1(v))), ("conv2", net.conv2),
-           ("in2 + ReLU", lambda v: relu(net.in2(v))), ("conv3", net.conv3), ("in3 + ReLU", lambda v: relu(net.in3(v)))]
+    out = [
+        ("conv1", net.conv1),
+        ("in1 + ReLU", lambda v: relu(net.in1(v))),
+        ("conv2", net.conv2),
+        ("in2 + ReLU", lambda v: relu(net.in2(v))),
+        ("conv3", net.conv3),
+        ("in3 + ReLU", lambda v: relu(net.in3(v))),
+    ]
     out += [(f"res{i}", block) for i, block in enumerate(module_list)]
-    out += [("up1", net.deconv1), ("in4 + ReLU", lambda v: relu(net.in4(v))), ("up2", net.deconv2),
-            ("in5 + ReLU", lambda v: relu(net.in5(v))), ("out", net.deconv3)]
+    out += [
+        ("up1", net.deconv1),
+        ("in4 + ReLU", lambda v: relu(net.in4(v))),
+        ("up2", net.deconv2),
+        ("in5 + ReLU", lambda v: relu(net.in5(v))),
+        ("out", net.deconv3),
+    ]
     return out
 
 
@@ -237,8 +280,12 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--size", type=int, default=256, help="square frame side (default %(default)s)")
     p.add_argument("--repeats", type=int, default=9, help="timed runs per row, median (default %(default)s)")
     p.add_argument("--batch", type=int, default=4, help="images in the device rows (default %(default)s)")
-    p.add_argument("--device-only", action="store_true", help="only the rows that run on MLX's default device "
-                   "beside PyTorch on the matching one (max-pool, instance norm); the op rows use PyTorch's CPU")
+    p.add_argument(
+        "--device-only",
+        action="store_true",
+        help="only the rows that run on MLX's default device "
+        "beside PyTorch on the matching one (max-pool, instance norm); the op rows use PyTorch's CPU",
+    )
     return p
 
 
@@ -250,15 +297,19 @@ def main(argv: list[str] | None = None) -> int:
         print("error: this benchmark compares against PyTorch: pip install torch", file=sys.stderr)
         return 1
     keep_freed_memory()
-    print(f"MLX {mx.__version__} on {mx.default_device()}, PyTorch {torch.__version__} ({torch.get_num_threads()} "
-          f"threads); median of {args.repeats}, ms")
+    print(
+        f"MLX {mx.__version__} on {mx.default_device()}, PyTorch {torch.__version__} ({torch.get_num_threads()} "
+        f"threads); median of {args.repeats}, ms"
+    )
     try:
         device = matching_torch_device(torch)
     except RuntimeError as error:
         print(f"error: {error}", file=sys.stderr)
         return 1
-    print(f"\n{'op (' + str(mx.default_device()) + ', PyTorch on ' + device + ')':44} {'mx.max':>11} "
-          f"{'fused':>9} {'PyTorch':>9} {'fused/torch':>12}")
+    print(
+        f"\n{'op (' + str(mx.default_device()) + ', PyTorch on ' + device + ')':44} {'mx.max':>11} "
+        f"{'fused':>9} {'PyTorch':>9} {'fused/torch':>12}"
+    )
     for name, plain, fused, theirs in pool_rows(torch, args.size, args.batch, args.repeats, device):
         print(f"{name:44} {plain:11.2f} {fused:9.2f} {theirs:9.2f} {fused / theirs:12.2f}")
     print(f"\n{'instance norm, compiled':44} {'package':>11} {'matmul':>9} {'PyTorch':>9} {'package/torch':>14}")
@@ -268,15 +319,18 @@ def main(argv: list[str] | None = None) -> int:
         return 0
     print(f"\n{'op':44} {'MLX before':>11} {'MLX now':>9} {'PyTorch':>9} {'now/torch':>10}")
     for name, before, now, theirs in ops_rows(torch, args.size, args.repeats) + compiled_norm_rows(
-            torch, args.size, args.repeats):
+        torch, args.size, args.repeats
+    ):
         print(f"{name:44} {before:11.2f} {now:9.2f} {theirs:9.2f} {now / theirs:10.2f}")
     rows = stage_rows(torch, args.size, args.repeats, device)
     print(f"\n{'stage at ' + str(args.size) + '²':20} {'MLX':>8} {'PyTorch':>8} {'MLX − PyTorch':>14}")
     for name, ours, theirs in rows:
         print(f"{name:20} {ours:8.1f} {theirs:8.1f} {ours - theirs:+14.1f}")
     total_ours, total_theirs = sum(r[1] for r in rows), sum(r[2] for r in rows)
-    print(f"{'sum':20} {total_ours:8.1f} {total_theirs:8.1f} {total_ours - total_theirs:+14.1f}  "
-          f"(MLX / PyTorch {total_ours / total_theirs:.2f})")
+    print(
+        f"{'sum':20} {total_ours:8.1f} {total_theirs:8.1f} {total_ours - total_theirs:+14.1f}  "
+        f"(MLX / PyTorch {total_ours / total_theirs:.2f})"
+    )
     return 0
 
 

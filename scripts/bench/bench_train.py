@@ -72,8 +72,9 @@ def matching_torch_device(torch=None) -> str:
     if torch is not None:
         available = torch.backends.mps.is_available() if device == "mps" else torch.cuda.is_available()
         if not available:
-            raise RuntimeError(f"PyTorch {torch.__version__} has no {device} device to match MLX's "
-                               f"{mx.default_device()}")
+            raise RuntimeError(
+                f"PyTorch {torch.__version__} has no {device} device to match MLX's {mx.default_device()}"
+            )
     return device
 
 
@@ -160,11 +161,21 @@ def run_mlx(config: BenchConfig, inputs: Path) -> dict:
         tune_step_convs(net, vgg, grams, losses, (share, config.image_size, config.image_size, 3))
         if not rank:
             agree(False, group)
-    recompute = TrainConfig(style="", batch_size=config.batch_size, image_size=config.image_size,
-                            low_memory=config.low_memory).recomputes(processes=world, local=local_processes())
-    step = make_train_step(net, vgg, optimizer, grams, losses, "tensor", group=group if world > 1 else None,
-                           compile=config.compile, recompute=recompute)
-    batch = mx.array(data["content"][rank * share:(rank + 1) * share])
+    recompute = TrainConfig(
+        style="", batch_size=config.batch_size, image_size=config.image_size, low_memory=config.low_memory
+    ).recomputes(processes=world, local=local_processes())
+    step = make_train_step(
+        net,
+        vgg,
+        optimizer,
+        grams,
+        losses,
+        "tensor",
+        group=group if world > 1 else None,
+        compile=config.compile,
+        recompute=recompute,
+    )
+    batch = mx.array(data["content"][rank * share : (rank + 1) * share])
     mx.eval(grams, batch)
     losses_seen, times = [], []
     for i in range(config.warmup + config.steps):
@@ -175,15 +186,26 @@ def run_mlx(config: BenchConfig, inputs: Path) -> dict:
         mx.eval(loss, net.parameters(), optimizer.state)
         times.append(time.perf_counter() - t)
         losses_seen.append(loss.item())
-    name = ("mlx" + ("" if config.compile else " (uncompiled)") + (" (low memory)" if recompute else " (no low memory)")
-            + ("" if malloc == "glibc" else f" [{malloc}]") + (f" ({world} processes)" if world > 1 else ""))
+    name = (
+        "mlx"
+        + ("" if config.compile else " (uncompiled)")
+        + (" (low memory)" if recompute else " (no low memory)")
+        + ("" if malloc == "glibc" else f" [{malloc}]")
+        + (f" ({world} processes)" if world > 1 else "")
+    )
     peak, rss = mx.get_peak_memory() / 1e9, peak_rss_gb()
     if world > 1:  # the machine's total: every rank runs here, and the launcher too (its peak, counted by rank 0)
         rss += 0 if rank else launcher_bytes("VmHWM") / 1e9
         peak, rss = mx.distributed.all_sum(mx.array([peak, rss], mx.float32), group=group).tolist()
-    return {"framework": name, "losses": losses_seen,
-            "warmup_s": sum(times[: config.warmup]), "step_s": times[config.warmup:],
-            "peak_memory_gb": peak, "peak_rss_gb": rss, "rank": rank}
+    return {
+        "framework": name,
+        "losses": losses_seen,
+        "warmup_s": sum(times[: config.warmup]),
+        "step_s": times[config.warmup :],
+        "peak_memory_gb": peak,
+        "peak_rss_gb": rss,
+        "rank": rank,
+    }
 
 
 def run_torch(config: BenchConfig, inputs: Path) -> dict:
@@ -197,8 +219,9 @@ def run_torch(config: BenchConfig, inputs: Path) -> dict:
     device = config.torch_device
     sync = {"cuda": torch.cuda.synchronize, "mps": lambda: torch.mps.synchronize()}.get(device, lambda: None)
     data = np.load(inputs)
-    net = torch_twin.net_from_mlx(torch, {k[4:]: data[k] for k in data.files if k.startswith("net.")},
-                                  TransformerConfig()).to(device)
+    net = torch_twin.net_from_mlx(
+        torch, {k[4:]: data[k] for k in data.files if k.startswith("net.")}, TransformerConfig()
+    ).to(device)
     vgg, meta = torch_twin.load_torch_vgg(torch, config.vgg, device)
     weights = json.loads(meta["recommended_loss_weights"])
     losses = LossConfig(content_weight=weights["content"], style_weight=weights["style"], tv_weight=weights["tv"])
@@ -222,26 +245,46 @@ def run_torch(config: BenchConfig, inputs: Path) -> dict:
         losses_seen.append(loss.item())
     peak = torch.cuda.max_memory_allocated() / 1e9 if device == "cuda" else None
     name = "torch" + ("" if device == "cpu" else f" ({device})")
-    return {"framework": name, "losses": losses_seen, "warmup_s": sum(times[: config.warmup]),
-            "step_s": times[config.warmup:], "peak_memory_gb": peak, "peak_rss_gb": peak_rss_gb(),
-            "threads": torch.get_num_threads(), "device": device,
-            "cudnn_tf32": bool(torch.backends.cudnn.allow_tf32) if device == "cuda" else None}
+    return {
+        "framework": name,
+        "losses": losses_seen,
+        "warmup_s": sum(times[: config.warmup]),
+        "step_s": times[config.warmup :],
+        "peak_memory_gb": peak,
+        "peak_rss_gb": peak_rss_gb(),
+        "threads": torch.get_num_threads(),
+        "device": device,
+        "cudnn_tf32": bool(torch.backends.cudnn.allow_tf32) if device == "cuda" else None,
+    }
 
 
 def summarise(result: dict, config: BenchConfig) -> str:
     step = float(np.median(result["step_s"]))
     source = "mx.get_peak_memory" if result["framework"].startswith("mlx") else "torch.cuda.max_memory_allocated"
     mem = f"{result['peak_memory_gb']:.2f} GB ({source})" if result["peak_memory_gb"] else "—"
-    return (f"{result['framework']:>16}: {step:7.2f} s/step  {config.batch_size / step:6.2f} img/s  "
-            f"warm-up {result['warmup_s']:6.1f} s  peak {mem}, peak RSS {result['peak_rss_gb']:.2f} GB  "
-            f"losses {', '.join(f'{v:.5g}' for v in result['losses'])}")
+    return (
+        f"{result['framework']:>16}: {step:7.2f} s/step  {config.batch_size / step:6.2f} img/s  "
+        f"warm-up {result['warmup_s']:6.1f} s  peak {mem}, peak RSS {result['peak_rss_gb']:.2f} GB  "
+        f"losses {', '.join(f'{v:.5g}' for v in result['losses'])}"
+    )
 
 
 def run_child(config: BenchConfig, name: str, inputs: Path) -> dict | None:
     """One framework's run in a fresh process; its JSON result, or None (with the error printed)."""
-    child = [sys.executable, "-m", "scripts.bench.bench_train", "--inputs", str(inputs), "--framework", name,
-             *(f"--{k.replace('_', '-')}={v}" for k, v in asdict(config).items()
-               if k in ("image_size", "batch_size", "steps", "warmup", "vgg", "torch_device"))]
+    child = [
+        sys.executable,
+        "-m",
+        "scripts.bench.bench_train",
+        "--inputs",
+        str(inputs),
+        "--framework",
+        name,
+        *(
+            f"--{k.replace('_', '-')}={v}"
+            for k, v in asdict(config).items()
+            if k in ("image_size", "batch_size", "steps", "warmup", "vgg", "torch_device")
+        ),
+    ]
     if not config.compile:
         child.append("--no-compile")
     if not config.tune:
@@ -265,21 +308,44 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--steps", type=int, default=d.steps, help="timed steps")
     p.add_argument("--warmup", type=int, default=d.warmup, help="untimed steps first")
     p.add_argument("--vgg", default=d.vgg, help="converted VGG16 weights, or 'random' (timing only)")
-    p.add_argument("--torch-device", default=d.torch_device,
-                   help="PyTorch's device (default: the one matching MLX's default device)")
+    p.add_argument(
+        "--torch-device",
+        default=d.torch_device,
+        help="PyTorch's device (default: the one matching MLX's default device)",
+    )
     p.add_argument("--framework", choices=("mlx", "torch", "both"), default=d.framework)
     p.add_argument("--no-compile", dest="compile", action="store_false", help="run the MLX step uncompiled")
     p.add_argument("--no-tune", dest="tune", action="store_false", help="use the untuned conv heuristic")
-    p.add_argument("--low-memory", dest="low_memory", action="store_const", const=True, default=d.low_memory,
-                   help="MLX recomputes the residual blocks (train --low-memory; default: as train decides)")
-    p.add_argument("--no-low-memory", dest="low_memory", action="store_const", const=False,
-                   help="MLX keeps the residual blocks' activations (train --no-low-memory)")
-    p.add_argument("--rounds", type=int, default=d.rounds,
-                   help="run the frameworks' children alternately this many times; each side's fastest round "
-                        "counts (a slower spell of a shared machine then lands on both sides)")
-    p.add_argument("--processes", type=int, default=d.processes, metavar="N",
-                   help="MLX runs as N local processes, each with its share of the batch (train --processes; "
-                        "default: as train decides, 2 on a 2-core CPU)")
+    p.add_argument(
+        "--low-memory",
+        dest="low_memory",
+        action="store_const",
+        const=True,
+        default=d.low_memory,
+        help="MLX recomputes the residual blocks (train --low-memory; default: as train decides)",
+    )
+    p.add_argument(
+        "--no-low-memory",
+        dest="low_memory",
+        action="store_const",
+        const=False,
+        help="MLX keeps the residual blocks' activations (train --no-low-memory)",
+    )
+    p.add_argument(
+        "--rounds",
+        type=int,
+        default=d.rounds,
+        help="run the frameworks' children alternately this many times; each side's fastest round "
+        "counts (a slower spell of a shared machine then lands on both sides)",
+    )
+    p.add_argument(
+        "--processes",
+        type=int,
+        default=d.processes,
+        metavar="N",
+        help="MLX runs as N local processes, each with its share of the batch (train --processes; "
+        "default: as train decides, 2 on a 2-core CPU)",
+    )
     p.add_argument("--inputs", help=argparse.SUPPRESS)  # set for the child processes
     return p
 
@@ -288,17 +354,23 @@ def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     config = BenchConfig(**{k: v for k, v in vars(args).items() if k in BenchConfig.__dataclass_fields__})
     if config.vgg != "random" and not Path(config.vgg).exists():
-        print(f"error: no VGG weights at {config.vgg}: run `python scripts/convert_vgg.py`, or time with "
-              f"--vgg random", file=sys.stderr)
+        print(
+            f"error: no VGG weights at {config.vgg}: run `python scripts/convert_vgg.py`, or time with --vgg random",
+            file=sys.stderr,
+        )
         return 1
     if args.inputs:  # a child: run one framework, print one JSON line
         if config.framework == "mlx":
             from mlx_style.backend import backend_name, processes_for_training
             from mlx_style.training.launch import launched, run_local, usable_cores
+
             processes = config.processes or processes_for_training(backend_name(), config.batch_size, usable_cores())
             if processes > 1 and not launched():  # as `mlx-style train`: its ranks share the batch
-                return run_local(processes, ["-m", "scripts.bench.bench_train",
-                                             *(sys.argv[1:] if argv is None else argv)], env=child_env())
+                return run_local(
+                    processes,
+                    ["-m", "scripts.bench.bench_train", *(sys.argv[1:] if argv is None else argv)],
+                    env=child_env(),
+                )
         result = (run_mlx if config.framework == "mlx" else run_torch)(config, Path(args.inputs))
         if not result.get("rank"):
             print(json.dumps(result))
@@ -306,8 +378,11 @@ def main(argv: list[str] | None = None) -> int:
     frameworks = ("mlx", "torch") if config.framework == "both" else (config.framework,)
     if config.torch_device == "auto":
         config.torch_device = matching_torch_device()
-    print(f"training step, batch {config.batch_size} × {config.image_size}², {config.steps} timed step(s) after "
-          f"{config.warmup} warm-up; MLX on its default device, PyTorch on {config.torch_device}", flush=True)
+    print(
+        f"training step, batch {config.batch_size} × {config.image_size}², {config.steps} timed step(s) after "
+        f"{config.warmup} warm-up; MLX on its default device, PyTorch on {config.torch_device}",
+        flush=True,
+    )
     results = {}
     with tempfile.TemporaryDirectory() as tmp:
         if config.vgg == "random":
@@ -324,9 +399,11 @@ def main(argv: list[str] | None = None) -> int:
                     results[name] = result
     if len(results) == 2:
         ratio = float(np.median(results["mlx"]["step_s"]) / np.median(results["torch"]["step_s"]))
-        print(f"MLX step time / PyTorch step time: {ratio:.2f}× (best of {max(config.rounds, 1)} round(s) each; "
-              f"first-step loss MLX "
-              f"{results['mlx']['losses'][0]:.6g} vs PyTorch {results['torch']['losses'][0]:.6g})")
+        print(
+            f"MLX step time / PyTorch step time: {ratio:.2f}× (best of {max(config.rounds, 1)} round(s) each; "
+            f"first-step loss MLX "
+            f"{results['mlx']['losses'][0]:.6g} vs PyTorch {results['torch']['losses'][0]:.6g})"
+        )
     return 0
 
 

@@ -92,7 +92,8 @@ def mlx_parts(vgg_path: str, content: np.ndarray, style: np.ndarray, compile: bo
     recomputed = TransformerNet()
     recomputed.update(net.parameters())
     loss_and_grad_recomputed = maybe_compile(
-        nn.value_and_grad(recomputed, make_loss_fn(recomputed, vgg, grams, losses, recompute=True)), recomputed.state)
+        nn.value_and_grad(recomputed, make_loss_fn(recomputed, vgg, grams, losses, recompute=True)), recomputed.state
+    )
     vgg_grad, net_grad = maybe_compile(mx.grad(vgg_loss)), maybe_compile(mx.grad(transformer_dot), net.state)
     forward = maybe_compile(lambda a: net(a), net.state)
     vgg_style = maybe_compile(lambda a: vgg(a, losses.style_layers))
@@ -128,6 +129,7 @@ def torch_parts(vgg_path: str, content: np.ndarray, style: np.ndarray, shared: d
         def run():
             with torch.no_grad():
                 fn()
+
         return run
 
     def vgg_grad():
@@ -156,6 +158,7 @@ def torch_parts(vgg_path: str, content: np.ndarray, style: np.ndarray, shared: d
         def run():
             fn()
             sync()
+
         return run
 
     return {name: synced(fn) for name, fn in parts.items()}
@@ -174,8 +177,10 @@ def build_parser() -> argparse.ArgumentParser:
 def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     if args.vgg != "random" and not Path(args.vgg).exists():
-        print(f"error: no VGG weights at {args.vgg}: run `python scripts/convert_vgg.py`, or time with --vgg random",
-              file=sys.stderr)
+        print(
+            f"error: no VGG weights at {args.vgg}: run `python scripts/convert_vgg.py`, or time with --vgg random",
+            file=sys.stderr,
+        )
         return 1
     keep_freed_memory()
     rng = np.random.default_rng(0)
@@ -183,12 +188,17 @@ def main(argv: list[str] | None = None) -> int:
     style = rng.uniform(0, 255, (1, args.image_size, args.image_size, 3)).astype(np.float32)
     device = bench_train.matching_torch_device()
     with tempfile.TemporaryDirectory() as tmp:
-        vgg_path = (str(bench_train.write_random_vgg(Path(tmp) / "vgg16_random.safetensors", 0))
-                    if args.vgg == "random" else args.vgg)
+        vgg_path = (
+            str(bench_train.write_random_vgg(Path(tmp) / "vgg16_random.safetensors", 0))
+            if args.vgg == "random"
+            else args.vgg
+        )
         ours, shared = mlx_parts(vgg_path, content, style, args.compile)
         ours, theirs = interleaved_best(ours, torch_parts(vgg_path, content, style, shared, device), args.repeats)
-    print(f"batch {args.batch_size} × {args.image_size}², MLX on {mx.default_device()} "
-          f"({'compiled' if args.compile else 'eager'}), PyTorch on {device}, best of {args.repeats}, ms")
+    print(
+        f"batch {args.batch_size} × {args.image_size}², MLX on {mx.default_device()} "
+        f"({'compiled' if args.compile else 'eager'}), PyTorch on {device}, best of {args.repeats}, ms"
+    )
     print(f"{'part':36} {'MLX':>9} {'PyTorch':>9} {'MLX/PyTorch':>12}")
     for name, ms in ours.items():
         print(f"{name:36} {ms:9.2f} {theirs[name]:9.2f} {ms / theirs[name]:12.2f}")

@@ -37,9 +37,14 @@ MAX_PICTURE = 512
 
 def training_command(config: dict) -> str:
     """The ``mlx-style train`` line that reproduces a recorded training config."""
-    flags = [f"--style {Path(config['style']).stem}", "--data content/train",
-             f"--image-size {config['image_size']}", f"--batch-size {config['batch_size']}",
-             f"--iters {config['iters']}", f"--seed {config['seed']}"]
+    flags = [
+        f"--style {Path(config['style']).stem}",
+        "--data content/train",
+        f"--image-size {config['image_size']}",
+        f"--batch-size {config['batch_size']}",
+        f"--iters {config['iters']}",
+        f"--seed {config['seed']}",
+    ]
     if config.get("width", 32) != 32:
         flags.append(f"--width {config['width']}")
     if config.get("processes"):
@@ -61,32 +66,46 @@ def build(network: Path, styles: Path, out_dir: Path = BUILTIN_DIR) -> tuple[Pat
     for key in ("style", "data", "vgg", "output", "run_dir", "log", "sample_images", "resume"):
         if config.get(key) not in (None, "latest"):
             config[key] = Path(config[key]).name  # file names only: no local folders in a shipped file
-    meta = {**meta, "train_config": json.dumps(config), "built_in": "true", "dtype": "float16",
-            "style_licence": PUBLIC_DOMAIN[name],
-            "licence": "MIT (mlx_style); trained with the ImageNet VGG16 (CC BY 4.0) on research photos",
-            "training_command": training_command(config)}
+    meta = {
+        **meta,
+        "train_config": json.dumps(config),
+        "built_in": "true",
+        "dtype": "float16",
+        "style_licence": PUBLIC_DOMAIN[name],
+        "licence": "MIT (mlx_style); trained with the ImageNet VGG16 (CC BY 4.0) on research photos",
+        "training_command": training_command(config),
+    }
     for key in ("sha256", "metadata_sha256", "format"):
         meta.pop(key, None)
     half = {k: v.astype(mx.float16) for k, v in arrays.items()}
     out_dir.mkdir(parents=True, exist_ok=True)
     net_path = save_weights(out_dir / f"{name}.safetensors", half, meta)
-    small = resize_max_side(load_image(picture), MAX_PICTURE) if max(load_image(picture).shape[:2]) > MAX_PICTURE \
+    small = (
+        resize_max_side(load_image(picture), MAX_PICTURE)
+        if max(load_image(picture).shape[:2]) > MAX_PICTURE
         else load_image(picture)
-    pic_path = atomic_write(out_dir / f"{name}.jpg",
-                            lambda tmp: Image.fromarray(np.asarray(small)).save(tmp, format="JPEG", quality=90))
+    )
+    pic_path = atomic_write(
+        out_dir / f"{name}.jpg", lambda tmp: Image.fromarray(np.asarray(small)).save(tmp, format="JPEG", quality=90)
+    )
     return net_path, pic_path
 
 
 def main(argv: list[str] | None = None) -> int:
     p = argparse.ArgumentParser(prog="python -m scripts.bench.build_builtins", description=__doc__.splitlines()[0])
     p.add_argument("networks", nargs="+", help="trained style networks (.safetensors)")
-    p.add_argument("--styles", default=str(REPO.parent / "shared" / "data" / "styles"),
-                   help="folder of the original style pictures")
+    p.add_argument(
+        "--styles",
+        default=str(REPO.parent / "shared" / "data" / "styles"),
+        help="folder of the original style pictures",
+    )
     args = p.parse_args(argv)
     for network in args.networks:
         net_path, pic_path = build(Path(network), Path(args.styles))
-        print(f"wrote {net_path} ({net_path.stat().st_size / 1e6:.1f} MB) and {pic_path} "
-              f"({pic_path.stat().st_size / 1e3:.0f} kB)")
+        print(
+            f"wrote {net_path} ({net_path.stat().st_size / 1e6:.1f} MB) and {pic_path} "
+            f"({pic_path.stat().st_size / 1e3:.0f} kB)"
+        )
     return 0
 
 

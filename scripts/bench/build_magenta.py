@@ -22,8 +22,10 @@ from mlx_style.io.registry import BUILTIN_DIR
 from mlx_style.io.weights import load_weights, save_weights
 
 SHIPPED = {"multistyle": "magenta26.safetensors", "arbitrary": "magenta_arbitrary.safetensors"}
-CHANGED = ("dequantised from the published int8 graphs (the 26-style network's are float32), transposed to MLX's "
-           "layout and rounded to float16; see mlx_style/styles/NOTICE")
+CHANGED = (
+    "dequantised from the published int8 graphs (the 26-style network's are float32), transposed to MLX's "
+    "layout and rounded to float16; see mlx_style/styles/NOTICE"
+)
 
 
 def build(source: str | None, download: bool, out_dir: Path = BUILTIN_DIR) -> list[Path]:

@@ -45,7 +45,7 @@ def read_network(path: Path) -> tuple[dict[str, mx.array], dict[str, str]]:
     kind = read_metadata(path).get("kind")
     if kind == "checkpoint":
         arrays, meta = load_weights(path, kind="checkpoint")
-        arrays = {k[len("model."):]: v for k, v in arrays.items() if k.startswith("model.")}
+        arrays = {k[len("model.") :]: v for k, v in arrays.items() if k.startswith("model.")}
         meta = {**meta, "steps": meta["step"]}
     elif kind == "transformer":
         arrays, meta = load_weights(path, kind="transformer")
@@ -57,10 +57,16 @@ def read_network(path: Path) -> tuple[dict[str, mx.array], dict[str, str]]:
 def training_command(config: dict) -> str:
     """The ``mlx-style train`` line of a recorded multi-style config (paths reduced to names)."""
     styles = " ".join(Path(s).name for s in config["styles"])
-    flags = [f"--style {styles}", "--data content/train+more/bsds500", f"--image-size {config['image_size']}",
-             f"--style-size {config.get('style_size') or config['image_size']}",
-             f"--batch-size {config['batch_size']}", f"--iters {config['iters']}", f"--seed {config['seed']}",
-             f"--lr {config['lr']}"]
+    flags = [
+        f"--style {styles}",
+        "--data content/train+more/bsds500",
+        f"--image-size {config['image_size']}",
+        f"--style-size {config.get('style_size') or config['image_size']}",
+        f"--batch-size {config['batch_size']}",
+        f"--iters {config['iters']}",
+        f"--seed {config['seed']}",
+        f"--lr {config['lr']}",
+    ]
     for key in ("content_weight", "style_weight", "tv_weight"):
         if config.get(key) is not None:
             flags.append(f"--{key.replace('_', '-')} {config[key]}")
@@ -87,11 +93,17 @@ def build(network: Path, styles: Path, out: Path) -> list[Path]:
         if config.get(key) not in (None, "latest"):
             config[key] = Path(config[key]).name  # file names only: no local folders in a shipped file
     config["styles"] = [Path(s).name for s in config.get("styles", [])]
-    meta = {**meta, "kind": "transformer", "architecture": meta.get("architecture", "johnson2016"),
-            "train_config": json.dumps(config), "built_in": "true", "dtype": "float16",
-            "style_licence": json.dumps(licences),
-            "licence": "MIT (mlx_style); trained with the ImageNet VGG16 (CC BY 4.0) on research photos",
-            "training_command": training_command(config)}
+    meta = {
+        **meta,
+        "kind": "transformer",
+        "architecture": meta.get("architecture", "johnson2016"),
+        "train_config": json.dumps(config),
+        "built_in": "true",
+        "dtype": "float16",
+        "style_licence": json.dumps(licences),
+        "licence": "MIT (mlx_style); trained with the ImageNet VGG16 (CC BY 4.0) on research photos",
+        "training_command": training_command(config),
+    }
     half = {k: v.astype(mx.float16) for k, v in arrays.items()}
     out.parent.mkdir(parents=True, exist_ok=True)
     written = [save_weights(out, half, meta)]
@@ -101,18 +113,24 @@ def build(network: Path, styles: Path, out: Path) -> list[Path]:
             continue
         picture = load_image(styles / f"{name}.jpg")
         small = resize_max_side(picture, MAX_PICTURE) if max(picture.shape[:2]) > MAX_PICTURE else picture
-        written.append(atomic_write(target, lambda tmp: Image.fromarray(np.asarray(small)).save(
-            tmp, format="JPEG", quality=90)))
+        written.append(
+            atomic_write(target, lambda tmp: Image.fromarray(np.asarray(small)).save(tmp, format="JPEG", quality=90))
+        )
     return written
 
 
 def main(argv: list[str] | None = None) -> int:
-    p = argparse.ArgumentParser(prog="python -m scripts.bench.build_multistyle_builtin",
-                                description=__doc__.splitlines()[0])
+    p = argparse.ArgumentParser(
+        prog="python -m scripts.bench.build_multistyle_builtin", description=__doc__.splitlines()[0]
+    )
     p.add_argument("network", type=Path, help="a multi-style network or training checkpoint (.safetensors)")
     p.add_argument("--out", type=Path, required=True, help="the float16 file to write")
-    p.add_argument("--styles", type=Path, default=REPO.parent / "shared" / "data" / "styles",
-                   help="folder of the original style pictures")
+    p.add_argument(
+        "--styles",
+        type=Path,
+        default=REPO.parent / "shared" / "data" / "styles",
+        help="folder of the original style pictures",
+    )
     args = p.parse_args(argv)
     for path in build(args.network, args.styles, args.out):
         print(f"wrote {path} ({path.stat().st_size / 1e6:.1f} MB)")

@@ -1,6 +1,6 @@
 """Write the loss network that ships inside the package: the Caffe VGG16 convolutions up to relu4_3, in float16.
 
-    python scripts/convert_vgg.py --from PATH/vgg16_caffe_imagenet --preprocess caffe --out weights/vgg16_caffe.safetensors
+    python scripts/convert_vgg.py --from PATH/vgg16_caffe_imagenet --preprocess caffe -o weights/vgg16_caffe.safetensors
     python -m scripts.bench.build_vgg weights/vgg16_caffe.safetensors
 
 relu4_3 is the deepest layer the report's losses, ``--stable`` and AdaIN's encoder (relu4_1) use; the fifth block
@@ -31,12 +31,14 @@ def build(source: str, out=SHIPPED_VGG):
     keep = {i for i, name in enumerate(names[: names.index(LAST_LAYER)]) if name.startswith("conv")}
     kept = {k: v.astype(mx.float16) for k, v in arrays.items() if int(k.split(".")[1]) in keep}
     shipped = {key: meta[key] for key in ("kind", "architecture", "config", "preprocess", "recommended_loss_weights")}
-    shipped.update({
-        "source": meta["source"],
-        "layers": f"conv1_1 … conv4_3 (relu1_1 … {LAST_LAYER}); stored in float16, computed in float32",
-        "licence": "CC BY 4.0: VGG16 weights by K. Simonyan and A. Zisserman (Very Deep Convolutional Networks "
-                   "for Large-Scale Image Recognition, ICLR 2015); see LICENSE-CC-BY-4.0.txt and NOTICE",
-    })
+    shipped.update(
+        {
+            "source": meta["source"],
+            "layers": f"conv1_1 … conv4_3 (relu1_1 … {LAST_LAYER}); stored in float16, computed in float32",
+            "licence": "CC BY 4.0: VGG16 weights by K. Simonyan and A. Zisserman (Very Deep Convolutional Networks "
+            "for Large-Scale Image Recognition, ICLR 2015); see LICENSE-CC-BY-4.0.txt and NOTICE",
+        }
+    )
     return save_weights(out, kept, shipped)
 
 

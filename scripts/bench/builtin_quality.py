@@ -192,12 +192,12 @@ def markdown(results: dict, reference: str) -> str:
             ratio = (f"{row['style'] / ref['style']:.2f} | {row['content'] / ref['content']:.2f}" if ref else "— | —")
             lines.append(f"| {painting} | {label} | {row['style']:.3f} | {row['content']:.3f} | {ratio} |")
     lines += ["", "Per photo (style / content):", ""]
-    labels = [(p, l) for p, rows in results["paintings"].items() for l in rows]
-    lines.append("| photo | " + " | ".join(f"{p} {l}" for p, l in labels) + " |")
+    labels = [(p, label) for p, rows in results["paintings"].items() for label in rows]
+    lines.append("| photo | " + " | ".join(f"{p} {label}" for p, label in labels) + " |")
     lines.append("|---" * (len(labels) + 1) + "|")
     for i, name in enumerate(results["photos"]):
-        cells = [f"{results['paintings'][p][l]['per_photo'][i]['style']:.2f} / "
-                 f"{results['paintings'][p][l]['per_photo'][i]['content']:.2f}" for p, l in labels]
+        cells = [f"{results['paintings'][p][label]['per_photo'][i]['style']:.2f} / "
+                 f"{results['paintings'][p][label]['per_photo'][i]['content']:.2f}" for p, label in labels]
         lines.append(f"| {name} | " + " | ".join(cells) + " |")
     return "\n".join(lines) + "\n"
 
@@ -235,8 +235,9 @@ def build_parser() -> argparse.ArgumentParser:
 
 def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
-    from mlx_style.io.vgg_weights import default_vgg  # noqa: F401  (the error names the convert command)
-
+    if not args.vgg.exists():
+        raise SystemExit(f"error: no VGG weights at {args.vgg}: run `python scripts/convert_vgg.py --from "
+                         "../shared/data/weights/vgg16_caffe_imagenet --preprocess caffe`")
     if read_metadata(args.vgg).get("preprocess") != "caffe":
         raise SystemExit(f"error: {args.vgg} is not the Caffe VGG16: the measure is fixed to it "
                          "(python scripts/convert_vgg.py --from ../shared/data/weights/vgg16_caffe_imagenet "

@@ -72,9 +72,15 @@ def gradient_difference(vgg_path: str, size: int = 128, batch: int = 2) -> dict:
     (lg, gg), (lc, gc) = on_both(loss_and_grads)
     norm = {k: float(np.linalg.norm(np.asarray(v))) for k, v in gc.items()}
     rel = {k: float(np.linalg.norm(np.asarray(gg[k] - gc[k]))) / max(norm[k], 1e-30) for k in gc}
-    return {"loss_gpu": lg.item(), "loss_cpu": lc.item(), "loss_rel": abs(lg.item() - lc.item()) / abs(lc.item()),
-            "grad_rel_median": float(np.median(list(rel.values()))), "grad_rel_max": max(rel.values()),
-            "grad_worst": max(rel, key=rel.get), "tensors": len(rel)}
+    return {
+        "loss_gpu": lg.item(),
+        "loss_cpu": lc.item(),
+        "loss_rel": abs(lg.item() - lc.item()) / abs(lc.item()),
+        "grad_rel_median": float(np.median(list(rel.values()))),
+        "grad_rel_max": max(rel.values()),
+        "grad_worst": max(rel, key=rel.get),
+        "tensors": len(rel),
+    }
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -91,14 +97,17 @@ def main(argv: list[str] | None = None) -> int:
     info = mx.device_info()
     print(f"MLX {mx.__version__}, default device {mx.default_device()} ({info.get('device_name', '?')})")
     n = network_difference(args.model, args.image, args.save)
-    print(f"style network at {n['shape'][1]}x{n['shape'][0]}: GPU − CPU max {n['max']:.4g}, "
-          f"mean {n['mean']:.3g} (0–255)")
+    print(
+        f"style network at {n['shape'][1]}x{n['shape'][0]}: GPU − CPU max {n['max']:.4g}, mean {n['mean']:.3g} (0–255)"
+    )
     with tempfile.TemporaryDirectory() as tmp:
         vgg = args.vgg if args.vgg != "random" else bench_train.write_random_vgg(Path(tmp) / "vgg.safetensors", 0)
         g = gradient_difference(str(vgg))
-    print(f"training batch: loss GPU {g['loss_gpu']:.7g} CPU {g['loss_cpu']:.7g} (rel {g['loss_rel']:.2g}); "
-          f"gradients over {g['tensors']} tensors: median rel {g['grad_rel_median']:.2g}, worst "
-          f"{g['grad_rel_max']:.2g} ({g['grad_worst']})")
+    print(
+        f"training batch: loss GPU {g['loss_gpu']:.7g} CPU {g['loss_cpu']:.7g} (rel {g['loss_rel']:.2g}); "
+        f"gradients over {g['tensors']} tensors: median rel {g['grad_rel_median']:.2g}, worst "
+        f"{g['grad_rel_max']:.2g} ({g['grad_worst']})"
+    )
     return 0
 
 

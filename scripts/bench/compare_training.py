@@ -60,8 +60,12 @@ def evaluate(net, vgg, grams, losses: LossConfig, images: list[np.ndarray]) -> l
 
 def build_parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    p.add_argument("nets", nargs="+", help="transformer weight files (the first sets the loss configuration); "
-                   "PATH#STYLE picks a style of a multi-style network")
+    p.add_argument(
+        "nets",
+        nargs="+",
+        help="transformer weight files (the first sets the loss configuration); "
+        "PATH#STYLE picks a style of a multi-style network",
+    )
     p.add_argument("--labels", help="comma-separated names for the networks (default: file stems)")
     p.add_argument("--style", required=True)
     p.add_argument("--data", required=True, help="folder of held-out photos")
@@ -93,8 +97,10 @@ def main(argv: list[str] | None = None) -> int:
     for label, (net, _) in zip(labels, loaded):
         net.eval()
         results[label] = evaluate(net, vgg, grams, losses, crops)
-    print(f"{len(files)} photos of {args.data} at {args.size}², loss weights content {losses.content_weight:g} "
-          f"style {losses.style_weight:g} tv {losses.tv_weight:g}")
+    print(
+        f"{len(files)} photos of {args.data} at {args.size}², loss weights content {losses.content_weight:g} "
+        f"style {losses.style_weight:g} tv {losses.tv_weight:g}"
+    )
     print(f"{'network':>12} {'total':>12} {'content':>12} {'style':>12} {'tv':>12}")
     for label, rows in results.items():
         means = {k: float(np.mean([r[k] for r in rows])) for k in ("loss", "content", "style", "tv")}

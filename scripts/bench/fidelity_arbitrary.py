@@ -27,7 +27,7 @@ SIDE = 384  # the published transformer graph's fixed size
 
 def psnr(a, b) -> float:
     mse = float(np.mean((np.asarray(a, np.float64) - np.asarray(b, np.float64)) ** 2))
-    return 10 * np.log10(255.0 ** 2 / max(mse, 1e-12))
+    return 10 * np.log10(255.0**2 / max(mse, 1e-12))
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -42,8 +42,10 @@ def main(argv: list[str] | None = None) -> int:
     net = load_style_model(args.model).net
     graphs = {name: read_onnx(args.onnx, name)[0] for name in (PREDICT_FILE, TRANSFORM_FILE)}
     session = lambda m: ort.InferenceSession(m.SerializeToString(), providers=["CPUExecutionProvider"])  # noqa: E731
-    sessions = {"float": [session(float_graph(graphs[n])) for n in (PREDICT_FILE, TRANSFORM_FILE)],
-                "int8": [session(graphs[n]) for n in (PREDICT_FILE, TRANSFORM_FILE)]}
+    sessions = {
+        "float": [session(float_graph(graphs[n])) for n in (PREDICT_FILE, TRANSFORM_FILE)],
+        "int8": [session(graphs[n]) for n in (PREDICT_FILE, TRANSFORM_FILE)],
+    }
     results = {kind: [] for kind in sessions}
     print(f"{'photo':<28} {'style':<16} {'vs float dB':>11} {'vs int8 dB':>10}")
     for style in args.styles:
@@ -55,13 +57,25 @@ def main(argv: list[str] | None = None) -> int:
             row = []
             for kind, (predict, transform) in sessions.items():
                 vector = predict.run(None, {"style_image": painting[None].astype(np.float32) / 255})[0]
-                ref = transform.run(None, {"content_image": content[None].astype(np.float32) / 255,
-                                           "mobilenet_conv/Conv/BiasAdd": vector})[0][0] * 255
+                ref = (
+                    transform.run(
+                        None,
+                        {
+                            "content_image": content[None].astype(np.float32) / 255,
+                            "mobilenet_conv/Conv/BiasAdd": vector,
+                        },
+                    )[0][0]
+                    * 255
+                )
                 results[kind].append(psnr(ours, ref))
                 row.append(results[kind][-1])
             print(f"{Path(photo).name:<28} {Path(style).stem:<16} {row[0]:11.1f} {row[1]:10.1f}")
-    print("min: " + ", ".join(f"vs {k} {min(v):.1f} dB" for k, v in results.items()) +
-          "; mean: " + ", ".join(f"vs {k} {np.mean(v):.1f} dB" for k, v in results.items()))
+    print(
+        "min: "
+        + ", ".join(f"vs {k} {min(v):.1f} dB" for k, v in results.items())
+        + "; mean: "
+        + ", ".join(f"vs {k} {np.mean(v):.1f} dB" for k, v in results.items())
+    )
     return 0
 
 

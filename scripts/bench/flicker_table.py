@@ -80,14 +80,21 @@ def main(argv: list[str] | None = None) -> int:
 
         meta = read_metadata(resolve_model(args.model))
         cfg = json.loads(meta["loss_config"])
-        losses = LossConfig(**{**cfg, "style_layers": tuple(cfg["style_layers"]),
-                               "style_layer_weights": tuple(cfg["style_layer_weights"])})
+        losses = LossConfig(
+            **{
+                **cfg,
+                "style_layers": tuple(cfg["style_layers"]),
+                "style_layer_weights": tuple(cfg["style_layer_weights"]),
+            }
+        )
         vgg, _ = load_vgg(args.vgg)
         style = resize_max_side(load_image(resolve_style_image(meta["style"])), 256)
         loss_parts = (vgg, losses, style_targets(vgg, to_batch(style), losses.style_layers))
     rows = []
-    print("| clip | setting | warping error | static flicker | original's (floor) | style loss | content loss "
-          "| ms per frame |")
+    print(
+        "| clip | setting | warping error | static flicker | original's (floor) | style loss | content loss "
+        "| ms per frame |"
+    )
     print("|---|---|---|---|---|---|---|---|")
     with tempfile.TemporaryDirectory() as tmp:
         folder = Path(tmp)
@@ -106,13 +113,26 @@ def main(argv: list[str] | None = None) -> int:
                 video = read_video(target)
                 s = stability(original, video)
                 style_l, content_l = frame_losses(*loss_parts, original, video) if loss_parts else (float("nan"),) * 2
-                rows.append({"clip": clip.name, "setting": setting, "warping_error": s.warping_error,
-                             "static_flicker": s.static_flicker, "floor_warping_error": floor.warping_error,
-                             "floor_static_flicker": floor.static_flicker, "style_loss": style_l,
-                             "content_loss": content_l, "ms_per_frame": ms, "frames": s.frames})
-                print(f"| {clip.name} | {setting} | {s.warping_error:.5f} | {s.static_flicker:.2f} | "
-                      f"{floor.warping_error:.5f} / {floor.static_flicker:.2f} | {style_l:.4g} | {content_l:.4g} | "
-                      f"{ms:.0f} |", flush=True)
+                rows.append(
+                    {
+                        "clip": clip.name,
+                        "setting": setting,
+                        "warping_error": s.warping_error,
+                        "static_flicker": s.static_flicker,
+                        "floor_warping_error": floor.warping_error,
+                        "floor_static_flicker": floor.static_flicker,
+                        "style_loss": style_l,
+                        "content_loss": content_l,
+                        "ms_per_frame": ms,
+                        "frames": s.frames,
+                    }
+                )
+                print(
+                    f"| {clip.name} | {setting} | {s.warping_error:.5f} | {s.static_flicker:.2f} | "
+                    f"{floor.warping_error:.5f} / {floor.static_flicker:.2f} | {style_l:.4g} | {content_l:.4g} | "
+                    f"{ms:.0f} |",
+                    flush=True,
+                )
     if args.json:
         Path(args.json).write_text(json.dumps({"model": args.model, "size": args.size, "rows": rows}, indent=1))
     return 0

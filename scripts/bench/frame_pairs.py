@@ -1,7 +1,8 @@
 """Two consecutive stylised frames and their difference, one row per setting: what flicker looks like.
 
     python -m scripts.bench.frame_pairs --clip runs/clips/still_noise.avi --frame 30 --size 256 \
-        --setting plain=wave --setting "--smooth 0.5=wave:0.5" --setting "--stable=runs/stable/wave_stable.safetensors" \
+        --setting plain=wave --setting "--smooth 0.5=wave:0.5" \
+        --setting "--stable=runs/stable/wave_stable.safetensors" \
         -o docs/flicker_pairs.jpg
 
 Each ``--setting LABEL=MODEL[:SMOOTH]``: the clip's frames up to ``--frame + 1`` stylised at ``--size`` (longer
@@ -50,12 +51,17 @@ def main(argv: list[str] | None = None) -> int:
     tiles = []
     for setting in args.setting:
         label, _, spec = setting.partition("=")
-        model, _, smooth = spec.rpartition(":") if spec.rsplit(":", 1)[-1].replace(".", "").isdigit() else (spec, "", "")
+        model, _, smooth = (
+            spec.rpartition(":") if spec.rsplit(":", 1)[-1].replace(".", "").isdigit() else (spec, "", "")
+        )
         net, _ = load_network(model)
         a, b = stylised_pair(frames, net, float(smooth) if smooth else 0.0)
         diff = np.abs(b.astype(np.float32) - a.astype(np.float32)).mean(axis=2, keepdims=True) * GAIN
-        tiles += [label_tile(a, f"{label}: frame {args.frame}"), label_tile(b, f"frame {args.frame + 1}"),
-                  label_tile(np.repeat(diff, 3, axis=2), f"|difference| x{GAIN} (mean {diff.mean() / GAIN:.2f})")]
+        tiles += [
+            label_tile(a, f"{label}: frame {args.frame}"),
+            label_tile(b, f"frame {args.frame + 1}"),
+            label_tile(np.repeat(diff, 3, axis=2), f"|difference| x{GAIN} (mean {diff.mean() / GAIN:.2f})"),
+        ]
     grid = make_grid(tiles, 3)
     grid.save(args.output, quality=88) if args.output.endswith((".jpg", ".jpeg")) else grid.save(args.output)
     print(f"wrote {args.output} ({grid.size[0]}×{grid.size[1]})")

@@ -81,9 +81,19 @@ class SessionConfig:
     magenta: str | None = None  # folder of the Magenta ONNX files; None: the carried copy, else ../shared
 
 
-SMOKE = {"sizes": "32x32", "warmup": 1, "repeats": 2, "imported_warmup": 1, "imported_repeats": 2,
-         "train_size": 32, "train_batch": 2, "train_steps": 1, "train_warmup": 1, "train_rounds": 1,
-         "train_processes": 1}
+SMOKE = {
+    "sizes": "32x32",
+    "warmup": 1,
+    "repeats": 2,
+    "imported_warmup": 1,
+    "imported_repeats": 2,
+    "train_size": 32,
+    "train_batch": 2,
+    "train_steps": 1,
+    "train_warmup": 1,
+    "train_rounds": 1,
+    "train_processes": 1,
+}
 
 
 def write_json(path: Path, data: dict) -> None:
@@ -115,18 +125,35 @@ def part_info(cfg: SessionConfig, save) -> None:
 
     info = platform_info()
     with contextlib.suppress(Exception):
-        info["device_info"] = {k: v if isinstance(v, (int, float, str)) else str(v)
-                               for k, v in mx.device_info().items()}
+        info["device_info"] = {
+            k: v if isinstance(v, (int, float, str)) else str(v) for k, v in mx.device_info().items()
+        }
     info["env"] = {k: os.environ.get(k) for k in ("MLX_ENABLE_TF32", "MLX_PTX_CACHE_DIR", "MLX_STYLE_COMMIT")}
-    info["packages"] = {n: package_version(n) for n in ("mlx", "mlx-cuda-13", "mlx-cpu", "torch", "onnx",
-                                                        "onnxruntime", "onnxruntime-gpu", "onnx2torch", "numpy")}
+    info["packages"] = {
+        n: package_version(n)
+        for n in (
+            "mlx",
+            "mlx-cuda-13",
+            "mlx-cpu",
+            "torch",
+            "onnx",
+            "onnxruntime",
+            "onnxruntime-gpu",
+            "onnx2torch",
+            "numpy",
+        )
+    }
     if importlib.util.find_spec("torch"):
         import torch
 
         cuda = torch.cuda.is_available()
-        info["torch"] = {"version": torch.__version__, "cuda": torch.version.cuda, "cuda_available": cuda,
-                         "device": torch.cuda.get_device_name() if cuda else "cpu",
-                         "cudnn": torch.backends.cudnn.version() if cuda else None}
+        info["torch"] = {
+            "version": torch.__version__,
+            "cuda": torch.version.cuda,
+            "cuda_available": cuda,
+            "device": torch.cuda.get_device_name() if cuda else "cpu",
+            "cudnn": torch.backends.cudnn.version() if cuda else None,
+        }
     if importlib.util.find_spec("onnxruntime"):
         import onnxruntime as ort
 
@@ -134,12 +161,20 @@ def part_info(cfg: SessionConfig, save) -> None:
     with contextlib.suppress(OSError, subprocess.SubprocessError):
         info["nvidia_smi"] = subprocess.run(
             ["nvidia-smi", "--query-gpu=name,driver_version,memory.total", "--format=csv,noheader"],
-            capture_output=True, text=True, timeout=30).stdout.strip()
+            capture_output=True,
+            text=True,
+            timeout=30,
+        ).stdout.strip()
     save(info)
-    print(f"MLX {info['mlx_version']} on {info['device']} (backend {info['backend']}), Python {info['python']}, "
-          f"{info['machine']}; packages: " + ", ".join(f"{k} {v}" for k, v in info["packages"].items() if v))
-    print(f"PyTorch: {info.get('torch')}; onnxruntime providers: {info.get('onnxruntime_providers')}; "
-          f"nvidia-smi: {info.get('nvidia_smi', 'absent')}", flush=True)
+    print(
+        f"MLX {info['mlx_version']} on {info['device']} (backend {info['backend']}), Python {info['python']}, "
+        f"{info['machine']}; packages: " + ", ".join(f"{k} {v}" for k, v in info["packages"].items() if v)
+    )
+    print(
+        f"PyTorch: {info.get('torch')}; onnxruntime providers: {info.get('onnxruntime_providers')}; "
+        f"nvidia-smi: {info.get('nvidia_smi', 'absent')}",
+        flush=True,
+    )
 
 
 def bench_config(cfg: SessionConfig, dtype: str, warmup: int, repeats: int, torch: bool):
@@ -153,9 +188,16 @@ def bench_config(cfg: SessionConfig, dtype: str, warmup: int, repeats: int, torc
 def train_config(cfg: SessionConfig, steps: int, warmup: int):
     from scripts.bench import bench_train
 
-    return bench_train.BenchConfig(image_size=cfg.train_size, batch_size=cfg.train_batch, steps=steps,
-                                   warmup=warmup, vgg="random", tune=False, processes=cfg.train_processes,
-                                   torch_device=bench_train.matching_torch_device())
+    return bench_train.BenchConfig(
+        image_size=cfg.train_size,
+        batch_size=cfg.train_batch,
+        steps=steps,
+        warmup=warmup,
+        vgg="random",
+        tune=False,
+        processes=cfg.train_processes,
+        torch_device=bench_train.matching_torch_device(),
+    )
 
 
 @contextlib.contextmanager
@@ -214,9 +256,16 @@ def part_train(cfg: SessionConfig, save) -> None:
 
     config = train_config(cfg, cfg.train_steps, cfg.train_warmup)
     missing = torch_training_missing()
-    out = {"batch": config.batch_size, "size": config.image_size, "steps": config.steps, "warmup": config.warmup,
-           "vgg": "random", "torch_device": config.torch_device, "mlx": None,
-           "torch": {"skipped": missing} if missing else None}
+    out = {
+        "batch": config.batch_size,
+        "size": config.image_size,
+        "steps": config.steps,
+        "warmup": config.warmup,
+        "vgg": "random",
+        "torch_device": config.torch_device,
+        "mlx": None,
+        "torch": {"skipped": missing} if missing else None,
+    }
     with training_inputs(config) as inputs:
         for round_ in range(max(cfg.train_rounds, 1)):
             for name in ("mlx",) if missing else ("mlx", "torch"):
@@ -232,8 +281,11 @@ def part_train(cfg: SessionConfig, save) -> None:
                     mlx, peer = out["mlx"], out["torch"]
                     on_device = mlx["peak_memory_gb"] and peer["peak_memory_gb"]
                     key = "peak_memory_gb" if on_device else "peak_rss_gb"
-                    out.update(mlx_over_torch_time=mlx["ms_per_step"] / peer["ms_per_step"],
-                               mlx_over_torch_memory=mlx[key] / peer[key], memory_measure=key)
+                    out.update(
+                        mlx_over_torch_time=mlx["ms_per_step"] / peer["ms_per_step"],
+                        mlx_over_torch_memory=mlx[key] / peer[key],
+                        memory_measure=key,
+                    )
                 save(out)
 
 
@@ -256,6 +308,7 @@ def torch_graph_peer(path: Path):
             with torch.inference_mode():
                 module(*tensors)
             sync()
+
         return call
 
     return bind, f"torch {torch.__version__} via onnx2torch ({device})"
@@ -264,8 +317,10 @@ def torch_graph_peer(path: Path):
 def magenta_dir(cfg: SessionConfig) -> Path:
     found = [Path(cfg.magenta)] if cfg.magenta else [d for d in MAGENTA_DIRS if d.is_dir()]
     if not found or not (found[0] / "multistyle26.onnx").exists():
-        raise FileNotFoundError(f"no multistyle26.onnx in {cfg.magenta or ' or '.join(map(str, MAGENTA_DIRS))}: "
-                                "pass --magenta DIR (the folder of ../shared/data/weights/magenta_onnx)")
+        raise FileNotFoundError(
+            f"no multistyle26.onnx in {cfg.magenta or ' or '.join(map(str, MAGENTA_DIRS))}: "
+            "pass --magenta DIR (the folder of ../shared/data/weights/magenta_onnx)"
+        )
     return found[0]
 
 
@@ -339,9 +394,12 @@ def run_part(name: str, deadline: float, passthrough: list[str], folder: Path) -
         return {"status": "skipped", "reason": "no time left in the budget"}
     print(f"\n=== {name} (at most {left:.0f} s)", flush=True)
     start = time.monotonic()
-    proc = subprocess.Popen([sys.executable, "-m", "scripts.bench.gpu_session", "--part", name,
-                             "--part-json", str(path), *passthrough], cwd=REPO, env=child_env(),
-                            start_new_session=True)
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "scripts.bench.gpu_session", "--part", name, "--part-json", str(path), *passthrough],
+        cwd=REPO,
+        env=child_env(),
+        start_new_session=True,
+    )
     try:
         proc.wait(timeout=left)
         status = "ok" if proc.returncode == 0 else "error"
@@ -350,8 +408,12 @@ def run_part(name: str, deadline: float, passthrough: list[str], folder: Path) -
     finally:
         if proc.returncode is None:
             stop_group(proc)
-    record = {"status": status, "seconds": round(time.monotonic() - start, 2), "budget_s": round(left, 1),
-              "returncode": proc.returncode}
+    record = {
+        "status": status,
+        "seconds": round(time.monotonic() - start, 2),
+        "budget_s": round(left, 1),
+        "returncode": proc.returncode,
+    }
     if path.exists():
         result = json.loads(path.read_text())
         if "error" in result:
@@ -374,16 +436,21 @@ def summary(parts: dict) -> list[str]:
     """The ratios, one line each."""
     lines = []
     for r in parts.get("infer", {}).get("result", {}).get("rows", []):
-        peer = f"PyTorch {r['torch_ms_p50']:.2f} ms, MLX/PyTorch {r['mlx_over_torch']:.2f}×" \
-            if "mlx_over_torch" in r else r.get("torch_error", "no PyTorch")
+        peer = (
+            f"PyTorch {r['torch_ms_p50']:.2f} ms, MLX/PyTorch {r['mlx_over_torch']:.2f}×"
+            if "mlx_over_torch" in r
+            else r.get("torch_error", "no PyTorch")
+        )
         lines.append(f"infer {r['width']}x{r['height']} {r['dtype']}: MLX {r['ms_p50']:.2f} ms, {peer}")
     train = parts.get("train", {}).get("result", {})
     if train.get("mlx"):
         line = f"train {train['batch']} × {train['size']}²: MLX {train['mlx']['ms_per_step']:.1f} ms/step"
         if "mlx_over_torch_time" in train:
-            line += (f", PyTorch {train['torch']['ms_per_step']:.1f} ms/step, time "
-                     f"{train['mlx_over_torch_time']:.2f}×, memory ({train['memory_measure']}) "
-                     f"{train['mlx_over_torch_memory']:.2f}×")
+            line += (
+                f", PyTorch {train['torch']['ms_per_step']:.1f} ms/step, time "
+                f"{train['mlx_over_torch_time']:.2f}×, memory ({train['memory_measure']}) "
+                f"{train['mlx_over_torch_memory']:.2f}×"
+            )
         lines.append(line)
     imported = parts.get("imported", {}).get("result", {})
     for name in ("multistyle26", "arbitrary"):
@@ -401,8 +468,11 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--smoke", action="store_true", help="every part at tiny sizes, on whatever device (seconds)")
     p.add_argument("--budget", type=float, help="seconds for all parts together (default 420; --smoke: 120)")
     p.add_argument("--parts", default=",".join(SHARES), help=f"a comma list of {', '.join(SHARES)}")
-    p.add_argument("--magenta", help="the folder of the Magenta ONNX files (default: gpu_carry/3/magenta_onnx, "
-                                     "else ../shared/data/weights/magenta_onnx)")
+    p.add_argument(
+        "--magenta",
+        help="the folder of the Magenta ONNX files (default: gpu_carry/3/magenta_onnx, "
+        "else ../shared/data/weights/magenta_onnx)",
+    )
     p.add_argument("--part", choices=PARTS, help=argparse.SUPPRESS)  # set for the child processes
     p.add_argument("--part-json", help=argparse.SUPPRESS)
     return p
@@ -444,9 +514,15 @@ def main(argv: list[str] | None = None) -> int:
     out.parent.mkdir(parents=True, exist_ok=True)
     passthrough = ["--smoke"] * args.smoke + (["--magenta", args.magenta] if args.magenta else [])
     t0, total = time.monotonic(), sum(SHARES[n] for n in names)
-    results = {"command": ["python", "-m", "scripts.bench.gpu_session", *(sys.argv[1:] if argv is None else argv)],
-               "smoke": args.smoke, "budget_s": budget, "commit": commit(), "config": asdict(session_config(args)),
-               "started": time.strftime("%Y-%m-%dT%H:%M:%S%z"), "parts": {}}
+    results = {
+        "command": ["python", "-m", "scripts.bench.gpu_session", *(sys.argv[1:] if argv is None else argv)],
+        "smoke": args.smoke,
+        "budget_s": budget,
+        "commit": commit(),
+        "config": asdict(session_config(args)),
+        "started": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
+        "parts": {},
+    }
     share = 0.0
     with tempfile.TemporaryDirectory() as folder:
         for name in names:
@@ -456,8 +532,11 @@ def main(argv: list[str] | None = None) -> int:
             results["elapsed_s"] = round(time.monotonic() - t0, 2)
             write_json(out, results)
     print("\n" + "\n".join(summary(results["parts"])))
-    print("parts: " + ", ".join(f"{n} {p['status']}" for n, p in results["parts"].items())
-          + f"; {results['elapsed_s']:.0f} s; wrote {out}")
+    print(
+        "parts: "
+        + ", ".join(f"{n} {p['status']}" for n, p in results["parts"].items())
+        + f"; {results['elapsed_s']:.0f} s; wrote {out}"
+    )
     return 0 if all(p["status"] == "ok" for p in results["parts"].values()) else 1
 
 

@@ -29,13 +29,14 @@ def pan_frames(photo: np.ndarray, frames: int, size: tuple[int, int]) -> list[np
         cw, ch = int(0.6 * W * scale), int(0.6 * W * scale * h / w)
         x0 = int((W - cw) * (0.2 + 0.5 * t))
         y0 = int((H - ch) * 0.5)
-        crop = photo[y0:y0 + ch, x0:x0 + cw]
+        crop = photo[y0 : y0 + ch, x0 : x0 + cw]
         out.append(cv2.resize(crop, (w, h), interpolation=cv2.INTER_AREA))
     return out
 
 
-def noisy_still_frames(photo: np.ndarray, frames: int, size: tuple[int, int], sigma: float = 3.0,
-                       seed: int = 0) -> list[np.ndarray]:
+def noisy_still_frames(
+    photo: np.ndarray, frames: int, size: tuple[int, int], sigma: float = 3.0, seed: int = 0
+) -> list[np.ndarray]:
     base = cv2.resize(photo, size, interpolation=cv2.INTER_AREA).astype(np.float32)
     rng = np.random.default_rng(seed)
     return [np.clip(base + rng.normal(0, sigma, base.shape), 0, 255).astype(np.uint8) for _ in range(frames)]
@@ -43,8 +44,9 @@ def noisy_still_frames(photo: np.ndarray, frames: int, size: tuple[int, int], si
 
 def write(path: Path, frames: list[np.ndarray], fps: float = 30.0) -> Path:
     h, w = frames[0].shape[:2]
-    writer = cv2.VideoWriter(str(path), cv2.VideoWriter_fourcc(*"MJPG" if path.suffix == ".avi" else "mp4v"),
-                             fps, (w, h))
+    writer = cv2.VideoWriter(
+        str(path), cv2.VideoWriter_fourcc(*"MJPG" if path.suffix == ".avi" else "mp4v"), fps, (w, h)
+    )
     for rgb in frames:
         writer.write(np.ascontiguousarray(rgb[..., ::-1]))
     writer.release()
@@ -64,8 +66,10 @@ def main(argv: list[str] | None = None) -> int:
     out.mkdir(parents=True, exist_ok=True)
     size = (args.width, args.height)
     # MJPG .avi at high quality: mp4v's own compression noise would add flicker to the originals
-    for name, frames in (("pan.avi", pan_frames(photo, args.frames, size)),
-                         ("still_noise.avi", noisy_still_frames(photo, args.frames, size))):
+    for name, frames in (
+        ("pan.avi", pan_frames(photo, args.frames, size)),
+        ("still_noise.avi", noisy_still_frames(photo, args.frames, size)),
+    ):
         print(f"wrote {write(out / name, frames)} ({len(frames)} frames, {size[0]}x{size[1]})")
     return 0
 

@@ -231,9 +231,15 @@ def loss_and_grads(torch, g, net, vgg, targets, content, weights, dtype) -> dict
     total = wc * c + ws * s + wtv * tv
     params = dict(net.named_parameters())
     grads = torch.autograd.grad(total, [x, *params.values()])
-    out = {"content": content, "output": nhwc(y), "content_loss": np.float32(c.item()),
-           "style_loss": np.float32(s.item()), "tv_loss": np.float32(tv.item()),
-           "total_loss": np.float32(total.item()), "grad__input": nhwc(grads[0])}
+    out = {
+        "content": content,
+        "output": nhwc(y),
+        "content_loss": np.float32(c.item()),
+        "style_loss": np.float32(s.item()),
+        "tv_loss": np.float32(tv.item()),
+        "total_loss": np.float32(total.item()),
+        "grad__input": nhwc(grads[0]),
+    }
     for name, t in zip(loss["style_layers"], per_layer):
         out[f"style_loss__{name}"] = np.float32(t.item())
     for name, grad in zip(params, grads[1:]):
@@ -279,10 +285,12 @@ def loss_fixture(torch, g, TransformerNet, vgg, variant, config) -> dict[str, np
     out["content_seed"] = np.int64(content_seed)
     out["float32_gradient_error"] = np.float64(err)
     wc, ws, wtv = weights
-    print(f"  loss_{variant}: content {out['content_loss']:.4g}, style {out['style_loss']:.4g} "
-          f"({', '.join(f'{out[k]:.3g}' for k in out if k.startswith('style_loss__'))}), tv {out['tv_loss']:.4g}; "
-          f"weighted {wc * out['content_loss']:.3g} / {ws * out['style_loss']:.3g} / {wtv * out['tv_loss']:.3g}, "
-          f"total {out['total_loss']:.5g}")
+    print(
+        f"  loss_{variant}: content {out['content_loss']:.4g}, style {out['style_loss']:.4g} "
+        f"({', '.join(f'{out[k]:.3g}' for k in out if k.startswith('style_loss__'))}), tv {out['tv_loss']:.4g}; "
+        f"weighted {wc * out['content_loss']:.3g} / {ws * out['style_loss']:.3g} / {wtv * out['tv_loss']:.3g}, "
+        f"total {out['total_loss']:.5g}"
+    )
     return out
 
 
@@ -334,9 +342,12 @@ def build_parser() -> argparse.ArgumentParser:
     d = GoldenConfig()
     p = argparse.ArgumentParser(prog="make_golden", description=__doc__.splitlines()[0])
     p.add_argument("--out", default=d.out, help="folder for the .npz fixtures (default: tests/fixtures)")
-    p.add_argument("--dtype", choices=("float64", "float32"), default=d.dtype,
-                   help="arithmetic of the reference (inputs and weights are float32 either way; "
-                        "fixtures are stored as float32)")
+    p.add_argument(
+        "--dtype",
+        choices=("float64", "float32"),
+        default=d.dtype,
+        help="arithmetic of the reference (inputs and weights are float32 either way; fixtures are stored as float32)",
+    )
     return p
 
 

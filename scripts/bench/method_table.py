@@ -98,8 +98,10 @@ def main(argv: list[str] | None = None) -> int:
     grid_styles = [s for s in args.grid_styles.split(",") if s]
     grid_photo = prepare(load_image(next((f for f in files if f.name == args.grid_image), files[0])), args.grid_size)
     results, grid_rows = {}, []
-    print(f"{len(files)} photos of {args.data} at {args.size}², loss weights content {losses.content_weight:g}, "
-          f"style {losses.style_weight:g}, tv {losses.tv_weight:g}\n")
+    print(
+        f"{len(files)} photos of {args.data} at {args.size}², loss weights content {losses.content_weight:g}, "
+        f"style {losses.style_weight:g}, tv {losses.tv_weight:g}\n"
+    )
     print("| style | network | total | content | style |\n|---|---|---|---|---|")
     for name, picture in styles.items():
         painting = load_image(picture)
@@ -111,16 +113,18 @@ def main(argv: list[str] | None = None) -> int:
             per_photo = evaluate(net, vgg, grams, losses, crops)
             means = {k: float(np.mean([r[k] for r in per_photo])) for k in ("loss", "content", "style", "tv")}
             results.setdefault(name, {})[kind] = means
-            print(f"| {name} | {kind} | {means['loss']:.3g} | {means['content']:.3g} | {means['style']:.3g} |",
-                  flush=True)
+            print(
+                f"| {name} | {kind} | {means['loss']:.3g} | {means['content']:.3g} | {means['style']:.3g} |", flush=True
+            )
             if name in grid_styles:
                 row_tiles.append(label_tile(to_uint8(run_any_size(net, grid_photo)), kind))
             mx.clear_cache()
         if name in grid_styles:
             grid_rows.append(row_tiles)
     if args.json:
-        Path(args.json).write_text(json.dumps({"files": [f.name for f in files], "size": args.size,
-                                               "results": results}, indent=1))
+        Path(args.json).write_text(
+            json.dumps({"files": [f.name for f in files], "size": args.size, "results": results}, indent=1)
+        )
     if args.grid and grid_rows:
         columns = max(len(r) for r in grid_rows)
         blank = Image.new("RGB", grid_rows[0][0].size, "white")

@@ -41,11 +41,19 @@ def soak(config: CamConfig, minutes: float, log=print) -> dict:
 
     def close_minute(now: float) -> None:
         lat = np.asarray(window) * 1000 if window else np.asarray([np.nan])
-        row = Minute(len(rows) + 1, len(window), state["dropped"] - state["dropped_at_start"],
-                     resident_bytes() / 1e6, float(np.percentile(lat, 50)), float(np.percentile(lat, 95)))
+        row = Minute(
+            len(rows) + 1,
+            len(window),
+            state["dropped"] - state["dropped_at_start"],
+            resident_bytes() / 1e6,
+            float(np.percentile(lat, 50)),
+            float(np.percentile(lat, 95)),
+        )
         rows.append(row)
-        log(f"minute {row.index}: {row.frames} frames, {row.dropped} dropped, RSS {row.rss_mb:.1f} MB, "
-            f"latency p50 {row.latency_ms_p50:.1f} ms, p95 {row.latency_ms_p95:.1f} ms")
+        log(
+            f"minute {row.index}: {row.frames} frames, {row.dropped} dropped, RSS {row.rss_mb:.1f} MB, "
+            f"latency p50 {row.latency_ms_p50:.1f} ms, p95 {row.latency_ms_p95:.1f} ms"
+        )
         window.clear()
         state["minute_start"], state["dropped_at_start"] = now, state["dropped"]
 
@@ -61,8 +69,13 @@ def soak(config: CamConfig, minutes: float, log=print) -> dict:
     if window:
         close_minute(time.monotonic())
     full = [r for r in rows if r.frames]
-    summary = {"minutes": len(rows), "reason": result.reason, "frames": result.stats["frames"],
-               "dropped": result.dropped, "rows": [r.__dict__ for r in rows]}
+    summary = {
+        "minutes": len(rows),
+        "reason": result.reason,
+        "frames": result.stats["frames"],
+        "dropped": result.dropped,
+        "rows": [r.__dict__ for r in rows],
+    }
     if len(full) >= 2:
         after_first = full[1].rss_mb
         summary["rss_growth_after_first_minute"] = (max(r.rss_mb for r in full[1:]) - after_first) / after_first
@@ -85,8 +98,9 @@ def build_parser() -> argparse.ArgumentParser:
 def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     keep_freed_memory()
-    config = CamConfig(model=args.model, source=args.source, size=args.size, headless=True, loop=True,
-                       pacing="realtime")
+    config = CamConfig(
+        model=args.model, source=args.source, size=args.size, headless=True, loop=True, pacing="realtime"
+    )
     summary = soak(config, args.minutes)
     text = json.dumps(summary, indent=1)
     if args.json:

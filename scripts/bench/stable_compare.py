@@ -4,7 +4,8 @@
 
 Every network starts from the built-in ``wave`` (``train --from wave``) and is fine-tuned with the same recipe
 (``--steps`` steps on ``../shared/data/content/train`` at 128², batch 4, the Caffe VGG16, seed 0): once plain and
-once per weight ``W`` with ``--stable W`` (and, with ``--noise``, at each ``--stable-noise``). Each network (and the built-in it started from) is then measured
+once per weight ``W`` with ``--stable W`` (and, with ``--noise``, at each ``--stable-noise``). Each network (and
+the built-in it started from) is then measured
 
 - on the clips, with ``scripts/bench/flicker_table.py``: warping error and static flicker of the stylised clip,
   plain and with ``--smooth``, and the style loss of its frames. Clips: ``../shared/data/video/fox.mp4`` and the
@@ -52,11 +53,17 @@ def build_parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(prog="python -m scripts.bench.stable_compare", description=__doc__.splitlines()[0])
     p.add_argument("--steps", type=int, default=400, help="fine-tuning steps of every network")
     p.add_argument("--weights", default="100,300,1000,3000", help="comma-separated --stable weights to compare")
-    p.add_argument("--noise", default=f"{StableConfig().noise:g}",
-                   help="comma-separated --stable-noise values: every weight is trained with each (a network "
-                        "with another than the default is labelled 'stable W noise S')")
-    p.add_argument("--fixed-target", action="store_true",
-                   help="train the --stable networks with --stable-fixed-target (labelled '... fixed')")
+    p.add_argument(
+        "--noise",
+        default=f"{StableConfig().noise:g}",
+        help="comma-separated --stable-noise values: every weight is trained with each (a network "
+        "with another than the default is labelled 'stable W noise S')",
+    )
+    p.add_argument(
+        "--fixed-target",
+        action="store_true",
+        help="train the --stable networks with --stable-fixed-target (labelled '... fixed')",
+    )
     p.add_argument("--frames", type=int, default=90, help="frames of each clip measured")
     p.add_argument("--size", type=int, default=256, help="stylising size of the clips (flicker_table --size)")
     p.add_argument("--smooth", type=float, default=0.5, help="the --smooth weight measured beside each network")
@@ -68,10 +75,17 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--data", default=str(SHARED / "content" / "train"))
     p.add_argument("--holdout", default=str(SHARED / "content" / "holdout"))
     p.add_argument("--holdout-size", type=int, default=128, help="crop side of the held-out losses")
-    p.add_argument("--vgg", default="weights/vgg16.safetensors",
-                   help="converted Caffe VGG16; made under --out from ../shared/data when absent")
-    p.add_argument("--clips", nargs="*", default=None,
-                   help="videos to measure (default: fox.mp4 and make_clips' pan and still-noise clips)")
+    p.add_argument(
+        "--vgg",
+        default="weights/vgg16.safetensors",
+        help="converted Caffe VGG16; made under --out from ../shared/data when absent",
+    )
+    p.add_argument(
+        "--clips",
+        nargs="*",
+        default=None,
+        help="videos to measure (default: fox.mp4 and make_clips' pan and still-noise clips)",
+    )
     p.add_argument("--processes", default=None, help="train --processes (default: auto)")
     p.add_argument("--no-compile", action="store_true", help="train --no-compile")
     p.add_argument("--retrain", action="store_true", help="train again even where a matching network exists")
@@ -107,11 +121,16 @@ def matches(path: Path, args, weight: float, noise: float) -> bool:
         recorded = json.loads(meta.get("stable", '{"weight": 0.0}'))
     except (OSError, ValueError, KeyError):
         return False
-    return (meta.get("steps") == str(args.steps) and recorded["weight"] == weight
-            and (weight == 0 or (recorded.get("noise") == noise
-                                 and recorded.get("fixed_target", False) == args.fixed_target))
-            and config.get("seed") == args.seed
-            and config.get("image_size") == args.image_size and config.get("batch_size") == args.batch_size)
+    return (
+        meta.get("steps") == str(args.steps)
+        and recorded["weight"] == weight
+        and (
+            weight == 0 or (recorded.get("noise") == noise and recorded.get("fixed_target", False) == args.fixed_target)
+        )
+        and config.get("seed") == args.seed
+        and config.get("image_size") == args.image_size
+        and config.get("batch_size") == args.batch_size
+    )
 
 
 def variants(args) -> list[tuple[str, float, float]]:
@@ -122,8 +141,9 @@ def variants(args) -> list[tuple[str, float, float]]:
         raise SystemExit("error: --weights must be positive numbers, --noise numbers ≥ 0 and --steps at least 1")
     default = StableConfig().noise
     fixed = " fixed" if args.fixed_target else ""
-    return [("plain", 0.0, default)] + [(f"stable {w:g}" + ("" if n == default else f" noise {n:g}") + fixed, w, n)
-                                        for w in weights for n in noises]
+    return [("plain", 0.0, default)] + [
+        (f"stable {w:g}" + ("" if n == default else f" noise {n:g}") + fixed, w, n) for w in weights for n in noises
+    ]
 
 
 def train_network(label: str, weight: float, args, vgg: Path, out: Path, noise: float | None = None) -> dict:
@@ -133,11 +153,35 @@ def train_network(label: str, weight: float, args, vgg: Path, out: Path, noise: 
     if not args.retrain and matches(path, args, weight, noise):
         say(f"{label}: reusing {path}")
         return {"path": str(path), "train_seconds": None}
-    argv = ["--style", args.style, "--data", args.data, "--image-size", str(args.image_size),
-            "--batch-size", str(args.batch_size), "--iters", str(args.steps), "--seed", str(args.seed),
-            "--from", args.init_from, "--vgg", str(vgg), "--output", str(path),
-            "--run-dir", str(out / "runs" / path.stem), "--sample-every", "0", "--checkpoint-every", "0",
-            "--log-every", str(max(1, min(10, args.steps))), "--overwrite"]
+    argv = [
+        "--style",
+        args.style,
+        "--data",
+        args.data,
+        "--image-size",
+        str(args.image_size),
+        "--batch-size",
+        str(args.batch_size),
+        "--iters",
+        str(args.steps),
+        "--seed",
+        str(args.seed),
+        "--from",
+        args.init_from,
+        "--vgg",
+        str(vgg),
+        "--output",
+        str(path),
+        "--run-dir",
+        str(out / "runs" / path.stem),
+        "--sample-every",
+        "0",
+        "--checkpoint-every",
+        "0",
+        "--log-every",
+        str(max(1, min(10, args.steps))),
+        "--overwrite",
+    ]
     argv += ["--stable", f"{weight:g}", "--stable-noise", f"{noise:g}"] if weight > 0 else []
     argv += ["--stable-fixed-target"] if weight > 0 and args.fixed_target else []
     argv += ["--processes", args.processes] if args.processes else []
@@ -155,9 +199,10 @@ def holdout_temporal(path: str, crops: np.ndarray, noise: float, batch: int = 8)
     motion = random_motion(HOLDOUT_MOTION_SEED, 0, len(crops), crops.shape[1], crops.shape[2], StableConfig(1.0))
     values = []
     for i in range(0, len(crops), batch):
-        x = mx.array(crops[i:i + batch].astype(np.float32))
-        value = temporal_loss(net, x, net(x), mx.array(motion.matrices[i:i + batch]),
-                              mx.array(motion.keys[i:i + batch]), noise)
+        x = mx.array(crops[i : i + batch].astype(np.float32))
+        value = temporal_loss(
+            net, x, net(x), mx.array(motion.matrices[i : i + batch]), mx.array(motion.keys[i : i + batch]), noise
+        )
         values.append(value.item() * len(x))
     return sum(values) / len(crops)
 
@@ -171,10 +216,14 @@ def measured(target: Path, network: str, clips: list[Path], args) -> bool:
     except (OSError, ValueError):
         return False
     rows = data.get("rows", [])
-    return (fresh and data.get("model") == network and data.get("size") == args.size
-            and {r["clip"] for r in rows} == {c.name for c in clips}
-            and all(r["frames"] == args.frames for r in rows)
-            and {r["setting"] for r in rows} == {"plain", f"--smooth {args.smooth:g}"})
+    return (
+        fresh
+        and data.get("model") == network
+        and data.get("size") == args.size
+        and {r["clip"] for r in rows} == {c.name for c in clips}
+        and all(r["frames"] == args.frames for r in rows)
+        and {r["setting"] for r in rows} == {"plain", f"--smooth {args.smooth:g}"}
+    )
 
 
 def ratio(base: float, value: float) -> float:
@@ -185,32 +234,47 @@ def tables(networks: list[dict], rows: list[dict], args) -> str:
     """The markdown: one row per network (held-out losses, the goal), then one per network, clip and setting."""
     plain = next(n for n in networks if n["label"] == "plain")
     base = {(r["clip"]): r for r in rows if r["network"] == "plain" and r["setting"] == "plain"}
-    lines = [f"Fine-tuned from `{args.init_from}` for {args.steps} steps at {args.image_size}², batch "
-             f"{args.batch_size}, seed {args.seed}; clips at {args.size} px, {args.frames} frames; held-out losses "
-             f"on {plain['holdout']['photos']} photos at {args.holdout_size}². × lower: the plain fine-tune's "
-             "number (unsmoothed) divided by this one.", "",
-             "| network | held-out style | vs plain | held-out content | held-out temporal | × lower | "
-             "warping error × lower (min over clips) | static flicker × lower (min) | goal met |",
-             "|---|---|---|---|---|---|---|---|---|"]
+    lines = [
+        f"Fine-tuned from `{args.init_from}` for {args.steps} steps at {args.image_size}², batch "
+        f"{args.batch_size}, seed {args.seed}; clips at {args.size} px, {args.frames} frames; held-out losses "
+        f"on {plain['holdout']['photos']} photos at {args.holdout_size}². × lower: the plain fine-tune's "
+        "number (unsmoothed) divided by this one.",
+        "",
+        "| network | held-out style | vs plain | held-out content | held-out temporal | × lower | "
+        "warping error × lower (min over clips) | static flicker × lower (min) | goal met |",
+        "|---|---|---|---|---|---|---|---|---|",
+    ]
     for n in networks:
         h, ph = n["holdout"], plain["holdout"]
         mine = [r for r in rows if r["network"] == n["label"] and r["setting"] == "plain"]
         warp_x = min(ratio(base[r["clip"]]["warping_error"], r["warping_error"]) for r in mine)
         flick_x = min(ratio(base[r["clip"]]["static_flicker"], r["static_flicker"]) for r in mine)
         style_up = h["style"] / ph["style"] - 1
-        n["goal"] = {"warping_error_x": warp_x, "static_flicker_x": flick_x, "style_increase": style_up,
-                     "met": bool(warp_x >= 2.5 and flick_x >= 2.5 and style_up <= 0.10)}
-        lines.append(f"| {n['label']} | {h['style']:.4g} | {100 * style_up:+.1f}% | {h['content']:.4g} | "
-                     f"{h['temporal']:.4g} | {ratio(ph['temporal'], h['temporal']):.2f} | {warp_x:.2f} | "
-                     f"{flick_x:.2f} | {'yes' if n['goal']['met'] else 'no'} |")
-    lines += ["", "| network | clip | setting | warping error | × lower | static flicker | × lower | "
-              "original's (floor) | frames' style loss | ms per frame |", "|---|---|---|---|---|---|---|---|---|---|"]
+        n["goal"] = {
+            "warping_error_x": warp_x,
+            "static_flicker_x": flick_x,
+            "style_increase": style_up,
+            "met": bool(warp_x >= 2.5 and flick_x >= 2.5 and style_up <= 0.10),
+        }
+        lines.append(
+            f"| {n['label']} | {h['style']:.4g} | {100 * style_up:+.1f}% | {h['content']:.4g} | "
+            f"{h['temporal']:.4g} | {ratio(ph['temporal'], h['temporal']):.2f} | {warp_x:.2f} | "
+            f"{flick_x:.2f} | {'yes' if n['goal']['met'] else 'no'} |"
+        )
+    lines += [
+        "",
+        "| network | clip | setting | warping error | × lower | static flicker | × lower | "
+        "original's (floor) | frames' style loss | ms per frame |",
+        "|---|---|---|---|---|---|---|---|---|---|",
+    ]
     for r in rows:
         b = base[r["clip"]]
-        lines.append(f"| {r['network']} | {r['clip']} | {r['setting']} | {r['warping_error']:.5f} | "
-                     f"{ratio(b['warping_error'], r['warping_error']):.2f} | {r['static_flicker']:.2f} | "
-                     f"{ratio(b['static_flicker'], r['static_flicker']):.2f} | {r['floor_warping_error']:.5f} / "
-                     f"{r['floor_static_flicker']:.2f} | {r['style_loss']:.4g} | {r['ms_per_frame']:.0f} |")
+        lines.append(
+            f"| {r['network']} | {r['clip']} | {r['setting']} | {r['warping_error']:.5f} | "
+            f"{ratio(b['warping_error'], r['warping_error']):.2f} | {r['static_flicker']:.2f} | "
+            f"{ratio(b['static_flicker'], r['static_flicker']):.2f} | {r['floor_warping_error']:.5f} / "
+            f"{r['floor_static_flicker']:.2f} | {r['style_loss']:.4g} | {r['ms_per_frame']:.0f} |"
+        )
     return "\n".join(lines) + "\n"
 
 
@@ -225,20 +289,34 @@ def main(argv: list[str] | None = None) -> int:
     out.mkdir(parents=True, exist_ok=True)
     began = time.perf_counter()
     vgg = vgg_path(args, out)
-    networks = [{"label": "built-in", "weight": None, "path": str(resolve_model(args.init_from)),
-                 "train_seconds": 0.0}]
+    networks = [{"label": "built-in", "weight": None, "path": str(resolve_model(args.init_from)), "train_seconds": 0.0}]
     for label, weight, noise in todo:
-        networks.append({"label": label, "weight": weight, "noise": noise,
-                         **train_network(label, weight, args, vgg, out, noise)})
+        networks.append(
+            {"label": label, "weight": weight, "noise": noise, **train_network(label, weight, args, vgg, out, noise)}
+        )
 
     with open(out / "details.log", "w") as log:  # the helpers' own tables, kept for reference
         clips = clip_paths(args, out, log)
         say(f"measuring {len(networks)} networks on the held-out photos")
         holdout_json = out / "holdout.json"
         with contextlib.redirect_stdout(log):
-            compare_training.main([*(n["path"] for n in networks), "--labels", ",".join(n["label"] for n in networks),
-                                   "--style", args.style, "--data", args.holdout, "--vgg", str(vgg),
-                                   "--size", str(args.holdout_size), "--json", str(holdout_json)])
+            compare_training.main(
+                [
+                    *(n["path"] for n in networks),
+                    "--labels",
+                    ",".join(n["label"] for n in networks),
+                    "--style",
+                    args.style,
+                    "--data",
+                    args.holdout,
+                    "--vgg",
+                    str(vgg),
+                    "--size",
+                    str(args.holdout_size),
+                    "--json",
+                    str(holdout_json),
+                ]
+            )
         held = json.loads(holdout_json.read_text())
         crops = np.stack([prepare(load_image(p), args.holdout_size) for p in list_images(args.holdout)])
         for n in networks:
@@ -254,20 +332,43 @@ def main(argv: list[str] | None = None) -> int:
                 say(f"{n['label']}: reusing {target}")
             else:
                 with contextlib.redirect_stdout(log):
-                    flicker_table.main(["--model", n["path"], "--clips", *map(str, clips), "--size",
-                                        str(args.size), "--frames", str(args.frames), "--vgg", str(vgg),
-                                        "--json", str(target), "--smooth", f"{args.smooth:g}"])
+                    flicker_table.main(
+                        [
+                            "--model",
+                            n["path"],
+                            "--clips",
+                            *map(str, clips),
+                            "--size",
+                            str(args.size),
+                            "--frames",
+                            str(args.frames),
+                            "--vgg",
+                            str(vgg),
+                            "--json",
+                            str(target),
+                            "--smooth",
+                            f"{args.smooth:g}",
+                        ]
+                    )
             rows += [{"network": n["label"], **r} for r in json.loads(target.read_text())["rows"]]
 
     table = tables(networks, rows, args)
     settings = vars(args)
-    (out / "stable_compare.json").write_text(json.dumps(
-        {"settings": settings, "motion": asdict(StableConfig()), "networks": networks,
-         "clips": rows, "seconds": time.perf_counter() - began}, indent=1))
+    (out / "stable_compare.json").write_text(
+        json.dumps(
+            {
+                "settings": settings,
+                "motion": asdict(StableConfig()),
+                "networks": networks,
+                "clips": rows,
+                "seconds": time.perf_counter() - began,
+            },
+            indent=1,
+        )
+    )
     (out / "stable_compare.md").write_text(table)
     print(table)
-    say(f"wrote {out / 'stable_compare.md'} and {out / 'stable_compare.json'} in "
-        f"{time.perf_counter() - began:.0f} s")
+    say(f"wrote {out / 'stable_compare.md'} and {out / 'stable_compare.json'} in {time.perf_counter() - began:.0f} s")
     return 0
 
 

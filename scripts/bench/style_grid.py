@@ -42,8 +42,12 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--photos", nargs="+", required=True)
     p.add_argument("--models", nargs="+", required=True)
     p.add_argument("--styles", nargs="*", default=None, help="styles of a multi-style network (one model)")
-    p.add_argument("--style-images", nargs="*", default=None,
-                   help="pictures (or blends a.jpg:0.7,b.jpg:0.3) for the arbitrary-style network (one model)")
+    p.add_argument(
+        "--style-images",
+        nargs="*",
+        default=None,
+        help="pictures (or blends a.jpg:0.7,b.jpg:0.3) for the arbitrary-style network (one model)",
+    )
     p.add_argument("--size", type=int, default=256, help="tiles are size² crops; the networks run at this size")
     p.add_argument("--columns", type=int, default=None)
     p.add_argument("--labels", default=None, help="comma-separated tile labels, one per model (default: the style)")

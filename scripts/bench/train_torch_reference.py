@@ -69,12 +69,26 @@ def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     if args.threads:
         torch.set_num_threads(args.threads)
-    config = TrainConfig(style=args.style, data=args.data, vgg=args.vgg, image_size=args.image_size,
-                         batch_size=args.batch_size, iters=args.iters, lr=args.lr, clip=args.clip, seed=args.seed,
-                         content_weight=args.content_weight, style_weight=args.style_weight,
-                         tv_weight=args.tv_weight, output=args.output, style_layers=args.style_layers,
-                         style_layer_weights=args.style_layer_weights, content_layer=args.content_layer,
-                         width=args.width, residual_blocks=args.residual_blocks)
+    config = TrainConfig(
+        style=args.style,
+        data=args.data,
+        vgg=args.vgg,
+        image_size=args.image_size,
+        batch_size=args.batch_size,
+        iters=args.iters,
+        lr=args.lr,
+        clip=args.clip,
+        seed=args.seed,
+        content_weight=args.content_weight,
+        style_weight=args.style_weight,
+        tv_weight=args.tv_weight,
+        output=args.output,
+        style_layers=args.style_layers,
+        style_layer_weights=args.style_layer_weights,
+        content_layer=args.content_layer,
+        width=args.width,
+        residual_blocks=args.residual_blocks,
+    )
     plan = plan_data(config, print)
     vgg, meta = torch_twin.load_torch_vgg(torch, config.vgg)
     losses = loss_config(config, meta)
@@ -91,12 +105,19 @@ def main(argv: list[str] | None = None) -> int:
 
     log_path = Path(args.log)
     log_path.parent.mkdir(parents=True, exist_ok=True)
-    print(f"PyTorch {torch.__version__}, {torch.get_num_threads()} threads: {plan.total_steps} steps, batch "
-          f"{config.batch_size} × {config.image_size}², weights content {losses.content_weight:g} style "
-          f"{losses.style_weight:g} tv {losses.tv_weight:g}", flush=True)
+    print(
+        f"PyTorch {torch.__version__}, {torch.get_num_threads()} threads: {plan.total_steps} steps, batch "
+        f"{config.batch_size} × {config.image_size}², weights content {losses.content_weight:g} style "
+        f"{losses.style_weight:g} tv {losses.tv_weight:g}",
+        flush=True,
+    )
     train_seconds, window, window_start = 0.0, 0, time.perf_counter()
-    with open(log_path, "w") as log, BatchIterator(plan.source, config.seed, 0, plan.total_steps,
-                                                   config.batch_size, 0, 1, config.prefetch) as batches:
+    with (
+        open(log_path, "w") as log,
+        BatchIterator(
+            plan.source, config.seed, 0, plan.total_steps, config.batch_size, 0, 1, config.prefetch
+        ) as batches,
+    ):
         for step_index, batch in batches:
             began = time.perf_counter()
             content = torch.from_numpy(np.asarray(batch, np.float32)).permute(0, 3, 1, 2).contiguous()
@@ -110,20 +131,30 @@ def main(argv: list[str] | None = None) -> int:
             step = step_index + 1
             if step % args.log_every == 0 or step == plan.total_steps:
                 now = time.perf_counter()
-                record = {"step": step, "loss": total.item(), **{k: v.item() for k, v in terms.items()},
-                          "images_per_s": window * config.batch_size / (now - window_start),
-                          "train_seconds": train_seconds}
+                record = {
+                    "step": step,
+                    "loss": total.item(),
+                    **{k: v.item() for k, v in terms.items()},
+                    "images_per_s": window * config.batch_size / (now - window_start),
+                    "train_seconds": train_seconds,
+                }
                 window, window_start = 0, now
                 log.write(json.dumps(record) + "\n")
                 log.flush()
-                print(f"step {step}/{plan.total_steps} loss {record['loss']:.5g} content {record['content']:.4g} "
-                      f"style {record['style']:.4g} tv {record['tv']:.4g} {record['images_per_s']:.2f} img/s",
-                      flush=True)
+                print(
+                    f"step {step}/{plan.total_steps} loss {record['loss']:.5g} content {record['content']:.4g} "
+                    f"style {record['style']:.4g} tv {record['tv']:.4g} {record['images_per_s']:.2f} img/s",
+                    flush=True,
+                )
     trained = torch_twin.net_to_mlx_arrays(net, config.network_config())
     mlx_net.load_weights([(k, mx.array(v)) for k, v in trained.items()], strict=True)
-    meta_out = {"train_config": json.dumps({**asdict(config), "framework": f"torch {torch.__version__}"}),
-                "loss_config": json.dumps(asdict(losses)), "style": Path(config.style).name,
-                "style_sha256": file_sha256(config.style), "trained_with": "scripts.bench.train_torch_reference"}
+    meta_out = {
+        "train_config": json.dumps({**asdict(config), "framework": f"torch {torch.__version__}"}),
+        "loss_config": json.dumps(asdict(losses)),
+        "style": Path(config.style).name,
+        "style_sha256": file_sha256(config.style),
+        "trained_with": "scripts.bench.train_torch_reference",
+    }
     save_transformer(args.output, mlx_net, meta_out)
     print(f"wrote {args.output} after {train_seconds:.0f} s of training steps", flush=True)
     return 0

@@ -40,8 +40,9 @@ def main(argv=None) -> int:
     feats, grams, losses = {n: [] for n in LAYERS}, {n: [] for n in LAYERS}, []
     painting = None
     for path in paths:
-        x = mx.array(center_crop(resize_shorter(load_image(path), args.size), args.size, args.size)[None]
-                     .astype(np.float32))
+        x = mx.array(
+            center_crop(resize_shorter(load_image(path), args.size), args.size, args.size)[None].astype(np.float32)
+        )
         a, b = shipped(x, LAYERS), reference(x, LAYERS)
         for n in LAYERS:
             feats[n].append(relative(a[n], b[n]))
@@ -50,19 +51,25 @@ def main(argv=None) -> int:
             painting = (x, a, b)
             continue
         _, pa, pb = painting
-        style = [sum(float(mx.sum((gram_matrix(f[n]) - gram_matrix(g[n])) ** 2)) for n in LAYERS)
-                 for f, g in ((a, pa), (b, pb))]
+        style = [
+            sum(float(mx.sum((gram_matrix(f[n]) - gram_matrix(g[n])) ** 2)) for n in LAYERS)
+            for f, g in ((a, pa), (b, pb))
+        ]
         content = [float(mx.mean((f["relu3_3"] - g["relu3_3"]) ** 2)) for f, g in ((a, pa), (b, pb))]
         losses.append((abs(style[0] / style[1] - 1), abs(content[0] / content[1] - 1)))
     print(f"{len(paths)} photos at {args.size}², float16-stored vs float32 weights, both computed in float32\n")
     print("| layer | activations: relative difference | Gram matrices: relative difference |")
     print("|---|---|---|")
     for n in LAYERS:
-        print(f"| {n} | {np.mean(feats[n]):.2e} (max {np.max(feats[n]):.2e}) | "
-              f"{np.mean(grams[n]):.2e} (max {np.max(grams[n]):.2e}) |")
+        print(
+            f"| {n} | {np.mean(feats[n]):.2e} (max {np.max(feats[n]):.2e}) | "
+            f"{np.mean(grams[n]):.2e} (max {np.max(grams[n]):.2e}) |"
+        )
     s, c = np.array(losses).T
-    print(f"\nstyle loss between photo pairs: relative change {s.mean():.2e} (max {s.max():.2e}); "
-          f"content loss: {c.mean():.2e} (max {c.max():.2e})")
+    print(
+        f"\nstyle loss between photo pairs: relative change {s.mean():.2e} (max {s.max():.2e}); "
+        f"content loss: {c.mean():.2e} (max {c.max():.2e})"
+    )
     return 0
 
 

@@ -43,8 +43,16 @@ def source_frames(clip: str | None, width: int, height: int, count: int) -> list
         return (frames * count)[:count]
     rng = np.random.default_rng(0)
     yy, xx = np.mgrid[0:height, 0:width].astype(np.float32)
-    return [np.clip(128 + 80 * np.sin((xx + 7 * i) / 37.0)[..., None] * np.cos(yy / 53.0)[..., None]
-                    + rng.normal(0, 12, (height, width, 3)), 0, 255).astype(np.uint8) for i in range(count)]
+    return [
+        np.clip(
+            128
+            + 80 * np.sin((xx + 7 * i) / 37.0)[..., None] * np.cos(yy / 53.0)[..., None]
+            + rng.normal(0, 12, (height, width, 3)),
+            0,
+            255,
+        ).astype(np.uint8)
+        for i in range(count)
+    ]
 
 
 def encode_ms(frames: list[np.ndarray], path: Path, encoder: str) -> float:
@@ -78,14 +86,20 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--clip", default=None, help="frames from this video (default: a synthetic pattern)")
     p.add_argument("--frames", type=int, default=60, help="frames encoded and decoded per size")
     p.add_argument("--network-frames", type=int, default=5, help="frames timed through the network per size")
-    p.add_argument("--encoder", action="append", default=None,
-                   help="encoders to time (default: libx264 and libvpx-vp9)")
+    p.add_argument(
+        "--encoder", action="append", default=None, help="encoders to time (default: libx264 and libvpx-vp9)"
+    )
     args = p.parse_args(argv)
     encoders = args.encoder or ["libx264", "libvpx-vp9"]
     model = default_model()
     net, _ = load_network(model)
-    head = ["frame size", "decode H.264 → RGB", *(f"encode {e}" for e in encoders), f"network ({model.stem})",
-            f"(decode + {encoders[0]}) / network"]
+    head = [
+        "frame size",
+        "decode H.264 → RGB",
+        *(f"encode {e}" for e in encoders),
+        f"network ({model.stem})",
+        f"(decode + {encoders[0]}) / network",
+    ]
     rows = []
     with tempfile.TemporaryDirectory() as folder:
         for W, H in SIZES:
@@ -94,13 +108,22 @@ def main(argv: list[str] | None = None) -> int:
             decode = decode_ms(Path(folder) / f"{W}_{encoders[0]}.mp4")
             model_ms = network_ms(net, frames[0], args.network_frames)
             share = (decode + encode[encoders[0]]) / model_ms
-            rows.append([f"{W}×{H}", f"{decode:.1f} ms", *(f"{encode[e]:.1f} ms" for e in encoders),
-                         f"{model_ms:.0f} ms", f"{share:.1%}"])
+            rows.append(
+                [
+                    f"{W}×{H}",
+                    f"{decode:.1f} ms",
+                    *(f"{encode[e]:.1f} ms" for e in encoders),
+                    f"{model_ms:.0f} ms",
+                    f"{share:.1%}",
+                ]
+            )
             print(f"{W}×{H} done", file=sys.stderr)
     print(f"| {' | '.join(head)} |\n|{'---|' * len(head)}")
     print("\n".join(f"| {' | '.join(row)} |" for row in rows))
-    print(f"\n{mx.default_device()}, {args.frames} frames encoded/decoded, {args.network_frames} through the network "
-          f"per size; quality {video.DEFAULT_QUALITY}; PyAV {video.av.__version__}")
+    print(
+        f"\n{mx.default_device()}, {args.frames} frames encoded/decoded, {args.network_frames} through the network "
+        f"per size; quality {video.DEFAULT_QUALITY}; PyAV {video.av.__version__}"
+    )
     return 0
 
 

@@ -65,7 +65,8 @@ def network_at(found: ckpt.Checkpoint, style_sha: str):
 def measure_run(folder: Path, vgg, grams, losses, crops, style_sha: str) -> list[dict]:
     log = read_log(folder / "log.jsonl")
     batch = json.loads(ckpt.load_checkpoint(ckpt.latest_checkpoint(folder / "checkpoints")).metadata["train_config"])[
-        "batch_size"]
+        "batch_size"
+    ]
     seconds = step_seconds(log, batch)
     rows = []
     for path in ckpt.list_checkpoints(folder / "checkpoints"):
@@ -75,8 +76,11 @@ def measure_run(folder: Path, vgg, grams, losses, crops, style_sha: str) -> list
         per_photo = evaluate(network_at(found, style_sha), vgg, grams, losses, crops)
         means = {k: float(np.mean([r[k] for r in per_photo])) for k in ("loss", "content", "style", "tv")}
         rows.append({"step": found.step, "seconds": seconds.get(found.step, 0.0), **means})
-        print(f"  {folder.name} step {found.step:5d} {rows[-1]['seconds'] / 60:6.2f} min  total {means['loss']:.4g}  "
-              f"content {means['content']:.4g}  style {means['style']:.4g}", flush=True)
+        print(
+            f"  {folder.name} step {found.step:5d} {rows[-1]['seconds'] / 60:6.2f} min  total {means['loss']:.4g}  "
+            f"content {means['content']:.4g}  style {means['style']:.4g}",
+            flush=True,
+        )
     return rows
 
 
@@ -108,10 +112,15 @@ def main(argv: list[str] | None = None) -> int:
     batch = json.loads(last.metadata["train_config"])["batch_size"]
     scratch_seconds = step_seconds(read_log(scratch_dir / "log.jsonl"), batch)[last.step]
     per_photo = evaluate(network_at(last, sha), vgg, grams, losses, crops)
-    scratch = {"step": last.step, "seconds": scratch_seconds,
-               **{k: float(np.mean([r[k] for r in per_photo])) for k in ("loss", "content", "style", "tv")}}
-    print(f"from scratch: {last.step} steps, {scratch_seconds / 60:.1f} min; held-out total {scratch['loss']:.4g}, "
-          f"content {scratch['content']:.4g}, style {scratch['style']:.4g} ({len(crops)} photos at {args.size}²)")
+    scratch = {
+        "step": last.step,
+        "seconds": scratch_seconds,
+        **{k: float(np.mean([r[k] for r in per_photo])) for k in ("loss", "content", "style", "tv")},
+    }
+    print(
+        f"from scratch: {last.step} steps, {scratch_seconds / 60:.1f} min; held-out total {scratch['loss']:.4g}, "
+        f"content {scratch['content']:.4g}, style {scratch['style']:.4g} ({len(crops)} photos at {args.size}²)"
+    )
     report = {"scratch": scratch, "runs": {}}
     for label, folder in zip(labels, args.runs):
         rows = measure_run(Path(folder), vgg, grams, losses, crops, sha)
@@ -119,9 +128,15 @@ def main(argv: list[str] | None = None) -> int:
         reach_total = next((r for r in rows if r["loss"] <= scratch["loss"]), None)
         report["runs"][label] = {"checkpoints": rows, "reaches_both": reach, "reaches_total": reach_total}
         for name, hit in (("style and content losses", reach), ("total loss", reach_total)):
-            print(f"{label}: " + (f"reaches the scratch run's {name} at step {hit['step']}, {hit['seconds'] / 60:.2f} "
-                                  f"min = {hit['seconds'] / scratch_seconds:.3f} of its time"
-                                  if hit else f"does not reach the scratch run's {name} in {rows[-1]['step']} steps"))
+            print(
+                f"{label}: "
+                + (
+                    f"reaches the scratch run's {name} at step {hit['step']}, {hit['seconds'] / 60:.2f} "
+                    f"min = {hit['seconds'] / scratch_seconds:.3f} of its time"
+                    if hit
+                    else f"does not reach the scratch run's {name} in {rows[-1]['step']} steps"
+                )
+            )
     if args.json:
         Path(args.json).write_text(json.dumps(report, indent=1))
     return 0

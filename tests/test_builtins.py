@@ -129,8 +129,9 @@ def multi_builtin(folder: Path, names=("wave", "udnie", "the_scream")) -> Path:
     net.load_weights(list(rows.items()), strict=False)
     for name in names:
         Image.new("RGB", (8, 8)).save(folder / f"{name}.jpg")
-    return save_transformer(folder / "builtin.safetensors", net,
-                            {"styles": json.dumps([{"name": n} for n in names]), "style": "3 styles"})
+    return save_transformer(
+        folder / "builtin.safetensors", net, {"styles": json.dumps([{"name": n} for n in names]), "style": "3 styles"}
+    )
 
 
 def test_a_style_name_finds_its_style_inside_the_built_ins_one_network(tmp_path, monkeypatch, capsys):

@@ -103,14 +103,12 @@ def test_push_then_pull_round_trips_with_a_model_card(hub, tmp_path, monkeypatch
     from mlx_style.io.registry import BUILTIN_DIR
 
     monkeypatch.setenv("HF_TOKEN", "test-token")
-    model = BUILTIN_DIR / "wave.safetensors"
-    if not model.exists():
-        pytest.skip("no built-in wave network")
+    model = BUILTIN_DIR / "builtin.safetensors"  # the built-ins' one network, pushed whole
     photos = []
     for i in range(3):
         photos.append(tmp_path / f"p{i}.png")
         Image.fromarray(np.random.default_rng(i).integers(0, 255, (40, 60, 3), dtype=np.uint8)).save(photos[-1])
-    assert hub_cli.main(["push", "wave", "carol/wave", "--samples", *map(str, photos), "--onnx"]) == 0, (
+    assert hub_cli.main(["push", "builtin", "carol/wave", "--samples", *map(str, photos), "--onnx"]) == 0, (
         capsys.readouterr().err
     )
     files = hub.repos["carol/wave"][hub.repos["carol/wave"]["main"]]
@@ -118,7 +116,7 @@ def test_push_then_pull_round_trips_with_a_model_card(hub, tmp_path, monkeypatch
     card = files["README.md"].decode()
     assert "mlx-style train --style wave" in card and "public domain" in card and "hf:carol/wave" in card
     assert resolve_model("hf:carol/wave").read_bytes() == model.read_bytes()
-    assert hub_cli.main(["push", "wave", "not-a-repo"]) == 2
-    assert hub_cli.main(["push", "wave", "carol/wave2"]) == 0  # no --samples: three built-in paintings
+    assert hub_cli.main(["push", "builtin", "not-a-repo"]) == 2
+    assert hub_cli.main(["push", "builtin", "carol/wave2"]) == 0  # no --samples: three built-in paintings
     files = hub.repos["carol/wave2"][hub.repos["carol/wave2"]["main"]]
     assert {"sample_1.jpg", "sample_2.jpg", "sample_3.jpg"} <= set(files)

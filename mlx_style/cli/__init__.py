@@ -24,6 +24,7 @@ COMMANDS = {  # name -> (module, one line for the listing)
     "flicker": ("mlx_style.cli.flicker", "how stable a stylised video is: warping error and static flicker"),
     "bench": ("mlx_style.cli.bench", "time the style network (beside PyTorch with --torch)"),
     "info": ("mlx_style.cli.info", "what mlx_style runs on: MLX, device, BLAS, weights found"),
+    "studio": ("mlx_style.cli.studio", "the whole tool in a browser tab: stylise, live webcam, train, share"),
 }
 
 

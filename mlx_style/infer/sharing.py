@@ -119,7 +119,7 @@ def push(
         if onnx:
             from mlx_style.io.onnx_export import export_onnx
 
-            export_onnx(net, folder / "model.onnx")
+            export_onnx(net.baked(), folder / "model.onnx")  # a network of several styles: its first, as bound
         (folder / "README.md").write_text(model_card(repo_id, meta, style_picture, samples or [], onnx))
         try:
             session.timeout = hub_timeout()  # huggingface_hub waits forever on a server that never answers
@@ -155,7 +155,10 @@ def style_picture_for(meta: dict[str, str], given: str | None) -> str | None:
         return given
     from mlx_style.io.registry import resolve_style_image
 
+    from mlx_style.io.style_models import style_names
+
+    names = style_names(meta)  # a network of several styles: its first style's picture
     try:
-        return str(resolve_style_image(Path(meta.get("style", "")).name or "none"))
+        return str(resolve_style_image(names[0] if names else Path(meta.get("style", "")).name or "none"))
     except ImageError:
         return None

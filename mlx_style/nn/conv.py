@@ -18,8 +18,8 @@ here are the same sums rearranged so that copies move whole image rows and the p
 
 Stride s > 1 is a polyphase split: each of the s² input phases sees a stride-1 convolution with the taps that
 fall on it, so nothing is computed and thrown away. Gradients: gathering windows and summing shifted windows
-are each other's adjoints, and a custom VJP (``nn.conv_windows.window_sums``) says so; MLX's own VJP of a slice allocates a
-zero array the size of the whole input per window. Everything is differentiable MLX ops.
+are each other's adjoints, and a custom VJP (``nn.conv_windows.window_sums``) says so; MLX's own VJP of a slice
+allocates a zero array the size of the whole input per window. Everything is differentiable MLX ops.
 
 Choosing: ``tune()`` times the candidates for one layer shape, each followed by a bias and a ReLU as in the
 networks (an output left as a transposed view costs its reader), eagerly, outside any trace, and caches the

@@ -94,8 +94,9 @@ def load_net(spec: str, painting: Path):
     return load_network(path, style=style or None)[0]
 
 
-def relative_distances(vgg, output: np.ndarray, photo_features: mx.array, painting_grams: dict[str, mx.array],
-                       energy: float) -> tuple[float, float, dict[str, float]]:
+def relative_distances(
+    vgg, output: np.ndarray, photo_features: mx.array, painting_grams: dict[str, mx.array], energy: float
+) -> tuple[float, float, dict[str, float]]:
     """``(style, content, style per layer)`` of one stylised photo (see the module docstring)."""
     features = vgg(to_batch(output), (*STYLE_LAYERS, CONTENT_LAYER))
     per_layer = {}
@@ -120,8 +121,12 @@ def measure(args: argparse.Namespace) -> dict:
         mx.eval(f)
         photo_features.append(f)
     energy = float(np.mean([mx.mean(f * f).item() for f in photo_features]))  # E of the module docstring
-    results = {"photos": [p.name for p in photo_paths], "size": args.size, "style_size": args.style_size,
-               "paintings": {}}
+    results = {
+        "photos": [p.name for p in photo_paths],
+        "size": args.size,
+        "style_size": args.style_size,
+        "paintings": {},
+    }
     outputs = {}  # (painting, label) → list of stylised photos, for the grid
     for painting in args.paintings:
         picture = args.styles_dir / f"{painting}.jpg"
@@ -144,11 +149,18 @@ def measure(args: argparse.Namespace) -> dict:
                 s, c, layers = relative_distances(vgg, out, pf, grams, energy)
                 per_photo.append({"style": s, "content": c, "layers": layers})
                 stylised.append(out)
-            rows[label] = {"spec": spec, "style": float(np.mean([r["style"] for r in per_photo])),
-                           "content": float(np.mean([r["content"] for r in per_photo])), "per_photo": per_photo}
+            rows[label] = {
+                "spec": spec,
+                "style": float(np.mean([r["style"] for r in per_photo])),
+                "content": float(np.mean([r["content"] for r in per_photo])),
+                "per_photo": per_photo,
+            }
             outputs[painting, label] = stylised
-            print(f"  {painting:>30} {label:>12}: style {rows[label]['style']:.3f}  "
-                  f"content {rows[label]['content']:.3f}", file=sys.stderr, flush=True)
+            print(
+                f"  {painting:>30} {label:>12}: style {rows[label]['style']:.3f}  content {rows[label]['content']:.3f}",
+                file=sys.stderr,
+                flush=True,
+            )
             del net
         results["paintings"][painting] = rows
     if args.grid:
@@ -181,23 +193,30 @@ def write_grid(path: Path, photos: list[np.ndarray], outputs: dict, rows: int, t
 
 
 def markdown(results: dict, reference: str) -> str:
-    lines = [f"Held-out photos: {', '.join(results['photos'])} (longer side {results['size']} px; painting "
-             f"{results['style_size']} px). Style: Σ relative squared Gram error over relu1_2/2_2/3_3/4_3; content: "
-             "squared error at relu3_3 over the photos' mean feature energy (Caffe VGG16). Lower is better; ratios "
-             f"are to `{reference}`.", "",
-             "| painting | network | style | content | style ÷ ref | content ÷ ref |", "|---|---|---|---|---|---|"]
+    lines = [
+        f"Held-out photos: {', '.join(results['photos'])} (longer side {results['size']} px; painting "
+        f"{results['style_size']} px). Style: Σ relative squared Gram error over relu1_2/2_2/3_3/4_3; content: "
+        "squared error at relu3_3 over the photos' mean feature energy (Caffe VGG16). Lower is better; ratios "
+        f"are to `{reference}`.",
+        "",
+        "| painting | network | style | content | style ÷ ref | content ÷ ref |",
+        "|---|---|---|---|---|---|",
+    ]
     for painting, rows in results["paintings"].items():
         ref = rows.get(reference)
         for label, row in rows.items():
-            ratio = (f"{row['style'] / ref['style']:.2f} | {row['content'] / ref['content']:.2f}" if ref else "— | —")
+            ratio = f"{row['style'] / ref['style']:.2f} | {row['content'] / ref['content']:.2f}" if ref else "— | —"
             lines.append(f"| {painting} | {label} | {row['style']:.3f} | {row['content']:.3f} | {ratio} |")
     lines += ["", "Per photo (style / content):", ""]
     labels = [(p, label) for p, rows in results["paintings"].items() for label in rows]
     lines.append("| photo | " + " | ".join(f"{p} {label}" for p, label in labels) + " |")
     lines.append("|---" * (len(labels) + 1) + "|")
     for i, name in enumerate(results["photos"]):
-        cells = [f"{results['paintings'][p][label]['per_photo'][i]['style']:.2f} / "
-                 f"{results['paintings'][p][label]['per_photo'][i]['content']:.2f}" for p, label in labels]
+        cells = [
+            f"{results['paintings'][p][label]['per_photo'][i]['style']:.2f} / "
+            f"{results['paintings'][p][label]['per_photo'][i]['content']:.2f}"
+            for p, label in labels
+        ]
         lines.append(f"| {name} | " + " | ".join(cells) + " |")
     return "\n".join(lines) + "\n"
 
@@ -210,15 +229,30 @@ def parse_net(text: str) -> tuple[str, str]:
 
 
 def build_parser() -> argparse.ArgumentParser:
-    p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0],
-                                formatter_class=argparse.RawDescriptionHelpFormatter)
-    p.add_argument("--data", type=Path, default=REPO.parent / "shared/data/content/holdout",
-                   help="held-out photos (default: ../shared/data/content/holdout beside the repository)")
-    p.add_argument("--styles-dir", type=Path, default=REPO.parent / "shared/data/styles",
-                   help="the paintings, <name>.jpg (default: ../shared/data/styles)")
+    p = argparse.ArgumentParser(
+        description=__doc__.split("\n\n")[0], formatter_class=argparse.RawDescriptionHelpFormatter
+    )
+    p.add_argument(
+        "--data",
+        type=Path,
+        default=REPO.parent / "shared/data/content/holdout",
+        help="held-out photos (default: ../shared/data/content/holdout beside the repository)",
+    )
+    p.add_argument(
+        "--styles-dir",
+        type=Path,
+        default=REPO.parent / "shared/data/styles",
+        help="the paintings, <name>.jpg (default: ../shared/data/styles)",
+    )
     p.add_argument("--paintings", nargs="+", default=["wave", "udnie", "the_scream"])
-    p.add_argument("--net", type=parse_net, action="append", required=True, metavar="LABEL=PATH",
-                   help="a network per painting; {style}, {fst} and #STYLE as in the module docstring")
+    p.add_argument(
+        "--net",
+        type=parse_net,
+        action="append",
+        required=True,
+        metavar="LABEL=PATH",
+        help="a network per painting; {style}, {fst} and #STYLE as in the module docstring",
+    )
     p.add_argument("--reference", default="engstrom", help="the label the ratios are taken to")
     p.add_argument("--vgg", type=Path, default=REPO / "weights/vgg16.safetensors", help="Caffe VGG16 (converted)")
     p.add_argument("--count", type=int, default=8, help="photos, evenly spaced in name order")
@@ -236,12 +270,16 @@ def build_parser() -> argparse.ArgumentParser:
 def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     if not args.vgg.exists():
-        raise SystemExit(f"error: no VGG weights at {args.vgg}: run `python scripts/convert_vgg.py --from "
-                         "../shared/data/weights/vgg16_caffe_imagenet --preprocess caffe`")
+        raise SystemExit(
+            f"error: no VGG weights at {args.vgg}: run `python scripts/convert_vgg.py --from "
+            "../shared/data/weights/vgg16_caffe_imagenet --preprocess caffe`"
+        )
     if read_metadata(args.vgg).get("preprocess") != "caffe":
-        raise SystemExit(f"error: {args.vgg} is not the Caffe VGG16: the measure is fixed to it "
-                         "(python scripts/convert_vgg.py --from ../shared/data/weights/vgg16_caffe_imagenet "
-                         "--preprocess caffe)")
+        raise SystemExit(
+            f"error: {args.vgg} is not the Caffe VGG16: the measure is fixed to it "
+            "(python scripts/convert_vgg.py --from ../shared/data/weights/vgg16_caffe_imagenet "
+            "--preprocess caffe)"
+        )
     results = measure(args)
     table = markdown(results, args.reference)
     print(table)

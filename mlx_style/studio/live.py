@@ -1,0 +1,87 @@
+"""The Live tab: one browser tab's webcam stream, stylised frame by frame with the cam's temporal smoothing.
+
+Each tab has its own ``LiveSession`` (its smoother, its last frame, its timings), so two tabs never interleave.
+A frame that arrives while the network is busy (another tab's frame, a photo, a video) is dropped, not queued:
+the page keeps showing the last stylised frame, and the lag never grows (as ``mlx-style cam`` hands over only
+the latest frame).
+"""
+
+from __future__ import annotations
+
+import time
+from collections import deque
+
+import numpy as np
+
+from mlx_style.infer.smoothing import DEFAULT_WEIGHT, TemporalSmoother
+from mlx_style.infer.stylize import stylize_array
+from mlx_style.nn.style import FrameFunction
+from mlx_style.studio.engine import compute
+
+WINDOW = 30  # frames the FPS and latency are averaged over
+
+
+class LiveSession:
+    """The state of one tab's stream."""
+
+    def __init__(self, smooth_weight: float = DEFAULT_WEIGHT, clock=time.perf_counter):
+        self.smoother = TemporalSmoother(smooth_weight)
+        self.clock = clock
+        self.last: np.ndarray | None = None
+        self.key: tuple | None = None  # what the last frame was stylised with: a change restarts the smoothing
+        self.finished: deque[float] = deque(maxlen=WINDOW)
+        self.latencies: deque[float] = deque(maxlen=WINDOW)
+        self.frames = self.dropped = 0
+
+    def frame(
+        self,
+        rgb: np.ndarray,
+        net: FrameFunction,
+        key: tuple,
+        size: int | None,
+        keep_colours: bool = False,
+        strength: float = 1.0,
+        smooth: bool = True,
+    ) -> np.ndarray | None:
+        """The stylised frame, or None when the network was busy and this frame is dropped.
+
+        ``key`` names the style and settings (a change restarts the smoothing: no blend across two styles).
+        """
+        rgb = np.ascontiguousarray(rgb, dtype=np.uint8)
+        if not compute.acquire(blocking=False):
+            self.dropped += 1
+            return None
+        try:
+            start = self.clock()
+            out = stylize_array(net, rgb, size=size, preserve_color=keep_colours, strength=strength)
+        finally:
+            compute.release()
+        if key != self.key or not smooth or (self.last is not None and self.last.shape != out.shape):
+            self.smoother.reset()
+            self.key = key
+        if smooth:  # BGR, as the cam hands frames over: the smoother's luma and flow were tuned on it
+            out = self.smoother(rgb[..., ::-1].copy(), out[..., ::-1].copy())[..., ::-1].copy()
+        now = self.clock()
+        self.latencies.append(now - start)
+        self.finished.append(now)
+        self.frames += 1
+        self.last = out
+        return out
+
+    def fps(self) -> float:
+        if len(self.finished) < 2:
+            return 0.0
+        span = self.finished[-1] - self.finished[0]
+        return (len(self.finished) - 1) / span if span > 0 else 0.0
+
+    def latency_ms(self) -> float:
+        return 1000.0 * sum(self.latencies) / len(self.latencies) if self.latencies else 0.0
+
+    def stats(self) -> str:
+        """One line for the page: frames per second, the network's time per frame, frames dropped."""
+        if not self.frames:
+            return "waiting for the camera…"
+        return (
+            f"{self.fps():.1f} fps · {self.latency_ms():.0f} ms a frame · {self.frames} shown, "
+            f"{self.dropped} dropped while busy"
+        )

@@ -483,11 +483,25 @@ def test_no_camera_bad_source_and_bad_output_fail_fast(weights_dir, tmp_path, ca
         assert time.perf_counter() - start < 10
 
 
-@pytest.mark.parametrize("flags", [["--size", "4"], ["--frames", "0"], ["--width", "-1"], ["--lost-timeout", "0"]])
-def test_bad_numbers_are_one_line(flags, capsys):
+@pytest.mark.parametrize(
+    "flags, named",
+    [
+        (["--size", "4"], "--size"),
+        (["--frames", "0"], "--frames"),
+        (["--capture-size", "0x480"], "--capture-size"),
+        (["--width", "-1"], "--capture-size"),
+        (["--lost-timeout", "0"], "--lost-timeout"),
+    ],
+)
+def test_bad_numbers_are_one_line(flags, named, capsys):
     assert cam_cli.main(["--headless", *flags]) == 2
     err = capsys.readouterr().err
-    assert err.startswith("error: ") and flags[0] in err and len(err.strip().splitlines()) == 1
+    assert err.startswith("error: ") and named in err and len(err.strip().splitlines()) == 1
+
+
+def test_the_python_api_refuses_what_the_cli_refuses():
+    with pytest.raises(live.CamError, match="--frames must be at least 1"):
+        live.run(live.CamConfig(frames=0, headless=True))
 
 
 @pytest.mark.parametrize("after", ["fail", "hang", "raise"])

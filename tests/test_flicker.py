@@ -190,3 +190,18 @@ def test_cam_and_stylize_take_smooth_and_refuse_a_bad_weight(tmp_path, capsys):
     assert cam_cli.main(["--headless", "--source", str(clip), "--model", str(model), "--smooth", "1.5"]) == 2
     assert stylize_cli.main(["-m", str(model), str(clip), "-o", str(tmp_path / "t.avi"), "--smooth", "2"]) == 2
     capsys.readouterr()
+
+
+def test_videos_of_other_sizes_or_lengths_are_said_and_measured_in_bounded_memory(tmp_path, capsys):
+    from mlx_style.infer import flicker
+
+    original = write(tmp_path / "o.avi", panning(8))
+    small = write(tmp_path / "s.avi", [cv2.resize(f, (48, 32)) for f in panning(6)])
+    result = flicker.compare(original, small)
+    assert result["stylised"]["frames"] == 6 and result["original"]["frames"] == 8
+    assert any("48×32, the original 96×64" in n for n in result["notes"])
+    assert any("6 frames, the original 8: compared over the first 6" in n for n in result["notes"])
+    assert flicker_cli.main([str(original), str(small)]) == 0
+    assert capsys.readouterr().err.count("note: ") == 2
+    frames = flicker.iter_video(original)
+    assert next(frames).shape == (64, 96, 3)  # one frame at a time, not a list of them all

@@ -247,3 +247,20 @@ def test_a_permission_error_does_not_say_make_room(tmp_path):
     assert "no permission" in str(error) and error.remedy == "make the folder writable"
     full = weights._write_failure(tmp_path / "x", OSError(errno.ENOSPC, "No space left"))
     assert "the disk is full" in str(full) and full.remedy == "make room"
+
+
+def test_exporting_a_network_that_takes_any_picture_says_so_without_a_flag_export_lacks(tmp_path, capsys):
+    from mlx_style.nn.arbitrary import ArbitraryConfig, ArbitraryStyleNet
+    from mlx.utils import tree_flatten
+
+    config = ArbitraryConfig(
+        style_dim=4, stem=4, blocks=((4, 4, 2),), head=8, contract=(4, 4, 4), num_residual=1, expand=(4, 4)
+    )
+    path = weights.save_weights(
+        tmp_path / "any.safetensors",
+        dict(tree_flatten(ArbitraryStyleNet(config).parameters())),
+        {"kind": "arbitrary", "architecture": "ghiasi2017", "config": config.to_json()},
+    )
+    assert export_cli.main([str(path), "-o", str(tmp_path / "x.onnx")]) == 2
+    line = one_error_line(capsys)
+    assert "takes any picture as its style" in line and "--style-image" not in line

@@ -7,7 +7,7 @@ import sys
 
 from mlx_style.backend import GPU_CAM_SIZE, keep_freed_memory
 from mlx_style.cli.common import fail
-from mlx_style.errors import MlxStyleError
+from mlx_style.errors import MlxStyleError, UsageError
 from mlx_style.infer.capture import parse_source
 from mlx_style.infer.live import COMPILE_CHOICES, PACINGS, CamConfig, format_summary, run
 from mlx_style.infer.signals import interrupt_on_termination
@@ -51,8 +51,15 @@ def build_parser() -> argparse.ArgumentParser:
     )
     p.add_argument("--weights-dir", default=d.weights_dir, help="folder of style networks for n/p")
     p.add_argument("--source", default=d.source, help="camera index, video file or stream URL (default: 0)")
-    p.add_argument("--width", type=int, default=d.width, help="capture width to ask the camera for")
-    p.add_argument("--height", type=int, default=d.height, help="capture height to ask the camera for")
+    p.add_argument(
+        "--capture-size",
+        type=size_wxh,
+        default=None,
+        metavar="WxH",
+        help="the capture size to ask the camera for, like 1280x720 (the driver picks its nearest mode)",
+    )
+    p.add_argument("--width", type=int, default=d.width, help=argparse.SUPPRESS)  # the old spelling
+    p.add_argument("--height", type=int, default=d.height, help=argparse.SUPPRESS)
     p.add_argument(
         "--size",
         type=int,
@@ -80,6 +87,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--headless", action="store_true", help="no window (servers, tests); use with --output or --virtual")
     p.add_argument("--frames", type=int, default=d.frames, help="stop after this many frames")
     p.add_argument(
+        "-o",
         "--output",
         default=d.output,
         help="write the stylised video, no overlay: H.264 in .mp4/.mov/.mkv, VP9 in .webm, MJPEG in .avi; "
@@ -191,38 +199,17 @@ VIRTUAL_FLAGS = {
 }
 
 
-def check_numbers(config: CamConfig) -> str | None:
-    """What is wrong with the numeric settings, or None."""
-    if config.size is not None and config.size < 8:
-        return "--size must be at least 8 (the longer side in pixels)"
-    if not 0.0 <= config.smooth < 1.0:
-        return "--smooth must be in [0, 1) (0: off)"
-    if config.frames is not None and config.frames < 1:
-        return "--frames must be at least 1 (leave it out to run until the source ends or q)"
-    if any(v is not None and v < 1 for v in (config.width, config.height)):
-        return "--width and --height must be positive"
-    if not config.target_fps > 0:
-        return "--target-fps must be positive"
-    if not 0.0 <= config.style_strength <= 1.0:
-        return "--style-strength must be between 0 and 1"
-    if not config.lost_timeout > 0:
-        return "--lost-timeout must be positive (seconds)"
-    v = config.virtual
-    if v is not None and v.fps is not None and not v.fps > 0:
-        return "--virtual-fps must be positive"
-    if v is not None and v.size is not None and (min(v.size) < 2 or v.size[0] % 2 or v.size[1] % 2):
-        return "--virtual-size must be even and at least 2x2 (call apps encode 4:2:0 video), like 1280x720"
-    return None
-
-
 def config_from_args(args: argparse.Namespace) -> CamConfig:
     values = vars(args).copy()
     virtual = VirtualSettings(**{field: values.pop(flag) for flag, field in VIRTUAL_FLAGS.items()})
     default = VirtualSettings()
     given = [flag for flag, field in VIRTUAL_FLAGS.items() if getattr(virtual, field) != getattr(default, field)]
     if given and not values["virtual"]:
-        raise ValueError(f"--{given[0].replace('_', '-')} needs --virtual")
+        raise UsageError(f"--{given[0].replace('_', '-')} needs --virtual")
     values["virtual"] = virtual if values["virtual"] else None
+    capture = values.pop("capture_size")
+    if capture is not None:
+        values["width"], values["height"] = capture
     return CamConfig(**values)
 
 
@@ -233,9 +220,6 @@ def main(argv: list[str] | None = None) -> int:
         config = config_from_args(args)
     except ValueError as exc:
         return fail(exc)
-    problem = check_numbers(config)
-    if problem:
-        return fail(problem)
     try:
         with interrupt_on_termination():  # kill/timeout/closed terminal: the output video is still finished
             result = run(config)

@@ -32,6 +32,8 @@ def main(argv: list[str] | None = None) -> int:
         result = compare(args.original, args.stylised, args.frames)
     except MlxStyleError as exc:
         return fail(exc)
+    for note in result.get("notes", []):
+        print(f"note: {note}", file=sys.stderr)
     s, o = result["stylised"], result["original"]
     print(f"{'':<10} {'warping error':>14} {'static flicker':>15}   ({s['frames']} frames)")
     print(f"{'stylised':<10} {s['warping_error']:>14.5f} {s['static_flicker']:>15.3f}")

@@ -21,7 +21,7 @@ import cv2
 import numpy as np
 
 from mlx_style.errors import MlxStyleError
-from mlx_style.io.video import VideoError, VideoReader
+from mlx_style.io.video import VideoError, VideoReader, probe
 
 STATIC_THRESHOLD = 2.0  # luma levels: a pixel the original changed less than this counts as still...
 STILL_FLOW = 0.5  # px: ...if its flow also moved it less than this (DIS reads 0.03 px on a still, noisy scene)
@@ -42,17 +42,21 @@ class Stability:
 
 def read_video(path: str | Path, limit: int | None = None) -> list[np.ndarray]:
     """The frames of a video (upright, through ``io.video``) as BGR uint8 arrays; ``FlickerError`` when it has none."""
-    frames = []
-    try:
-        for frame in VideoReader(path):
-            if limit is not None and len(frames) >= limit:
-                break
-            frames.append(np.ascontiguousarray(frame.image[..., ::-1]))
-    except VideoError as exc:
-        raise FlickerError(f"{path}: {exc}") from None
+    frames = list(iter_video(path, limit))
     if not frames:
         raise FlickerError(f"{path}: no readable frames")
     return frames
+
+
+def iter_video(path: str | Path, limit: int | None = None):
+    """``read_video`` one frame at a time, so a long video is measured in bounded memory."""
+    try:
+        for i, frame in enumerate(VideoReader(path)):
+            if limit is not None and i >= limit:
+                return
+            yield np.ascontiguousarray(frame.image[..., ::-1])
+    except VideoError as exc:
+        raise FlickerError(f"{path}: {exc}") from None
 
 
 def gray(frame: np.ndarray) -> np.ndarray:
@@ -92,36 +96,38 @@ def consistent(backward: np.ndarray, forward: np.ndarray) -> np.ndarray:
 
 
 def stability(
-    original: list[np.ndarray],
-    stylised: list[np.ndarray],
+    original,
+    stylised,
     static_threshold: float = STATIC_THRESHOLD,
     flow: FlowEstimator | None = None,
 ) -> Stability:
-    """The warping error and static flicker of ``stylised`` against the motion of ``original`` (BGR frames).
+    """The warping error and static flicker of ``stylised`` against the motion of ``original`` (BGR frames: lists,
+    or iterables read one frame at a time), over the frames both have.
 
     A stylised video of another size is compared at the original's size (it is resized).
     """
-    if len(original) < 2 or len(stylised) < 2:
-        raise FlickerError("need at least two frames of each video")
-    n = min(len(original), len(stylised))
-    H, W = original[0].shape[:2]
+    pairs = zip(original, stylised)
+    first = next(pairs, None)
     flow = flow or FlowEstimator()
-    errors, flickers = [], []
-    prev_g, prev_s = gray(original[0]), _fit(stylised[0], H, W)
-    for t in range(1, n):
-        cur_g, cur_s = gray(original[t]), _fit(stylised[t], H, W)
+    errors, flickers, n = [], [], 0 if first is None else 1
+    if first is not None:
+        H, W = first[0].shape[:2]
+        prev_o, prev_g, prev_s = first[0], gray(first[0]), _fit(first[1], H, W)
+    for cur_o, cur in pairs:
+        n += 1
+        cur_g, cur_s = gray(cur_o), _fit(cur, H, W)
         backward, forward = flow(cur_g, prev_g), flow(prev_g, cur_g)
         mask = consistent(backward, forward)
         warped = warp(prev_s, backward).astype(np.float32) / 255.0
         diff = np.sum((cur_s.astype(np.float32) / 255.0 - warped) ** 2, -1) / 3.0
         if mask.any():
             errors.append(float(diff[mask].mean()))
-        still = (np.abs(luma(original[t]) - luma(original[t - 1])) < static_threshold) & (
-            np.sum(backward**2, -1) < STILL_FLOW**2
-        )
+        still = (np.abs(luma(cur_o) - luma(prev_o)) < static_threshold) & (np.sum(backward**2, -1) < STILL_FLOW**2)
         if still.any():
             flickers.append(float(np.abs(luma(cur_s) - luma(prev_s))[still].mean()))
-        prev_g, prev_s = cur_g, cur_s
+        prev_o, prev_g, prev_s = cur_o, cur_g, cur_s
+    if n < 2:
+        raise FlickerError("need at least two frames of each video")
     return Stability(
         float(np.mean(errors)) if errors else float("nan"), float(np.mean(flickers)) if flickers else float("nan"), n
     )
@@ -134,7 +140,26 @@ def _fit(frame: np.ndarray, height: int, width: int) -> np.ndarray:
 
 
 def compare(original_path: str | Path, stylised_path: str | Path, limit: int | None = None) -> dict:
-    """``{"stylised": Stability, "original": Stability}`` as dicts: the video's numbers and the floor."""
-    original = read_video(original_path, limit)
-    stylised = read_video(stylised_path, limit)
-    return {"stylised": asdict(stability(original, stylised)), "original": asdict(stability(original, original))}
+    """``{"stylised": Stability, "original": Stability, "notes": [...]}`` as dicts: the video's numbers, the floor,
+    and a line for each way the two videos differ (size, length) that the numbers gloss over. Frames are read one
+    at a time, so a long video takes bounded memory."""
+    infos = []
+    for path in (original_path, stylised_path):
+        try:
+            infos.append(probe(path))
+        except VideoError as exc:
+            raise FlickerError(f"{path}: {exc}") from None
+    (o, s), notes = infos, []
+    if (o.width, o.height) != (s.width, s.height):
+        notes.append(
+            f"the stylised video is {s.width}×{s.height}, the original {o.width}×{o.height}: compared at "
+            "the original's size"
+        )
+    if o.frames != s.frames and (limit is None or min(o.frames, s.frames) < limit):
+        notes.append(
+            f"the stylised video has {s.frames} frames, the original {o.frames}: compared over the first "
+            f"{min(o.frames, s.frames)}"
+        )
+    stylised = stability(iter_video(original_path, limit), iter_video(stylised_path, limit))
+    floor = stability(iter_video(original_path, limit), iter_video(original_path, limit))
+    return {"stylised": asdict(stylised), "original": asdict(floor), "notes": notes}

@@ -21,7 +21,7 @@ frame, none dropped), which makes runs repeatable; with a window, a file plays a
 stale frames like a camera (``--pacing`` overrides both)::
 
     python -m mlx_style.cam --model wave
-    python -m mlx_style.cam --headless --source ../shared/data/video/fox.mp4 --frames 60 --output fox_wave.mp4
+    python -m mlx_style.cam --headless --source fox.mp4 --frames 60 --output fox_wave.mp4
     python -m mlx_style.cam --style-image paintings/
 """
 
@@ -41,6 +41,7 @@ import numpy as np
 from mlx_style.backend import cam_default_size
 from mlx_style.platform import window_close_detectable, window_flags
 from mlx_style.errors import MlxStyleError
+from mlx_style.infer.cam_config import CamConfig, CamError  # noqa: F401  (where callers find them)
 from mlx_style.infer.cam_controls import CamState, FrameStats, describe_change, handle_key
 from mlx_style.infer.capture import CaptureThread, FrameSlot, SourceInfo, open_source
 from mlx_style.infer.playlist import PlaylistError, open_styles, resolve_models  # noqa: F401
@@ -69,42 +70,6 @@ from mlx_style.io.weights import WeightFileError
 # On a CPU the processing size is measured at start-up (calibrate_size): CPUs differ by more than 10× in speed.
 PACINGS = ("auto", "every-frame", "realtime")
 WINDOW = "mlx_style"
-
-
-class CamError(MlxStyleError, RuntimeError):
-    """A problem that ends the cam; the message is one line that says what to do next."""
-
-
-@dataclass
-class CamConfig:
-    """Everything ``python -m mlx_style.cam`` can be told; the CLI fills it from its flags."""
-
-    model: str | None = None  # a .safetensors path or a name in weights_dir; None: the first style network there
-    weights_dir: str = "weights"  # where n/p look for other style networks
-    source: str = "0"  # camera index, video file or stream URL
-    width: int | None = None  # capture size request to the camera (the driver picks its nearest mode)
-    height: int | None = None
-    size: int | None = None  # processing resolution, longer side; None: GPU_DEFAULT_SIZE, or calibrated on a CPU
-    target_fps: float = TARGET_FPS  # the CPU calibration picks the largest size that reaches this
-    mirror: bool = False  # flip horizontally, as a selfie view
-    dtype: str = "float32"  # the CPU is slower in float16; on a GPU float16/bfloat16 may be faster
-    compile: str = "auto"  # mx.compile the forward: auto = on a GPU only (see use_compile)
-    preserve_color: bool = False  # start with colour preservation on (key c toggles it)
-    side_by_side: bool = False  # start side by side (space toggles it)
-    headless: bool = False  # no window: for servers, tests and benchmarks
-    frames: int | None = None  # stop after this many processed frames
-    output: str | None = None  # write the shown frames (without the overlay) to a video file
-    snapshot_dir: str = "."  # where s saves PNGs
-    loop: bool = False  # files: start again at the end (until q, Ctrl-C or --frames)
-    # Temporal smoothing weight (infer.smoothing); 0: start with it off (key t turns it on at DEFAULT_WEIGHT). On by
-    # default: the steadiest setting, and the size calibration counts its cost (docs/benchmarks.md, "Stability of
-    # stylised video"); it costs some style where things move.
-    smooth: float = DEFAULT_WEIGHT
-    style_images: list[str] | None = None  # pictures or folders of them: any picture as a style (arbitrary network)
-    style_strength: float = 1.0  # with style_images: 1 the picture's style, lower mixes in the frame's own
-    pacing: str = "auto"  # files: every-frame (headless default) or realtime (window default)
-    lost_timeout: float = 2.0  # seconds without a frame before the source counts as lost
-    virtual: VirtualSettings | None = None  # also send the frames to a virtual camera (infer.vcam); None: don't
 
 
 def check_display() -> None:
@@ -200,6 +165,7 @@ def run(config: CamConfig, capture=None, info: SourceInfo | None = None, log=pri
 
     Raises ``CamError`` / ``SourceError`` before the loop starts (no model, no source, no display).
     """
+    config.check()
     if config.dtype not in DTYPES:
         raise CamError(f"unknown --dtype {config.dtype}: choose one of {', '.join(DTYPES)}")
     if config.output:

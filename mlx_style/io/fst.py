@@ -49,7 +49,7 @@ STYLES = {
     "wreck": "J.M.W. Turner, The Shipwreck of the Minotaur (c. 1810)",
 }
 # sha256 of each style's variables (``ml5_sha256``) at the pinned commit, so a download is checked end to end.
-# Computed from the byte-identical copies in ../shared/data/weights/fast_style_transfer_ml5/.
+# Computed from byte-identical copies of the ml5 files at that commit.
 ML5_SHA256 = {
     "wave": "0cbcf7acfaf27ded53ebfafcf5b21be11304eb60283a7df7a6ba40950d3cb89d",
     "udnie": "725b68e312315bd5df2e45f2bf4eb225fd1c721c299803d683c6c01a408ad9a7",

@@ -524,3 +524,26 @@ def test_push_and_pull_through_the_hub(studio, hub, tmp_path):
     for bad, reason in (("carol/tiny", "hf:user/name"), ("hf:carol/missing", "carol/missing"), ("hf:../../etc", "hf:")):
         with pytest.raises(StudioError, match=reason):
             studio.pull(bad)
+
+
+def test_the_gallery_shows_each_style_of_a_built_in_network_with_its_painting(tmp_path, monkeypatch):
+    from mlx_style.io import registry
+    from mlx_style.studio.catalogue import Catalogue
+    from test_builtins import multi_builtin
+
+    folder = tmp_path / "builtin"
+    multi_builtin(folder)  # styles named, no picture hashes: each style's own picture
+    monkeypatch.setattr(registry, "BUILTIN_DIR", folder)
+    entries = Catalogue(tmp_path / "weights", tmp_path / "runs").entries()
+    got = {e.style: e.painting for e in entries if e.network.name == "builtin.safetensors"}
+    assert got == {name: folder / f"{name}.jpg" for name in ("wave", "udnie", "the_scream")}
+
+
+@pytest.mark.builtin_styles
+def test_the_shipped_built_ins_show_the_paintings_they_were_trained_on(tmp_path):
+    from mlx_style.io import registry
+    from mlx_style.studio.catalogue import Catalogue
+
+    entries = [e for e in Catalogue(tmp_path / "weights", tmp_path / "runs").entries() if e.network.stem == "builtin"]
+    assert len(entries) == 6
+    assert all(e.painting == registry.BUILTIN_DIR / f"{e.style}.jpg" for e in entries)

@@ -173,7 +173,7 @@ class Catalogue:
         if not styles:
             return [
                 StyleEntry(
-                    key=name, name=name, painting=self.painting(name, origin, meta.get("style_sha256")), **common
+                    key=name, name=name, painting=self.painting(name, origin, (meta.get("style_sha256"),)), **common
                 )
             ]
         hashes = _style_hashes(meta, len(styles))
@@ -183,33 +183,36 @@ class Catalogue:
                 name=style,
                 style=style,
                 index=i,
-                painting=self.painting(name, origin, hashes[i]),
+                painting=self.painting(name, origin, hashes[i], own=style),
                 **common,
             )
             for i, style in enumerate(styles)
         ]
 
-    def painting(self, network_name: str, origin: str, sha256: str | None) -> Path | None:
-        """The picture a network was trained on: a built-in picture or one kept in its run folder, when the
-        file's sha256 is the one recorded; a built-in network's own picture otherwise."""
+    def painting(self, network_name: str, origin: str, hashes, own: str | None = None) -> Path | None:
+        """The picture a style was trained on: a built-in picture or one kept in its run folder whose sha256 is one
+        the file records (the painting's, or its shipped thumbnail's); for a built-in, its own picture otherwise
+        (``own``: the style's name in a network of several)."""
         builtin = registry.BUILTIN_DIR  # looked up on use: tests hide the built-in styles
         candidates = _pictures(self.runs_dir / Path(network_name).name / PAINTINGS) + _pictures(builtin)
-        if sha256:
-            for picture in candidates:
-                if picture_sha256(picture) == sha256:
-                    return picture
-        own = builtin / f"{network_name}.jpg"
-        return own if origin == "built-in" and own.is_file() else None
+        wanted = {h for h in hashes if h}
+        for picture in candidates if wanted else ():
+            if picture_sha256(picture) in wanted:
+                return picture
+        picture = builtin / f"{own or network_name}.jpg"
+        return picture if origin == "built-in" and picture.is_file() else None
 
 
-def _style_hashes(meta: dict[str, str], count: int) -> list[str | None]:
-    """The sha256 of each style's picture, from a multi-style network's ``styles`` list (None where absent)."""
+def _style_hashes(meta: dict[str, str], count: int) -> list[tuple]:
+    """The sha256s of each style's picture (the painting's, and its shipped thumbnail's) from a multi-style network's
+    ``styles`` list; () where absent."""
     try:
         records = json.loads(meta.get("styles", "[]"))
     except ValueError:
         records = []
-    hashes = [r.get("sha256") if isinstance(r, dict) else None for r in records] if isinstance(records, list) else []
-    return (hashes + [None] * count)[:count]
+    records = records if isinstance(records, list) else []
+    hashes = [(r.get("sha256"), r.get("thumbnail_sha256")) if isinstance(r, dict) else () for r in records]
+    return (hashes + [()] * count)[:count]
 
 
 def _shown(path: Path) -> str:

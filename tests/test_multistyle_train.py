@@ -115,6 +115,48 @@ def test_the_multistyle_loss_is_the_picked_rows_single_style_loss(ws):
                 )
 
 
+def test_style_scales_weight_each_styles_style_term(ws):
+    """With --style-scale, a step of style k has the loss and gradients of style weight × scale k, all else equal."""
+    from dataclasses import replace
+
+    vgg, _ = load_vgg(ws["vgg"])
+    per_style = _grams(ws, vgg, ("style", "p0"))
+    stacked = {k: mx.stack([g[k] for g in per_style]) for k in TINY_LOSS.style_layers}
+    mx.random.seed(5)
+    net = TransformerNet(TransformerConfig(width=4, num_residual=1, styles=2))
+    content = mx.array(np.random.default_rng(2).uniform(0, 255, (2, 32, 32, 3)).astype(np.float32))
+    scaled = make_loss_fn(net, vgg, stacked, replace(TINY_LOSS, style_scales=(1.0, 3.0)), style_rows=mx.eye(2))
+    for pick, scale in ((0, 1.0), (1, 3.0)):
+        plain = make_loss_fn(net, vgg, stacked, replace(TINY_LOSS, style_weight=5.0 * scale), style_rows=mx.eye(2))
+        (got, terms), grads = nn.value_and_grad(net, lambda c: scaled(c, mx.eye(2)[pick]))(content)
+        (want, want_terms), want_grads = nn.value_and_grad(net, lambda c: plain(c, mx.eye(2)[pick]))(content)
+        assert got.item() == pytest.approx(want.item(), rel=1e-5)
+        assert terms["style"].item() == pytest.approx(want_terms["style"].item(), rel=1e-6)  # terms stay unweighted
+        for (key, g), (_, w) in zip(tree_flatten(grads), tree_flatten(want_grads)):
+            np.testing.assert_allclose(np.asarray(g), np.asarray(w), rtol=1e-4, atol=1e-6, err_msg=key)
+    with pytest.raises(ValueError, match="3 style scales for 2 styles"):
+        make_loss_fn(net, vgg, stacked, replace(TINY_LOSS, style_scales=(1.0, 1.0, 1.0)), style_rows=mx.eye(2))
+    with pytest.raises(ValueError, match="positive and finite"):
+        replace(TINY_LOSS, style_scales=(1.0, float("nan")))
+
+
+def test_style_scale_flags_are_checked_and_recorded(ws, tmp_path):
+    args = build_parser().parse_args(["--style", "wave", "udnie", "--data", "d", "--style-scale", "1", "0.5"])
+    config = config_from_args(args)
+    assert config.style_scales == (1.0, 0.5)
+    config.check()
+    for bad, message in (
+        (["--style", "wave", "udnie", "--style-scale", "1"], "one value per --style: 1 for 2 styles"),
+        (["--style", "wave", "udnie", "--style-scale", "1", "0"], "positive and finite"),
+        (["--style", "wave", "--style-scale", "2"], "one style's weight is --style-weight"),
+    ):
+        with pytest.raises(TrainingError, match=message):
+            config_from_args(build_parser().parse_args([*bad, "--data", "d"])).check()
+    train(multi(ws, tmp_path, iters=2, style_scales=(1.0, 2.0, 0.5)), stream=io.StringIO())
+    loss = json.loads(read_metadata(tmp_path / "net.safetensors")["loss_config"])
+    assert loss["style_scales"] == [1.0, 2.0, 0.5]
+
+
 def test_the_compiled_multistyle_step_matches_the_uncompiled_one_and_needs_its_style(ws):
     vgg, _ = load_vgg(ws["vgg"])
     per_style = _grams(ws, vgg, ("style", "p0"))

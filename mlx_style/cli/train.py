@@ -174,6 +174,8 @@ def build_parser(method: str = "johnson") -> argparse.ArgumentParser:
     g.add_argument("--content-weight", type=float, default=d.content_weight)
     g.add_argument("--style-weight", type=float, default=d.style_weight, help="Huang's λ" if adain else None)
     if not adain:
+        scale_help = "several --style: multiply --style-weight for each, in their order (e.g. 1 1.5 0.6)"
+        g.add_argument("--style-scale", dest="style_scales", type=float, nargs="+", metavar="X", help=scale_help)
         g.add_argument("--tv-weight", type=float, default=d.tv_weight)
     g.add_argument("--style-layers", type=comma_names, default=d.style_layers, help="e.g. " + ",".join(d.style_layers))
     g.add_argument(
@@ -233,23 +235,12 @@ def add_johnson_loss_and_network(p, g, d: TrainConfig) -> None:
         "zoom and noise) and penalise the difference between the moved output and the output of the "
         f"moved crop, with this weight (bare --stable: {STABLE_DEFAULT_WEIGHT:g}; default off)",
     )
-    g.add_argument(
-        "--stable-shift",
-        type=float,
-        default=d.stable_shift,
-        metavar="PX",
-        help="--stable: largest shift, in pixels of the crop",
-    )
+    g.add_argument("--stable-shift", type=float, default=d.stable_shift, metavar="PX", help="--stable: largest shift")
     g.add_argument(
         "--stable-rotate", type=float, default=d.stable_rotate, metavar="DEGREES", help="--stable: largest rotation"
     )
-    g.add_argument(
-        "--stable-zoom",
-        type=float,
-        default=d.stable_zoom,
-        metavar="FRACTION",
-        help="--stable: largest change of scale (0.03: ±3%%)",
-    )
+    zoom_help = "--stable: largest change of scale (0.03: ±3%%)"
+    g.add_argument("--stable-zoom", type=float, default=d.stable_zoom, metavar="FRACTION", help=zoom_help)
     g.add_argument(
         "--stable-noise",
         type=float,
@@ -356,6 +347,7 @@ def config_from_args(args: argparse.Namespace) -> TrainConfig | AdaINTrainConfig
         return AdaINTrainConfig(**values)
     pictures = values.pop("style")
     pictures = [pictures] if isinstance(pictures, str) else list(pictures)
+    values["style_scales"] = tuple(values.get("style_scales") or ())
     return TrainConfig(style=pictures[0], styles=tuple(pictures) if len(pictures) > 1 else (), **values)
 
 

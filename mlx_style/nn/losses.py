@@ -59,6 +59,7 @@ class LossConfig:
     content_layer: str = "relu3_3"  # the report's choice (Johnson used relu2_2)
     style_layers: tuple[str, ...] = STYLE_LAYERS
     style_layer_weights: tuple[float, ...] = (1.0, 1.0, 1.0, 1.0)  # equal; the report's appendix: 0.7,0.3,0.03,0.03
+    style_scales: tuple[float, ...] = ()  # a multi-style run: each style's multiplier of style_weight; (): all 1
 
     def __post_init__(self):
         if len(self.style_layers) != len(self.style_layer_weights):
@@ -68,6 +69,8 @@ class LossConfig:
             )
         if min(self.content_weight, self.style_weight, self.tv_weight) < 0:
             raise UsageError("[LossConfig] loss weights must be ≥ 0")
+        if not all(0 < s < float("inf") for s in self.style_scales):
+            raise UsageError("[LossConfig] style scales must be positive and finite")
 
     @property
     def layers(self) -> tuple[str, ...]:

@@ -43,6 +43,7 @@ class TrainConfig:
     clip: str = "tensor"  # per-tensor norm-1 clipping (the report); "global" or "none"
     content_weight: float | None = None  # None: from the VGG file's recommended_loss_weights
     style_weight: float | None = None
+    style_scales: tuple[float, ...] = ()  # several styles: each one's multiplier of style_weight; (): all 1
     tv_weight: float | None = None
     style_layer_weights: tuple[float, ...] | None = None  # None: equal weights (losses.LossConfig)
     style_layers: tuple[str, ...] = STYLE_LAYERS  # relu1_2, relu2_2, relu3_3, relu4_3
@@ -129,6 +130,16 @@ class TrainConfig:
             raise TrainingError(f"--iters must be at least 0, got {self.iters}")
         if not self.lr >= 0:  # 0 is allowed: a run that only evaluates (tests use it)
             raise TrainingError(f"--lr must be at least 0, got {self.lr}")
+        if self.style_scales:
+            if len(self.style_list()) < 2:
+                raise TrainingError("--style-scale is for several styles; one style's weight is --style-weight")
+            if len(self.style_scales) != len(self.style_list()):
+                raise TrainingError(
+                    f"--style-scale takes one value per --style: {len(self.style_scales)} for "
+                    f"{len(self.style_list())} styles"
+                )
+            if not all(0 < s < float("inf") for s in self.style_scales):
+                raise TrainingError("--style-scale values must be positive and finite")
 
     def stable(self) -> StableConfig:
         """The temporal term's settings (``StableConfig``; raises ``ValueError`` for a negative one)."""
@@ -214,6 +225,7 @@ def loss_config(config: TrainConfig, vgg_meta: dict[str, str]) -> LossConfig:
         content_layer=config.content_layer,
         style_layers=tuple(config.style_layers),
         style_layer_weights=tuple(layer_weights),
+        style_scales=tuple(float(x) for x in config.style_scales),
         **weights,
     )
 

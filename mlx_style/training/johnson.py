@@ -77,6 +77,8 @@ def check_resumable(
         saved_losses = found.json("loss_config")
         if losses is not None and saved_losses:
             now = json.loads(json.dumps(asdict(losses)))
+            defaults = json.loads(json.dumps(asdict(LossConfig())))
+            saved_losses = {**{k: v for k, v in defaults.items() if k == "style_scales"}, **saved_losses}
             changed = sorted(k for k in set(now) | set(saved_losses) if now.get(k) != saved_losses.get(k))
             if changed:
                 what = ", ".join(f"{k} {saved_losses.get(k)!r} → {now.get(k)!r}" for k in changed[:3])
@@ -288,8 +290,9 @@ class JohnsonMethod(Method):
             f"training {config.output_path()} on {len(plan.source.files)} images ({plan.steps_per_epoch} "
             f"steps/epoch), steps {start}→{plan.total_steps}, batch {config.batch_size} × "
             f"{config.image_size}², {world} process(es)",
-            f"loss weights content {losses.content_weight:g}, style {losses.style_weight:g}, tv "
-            f"{losses.tv_weight:g}"
+            f"loss weights content {losses.content_weight:g}, style {losses.style_weight:g}"
+            + (f" × ({', '.join(f'{x:g}' for x in losses.style_scales)})" if losses.style_scales else "")
+            + f", tv {losses.tv_weight:g}"
             + (
                 f", temporal {stable.weight:g} (--stable: shift ±{stable.shift:g} px, rotation "
                 f"±{stable.rotate:g}°, zoom ±{100 * stable.zoom:g}%, noise σ {stable.noise:g}"

@@ -68,6 +68,7 @@ def make_loss_fn(
     styles the run trains among the network's ``S``. ``target_grams`` then hold those styles' Gram matrices
     stacked ``(T, …)``, and the loss takes ``pick``, the ``(T,)`` one-hot of the batch's style, after ``content``
     (``loss_fn(content, pick[, matrices, keys])``): an input, so one compiled graph serves every style.
+    ``loss_config.style_scales`` (one per trained style) then multiply the style weight of each style's steps.
 
     ``recompute``: gradient checkpointing of the transformer's residual blocks (``nn.utils.checkpoint``; it sets
     ``model.recompute_residual``): each block keeps only its input, and runs again in the backward pass. Same
@@ -93,11 +94,21 @@ def make_loss_fn(
         style = pick @ style_rows
         return (lambda x: model(x, style)), {k: mx.tensordot(pick, v, axes=1) for k, v in target_grams.items()}
 
+    scales = None
+    if style_rows is not None and loss_config.style_scales:
+        if len(loss_config.style_scales) != style_rows.shape[0]:
+            raise UsageError(
+                f"[make_loss_fn] {len(loss_config.style_scales)} style scales for {style_rows.shape[0]} styles"
+            )
+        scales = mx.array(loss_config.style_scales, dtype=mx.float32)
+
     def loss(content, pick, *motion):
         net, grams = for_style(pick)
         output = net(content)
         content_features = mx.stop_gradient(vgg(content, (layer,))[layer])
         total, terms = perceptual_loss(vgg, output, content, grams, loss_config, content_features)
+        if scales is not None:  # this style's weight is style_weight × its scale
+            total = total + (pick @ scales - 1.0) * loss_config.style_weight * terms["style"]
         if stable is not None:
             matrices, keys = motion
             terms["temporal"] = temporal_loss(net, content, output, matrices, keys, stable.noise, stable.fixed_target)

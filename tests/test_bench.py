@@ -171,3 +171,30 @@ def test_random_vgg_for_timing_loads_to_relu4_3_and_keeps_activation_size(tmp_pa
     feats = vgg(x, ("relu1_1", "relu4_3"))
     first, last = (float(mx.sqrt(mx.mean(feats[k] ** 2))) for k in ("relu1_1", "relu4_3"))
     assert 0.1 < last / first < 10, (first, last)
+
+
+def test_bare_onnx_times_the_network_beside_its_own_export(tiny_model, tmp_path, capsys):
+    """`bench --onnx` (no file): the --model network exported on the fly, and a row per size with the ratio; and
+    the export runs the same network (its output equals MLX's)."""
+    pytest.importorskip("onnxruntime", reason="the comparison runs the export in onnxruntime")
+    from mlx_style.bench.imported import compare_exported
+    from mlx_style.io.onnx_export import build_onnx
+    from mlx_style.infer.stylize import load_network
+    import onnxruntime as ort
+
+    out = tmp_path / "bench.json"
+    args = ["--model", str(tiny_model), "--onnx", "--sizes", "40x24", "--warmup", "0", "--repeats", "1"]
+    assert bench_cli.main([*args, "--json", str(out)]) == 0
+    result = json.loads(out.read_text())
+    row = result["rows"][0]
+    assert result["kind"] == "exported" and (row["width"], row["height"]) == (40, 24)
+    assert (
+        row["mlx_ms"] > 0 and row["ort_ms"] > 0 and row["mlx_over_ort"] == pytest.approx(row["mlx_ms"] / row["ort_ms"])
+    )
+    assert "MLX beside its ONNX export" in capsys.readouterr().out
+    net, _ = load_network(tiny_model)
+    image = np.random.default_rng(0).uniform(0, 255, (1, 24, 40, 3)).astype(np.float32)
+    session = ort.InferenceSession(build_onnx(net).SerializeToString(), providers=["CPUExecutionProvider"])
+    got = session.run(None, {"image": image.transpose(0, 3, 1, 2)})[0].transpose(0, 2, 3, 1)
+    np.testing.assert_allclose(got, np.clip(np.asarray(net(mx.array(image))), 0, 255), atol=1e-2)
+    assert compare_exported(net, "tiny", [(16, 16)], 0, 1, log=lambda *_: None)["rows"][0]["mlx_ms"] > 0

@@ -293,6 +293,13 @@ def test_depthwise_is_native_on_a_gpu_and_equals_the_strided_slices():
         sliced = ops.depthwise_conv(x, w, stride, native=False)
         assert native.shape == sliced.shape
         np.testing.assert_allclose(np.asarray(native), np.asarray(sliced), rtol=1e-5, atol=1e-5)
+        g = mx.array(rng.standard_normal(native.shape).astype(np.float32))
+        grads = [
+            mx.grad(lambda a, b, n=n: (ops.depthwise_conv(a, b, stride, native=n) * g).sum(), argnums=(0, 1))(x, w)
+            for n in (True, False)
+        ]
+        for got, want in zip(grads[1], grads[0]):  # the compiled slices' gradients too
+            np.testing.assert_allclose(np.asarray(got), np.asarray(want), rtol=1e-4, atol=1e-4)
 
 
 # ---------------------------------------------------------------------------------------------------------------

@@ -47,6 +47,62 @@ def _session(data: bytes, threads: int, providers):
     return ort.InferenceSession(data, options, providers=providers)
 
 
+def _ort():
+    try:
+        import onnx  # noqa: F401  (only whether it is installed)
+        import onnxruntime as ort
+    except ImportError:
+        raise MlxStyleError("timing against onnxruntime needs onnx and onnxruntime: pip install -e '.[dev]'") from None
+    providers = [p for p in ("CUDAExecutionProvider", "CPUExecutionProvider") if p in ort.get_available_providers()]
+    return ort, providers
+
+
+def _time_sizes(result: dict, forward, peers: dict, sizes, warmup: int, repeats: int, log) -> dict:
+    """Time ``forward`` (MLX, on NHWC 0–255 images) and each peer (on the same numpy image) at every size."""
+    from mlx_style.nn.conv import tune_convs
+
+    rng = np.random.default_rng(0)
+    log(f"{'size':>10} {'MLX ms':>8} " + " ".join(f"{k + ' ms':>12}" for k in peers) + "   MLX/" + " MLX/".join(peers))
+    for H, W in sizes:
+        image = rng.uniform(0, 255, (1, H, W, 3)).astype(np.float32)
+        x = mx.array(image)
+        tune_convs(forward, x)  # as `mlx-style bench --tune`: each convolution's strategy timed once, cached
+        row = {"width": W, "height": H, "mlx_ms": 1e3 * median_seconds(lambda: mx.eval(forward(x)), warmup, repeats)}
+        for name, run in peers.items():
+            row[f"{name}_ms"] = 1e3 * median_seconds(lambda: run(image), warmup, repeats)
+            row[f"mlx_over_{name}"] = row["mlx_ms"] / row[f"{name}_ms"]
+        result["rows"].append(row)
+        log(
+            f"{f'{W}x{H}':>10} {row['mlx_ms']:8.1f} "
+            + " ".join(f"{row[k + '_ms']:12.1f}" for k in peers)
+            + "   "
+            + " ".join(f"{row['mlx_over_' + k]:.2f}×" for k in peers)
+        )
+    return result
+
+
+def compare_exported(net, label: str, sizes, warmup: int = 2, repeats: int = 5, threads: int = 0, log=print) -> dict:
+    """Time a style network (Johnson's: the report's, or a trained one) in MLX and its own ONNX export
+    (``io.onnx_export.build_onnx``, float32) in onnxruntime, on the same inputs; the rows as ``compare_imported``."""
+    ort, providers = _ort()
+    from mlx_style.io.onnx_export import build_onnx
+
+    session = _session(build_onnx(net).SerializeToString(), threads, providers)
+    result = {
+        "mlx_version": mx.__version__,
+        "device": str(mx.default_device()),
+        "onnxruntime": ort.__version__,
+        "providers": providers,
+        "model": label,
+        "kind": "exported",
+        "rows": [],
+    }
+    log(f"MLX {mx.__version__} on {mx.default_device()}; onnxruntime {ort.__version__} ({providers[0]})")
+    log(f"{label}: MLX beside its ONNX export")
+    peers = {"ort": lambda image: session.run(None, {"image": image.transpose(0, 3, 1, 2)})}
+    return _time_sizes(result, net, peers, sizes, warmup, repeats, log)
+
+
 def compare_imported(
     model: str | Path,
     onnx_source: str | Path,
@@ -63,19 +119,16 @@ def compare_imported(
     original .onnx file, or for the arbitrary pair the folder (or wheel) holding both files. Ratios are MLX time /
     onnxruntime time (below 1: MLX is faster).
     """
-    try:
-        import onnx  # noqa: F401  (only whether it is installed)
-        import onnxruntime as ort
-    except ImportError:
-        raise MlxStyleError("timing against onnxruntime needs onnx and onnxruntime: pip install -e '.[dev]'") from None
+    ort, providers = _ort()
     from mlx_style.infer.stylize import load_network
     from mlx_style.io.magenta import MULTISTYLE_FILE, PREDICT_FILE, TRANSFORM_FILE, read_onnx
     from mlx_style.io.onnx_graph import float_graph
+    from mlx_style.io.registry import resolve_model
     from mlx_style.io.weights import read_metadata
     from mlx_style.nn.conv import tune_convs
 
+    model = resolve_model(model)  # a file, or a name: magenta26, magenta_arbitrary
     kind = read_metadata(model).get("kind")
-    providers = [p for p in ("CUDAExecutionProvider", "CPUExecutionProvider") if p in ort.get_available_providers()]
     result = {
         "mlx_version": mx.__version__,
         "device": str(mx.default_device()),
@@ -134,20 +187,4 @@ def compare_imported(
         )
     else:
         raise MlxStyleError(f"{model} is not an imported Magenta network (kind {kind!r})")
-    log(f"{'size':>10} {'MLX ms':>8} " + " ".join(f"{k + ' ms':>12}" for k in peers) + "   MLX/" + " MLX/".join(peers))
-    for H, W in sizes:
-        image = rng.uniform(0, 255, (1, H, W, 3)).astype(np.float32)
-        x = mx.array(image)
-        tune_convs(forward, x)  # as `mlx-style bench --tune`: each convolution's strategy timed once, cached
-        row = {"width": W, "height": H, "mlx_ms": 1e3 * median_seconds(lambda: mx.eval(forward(x)), warmup, repeats)}
-        for name, run in peers.items():
-            row[f"{name}_ms"] = 1e3 * median_seconds(lambda: run(image), warmup, repeats)
-            row[f"mlx_over_{name}"] = row["mlx_ms"] / row[f"{name}_ms"]
-        result["rows"].append(row)
-        log(
-            f"{f'{W}x{H}':>10} {row['mlx_ms']:8.1f} "
-            + " ".join(f"{row[k + '_ms']:12.1f}" for k in peers)
-            + "   "
-            + " ".join(f"{row['mlx_over_' + k]:.2f}×" for k in peers)
-        )
-    return result
+    return _time_sizes(result, forward, peers, sizes, warmup, repeats, log)

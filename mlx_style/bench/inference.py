@@ -58,7 +58,7 @@ class BenchConfig:
     train_steps: int | None = None  # timed steps after one warm-up step; default 5 (quick: 2)
     json: str | None = None  # write the results here
     tune: bool = False  # autotune conv strategies per layer shape before timing (cached on disk)
-    onnx: str | None = None  # an imported network's original graph: time it in onnxruntime beside MLX instead
+    onnx: str | None = None  # an imported network's original graph, or EXPORT: time it in onnxruntime beside MLX
     style_image: str | None = None  # the arbitrary-style network's style for --onnx (default: a random picture)
 
 
@@ -239,6 +239,8 @@ def format_row(row: dict) -> str:
     return text
 
 
+EXPORT = "export"  # --onnx: the --model network itself, exported to ONNX on the fly
+
 HEADER = f"{'size':>11} {'dtype':<9} {'compiled':<8} {'p50 ms':>9} {'p95 ms':>9} {'FPS':>7} {'first ms':>9}"
 TORCH_HEADER = f" {'torch p50':>10} {'MLX/torch':>9}"
 
@@ -250,13 +252,20 @@ def run(config: BenchConfig, log=print) -> dict:
     if config.warmup < 0 or config.repeats < 1:
         raise BenchError("--warmup must be ≥ 0 and --repeats ≥ 1")
     if config.onnx:
-        from mlx_style.bench.imported import compare_imported
+        from mlx_style.bench.imported import compare_exported, compare_imported
 
-        if not config.model:
-            raise BenchError("--onnx compares an imported network: give it with --model (convert-magenta writes it)")
-        results = compare_imported(
-            config.model, config.onnx, sizes, config.warmup, config.repeats, style_image=config.style_image, log=log
-        )
+        if config.onnx == EXPORT:
+            net, label = load_model(config.model)
+            results = compare_exported(net, label, sizes, config.warmup, config.repeats, log=log)
+        elif not config.model:
+            raise BenchError(
+                "--onnx FILE compares an imported network: give it with --model (bare --onnx exports --model, "
+                "or the report's network)"
+            )
+        else:
+            results = compare_imported(
+                config.model, config.onnx, sizes, config.warmup, config.repeats, style_image=config.style_image, log=log
+            )
         if config.json:
             Path(config.json).write_text(json.dumps(results, indent=1))
         return results

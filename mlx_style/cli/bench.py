@@ -36,9 +36,12 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--train-steps", type=int, help="timed training steps (default 5; --quick: 2)")
     p.add_argument(
         "--onnx",
-        metavar="FILE|DIR",
-        help="with an imported --model: time its original graph in onnxruntime beside MLX instead "
-        "(the arbitrary pair: the folder holding both files)",
+        metavar="FILE|DIR|export",
+        nargs="?",
+        const="export",
+        help="time a graph in onnxruntime beside MLX instead: an imported --model's original graph (the "
+        "arbitrary pair: the folder holding both files), or bare (or 'export') the --model network (default: "
+        "the report's) exported to ONNX on the fly",
     )
     p.add_argument("--style-image", help="with --onnx and the arbitrary pair: the style (default: a random picture)")
     p.add_argument("--json", help="write the results to this JSON file")

@@ -246,6 +246,15 @@ def depthwise_conv(x: mx.array, weight: mx.array, stride: int = 1, native: bool 
     native = native_depthwise() if native is None else native
     if native:
         return mx.conv2d(x, weight, stride=stride, groups=C)
+    return _depthwise_slices(x, weight, stride)
+
+
+@mx.compile
+def _depthwise_slices(x: mx.array, weight: mx.array, stride: int) -> mx.array:
+    """The sum of ``k²`` strided, scaled slices, compiled into one pass (eagerly it is one pass per product and
+    per sum; docs/notes/performance_details.md)."""
+    _, H, W, _ = x.shape
+    k = weight.shape[1]
     Ho, Wo = (H - k) // stride + 1, (W - k) // stride + 1
     out = None
     for i in range(k):

@@ -70,12 +70,16 @@ def training_command(config: dict) -> str:
     for key in ("content_weight", "style_weight", "tv_weight"):
         if config.get(key) is not None:
             flags.append(f"--{key.replace('_', '-')} {config[key]}")
+    if config.get("style_scales"):
+        flags.append("--style-scale " + " ".join(f"{x:g}" for x in config["style_scales"]))
     if config.get("init_from"):
         flags.append(f"--from {Path(config['init_from']).stem}")
     return "mlx-style train " + " ".join(flags) + " --vgg weights/vgg16.safetensors (Caffe VGG16)"
 
 
-def build(network: Path, styles: Path, out: Path) -> list[Path]:
+def build(network: Path, styles: Path, out: Path, recipe: str = "") -> list[Path]:
+    """Write the float16 network and its paintings; ``recipe``: the run's stages, when it was trained in several
+    (each resumed with new settings), recorded as ``training_recipe`` beside the last stage's command."""
     arrays, meta = read_network(network)
     records = json.loads(meta.get("styles", "[]"))
     if len(records) < 2:
@@ -104,6 +108,8 @@ def build(network: Path, styles: Path, out: Path) -> list[Path]:
         "licence": "MIT (mlx_style); trained with the ImageNet VGG16 (CC BY 4.0) on research photos",
         "training_command": training_command(config),
     }
+    if recipe:
+        meta["training_recipe"] = recipe
     half = {k: v.astype(mx.float16) for k, v in arrays.items()}
     out.parent.mkdir(parents=True, exist_ok=True)
     written = [save_weights(out, half, meta)]
@@ -131,8 +137,10 @@ def main(argv: list[str] | None = None) -> int:
         default=REPO.parent / "shared" / "data" / "styles",
         help="folder of the original style pictures",
     )
+    p.add_argument("--recipe", type=Path, help="a text file describing the run's stages (stored in the metadata)")
     args = p.parse_args(argv)
-    for path in build(args.network, args.styles, args.out):
+    recipe = args.recipe.read_text(encoding="utf-8").strip() if args.recipe else ""
+    for path in build(args.network, args.styles, args.out, recipe):
         print(f"wrote {path} ({path.stat().st_size / 1e6:.1f} MB)")
     return 0
 

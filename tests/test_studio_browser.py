@@ -29,7 +29,7 @@ pytestmark = pytest.mark.skipif(
 webdriver = pytest.importorskip("selenium.webdriver", reason="selenium is not installed: pip install -e '.[dev]'")
 pytest.importorskip("gradio", reason="Gradio is not installed: pip install -e '.[studio]'")
 
-from selenium.common.exceptions import StaleElementReferenceException, WebDriverException  # noqa: E402
+from selenium.common.exceptions import WebDriverException  # noqa: E402
 from selenium.webdriver.chrome.service import Service  # noqa: E402
 from selenium.webdriver.common.by import By  # noqa: E402
 from selenium.webdriver.common.keys import Keys  # noqa: E402
@@ -39,8 +39,7 @@ from mlx_style.api import load_style, stylize  # noqa: E402
 from mlx_style.studio.config import StudioConfig  # noqa: E402
 from test_studio import TRAIN_DEFAULTS, make_weights, photo  # noqa: E402
 from train_helpers import make_workspace  # noqa: E402
-
-TIMEOUT = 60.0
+from scripts.bench.studio_screenshots import start_webcam, wait_for  # noqa: E402
 
 
 @dataclass
@@ -116,19 +115,6 @@ def browser(served, tmp_path_factory):
     wait_for(lambda: driver.find_elements(By.ID, "stylise-go"), "the page to load")
     yield driver
     driver.quit()
-
-
-def wait_for(condition, what: str, timeout: float = TIMEOUT):
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        try:
-            value = condition()
-        except (StaleElementReferenceException, WebDriverException):
-            value = None
-        if value:
-            return value
-        time.sleep(0.2)
-    raise AssertionError(f"timed out after {timeout:.0f} s waiting for {what}")
 
 
 def open_tab(driver, name: str) -> None:
@@ -252,14 +238,7 @@ def test_live_webcam_frames_come_back_stylised(browser, served):
     driver = browser
     open_tab(driver, "Live")
     set_number(driver, "live-size", 64)
-    camera = driver.find_element(By.ID, "live-cam")
-    wait_for(
-        lambda: [b for b in camera.find_elements(By.CSS_SELECTOR, "button") if "Webcam" in b.text], "the webcam button"
-    )[0].click()
-    wait_for(
-        lambda: [b for b in camera.find_elements(By.CSS_SELECTOR, "button") if b.text.strip() == "Record"],
-        "the record button",
-    )[0].click()
+    camera = start_webcam(driver)
     stats = wait_for(
         lambda: [t for t in [driver.find_element(By.ID, "live-stats").text] if "fps" in t], "frames to come back"
     )[0]

@@ -17,10 +17,12 @@ from pathlib import Path
 
 import mlx_style  # noqa: F401  (fast BLAS before mlx.core)
 
-TIMEOUT = 120.0
+TIMEOUT = 60.0
 
 
 def wait_for(condition, what: str, timeout: float = TIMEOUT):
+    """``condition()``'s first truthy value, polled; ``TimeoutError`` naming ``what`` after ``timeout`` s (the studio's
+    browser tests use it too)."""
     from selenium.common.exceptions import StaleElementReferenceException, WebDriverException
 
     deadline = time.monotonic() + timeout
@@ -32,7 +34,21 @@ def wait_for(condition, what: str, timeout: float = TIMEOUT):
         if value:
             return value
         time.sleep(0.3)
-    raise SystemExit(f"timed out after {timeout:.0f} s waiting for {what}")
+    raise TimeoutError(f"timed out after {timeout:.0f} s waiting for {what}")
+
+
+def start_webcam(driver):
+    """In the Live tab: choose the webcam and press Record (the studio's browser tests use it too); the camera box."""
+    from selenium.webdriver.common.by import By
+
+    camera = driver.find_element(By.ID, "live-cam")
+
+    def button(match, what):
+        return wait_for(lambda: [b for b in camera.find_elements(By.CSS_SELECTOR, "button") if match(b.text)], what)[0]
+
+    button(lambda text: "Webcam" in text, "the webcam button").click()
+    button(lambda text: text.strip() == "Record", "the record button").click()
+    return camera
 
 
 def y4m_from_video(video: Path, out: Path, frames: int, side: int) -> Path:
@@ -126,14 +142,7 @@ def main(argv: list[str] | None = None) -> int:
             driver.save_screenshot(str(args.out / "studio_stylise.png"))
 
             tab("Live")
-            camera = driver.find_element(By.ID, "live-cam")
-            wait_for(
-                lambda: [b for b in camera.find_elements(By.CSS_SELECTOR, "button") if "Webcam" in b.text], "webcam"
-            )[0].click()
-            wait_for(
-                lambda: [b for b in camera.find_elements(By.CSS_SELECTOR, "button") if b.text.strip() == "Record"],
-                "the record button",
-            )[0].click()
+            start_webcam(driver)
             wait_for(lambda: "fps" in driver.find_element(By.ID, "live-stats").text, "frames to come back")
             wait_for(
                 lambda: studio.sessions and max(s.live.frames for s in studio.sessions.values()) >= 8, "eight frames"

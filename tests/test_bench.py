@@ -198,3 +198,21 @@ def test_bare_onnx_times_the_network_beside_its_own_export(tiny_model, tmp_path,
     got = session.run(None, {"image": image.transpose(0, 3, 1, 2)})[0].transpose(0, 2, 3, 1)
     np.testing.assert_allclose(got, np.clip(np.asarray(net(mx.array(image))), 0, 255), atol=1e-2)
     assert compare_exported(net, "tiny", [(16, 16)], 0, 1, log=lambda *_: None)["rows"][0]["mlx_ms"] > 0
+
+
+def test_bare_onnx_takes_a_multistyle_network_and_refuses_the_arbitrary_one(tmp_path, capsys):
+    """A style of a Johnson network of several styles is exported with its blend in the norms (as `export`), so
+    the graph needs no style input; the any-picture network has no export and says where its graphs are."""
+    pytest.importorskip("onnxruntime", reason="the comparison runs the export in onnxruntime")
+    mx.random.seed(1)
+    net = TransformerNet(TransformerConfig(width=4, num_residual=1, styles=2))
+    net.eval()
+    path = save_transformer(tmp_path / "two.safetensors", net)
+    out = tmp_path / "bench.json"
+    args = ["--model", str(path), "--onnx", "--sizes", "24x16", "--warmup", "0", "--repeats", "1"]
+    assert bench_cli.main([*args, "--json", str(out)]) == 0
+    row = json.loads(out.read_text())["rows"][0]
+    assert (row["width"], row["height"]) == (24, 16) and row["ort_ms"] > 0
+    assert bench_cli.main(["--model", "magenta_arbitrary", "--onnx", "--sizes", "24x16"]) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and "no ONNX export of its own" in err[0]

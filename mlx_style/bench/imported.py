@@ -87,7 +87,12 @@ def compare_exported(net, label: str, sizes, warmup: int = 2, repeats: int = 5, 
     ort, providers = _ort()
     from mlx_style.io.onnx_export import build_onnx
 
-    session = _session(build_onnx(net).SerializeToString(), threads, providers)
+    net = net.baked() if hasattr(net, "baked") else net  # as `export` writes it: a Johnson blend in its norms
+    graph = build_onnx(net)
+    session = _session(graph.SerializeToString(), threads, providers)
+    extra = {}
+    if any(i.name == "style_weights" for i in graph.graph.input):  # Magenta's 26 styles: the blend is an input
+        extra["style_weights"] = np.asarray(net.style_weights, np.float32)
     result = {
         "mlx_version": mx.__version__,
         "device": str(mx.default_device()),
@@ -99,7 +104,7 @@ def compare_exported(net, label: str, sizes, warmup: int = 2, repeats: int = 5, 
     }
     log(f"MLX {mx.__version__} on {mx.default_device()}; onnxruntime {ort.__version__} ({providers[0]})")
     log(f"{label}: MLX beside its ONNX export")
-    peers = {"ort": lambda image: session.run(None, {"image": image.transpose(0, 3, 1, 2)})}
+    peers = {"ort": lambda image: session.run(None, {"image": image.transpose(0, 3, 1, 2), **extra})}
     return _time_sizes(result, net, peers, sizes, warmup, repeats, log)
 
 

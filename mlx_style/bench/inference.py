@@ -158,6 +158,17 @@ def summarise(times_s: list[float]) -> dict[str, float]:
 # MLX timing
 
 
+def model_kind(name: str) -> str | None:
+    """The ``kind`` a model's weight file records (None when it cannot be read: loading then says why)."""
+    from mlx_style.io.registry import resolve_model
+    from mlx_style.io.weights import read_metadata
+
+    try:
+        return read_metadata(resolve_model(name)).get("kind")
+    except (WeightFileError, OSError, ValueError):
+        return None
+
+
 def load_model(path: str | None) -> tuple[TransformerNet, str]:
     """The network to time and a label for it."""
     if path is None:
@@ -255,6 +266,11 @@ def run(config: BenchConfig, log=print) -> dict:
         from mlx_style.bench.imported import compare_exported, compare_imported
 
         if config.onnx == EXPORT:
+            if config.model and model_kind(config.model) == "arbitrary":
+                raise BenchError(
+                    "the any-picture network has no ONNX export of its own: give --onnx DIR, the folder of the "
+                    "original graphs it was converted from"
+                )
             net, label = load_model(config.model)
             results = compare_exported(net, label, sizes, config.warmup, config.repeats, log=log)
         elif not config.model:

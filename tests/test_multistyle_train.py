@@ -394,3 +394,32 @@ def test_resuming_a_fine_tune_whose_from_network_is_gone_says_how(ws, tmp_path):
         )
     done = train(tiny_config(ws, tmp_path / "tuned", iters=3, resume="latest"), stream=io.StringIO())
     assert done.status == "done" and done.step == 3
+
+
+def test_a_resume_must_keep_the_style_scales_and_older_checkpoints_still_resume():
+    """A checkpoint written before --style-scale existed records no scales: it resumes with none given. Changed
+    scales are refused unless --allow-change."""
+    from dataclasses import asdict, replace
+    from pathlib import Path
+
+    from mlx_style.training import checkpoint as ckpt
+    from mlx_style.training.johnson import check_resumable
+
+    config = TransformerConfig(width=4, num_residual=1, styles=2)
+
+    def found(loss: LossConfig, drop_scales: bool = False):
+        record = asdict(loss)
+        if drop_scales:
+            record.pop("style_scales")
+        meta = {"config": config.to_json(), "loss_config": json.dumps(record)}
+        return ckpt.Checkpoint(Path("step_00000010.safetensors"), 10, {}, {}, meta)
+
+    old = found(TINY_LOSS, drop_scales=True)
+    check_resumable(old, config, losses=TINY_LOSS)  # no scales then, none now: the same recipe
+    scaled = replace(TINY_LOSS, style_scales=(1.0, 0.5))
+    with pytest.raises(TrainingError, match=r"style_scales \[\] → \[1.0, 0.5\]"):
+        check_resumable(old, config, losses=scaled)
+    check_resumable(old, config, losses=scaled, allow_change=True)
+    check_resumable(found(scaled), config, losses=scaled)
+    with pytest.raises(TrainingError, match="other loss settings"):
+        check_resumable(found(scaled), config, losses=replace(TINY_LOSS, style_scales=(1.0, 0.7)))

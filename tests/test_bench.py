@@ -200,6 +200,7 @@ def test_bare_onnx_times_the_network_beside_its_own_export(tiny_model, tmp_path,
     assert compare_exported(net, "tiny", [(16, 16)], 0, 1, log=lambda *_: None)["rows"][0]["mlx_ms"] > 0
 
 
+@pytest.mark.builtin_styles  # the shipped any-picture network
 def test_bare_onnx_takes_a_multistyle_network_and_refuses_the_arbitrary_one(tmp_path, capsys):
     """A style of a Johnson network of several styles is exported with its blend in the norms (as `export`), so
     the graph needs no style input; the any-picture network has no export and says where its graphs are."""

@@ -249,10 +249,9 @@ def depthwise_conv(x: mx.array, weight: mx.array, stride: int = 1, native: bool 
     return _depthwise_slices(x, weight, stride)
 
 
-@mx.compile
-def _depthwise_slices(x: mx.array, weight: mx.array, stride: int) -> mx.array:
-    """The sum of ``k²`` strided, scaled slices, compiled into one pass (eagerly it is one pass per product and
-    per sum; docs/notes/performance_details.md)."""
+def strided_depthwise(x: mx.array, weight: mx.array, stride: int) -> mx.array:
+    """The depthwise convolution as the sum of ``k²`` strided, scaled slices. ``depthwise_conv`` runs it compiled
+    into one pass; eagerly it is one pass per product and per sum (``scripts/bench/bench_depthwise.py``)."""
     _, H, W, _ = x.shape
     k = weight.shape[1]
     Ho, Wo = (H - k) // stride + 1, (W - k) // stride + 1
@@ -265,6 +264,9 @@ def _depthwise_slices(x: mx.array, weight: mx.array, stride: int) -> mx.array:
             )
             out = term if out is None else out + term
     return out
+
+
+_depthwise_slices = mx.compile(strided_depthwise)
 
 
 def dilate(x: mx.array, stride: int) -> mx.array:

@@ -217,3 +217,32 @@ def test_bare_onnx_takes_a_multistyle_network_and_refuses_the_arbitrary_one(tmp_
     assert bench_cli.main(["--model", "magenta_arbitrary", "--onnx", "--sizes", "24x16"]) == 2
     err = capsys.readouterr().err.strip().splitlines()
     assert len(err) == 1 and "no ONNX export of its own" in err[0]
+
+
+def test_gemm_shape_is_the_unfolded_product():
+    from scripts.bench.imported_layers import gemm_shape
+
+    padded, weight = mx.zeros((1, 482, 642, 32)), mx.zeros((16, 3, 3, 32))
+    assert gemm_shape(padded, weight, 2) == (240 * 320, 9 * 32, 16)
+    assert gemm_shape(mx.zeros((1, 24, 32, 4)), mx.zeros((3, 9, 9, 4)), 1) == (16 * 24, 81 * 4, 3)
+
+
+@pytest.mark.builtin_styles
+def test_imported_layers_prints_every_layer_beside_onnxruntime(capsys):
+    """``scripts/bench/imported_layers.py``: a row per layer of the 26-style network with all seven times, and the
+    totals row the sum of the rows."""
+    pytest.importorskip("onnxruntime", reason="the script profiles the graph in onnxruntime")
+    from conftest import shared_data
+    from scripts.bench import imported_layers
+
+    onnx_file = shared_data("weights", "magenta_onnx", "multistyle26.onnx")
+    assert imported_layers.main(["--onnx", str(onnx_file), "--size", "64x48", "--repeats", "1"]) == 0
+    lines = [line for line in capsys.readouterr().out.splitlines() if line.startswith("| ")][1:]
+    rows = {line.split(" | ")[0][2:]: [float(v.strip("* |")) for v in line.split(" | ")[1:]] for line in lines}
+    layers = ["contract.0", "contract.1", "contract.2", *(f"res.{i}.{j}" for i in range(6) for j in (0, 1))]
+    layers += ["expand.0", "expand.1", "expand.2"]
+    for name in layers:  # times print to 0.1 ms: a tiny layer may show 0.0
+        assert len(rows[name]) == 7 and all(v >= 0 for v in rows[name]), name
+    assert all(v > 0 for v in rows["**total**"])
+    totals = np.sum([values for name, values in rows.items() if name != "**total**"], axis=0)
+    np.testing.assert_allclose(rows["**total**"], totals, atol=0.05 * len(rows))

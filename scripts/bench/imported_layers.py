@@ -3,9 +3,12 @@ own profile of the same graph, on one frame, in one run.
 
     python -m scripts.bench.imported_layers --onnx MAGENTA_ONNX/multistyle26.onnx --size 640x480
 
-Prints one row per layer: MLX convolution ms, MLX norm + ReLU ms, MLX padding ms, and onnxruntime's Conv ms and
+Prints one row per layer: MLX padding ms, MLX convolution ms, MLX norm + ReLU ms, and onnxruntime's Conv ms and
 its other nodes' ms for that layer (its Pad, the norm's Sub/Pow/ReduceMean/Div/Mul/Add and the Relu), then the
-totals (the two upsamplings and the sigmoid are left out on the MLX side). Medians of ``--repeats`` calls;
+totals (the two upsamplings and the sigmoid are left out on the MLX side). Two more columns time the layer's
+convolution as one bare GEMM of its unfolded input, ``(Ho·Wo, kH·kW·C_in) @ (kH·kW·C_in, C_out)`` with both
+operands ready, in MLX (its BLAS) and as an onnxruntime MatMul (MLAS): the work any GEMM-based convolution must
+do, so the floor for every strategy MLX's CPU backend allows except Winograd's. Medians of ``--repeats`` calls;
 onnxruntime runs with its default threads.
 """
 
@@ -42,6 +45,40 @@ def median_ms(fn, repeats: int) -> float:
     return 1e3 * float(np.median(times))
 
 
+def ort_matmul_ms(m: int, k: int, n: int, repeats: int) -> float:
+    """onnxruntime's time for one (m, k) @ (k, n) float32 MatMul, the weight a constant as in a graph."""
+    import onnxruntime as ort
+    from onnx import TensorProto, helper, numpy_helper
+
+    rng = np.random.default_rng(0)
+    weight = numpy_helper.from_array(rng.standard_normal((k, n)).astype(np.float32), "w")
+    graph = helper.make_graph(
+        [helper.make_node("MatMul", ["a", "w"], ["y"])],
+        "gemm",
+        [helper.make_tensor_value_info("a", TensorProto.FLOAT, [m, k])],
+        [helper.make_tensor_value_info("y", TensorProto.FLOAT, [m, n])],
+        [weight],
+    )
+    model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)])
+    session = ort.InferenceSession(model.SerializeToString(), providers=["CPUExecutionProvider"])
+    feed = {"a": rng.standard_normal((m, k)).astype(np.float32)}
+    for _ in range(2):
+        session.run(None, feed)
+    times = []
+    for _ in range(repeats):
+        start = time.perf_counter()
+        session.run(None, feed)
+        times.append(time.perf_counter() - start)
+    return 1e3 * float(np.median(times))
+
+
+def gemm_shape(padded: mx.array, weight: mx.array, stride: int) -> tuple[int, int, int]:
+    """(M, K, N) of the layer's convolution as one GEMM of its unfolded input."""
+    o, kh, kw, c = weight.shape
+    ho, wo = (padded.shape[1] - kh) // stride + 1, (padded.shape[2] - kw) // stride + 1
+    return ho * wo, kh * kw * c, o
+
+
 def norm_relu(layer, conv: mx.array, style: mx.array, act: bool) -> mx.array:
     y = layer.norm(conv, style)
     return relu(y) if act else y
@@ -72,6 +109,11 @@ def mlx_layers(width: int, height: int, repeats: int) -> dict[str, dict[str, flo
             "conv": median_ms(lambda: layer.conv(padded), repeats),
             "norm": median_ms(lambda: norm_relu(layer, conv, style, act), repeats),
         }
+        m, k, n = gemm_shape(padded, layer.conv.weight, layer.conv.stride)
+        a, w = mx.random.normal((m, k)), mx.random.normal((k, n))
+        mx.eval(a, w)
+        row["gemm"] = median_ms(lambda: a @ w, repeats)
+        row["ort_gemm"] = ort_matmul_ms(m, k, n, repeats)
         y = norm_relu(layer, conv, style, act)
         if name.startswith("res") and name.endswith(".1"):
             y = skip + y
@@ -118,13 +160,16 @@ def main(argv: list[str] | None = None) -> int:
     ours = mlx_layers(width, height, args.repeats)
     theirs = ort_layers(Path(args.onnx), width, height, args.repeats)
     print(f"26-style network at {width}×{height}, ms per frame (MLX {mx.__version__} on {mx.default_device()})")
-    print("| layer | MLX pad | MLX conv | MLX norm+ReLU | onnxruntime Conv | onnxruntime other nodes |")
-    print("|---|---|---|---|---|---|")
-    totals = np.zeros(5)
+    print(
+        "| layer | MLX pad | MLX conv | MLX norm+ReLU | onnxruntime Conv | onnxruntime other nodes "
+        "| bare GEMM, MLX | bare GEMM, onnxruntime |"
+    )
+    print("|---|---|---|---|---|---|---|---|")
+    totals = np.zeros(7)
     for name in [*ours, *(k for k in theirs if k not in ours)]:
         mine, peer = ours.get(name, {}), theirs.get(name, {})
         values = np.array([mine.get("pad", 0), mine.get("conv", 0), mine.get("norm", 0), peer.get("conv", 0)])
-        values = np.append(values, peer.get("other", 0))
+        values = np.append(values, [peer.get("other", 0), mine.get("gemm", 0), mine.get("ort_gemm", 0)])
         totals += values
         print(f"| {name} | " + " | ".join(f"{v:.1f}" for v in values) + " |")
     print("| **total** | " + " | ".join(f"**{v:.1f}**" for v in totals) + " |")

@@ -51,7 +51,7 @@ def load_style(
     ``style`` picks a multi-style network's style or blend (``7``, ``"3:0.5,12:0.5"``); ``style_image`` gives
     the arbitrary-style network its style: a picture (path, built-in style name or uint8 array), several, or
     ``{path: weight}``; ``style_strength`` below 1 mixes in each photo's own style. With a ``style_image`` and
-    no ``model``, the imported arbitrary-style network (``mlx-style convert-magenta``) is used.
+    no ``model``, the arbitrary-style network that ships with the package is used.
 
     Raises:
         WeightFileError: no such model, or a file that is not a usable style network (one-line reason).

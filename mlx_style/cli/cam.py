@@ -39,8 +39,8 @@ def build_parser() -> argparse.ArgumentParser:
         action="append",
         default=d.style_images,
         metavar="PICTURE|FOLDER",
-        help="any picture as a style (the arbitrary-style network: `mlx-style convert-magenta "
-        "--download` once); a folder is a playlist for n/p that picks up pictures added to it",
+        help="any picture as a style (Magenta's arbitrary-style network, shipped with the package); a folder is a "
+        "playlist for n/p that picks up pictures added to it",
     )
     p.add_argument(
         "--style-strength",

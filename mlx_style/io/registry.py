@@ -25,7 +25,7 @@ WEIGHTS_DIR = Path("weights")
 STYLE_KINDS = tuple(LOADERS)  # weight-file kinds that stylise (not VGG, not checkpoints)
 BUILTIN_DIR = Path(__file__).resolve().parents[1] / "styles"  # networks and pictures shipped with the package
 DEFAULT_STYLE = "wave"  # what `stylize` uses without --model
-ARBITRARY_MODEL = "magenta_arbitrary"  # what `--style-image` uses without --model (convert-magenta writes it)
+ARBITRARY_MODEL = "magenta_arbitrary"  # what `--style-image` uses without --model (shipped; or convert-magenta)
 NO_MODEL_HINT = (
     "train one with `mlx-style train --style STYLE.jpg --data DIR`, or import a pretrained one "
     "with `python scripts/convert_fst.py --download wave`"
@@ -124,7 +124,7 @@ def resolve_style(name: str | Path, weights_dir: str | Path = WEIGHTS_DIR) -> tu
 
 def default_model(weights_dir: str | Path = WEIGHTS_DIR, arbitrary: bool = False) -> Path:
     """The network ``stylize`` uses without ``--model``: the built-in default style, else the first available;
-    with ``arbitrary`` (a ``--style-image`` was given), the imported arbitrary-style network."""
+    with ``arbitrary`` (a ``--style-image`` was given), the arbitrary-style network (shipped, or imported)."""
     if arbitrary:
         try:
             return resolve_model(ARBITRARY_MODEL, weights_dir)

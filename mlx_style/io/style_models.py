@@ -27,7 +27,7 @@ from mlx_style.errors import UsageError
 
 DTYPES = {"float32": mx.float32, "float16": mx.float16, "bfloat16": mx.bfloat16}
 PICTURE_KINDS = ("arbitrary", "adain")  # kinds whose style is any picture, given when they run
-ARBITRARY_HINT = "mlx-style convert-magenta --download"
+ARBITRARY_HINT = "magenta_arbitrary, the one used when no model is named"  # ships with the package
 
 
 def _transformer(path: Path, dtype: str):

@@ -464,6 +464,12 @@ def test_the_training_view_sends_only_what_is_new(studio, tmp_path):
     assert studio.training_view("tab", "shown") is None  # nothing new
     Image.fromarray(np.zeros((8, 8, 3), np.uint8)).save(run / "samples" / "step_00000010.png")
     assert studio.training_view("tab", "shown")["samples"][0][1] == "step 10"
+    # A grid being written (atomic_write's hidden temporary, cut short) is not shown, and does not stop the view
+    (run / "samples" / ".step_00000020.partial-x1y2.png").write_bytes(b"\x89PNG\r\n\x1a\n")
+    assert [p.name for p in run_view(run, None).samples] == ["step_00000010.png"]
+    # A finished name that cannot be read (rewritten while read) is skipped for this poll, the rest still shown
+    (run / "samples" / "step_00000030.png").write_bytes(b"\x89PNG\r\n\x1a\n")
+    assert [caption for _, caption in studio.training_view("tab", "shown")["samples"]] == ["step 10"]
     assert studio.training_view("tab", "../..") is None and studio.training_view("tab", "none") is None
     with pytest.raises(StudioError, match="outside the folders"):
         studio.start_training("x", [], [str(photo(tmp_path / "uploads" / "s.png"))], "/etc", "quick preview")

@@ -15,6 +15,7 @@ from pathlib import Path
 
 import numpy as np
 
+from mlx_style.io.image import ImageError
 from mlx_style.io.registry import builtin_style_images
 from mlx_style.studio.catalogue import Catalogue, describe
 from mlx_style.studio.config import StudioConfig
@@ -234,7 +235,12 @@ class Studio:
             return None
         finished = view.state == "done" and session.run_state != "done"
         session.shown, session.run_state = view.signature, view.state
-        samples = [(load_sample(p), caption(p)) for p in view.samples[-6:]]
+        samples = []
+        for path in view.samples[-6:]:
+            try:
+                samples.append((load_sample(path), caption(path)))
+            except ImageError:  # replaced or removed while it was read: the next poll shows it
+                continue
         return {
             "status": view.status,
             "curve": np.asarray(plot_loss_curve(view.records)),

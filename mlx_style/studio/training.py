@@ -20,6 +20,7 @@ from collections import deque
 from dataclasses import dataclass, field, fields
 from pathlib import Path
 
+from mlx_style.io.weights import TEMP_MARK
 from mlx_style.studio.paths import StudioError, check_name
 from mlx_style.training.checkpoint import RunInUse, check_run_free, list_checkpoints
 from mlx_style.training.config import TrainConfig
@@ -347,13 +348,27 @@ class RunView:
     state: str  # running, stopping, done, stopped, failed, or idle (no process of this studio)
 
 
+def sample_files(folder: Path) -> list[tuple[int, Path]]:
+    """The finished sample grids in ``folder`` with their mtimes, oldest first. A grid still being written (its
+    atomic write's hidden temporary) is not one yet, and a file renamed away while listing is skipped."""
+    found = []
+    for path in folder.glob("*.png") if folder.is_dir() else ():
+        if path.name.startswith(".") or TEMP_MARK in path.name:
+            continue
+        try:
+            found.append((path.stat().st_mtime_ns, path.name, path))
+        except FileNotFoundError:
+            continue
+    return [(mtime, path) for mtime, _, path in sorted(found)]
+
+
 def run_view(run_dir: Path, job: TrainingJob | None) -> RunView:
     """The run in ``run_dir`` (with its process ``job`` if this studio started it)."""
     from mlx_style.training.progress import read_log
 
     records = read_log(run_dir / "log.jsonl")
-    folder = run_dir / "samples"
-    samples = sorted(folder.glob("*.png"), key=lambda p: (p.stat().st_mtime_ns, p.name)) if folder.is_dir() else []
+    listed = sample_files(run_dir / "samples")
+    samples = [path for _, path in listed]
     last = records[-1] if records else {}
     state = job.state if job is not None else "idle"
     step = last.get("step", 0)
@@ -377,6 +392,6 @@ def run_view(run_dir: Path, job: TrainingJob | None) -> RunView:
         len(records),
         step,
         tuple(p.name for p in samples),
-        samples[-1].stat().st_mtime_ns if samples else 0,
+        listed[-1][0] if listed else 0,
     )
     return RunView(" · ".join(parts), records, samples, signature, state)

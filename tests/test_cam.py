@@ -4,6 +4,7 @@ on a synthetic video, the windowed loop with OpenCV's window calls replaced, and
 from __future__ import annotations
 
 import os
+import shutil
 import signal
 import subprocess
 import sys
@@ -356,6 +357,7 @@ def test_use_compile_auto_follows_the_device():
 
 
 def test_model_list_skips_vgg_and_unreadable_files(weights_dir):
+    shutil.copy(weights_dir / "beta.safetensors", weights_dir / ".gamma.partial-x1y2.safetensors")  # being written
     assert [p.name for p in registry.list_style_models(weights_dir)] == ["alpha.safetensors", "beta.safetensors"]
     models, index = live.resolve_models(None, weights_dir)
     assert index == 0 and len(models) == 2

@@ -42,9 +42,12 @@ class ModelEntry:
 
 
 def list_style_models(folder: str | Path = WEIGHTS_DIR) -> list[Path]:
-    """The style networks among ``folder/*.safetensors``, sorted by name; VGG and unreadable files skipped."""
+    """The style networks among ``folder/*.safetensors``, sorted by name; VGG, unreadable and hidden files skipped
+    (a hidden one is a network still being written: ``io.weights.atomic_write``'s temporary)."""
     found = []
     for path in sorted(Path(folder).glob("*.safetensors")):
+        if path.name.startswith("."):
+            continue
         try:
             if read_metadata(path).get("kind") in STYLE_KINDS:
                 found.append(path)

@@ -328,6 +328,41 @@ def test_live_frames_are_smoothed_per_tab_and_dropped_while_busy(studio, tmp_pat
     assert plain.stats().startswith("0.0 fps")
 
 
+def test_live_automatic_size_is_measured_once_per_network(studio, tmp_path, monkeypatch):
+    from mlx_style.infer import stylizer
+    from mlx_style.studio import live
+
+    now, calls = [0.0], []
+
+    def fake_stylize(net, rgb, size=None, **kwargs):  # 1 µs a pixel: 80% of a 10 FPS frame fits 80,000 pixels
+        h, w = stylizer.processing_shape(*rgb.shape[:2], size) if size else rgb.shape[:2]
+        now[0] += h * w * 1e-6
+        calls.append(size)
+        return rgb
+
+    monkeypatch.setattr(live, "stylize_array", fake_stylize)
+    monkeypatch.setattr(stylizer, "cam_default_size", lambda: None)  # the CPU's rule wherever the test runs
+    session = LiveSession(clock=lambda: now[0])
+    frame = np.zeros((480, 640, 3), np.uint8)
+    session.frame(frame, None, ("a", 512), 512, smooth=False, auto_size=True)
+    assert session.auto_sizes == {("a", (480, 640), False): 320}  # 240 × 320 fits; 288 × 384 does not
+    assert calls[-1] == 320 and len(calls) > 3 and "size 320 (automatic)" in session.stats()
+    before = len(calls)
+    session.frame(frame, None, ("a", 512, "another strength"), 512, smooth=False, auto_size=True, network="a")
+    assert calls[before:] == [320]  # measured once per network: only the frame itself ran
+    session.frame(frame, None, ("b", 512), 512, smooth=False, auto_size=True)
+    assert len(calls) > before + 2 and set(session.auto_sizes) == {("a", (480, 640), False), ("b", (480, 640), False)}
+    session.frame(frame, None, ("b", 512), 512, smooth=False)  # automatic off: the slider's size
+    assert calls[-1] == 512 and "size 512 ·" in session.stats()
+    monkeypatch.setattr(stylizer, "cam_default_size", lambda: 448)  # a GPU: its fixed size, nothing measured
+    before = len(calls)
+    session.frame(frame, None, ("c", 512), 512, smooth=False, auto_size=True)
+    assert calls[before:] == [448]
+    monkeypatch.undo()
+    out, line = studio.live_frame("auto", frame, Choice("tiny_a"), Settings(size=32), auto_size=True)
+    assert out.shape == frame.shape and "(automatic)" in line
+
+
 # ---------------------------------------------------------------------------------------------------------------
 # Training
 

@@ -38,7 +38,6 @@ import cv2
 import mlx.core as mx
 import numpy as np
 
-from mlx_style.backend import cam_default_size
 from mlx_style.platform import window_close_detectable, window_flags
 from mlx_style.errors import MlxStyleError
 from mlx_style.infer.cam_config import CamConfig, CamError  # noqa: F401  (where callers find them)
@@ -56,7 +55,8 @@ from mlx_style.infer.stylizer import (
     TARGET_FPS,
     Stylizer,
     start_next,  # noqa: F401
-    calibrate_size,
+    calibrate_size,  # noqa: F401
+    live_size,
     processing_shape,
     stylise_frame,
     use_compile,
@@ -101,11 +101,9 @@ def choose_size(config: CamConfig, stylizer: Stylizer, info: SourceInfo, log=pri
     """``(processing size, how it was chosen)``: ``--size``, the GPU default, or measured on a CPU."""
     if config.size:
         return config.size, "--size"
-    if cam_default_size():
-        return cam_default_size(), "GPU default"
-    size, measured = calibrate_size(
-        stylizer, info.height or 480, info.width or 640, config.target_fps, smooth=config.smooth
-    )
+    size, measured = live_size(stylizer, info.height or 480, info.width or 640, config.target_fps, config.smooth)
+    if not measured:
+        return size, "GPU default"
     timings = ", ".join(f"{s}: {1000 * t:.0f} ms" for s, t in measured.items())
     fits = measured[size] <= FRAME_SHARE / config.target_fps
     why = (

@@ -11,7 +11,7 @@ import cv2
 import mlx.core as mx
 import numpy as np
 
-from mlx_style.backend import compile_inference
+from mlx_style.backend import cam_default_size, compile_inference
 from mlx_style.infer.cam_controls import SIZE_STEPS, CamState
 from mlx_style.infer.overlay import compose_view
 from mlx_style.infer.color import keep_colors
@@ -180,6 +180,16 @@ def calibrate_size(
             break
         chosen = size
     return chosen, measured
+
+
+def live_size(
+    stylizer, height: int, width: int, target_fps: float = TARGET_FPS, smooth: float = 0.0, clock=time.perf_counter
+) -> tuple[int, dict[int, float]]:
+    """The processing size a live stream runs at without a size given (the cam, the studio's Live tab): the GPU
+    default (``backend.cam_default_size``, nothing measured), else ``calibrate_size`` on this CPU."""
+    if cam_default_size():
+        return cam_default_size(), {}
+    return calibrate_size(stylizer, height, width, target_fps, smooth=smooth, clock=clock)
 
 
 def use_compile(choice: str, device: mx.Device | None = None) -> bool:

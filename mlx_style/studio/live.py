@@ -10,11 +10,13 @@ from __future__ import annotations
 
 import time
 from collections import deque
+from collections.abc import Hashable
 
 import numpy as np
 
 from mlx_style.infer.smoothing import DEFAULT_WEIGHT, TemporalSmoother
 from mlx_style.infer.stylize import stylize_array
+from mlx_style.infer.stylizer import live_size
 from mlx_style.nn.style import FrameFunction
 from mlx_style.studio.engine import compute
 
@@ -32,6 +34,9 @@ class LiveSession:
         self.finished: deque[float] = deque(maxlen=WINDOW)
         self.latencies: deque[float] = deque(maxlen=WINDOW)
         self.frames = self.dropped = 0
+        self.auto_sizes: dict[tuple, int] = {}  # (network key, frame shape, smoothing) → the size measured for it
+        self.size: int | None = None  # the processing size of the last frame
+        self.auto = False  # whether it was chosen automatically
 
     def frame(
         self,
@@ -42,16 +47,24 @@ class LiveSession:
         keep_colours: bool = False,
         strength: float = 1.0,
         smooth: bool = True,
+        auto_size: bool = False,
+        network: Hashable = None,
     ) -> np.ndarray | None:
         """The stylised frame, or None when the network was busy and this frame is dropped.
 
         ``key`` names the style and settings (a change restarts the smoothing: no blend across two styles).
+        ``auto_size`` ignores ``size`` for the one the cam would pick: the GPU default, or measured on this CPU for
+        about 10 FPS (``infer.stylizer.live_size``) once per ``network`` (default: ``key[0]``), frame shape and
+        smoothing, while the frames that arrive meanwhile are dropped.
         """
         rgb = np.ascontiguousarray(rgb, dtype=np.uint8)
         if not compute.acquire(blocking=False):
             self.dropped += 1
             return None
         try:
+            if auto_size:
+                size = self.measured_size(net, key[0] if network is None else network, rgb.shape[:2], smooth)
+            self.size, self.auto = size, auto_size
             start = self.clock()
             out = stylize_array(net, rgb, size=size, preserve_color=keep_colours, strength=strength)
         finally:
@@ -68,6 +81,18 @@ class LiveSession:
         self.last = out
         return out
 
+    def measured_size(self, net: FrameFunction, network: object, shape: tuple[int, int], smooth: bool) -> int:
+        """The automatic processing size for ``network`` on frames of ``shape`` (measured once, then kept)."""
+        cache_key = (network, shape, smooth)
+        if cache_key not in self.auto_sizes:
+            self.auto_sizes[cache_key], _ = live_size(
+                lambda image: stylize_array(net, image),
+                *shape,
+                smooth=DEFAULT_WEIGHT if smooth else 0.0,
+                clock=self.clock,
+            )
+        return self.auto_sizes[cache_key]
+
     def fps(self) -> float:
         if len(self.finished) < 2:
             return 0.0
@@ -81,7 +106,8 @@ class LiveSession:
         """One line for the page: frames per second, the network's time per frame, frames dropped."""
         if not self.frames:
             return "waiting for the camera…"
+        size = f"size {self.size or 'full'}" + (" (automatic)" if self.auto else "")
         return (
-            f"{self.fps():.1f} fps · {self.latency_ms():.0f} ms a frame · {self.frames} shown, "
+            f"{self.fps():.1f} fps · {self.latency_ms():.0f} ms a frame · {size} · {self.frames} shown, "
             f"{self.dropped} dropped while busy"
         )

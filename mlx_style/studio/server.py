@@ -167,17 +167,32 @@ class Studio:
     # -- Live ----------------------------------------------------------------------------------------------------
 
     def live_frame(
-        self, session_id: str, frame: np.ndarray | None, choice: Choice, settings: Settings, smooth: bool = True
+        self,
+        session_id: str,
+        frame: np.ndarray | None,
+        choice: Choice,
+        settings: Settings,
+        smooth: bool = True,
+        auto_size: bool = False,
     ) -> tuple[np.ndarray | None, str]:
-        """One webcam frame stylised, or None when it is dropped (the network was busy); and the stats line."""
+        """One webcam frame stylised, or None when it is dropped (the network was busy); and the stats line.
+        ``auto_size``: the size the cam would pick (``LiveSession.frame``) instead of ``settings.size``."""
         session = self.session(session_id)
         settings.config()  # a size or strength out of range: refused, as for a photo
         if frame is None:
             return None, session.live.stats()
         net = self.network(session, choice)
-        key = (choice, settings.size, settings.keep_colours, settings.strength)
+        key = (choice, None if auto_size else settings.size, settings.keep_colours, settings.strength)
         out = session.live.frame(
-            np.asarray(frame), net, key, settings.size, settings.keep_colours, settings.strength, smooth
+            np.asarray(frame),
+            net,
+            key,
+            settings.size,
+            settings.keep_colours,
+            settings.strength,
+            smooth,
+            auto_size,
+            network=(choice.key, choice.blend_key),  # a blend's weight or a new picture costs the same time
         )
         return out, session.live.stats()
 

@@ -124,13 +124,18 @@ def live_tab(studio: Studio) -> Picker:
                 strength = gr.Slider(0, 1, value=1, step=0.05, label="Strength", elem_id="live-strength")
                 size = gr.Slider(value=320, label="Processing size", **SIZES, elem_id="live-size")
             with gr.Row():
+                auto = gr.Checkbox(
+                    value=True,
+                    label="Automatic size: as large as keeps about 10 FPS (measured once per style)",
+                    elem_id="live-auto-size",
+                )
                 keep = gr.Checkbox(label="Keep the colours", elem_id="live-keep")
                 smooth = gr.Checkbox(value=True, label="Temporal smoothing (steadier texture)", elem_id="live-smooth")
         with gr.Column(scale=3):
             out = gr.Image(label="Stylised", elem_id="live-out", height=520, format="png")
             stats = gr.Markdown("waiting for the camera…", elem_id="live-stats", elem_classes="status-line")
 
-    def frame(image, key, blend_with, blend, picture, strength, size, keep, smooth, request: gr.Request):
+    def frame(image, key, blend_with, blend, picture, strength, size, auto, keep, smooth, request: gr.Request):
         try:
             result, line = studio.live_frame(
                 request.session_hash,
@@ -138,6 +143,7 @@ def live_tab(studio: Studio) -> Picker:
                 choice_of(key, blend_with, blend, picture),
                 settings_of(size, keep, strength),
                 bool(smooth),
+                bool(auto),
             )
         except ERRORS as exc:
             raise page_error(exc) from None
@@ -148,7 +154,7 @@ def live_tab(studio: Studio) -> Picker:
     # after its first frame in Gradio 6.)
     camera.stream(
         frame,
-        [camera, *picker.inputs(), strength, size, keep, smooth],
+        [camera, *picker.inputs(), strength, size, auto, keep, smooth],
         [out, stats],
         stream_every=0.1,
         concurrency_limit=1,

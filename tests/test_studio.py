@@ -19,8 +19,10 @@ from mlx.utils import tree_flatten, tree_unflatten
 
 from mlx_style.api import load_style, stylize
 from mlx_style.errors import UsageError
+from mlx_style.infer.stylizer import processing_shape
 from mlx_style.io.models import save_transformer
 from mlx_style.nn.transformer import TransformerConfig, TransformerNet
+from mlx_style.pixels import resize
 from mlx_style.studio import engine
 from mlx_style.studio.catalogue import Catalogue
 from mlx_style.studio.config import StudioConfig, check_serving, is_loopback
@@ -324,7 +326,9 @@ def test_live_frames_are_smoothed_per_tab_and_dropped_while_busy(studio, tmp_pat
     plain = LiveSession()
     net = studio.networks.bind(studio.catalogue.get("tiny_a"))
     first = plain.frame(frame, net, ("a",), 32, smooth=False)
-    assert np.array_equal(first, stylize(net, frame, size=32))  # no smoothing: the network's frame
+    small = resize(frame, *processing_shape(*frame.shape[:2], 32))
+    assert np.array_equal(first, resize(stylize(net, small), *frame.shape[:2]))  # no smoothing: the network's frame
+    assert plain.last.shape == small.shape  # kept (and smoothed) at the processing size, as the cam does
     assert plain.stats().startswith("0.0 fps")
 
 
@@ -334,10 +338,10 @@ def test_live_automatic_size_is_measured_once_per_network(studio, tmp_path, monk
 
     now, calls = [0.0], []
 
-    def fake_stylize(net, rgb, size=None, **kwargs):  # 1 µs a pixel: 80% of a 10 FPS frame fits 80,000 pixels
-        h, w = stylizer.processing_shape(*rgb.shape[:2], size) if size else rgb.shape[:2]
-        now[0] += h * w * 1e-6
-        calls.append(size)
+    def fake_stylize(net, rgb, **kwargs):  # 1 µs a pixel: 80% of a 10 FPS frame fits 80,000 pixels
+        assert "size" not in kwargs  # the frame comes at its processing size
+        now[0] += rgb.shape[0] * rgb.shape[1] * 1e-6
+        calls.append(max(rgb.shape[:2]))
         return rgb
 
     monkeypatch.setattr(live, "stylize_array", fake_stylize)

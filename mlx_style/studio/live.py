@@ -16,7 +16,8 @@ import numpy as np
 
 from mlx_style.infer.smoothing import DEFAULT_WEIGHT, TemporalSmoother
 from mlx_style.infer.stylize import stylize_array
-from mlx_style.infer.stylizer import live_size
+from mlx_style.infer.stylizer import live_size, processing_shape
+from mlx_style.pixels import resize
 from mlx_style.nn.style import FrameFunction
 from mlx_style.studio.engine import compute
 
@@ -29,7 +30,7 @@ class LiveSession:
     def __init__(self, smooth_weight: float = DEFAULT_WEIGHT, clock=time.perf_counter):
         self.smoother = TemporalSmoother(smooth_weight)
         self.clock = clock
-        self.last: np.ndarray | None = None
+        self.last: np.ndarray | None = None  # the last stylised frame, at its processing size
         self.key: tuple | None = None  # what the last frame was stylised with: a change restarts the smoothing
         self.finished: deque[float] = deque(maxlen=WINDOW)
         self.latencies: deque[float] = deque(maxlen=WINDOW)
@@ -66,19 +67,22 @@ class LiveSession:
                 size = self.measured_size(net, key[0] if network is None else network, rgb.shape[:2], smooth)
             self.size, self.auto = size, auto_size
             start = self.clock()
-            out = stylize_array(net, rgb, size=size, preserve_color=keep_colours, strength=strength)
+            # At the processing size, as the cam does: the network, then the smoothing's optical flow
+            small = rgb if size is None else resize(rgb, *processing_shape(*rgb.shape[:2], size))
+            out = stylize_array(net, small, preserve_color=keep_colours, strength=strength)
         finally:
             compute.release()
         if key != self.key or not smooth or (self.last is not None and self.last.shape != out.shape):
             self.smoother.reset()
             self.key = key
         if smooth:  # BGR, as the cam hands frames over: the smoother's luma and flow were tuned on it
-            out = self.smoother(rgb[..., ::-1].copy(), out[..., ::-1].copy())[..., ::-1].copy()
+            out = self.smoother(small[..., ::-1].copy(), out[..., ::-1].copy())[..., ::-1].copy()
+        self.last = out
+        out = resize(out, *rgb.shape[:2])  # back to the camera's size
         now = self.clock()
         self.latencies.append(now - start)
         self.finished.append(now)
         self.frames += 1
-        self.last = out
         return out
 
     def measured_size(self, net: FrameFunction, network: object, shape: tuple[int, int], smooth: bool) -> int:

@@ -176,7 +176,7 @@ def train_tab(studio: Studio) -> TrainParts:
         with gr.Column(scale=2):
             paintings = gr.CheckboxGroup(builtin, label="Paintings that ship with mlx_style", elem_id="train-builtin")
             uploads = gr.File(
-                label="…or your own paintings (several: one network holds them all)",
+                label="…or upload your own (several: one network)",
                 file_count="multiple",
                 file_types=["image"],
                 elem_id="train-paintings",

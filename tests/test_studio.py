@@ -338,9 +338,9 @@ def test_live_automatic_size_is_measured_once_per_network(studio, tmp_path, monk
 
     now, calls = [0.0], []
 
-    def fake_stylize(net, rgb, **kwargs):  # 1 µs a pixel: 80% of a 10 FPS frame fits 80,000 pixels
+    def fake_stylize(net, rgb, **kwargs):  # 2 µs a pixel: 80% of a 5 FPS frame fits 80,000 pixels
         assert "size" not in kwargs  # the frame comes at its processing size
-        now[0] += rgb.shape[0] * rgb.shape[1] * 1e-6
+        now[0] += rgb.shape[0] * rgb.shape[1] * 2e-6
         calls.append(max(rgb.shape[:2]))
         return rgb
 

@@ -22,6 +22,9 @@ from mlx_style.nn.style import FrameFunction
 from mlx_style.studio.engine import compute
 
 WINDOW = 30  # frames the FPS and latency are averaged over
+# What the automatic size aims for. Lower than the cam's 10: each frame's round trip through the browser (capture,
+# encoding, the page drawing it) already holds the stream near 6-7 FPS on a 2-core CPU whatever the network costs.
+TARGET_FPS = 5.0
 
 
 class LiveSession:
@@ -54,8 +57,8 @@ class LiveSession:
         """The stylised frame, or None when the network was busy and this frame is dropped.
 
         ``key`` names the style and settings (a change restarts the smoothing: no blend across two styles).
-        ``auto_size`` ignores ``size`` for the one the cam would pick: the GPU default, or measured on this CPU for
-        about 10 FPS (``infer.stylizer.live_size``) once per ``network`` (default: ``key[0]``), frame shape and
+        ``auto_size`` ignores ``size`` for the cam's rule: the GPU default, or measured on this CPU for
+        ``TARGET_FPS`` (``infer.stylizer.live_size``) once per ``network`` (default: ``key[0]``), frame shape and
         smoothing, while the frames that arrive meanwhile are dropped.
         """
         rgb = np.ascontiguousarray(rgb, dtype=np.uint8)
@@ -92,6 +95,7 @@ class LiveSession:
             self.auto_sizes[cache_key], _ = live_size(
                 lambda image: stylize_array(net, image),
                 *shape,
+                TARGET_FPS,
                 smooth=DEFAULT_WEIGHT if smooth else 0.0,
                 clock=self.clock,
             )

@@ -126,7 +126,7 @@ def live_tab(studio: Studio) -> Picker:
             with gr.Row():
                 auto = gr.Checkbox(
                     value=True,
-                    label="Automatic size: as large as keeps about 10 FPS (measured once per style)",
+                    label="Automatic size: as large as keeps about 5 FPS (measured once per style)",
                     elem_id="live-auto-size",
                 )
                 keep = gr.Checkbox(label="Keep the colours", elem_id="live-keep")

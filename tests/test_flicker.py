@@ -205,3 +205,25 @@ def test_videos_of_other_sizes_or_lengths_are_said_and_measured_in_bounded_memor
     assert capsys.readouterr().err.count("note: ") == 2
     frames = flicker.iter_video(original)
     assert next(frames).shape == (64, 96, 3)  # one frame at a time, not a list of them all
+
+
+@pytest.mark.builtin_styles
+def test_flicker_table_runs_a_builtin_style_with_its_losses(tmp_path, capsys):
+    """``scripts/bench/flicker_table.py`` on the built-in wave (one style of the built-ins' network): a plain and a
+    smoothed row per clip, the same floor in both, and the frames' losses measured."""
+    import json
+
+    from conftest import shared_data
+    from mlx_style.io.vgg_weights import SHIPPED_VGG
+    from scripts.bench import flicker_table
+
+    clip = shared_data("video", "fox.mp4")
+    out = tmp_path / "table.json"
+    argv = ["--model", "wave", "--clips", str(clip), "--size", "64", "--frames", "4", "--vgg", str(SHIPPED_VGG)]
+    assert flicker_table.main([*argv, "--json", str(out)]) == 0
+    rows = json.loads(out.read_text())["rows"]
+    assert [r["setting"] for r in rows] == ["plain", "--smooth 0.5"] and all(r["frames"] == 4 for r in rows)
+    assert rows[0]["floor_warping_error"] == rows[1]["floor_warping_error"]
+    assert all(r["style_loss"] > 0 and r["content_loss"] > 0 for r in rows)
+    assert rows[0]["warping_error"] != rows[1]["warping_error"]  # the smoothing changed the frames
+    assert capsys.readouterr().out.count("| fox.mp4 |") == 2

@@ -28,8 +28,7 @@ from mlx_style.infer.files import StylizeConfig, VIDEO_EXTENSIONS, Job, stylize_
 from mlx_style.infer.flicker import read_video, stability
 from mlx_style.infer.stylize import load_network
 from mlx_style.io.image import load_image, resize_max_side, to_batch
-from mlx_style.io.registry import resolve_model, resolve_style_image
-from mlx_style.io.weights import read_metadata
+from mlx_style.io.registry import resolve_style_image
 
 
 def frame_losses(vgg, losses, grams, original, stylised, every: int = 10, size: int = 256) -> tuple[float, float]:
@@ -72,14 +71,14 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--json", default=None)
     args = p.parse_args(argv)
     keep_freed_memory()  # as the stylize and cam commands do: the frame times are theirs
-    net, _ = load_network(args.model)
+    net, meta = load_network(args.model)  # a built-in name binds its style of the built-ins' network
     loss_parts = None
     if args.vgg:
         from mlx_style.nn.losses import LossConfig, style_targets
         from mlx_style.io.vgg_weights import load_vgg
 
-        meta = read_metadata(resolve_model(args.model))
         cfg = json.loads(meta["loss_config"])
+        cfg.pop("style_scales", None)  # the per-style training weights: this measures one style
         losses = LossConfig(
             **{
                 **cfg,

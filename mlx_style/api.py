@@ -94,10 +94,9 @@ def export(
         check_package_target(path)
     if isinstance(model, (str, Path)):
         from mlx_style.io.onnx_export import ExportError
-        from mlx_style.io.registry import resolve_style
-        from mlx_style.io.style_models import PICTURE_KINDS, model_kind
+        from mlx_style.io.registry import takes_picture
 
-        if model_kind(resolve_style(model)[0]) in PICTURE_KINDS:
+        if takes_picture(model):
             raise ExportError(
                 f"{model} takes any picture as its style, given when it runs: only networks of fixed "
                 "styles export (the built-ins, magenta26, your trained ones)"

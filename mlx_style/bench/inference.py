@@ -158,17 +158,6 @@ def summarise(times_s: list[float]) -> dict[str, float]:
 # MLX timing
 
 
-def model_kind(name: str) -> str | None:
-    """The ``kind`` a model's weight file records (None when it cannot be read: loading then says why)."""
-    from mlx_style.io.registry import resolve_model
-    from mlx_style.io.weights import read_metadata
-
-    try:
-        return read_metadata(resolve_model(name)).get("kind")
-    except (WeightFileError, OSError, ValueError):
-        return None
-
-
 def load_model(path: str | None) -> tuple[TransformerNet, str]:
     """The network to time and a label for it."""
     if path is None:
@@ -264,12 +253,13 @@ def run(config: BenchConfig, log=print) -> dict:
         raise BenchError("--warmup must be ≥ 0 and --repeats ≥ 1")
     if config.onnx:
         from mlx_style.bench.imported import compare_exported, compare_imported
+        from mlx_style.io.registry import takes_picture
 
         if config.onnx == EXPORT:
-            if config.model and model_kind(config.model) == "arbitrary":
+            if config.model and takes_picture(config.model):
                 raise BenchError(
-                    "the any-picture network has no ONNX export of its own: give --onnx DIR, the folder of the "
-                    "original graphs it was converted from"
+                    f"{config.model} takes any picture as its style and has no ONNX export of its own: for "
+                    "Magenta's, give --onnx DIR, the folder of the original graphs it was converted from"
                 )
             net, label = load_model(config.model)
             results = compare_exported(net, label, sizes, config.warmup, config.repeats, log=log)

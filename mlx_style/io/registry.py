@@ -18,7 +18,7 @@ from pathlib import Path
 
 from mlx_style.io.hub import HF_PREFIX, fetch_hub_model
 from mlx_style.io.image import ImageError
-from mlx_style.io.style_models import LOADERS
+from mlx_style.io.style_models import LOADERS, PICTURE_KINDS, model_kind
 from mlx_style.io.weights import WeightFileError, read_header, read_metadata
 
 WEIGHTS_DIR = Path("weights")
@@ -123,6 +123,12 @@ def resolve_style(name: str | Path, weights_dir: str | Path = WEIGHTS_DIR) -> tu
             if held is not None:
                 return held, str(name)
     return resolve_model(name, weights_dir), None
+
+
+def takes_picture(name: str | Path, weights_dir: str | Path = WEIGHTS_DIR) -> bool:
+    """Whether the network ``name`` means takes any picture as its style when it runs (arbitrary, AdaIN), so has
+    no export of its own. Raises ``WeightFileError`` for a name that means nothing."""
+    return model_kind(resolve_style(name, weights_dir)[0]) in PICTURE_KINDS
 
 
 def default_model(weights_dir: str | Path = WEIGHTS_DIR, arbitrary: bool = False) -> Path:

@@ -237,8 +237,7 @@ def test_stylise_a_video_with_progress(browser, served):
 def test_live_webcam_frames_come_back_stylised(browser, served):
     driver = browser
     open_tab(driver, "Live")
-    set_number(driver, "live-size", 64)
-    camera = start_webcam(driver)
+    camera = start_webcam(driver)  # the automatic size (the default): the slider's size is not used
     stats = wait_for(
         lambda: [t for t in [driver.find_element(By.ID, "live-stats").text] if "fps" in t], "frames to come back"
     )[0]

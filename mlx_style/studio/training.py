@@ -20,7 +20,6 @@ from collections import deque
 from dataclasses import dataclass, field, fields
 from pathlib import Path
 
-from mlx_style.io.weights import TEMP_MARK
 from mlx_style.studio.paths import StudioError, check_name
 from mlx_style.training.checkpoint import RunInUse, check_run_free, list_checkpoints
 from mlx_style.training.config import TrainConfig
@@ -349,11 +348,11 @@ class RunView:
 
 
 def sample_files(folder: Path) -> list[tuple[int, Path]]:
-    """The finished sample grids in ``folder`` with their mtimes, oldest first. A grid still being written (its
-    atomic write's hidden temporary) is not one yet, and a file renamed away while listing is skipped."""
+    """The finished sample grids in ``folder`` with their mtimes, oldest first. A hidden file is a grid still being
+    written (``io.weights.atomic_write``'s temporary), and a file renamed away while listing is skipped."""
     found = []
     for path in folder.glob("*.png") if folder.is_dir() else ():
-        if path.name.startswith(".") or TEMP_MARK in path.name:
+        if path.name.startswith("."):
             continue
         try:
             found.append((path.stat().st_mtime_ns, path.name, path))

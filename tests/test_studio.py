@@ -592,3 +592,17 @@ def test_the_shipped_built_ins_show_the_paintings_they_were_trained_on(tmp_path)
     entries = [e for e in Catalogue(tmp_path / "weights", tmp_path / "runs").entries() if e.network.stem == "builtin"]
     assert len(entries) == 6
     assert all(e.painting == registry.BUILTIN_DIR / f"{e.style}.jpg" for e in entries)
+
+
+@pytest.mark.builtin_styles
+def test_studio_live_script_times_the_automatic_size_beside_fixed_ones(capsys):
+    from conftest import shared_data
+    from mlx_style.infer.cam_controls import SIZE_STEPS
+    from scripts.bench import studio_live
+
+    clip = shared_data("video", "fox.mp4")
+    assert studio_live.main(["--clip", str(clip), "--camera", "64", "--sizes", "32", "--frames", "3"]) == 0
+    rows = [line.split(" | ") for line in capsys.readouterr().out.splitlines() if line.startswith("| ")][1:]
+    assert [r[0] for r in rows] == ["| automatic", "| fixed"] and rows[1][1] == "32"
+    assert int(rows[0][1]) in SIZE_STEPS  # measured: one of the cam's sizes
+    assert all(float(r[2]) > 0 and float(r[3]) > 0 for r in rows)

@@ -23,7 +23,7 @@ from mlx_style.studio.engine import compute
 
 WINDOW = 30  # frames the FPS and latency are averaged over
 # What the automatic size aims for. Lower than the cam's 10: each frame's round trip through the browser (capture,
-# encoding, the page drawing it) already holds the stream near 6-7 FPS on a 2-core CPU whatever the network costs.
+# encoding, the page drawing it) takes part of every frame's time on the same CPU, whatever the network costs.
 TARGET_FPS = 5.0
 
 

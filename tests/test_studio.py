@@ -606,3 +606,32 @@ def test_studio_live_script_times_the_automatic_size_beside_fixed_ones(capsys):
     assert [r[0] for r in rows] == ["| automatic", "| fixed"] and rows[1][1] == "32"
     assert int(rows[0][1]) in SIZE_STEPS  # measured: one of the cam's sizes
     assert all(float(r[2]) > 0 and float(r[3]) > 0 for r in rows)
+
+
+def test_style_licence_reads_one_style_of_several():
+    from mlx_style.io.style_models import style_licence
+
+    several = {"style_licence": json.dumps({"wave": "Hokusai, public domain", "udnie": "Picabia, public domain"})}
+    assert style_licence(several, "udnie") == "Picabia, public domain"
+    assert style_licence(several) == "wave: Hokusai, public domain; udnie: Picabia, public domain"
+    assert style_licence({"style_licence": "Van Gogh, public domain"}, "x") == "Van Gogh, public domain"
+    assert style_licence({}) == "" and style_licence({"style_licence": "{not json"}) == "{not json"
+
+
+@pytest.mark.builtin_styles
+def test_the_styles_tab_shows_the_licence_of_the_picked_builtin_style():
+    from mlx_style.io.registry import BUILTIN_DIR
+    from mlx_style.studio.catalogue import StyleEntry, describe
+
+    entry = StyleEntry(
+        "builtin/udnie",
+        "udnie",
+        BUILTIN_DIR / "builtin.safetensors",
+        "builtin",
+        "built-in",
+        "transformer",
+        style="udnie",
+        index=3,
+    )
+    shown = describe(entry)["style licence"]
+    assert shown.startswith("Picabia, Udnie") and "{" not in shown and "Hokusai" not in shown

@@ -17,7 +17,7 @@ from mlx_style.infer.stylize import load_network, stylize_array
 from mlx_style.io.download import DownloadError
 from mlx_style.io.hub import HUB_MODEL_FILE, TIMEOUT_ENV, hub_offline, hub_timeout, parse_hf_name
 from mlx_style.io.image import ImageError, load_image, resize_max_side
-from mlx_style.io.style_models import PICTURE_KINDS
+from mlx_style.io.style_models import PICTURE_KINDS, style_licence
 from mlx_style.io.weights import WeightFileError, read_metadata
 
 THUMBNAIL = 256
@@ -64,7 +64,7 @@ def model_card(repo: str, meta: dict[str, str], style_picture: str | None, sampl
         lines += [f"Not trained by mlx_style (source: {meta.get('source', 'unknown')}).", ""]
     lines += ["## Licence", "", licence]
     if meta.get("style_licence"):
-        lines += ["", f"Style picture: {meta['style_licence']}."]
+        lines += ["", f"Style picture: {style_licence(meta)}."]
     return "\n".join(lines) + "\n"
 
 

@@ -171,6 +171,21 @@ def model_kind(path: str | Path) -> str | None:
         return None
 
 
+def style_licence(meta: dict[str, str], style: str | None = None) -> str:
+    """The licence of the painting(s) a weight file records, as a line ("" when none). A network of several styles
+    records one per style as a JSON object: ``style`` picks one, else all are listed as ``name: licence``."""
+    text = meta.get("style_licence") or ""
+    try:
+        per_style = json.loads(text) if text.startswith("{") else None
+    except ValueError:
+        per_style = None
+    if not isinstance(per_style, dict):
+        return text
+    if style is not None and style in per_style:
+        return str(per_style[style])
+    return "; ".join(f"{name}: {licence}" for name, licence in per_style.items())
+
+
 def load_style_model(path: str | Path, dtype: str = "float32") -> StyleModel:
     """Load any style network file (a path; see ``io.registry.resolve_model`` for names) in ``dtype``.
 

@@ -18,7 +18,7 @@ from pathlib import Path
 from mlx_style.io.image import IMAGE_EXTENSIONS
 from mlx_style.io import registry
 from mlx_style.io.registry import DEFAULT_STYLE, available_models, network_styles
-from mlx_style.io.style_models import PICTURE_KINDS, model_kind
+from mlx_style.io.style_models import PICTURE_KINDS, model_kind, style_licence
 from mlx_style.io.weights import WeightFileError, file_sha256, read_metadata
 from mlx_style.studio.paths import StudioError
 
@@ -257,7 +257,7 @@ def describe(entry: StyleEntry) -> dict[str, str]:
         else ("any picture you give" if entry.takes_picture else "not known"),
         "source": meta.get("source") or meta.get("author") or ("mlx_style" if meta.get("train_config") else "?"),
         "licence": meta.get("licence") or meta.get("license") or "not recorded",
-        "style licence": meta.get("style_licence") or "not recorded",
+        "style licence": style_licence(meta, entry.style) or "not recorded",
         "trained": (f"{meta['steps']} steps" if meta.get("steps") else "") + (f"; {recipe}" if recipe else ""),
         "command": meta.get("training_command", ""),
     }
